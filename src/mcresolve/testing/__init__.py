@@ -1,0 +1,3 @@
+"""Test beds shipped with mcresolve: a Consul emulator and a real SeaweedFS storage cluster harness.
+
+Library users may use these in their own tests (``pip install mcresolve[storage]``)."""
