@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-#: One element of ``/v1/health/service/<name>``: ``{"Node": {...}, "Service": {...}, "Checks": [...]}``
-#: exactly as Consul 1.0.8 renders it (node-level checks first, then the service's own checks).
+#: One element of ``/v1/health/service/<name>``:
+#: ``{"Node": {...}, "Service": {...}, "Checks": [...]}`` exactly
+#: as Consul 1.0.8 renders it (node-level checks first, then the service's own checks).
 HealthEntry = dict[str, Any]
 
 
@@ -81,7 +82,8 @@ class DatacenterView(Protocol):
         ...
 
     def node(self, node: str) -> dict[str, Any] | None:
-        """The catalog node (``{"ID","Node","Address","Datacenter","TaggedAddresses","Meta",...}``)."""
+        """The catalog node
+        (``{"ID","Node","Address","Datacenter","TaggedAddresses","Meta",...}``)."""
         ...
 
     def sort_near(self, entries: Sequence[HealthEntry], near: str) -> list[HealthEntry]:
@@ -94,7 +96,8 @@ class DatacenterView(Protocol):
 
     def execute_prepared_query(self, name_or_id: str) -> dict[str, Any]:
         """Execute a prepared query defined in this datacenter; the response JSON of
-        ``/v1/query/<q>/execute`` (``Service``, ``Nodes``, ``DNS``, ``Datacenter``, ``Failovers``...).
+        ``/v1/query/<q>/execute`` (``Service``, ``Nodes``, ``DNS``, ``Datacenter``,
+        ``Failovers``...).
         Raises :class:`QueryNotFound`."""
         ...
 
