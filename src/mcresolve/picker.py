@@ -1,0 +1,218 @@
+"""Immutable pickers: choose the endpoint for one attempt.
+
+A picker is a value built once from a snapshot of endpoints whenever the set or an endpoint's
+usability changes (grpc-go ``balancer/base`` regenerates its picker the same way); :meth:`pick`
+takes no lock and costs O(1) on the normal path. Live load (in-flight counts, latency EWMA) is read
+through the :class:`~mcresolve.ewma.EndpointLoad` objects the pool owns, so load changes do not
+require a rebuild.
+
+Rules:
+
+* **Candidates.** ``usable`` endpoints (Consul-healthy and not ejected, as decided by the pool).
+  **Panic mode**: when fewer than ``panic_threshold`` of all endpoints are usable (Envoy's healthy
+  panic threshold, default 50 %), the picker picks among *all* given endpoints instead, because
+  spreading load over possibly-bad endpoints beats concentrating it on the few that are left (or on
+  none). ``panic_threshold=0`` disables panic mode.
+* **Exclusion.** ``pick(exclude=keys)`` never returns an excluded endpoint while a candidate
+  outside ``exclude`` exists (a retry goes to a *different* endpoint). When every candidate is
+  excluded it picks among all candidates (``fallback=True``, the default) or raises
+  :class:`NoEndpointAvailable` (``fallback=False``: the caller then knows every endpoint has been
+  tried and backs off).
+* **Strategies.** ``ROUND_ROBIN`` (rotation starting at a random offset so that many clients do
+  not march in step), ``RANDOM`` (uniform), ``P2C`` (default: two distinct random candidates, the
+  one with the lower :meth:`EndpointLoad.cost` wins; Mitzenmacher's power of two choices as used
+  by Finagle's and linkerd's P2C peak-EWMA balancers).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import random
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+
+from mcresolve.endpoint import Endpoint
+from mcresolve.ewma import EndpointLoad
+
+Key = tuple[str, int]
+
+DEFAULT_PANIC_THRESHOLD = 0.5
+"""Envoy's default healthy panic threshold (50 %)."""
+
+
+class PickStrategy(enum.Enum):
+    """How a picker chooses among its candidates."""
+
+    ROUND_ROBIN = "round_robin"
+    RANDOM = "random"
+    P2C = "p2c"
+
+
+class NoEndpointAvailable(LookupError):
+    """The picker has no endpoint to offer (empty, or everything excluded without fallback)."""
+
+
+class Picker:
+    """Base of all pickers: the candidate snapshot and the exclusion rule. Immutable."""
+
+    __slots__ = ("_keys", "endpoints", "panic", "rng", "total")
+
+    def __init__(
+        self, candidates: Sequence[Endpoint], *, panic: bool, total: int, rng: random.Random
+    ) -> None:
+        self.endpoints: tuple[Endpoint, ...] = tuple(candidates)
+        """The endpoints this picker chooses among, in the given order."""
+        self.panic = panic
+        """True when built in panic mode (candidates include unusable endpoints)."""
+        self.total = total
+        """How many endpoints the snapshot had in all (usable or not)."""
+        self.rng = rng
+        self._keys = frozenset(e.key for e in self.endpoints)
+
+    @property
+    def keys(self) -> frozenset[Key]:
+        """The candidates' keys: ``tried >= picker.keys`` means every candidate has been tried."""
+        return self._keys
+
+    def __len__(self) -> int:
+        return len(self.endpoints)
+
+    def pick(self, exclude: Collection[Key] = frozenset(), *, fallback: bool = True) -> Endpoint:
+        """Choose an endpoint not in ``exclude`` (see the module rules for when all are)."""
+        if not self.endpoints:
+            raise NoEndpointAvailable("no endpoint to pick from")
+        if exclude and not self._keys.isdisjoint(exclude):
+            allowed = [e for e in self.endpoints if e.key not in exclude]
+            if allowed:
+                return self._choose_among(allowed)
+            if not fallback:
+                raise NoEndpointAvailable(
+                    f"all {len(self.endpoints)} endpoint(s) already tried or excluded"
+                )
+        return self._choose()
+
+    def _choose(self) -> Endpoint:
+        return self._choose_among(self.endpoints)
+
+    def _choose_among(self, allowed: Sequence[Endpoint]) -> Endpoint:
+        return allowed[self.rng.randrange(len(allowed))]
+
+    def __repr__(self) -> str:
+        mode = ", panic" if self.panic else ""
+        return f"<{type(self).__name__} {len(self.endpoints)}/{self.total}{mode}>"
+
+
+class RandomPicker(Picker):
+    """Uniformly random choice."""
+
+    __slots__ = ()
+
+
+class RoundRobinPicker(Picker):
+    """Rotation over the candidates, starting at a random offset."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(
+        self, candidates: Sequence[Endpoint], *, panic: bool, total: int, rng: random.Random
+    ) -> None:
+        super().__init__(candidates, panic=panic, total=total, rng=rng)
+        start = rng.randrange(len(self.endpoints)) if self.endpoints else 0
+        # next() on itertools.count is atomic under the GIL: no lock needed.
+        self._counter = itertools.count(start)
+
+    def _choose(self) -> Endpoint:
+        return self.endpoints[next(self._counter) % len(self.endpoints)]
+
+    def _choose_among(self, allowed: Sequence[Endpoint]) -> Endpoint:
+        return allowed[next(self._counter) % len(allowed)]
+
+
+class P2CPicker(Picker):
+    """Power of two choices on :meth:`EndpointLoad.cost` (in-flight × peak-EWMA latency).
+
+    Endpoints without a load entry count as idle with no latency history (cost 0), so they are
+    preferred until the pool starts tracking them.
+    """
+
+    __slots__ = ("_clock", "_load_of", "_loads")
+
+    def __init__(
+        self,
+        candidates: Sequence[Endpoint],
+        *,
+        panic: bool,
+        total: int,
+        rng: random.Random,
+        loads: Mapping[Key, EndpointLoad],
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(candidates, panic=panic, total=total, rng=rng)
+        self._loads = tuple(loads.get(e.key) for e in self.endpoints)
+        self._load_of = {e.key: loads.get(e.key) for e in self.endpoints}
+        self._clock = clock
+
+    def _choose(self) -> Endpoint:
+        n = len(self.endpoints)
+        if n == 1:
+            return self.endpoints[0]
+        i = self.rng.randrange(n)
+        j = self.rng.randrange(n - 1)
+        if j >= i:
+            j += 1
+        now = self._clock()
+        return self.endpoints[j if self._cost(j, now) < self._cost(i, now) else i]
+
+    def _cost(self, index: int, now: float) -> float:
+        load = self._loads[index]
+        return 0.0 if load is None else load.cost(now)
+
+    def _choose_among(self, allowed: Sequence[Endpoint]) -> Endpoint:
+        if len(allowed) == 1:
+            return allowed[0]
+        first, second = self.rng.sample(range(len(allowed)), 2)
+        now = self._clock()
+        a, b = allowed[first], allowed[second]
+        load_a, load_b = self._load_of.get(a.key), self._load_of.get(b.key)
+        cost_a = 0.0 if load_a is None else load_a.cost(now)
+        cost_b = 0.0 if load_b is None else load_b.cost(now)
+        return b if cost_b < cost_a else a
+
+
+def build_picker(
+    endpoints: Sequence[Endpoint],
+    usable: Collection[Key] | None = None,
+    *,
+    strategy: PickStrategy = PickStrategy.P2C,
+    loads: Mapping[Key, EndpointLoad] | None = None,
+    panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Picker:
+    """Build the picker for one snapshot.
+
+    ``endpoints`` are all endpoints of the snapshot; ``usable`` the keys among them that may take
+    traffic (None: all). ``loads`` feeds P2C (ignored by the other strategies). ``clock`` is read
+    once per P2C pick to decay latency estimates. Duplicate keys keep their first occurrence.
+    """
+    if not 0.0 <= panic_threshold <= 1.0:
+        raise ValueError("panic_threshold must be in [0, 1]")
+    unique: dict[Key, Endpoint] = {}
+    for endpoint in endpoints:
+        unique.setdefault(endpoint.key, endpoint)
+    everything = list(unique.values())
+    if usable is None:
+        healthy = everything
+    else:
+        usable_keys = frozenset(usable)
+        healthy = [e for e in everything if e.key in usable_keys]
+    total = len(everything)
+    panic = total > 0 and len(healthy) < panic_threshold * total
+    candidates = everything if panic else healthy
+    rng = rng if rng is not None else random.Random()
+    if strategy is PickStrategy.ROUND_ROBIN:
+        return RoundRobinPicker(candidates, panic=panic, total=total, rng=rng)
+    if strategy is PickStrategy.RANDOM:
+        return RandomPicker(candidates, panic=panic, total=total, rng=rng)
+    return P2CPicker(candidates, panic=panic, total=total, rng=rng, loads=loads or {}, clock=clock)
