@@ -56,7 +56,7 @@ class _TcpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._connections.add(transport)
+        self._connections.add(self._transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
@@ -155,7 +155,7 @@ class ConsulDnsServer:
             await tcp.wait_closed()
             raise
         self._tcp = tcp
-        self._udp = cast(asyncio.DatagramTransport, udp)
+        self._udp = udp
         self.port = bound_port
 
     async def stop(self) -> None:
