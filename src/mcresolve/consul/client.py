@@ -1,0 +1,592 @@
+"""A thin asyncio client for the parts of Consul's HTTP API that resolution and registration use.
+
+One :class:`aiohttp.ClientSession` (connection pooling, no connection limit so that long-lived
+blocking requests never queue behind each other) for the client's lifetime. Agents are tried in the
+configured order; the client sticks to the one that last answered and moves on when it cannot
+connect (see :meth:`ConsulClient.request`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from mcresolve.consul.blocking import client_timeout, format_wait
+from mcresolve.consul.config import ConsulAddress, ConsulConfig
+from mcresolve.consul.errors import (
+    ConsulError,
+    ConsulProtocolError,
+    ConsulTimeout,
+    ConsulUnavailable,
+    http_error,
+)
+from mcresolve.consul.models import (
+    CatalogService,
+    Consistency,
+    Indexed,
+    NodeInfo,
+    PreparedQueryResult,
+    QueryMeta,
+    ServiceEntry,
+    expect_list,
+    expect_mapping,
+    has_tags,
+    parse_entries,
+)
+
+log = logging.getLogger("mcresolve.consul")
+
+Params = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A successful (2xx) answer before parsing."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    address: ConsulAddress
+    elapsed: float
+
+    @property
+    def meta(self) -> QueryMeta:
+        """The answer's :class:`QueryMeta`."""
+        return QueryMeta.from_headers(
+            self.headers, address=self.address.base_url, elapsed=self.elapsed
+        )
+
+
+class ConsulClient:
+    """Asynchronous Consul HTTP API client.
+
+    Use as an async context manager (``async with ConsulClient(config) as consul: ...``) or call
+    :meth:`close` when done. Every method raises a :class:`~mcresolve.consul.errors.ConsulError`
+    subclass on failure: :class:`ConsulUnavailable` when no agent could be reached,
+    :class:`ConsulTimeout` when the call timed out, a :class:`ConsulHTTPError` subclass carrying
+    Consul's message for error answers, :class:`ConsulProtocolError` for malformed answers.
+    """
+
+    def __init__(self, config: ConsulConfig | None = None) -> None:
+        self._config = config if config is not None else ConsulConfig()
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | None = (
+            self._config.ssl_context() if self._config.uses_tls else None
+        )
+        self._current = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"ConsulClient(current={self.current_address.base_url!r}, config={self._config!r})"
+
+    @property
+    def config(self) -> ConsulConfig:
+        """The configuration (its ``repr`` hides the token)."""
+        return self._config
+
+    @property
+    def current_address(self) -> ConsulAddress:
+        """The agent the next request goes to first (the last one that answered)."""
+        return self._config.addresses[self._current]
+
+    async def __aenter__(self) -> ConsulClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (idempotent). In-flight calls fail."""
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConsulError("the Consul client is closed")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl else True)
+            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+        return self._session
+
+    def _headers(self, has_body: bool) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._config.token:
+            headers["X-Consul-Token"] = self._config.token
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params = (),
+        body: object = None,
+        time_limit: float | None = None,
+    ) -> RawResponse:
+        """Send one request and return the 2xx answer, raising typed errors otherwise.
+
+        Agents are tried starting with :attr:`current_address`. A failure to *connect* (refused,
+        unreachable, connect timeout, TLS handshake) moves on to the next agent at once; so does a
+        connection dropped mid-request, except for ``POST`` (not idempotent in Consul's API). A
+        request that times out after connecting is not retried (its time budget is spent) but the
+        next call starts with the next agent. The agent that answers becomes the current one.
+
+        Args:
+            method: HTTP method.
+            path: API path, e.g. ``/v1/health/service/web``.
+            params: query parameters in order (repeated names allowed).
+            body: JSON-serialisable request body, or ``bytes`` sent verbatim, or ``None``.
+            time_limit: total seconds for the call (default: ``config.request_timeout``).
+        """
+        session = self._get_session()
+        data: bytes | None
+        if body is None:
+            data = None
+        elif isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body).encode()
+        total = self._config.request_timeout if time_limit is None else time_limit
+        client_timeout_ = aiohttp.ClientTimeout(
+            total=total, sock_connect=min(self._config.connect_timeout, total)
+        )
+        headers = self._headers(data is not None)
+        addresses = self._config.addresses
+        tried: list[tuple[str, str]] = []
+        for step in range(len(addresses)):
+            position = (self._current + step) % len(addresses)
+            address = addresses[position]
+            url = address.base_url + path
+            started = time.monotonic()
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    params=list(params),
+                    data=data,
+                    headers=headers,
+                    timeout=client_timeout_,
+                    server_hostname=self._config.tls_server_name if self._ssl else None,
+                ) as response:
+                    payload = await response.read()
+                    status = response.status
+                    response_headers = response.headers
+            except aiohttp.ServerTimeoutError as exc:
+                if _is_connect_timeout(exc):
+                    tried.append((address.base_url, "connect timeout"))
+                    continue
+                self._advance_from(position)
+                raise self._timeout(method, path, address, total, tried) from None
+            except TimeoutError:
+                self._advance_from(position)
+                raise self._timeout(method, path, address, total, tried) from None
+            except aiohttp.ClientConnectorError as exc:
+                tried.append((address.base_url, _reason(exc)))
+                log.debug("consul %s %s: %s unreachable: %s", method, path, address, _reason(exc))
+                continue
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+                tried.append((address.base_url, _reason(exc)))
+                log.debug("consul %s %s: %s dropped: %s", method, path, address, _reason(exc))
+                if method.upper() == "POST":
+                    self._advance_from(position)
+                    raise ConsulUnavailable(
+                        f"Consul connection lost during {method} {path}", tried
+                    ) from None
+                continue
+            except aiohttp.ClientPayloadError as exc:
+                self._advance_from(position)
+                raise ConsulProtocolError(
+                    f"incomplete answer from {address} for {method} {path}: {_reason(exc)}"
+                ) from None
+            except aiohttp.ClientError as exc:
+                tried.append((address.base_url, _reason(exc)))
+                continue
+            elapsed = time.monotonic() - started
+            if position != self._current:
+                log.info("consul: switched to agent %s", address)
+            self._current = position
+            log.debug(
+                "consul %s %s -> %s from %s in %.1f ms",
+                method,
+                path,
+                status,
+                address,
+                elapsed * 1000,
+            )
+            if 200 <= status < 300:
+                return RawResponse(status, response_headers, payload, address, elapsed)
+            message = payload.decode("utf-8", errors="replace").strip()
+            if status >= 400:
+                raise http_error(status, message, method=method, path=path)
+            raise ConsulProtocolError(
+                f"unexpected status {status} from {address} for {method} {path}"
+            )
+        raise ConsulUnavailable(f"no Consul agent reachable for {method} {path}", tried)
+
+    def _advance_from(self, position: int) -> None:
+        self._current = (position + 1) % len(self._config.addresses)
+
+    @staticmethod
+    def _timeout(
+        method: str, path: str, address: ConsulAddress, total: float, tried: list[tuple[str, str]]
+    ) -> ConsulTimeout:
+        tried = [*tried, (address.base_url, f"no answer within {total:.3g} s")]
+        return ConsulTimeout(f"Consul call {method} {path} timed out", tried)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _dc_params(self, dc: str | None) -> list[tuple[str, str]]:
+        chosen = dc if dc is not None else self._config.datacenter
+        return [("dc", chosen)] if chosen else []
+
+    @staticmethod
+    def _blocking_params(
+        index: int | None, wait: float | None
+    ) -> tuple[list[tuple[str, str]], float | None]:
+        if index is None:
+            return [], None
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index!r}")
+        params = [("index", str(index))]
+        if wait is not None:
+            params.append(("wait", format_wait(wait)))
+        return params, client_timeout(wait)
+
+    @staticmethod
+    def _consistency_params(consistency: Consistency) -> list[tuple[str, str]]:
+        return [(consistency.value, "")] if consistency.value else []
+
+    @staticmethod
+    def _json(raw: RawResponse, method: str, path: str) -> Any:
+        try:
+            return json.loads(raw.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConsulProtocolError(
+                f"invalid JSON from {raw.address} for {method} {path}: {exc}"
+            ) from None
+
+    async def _get_json(
+        self, path: str, params: Params = (), time_limit: float | None = None
+    ) -> tuple[Any, RawResponse]:
+        raw = await self.request("GET", path, params=params, time_limit=time_limit)
+        return self._json(raw, "GET", path), raw
+
+    @staticmethod
+    def _indexed_meta(raw: RawResponse, path: str, blocking: bool) -> QueryMeta:
+        meta = raw.meta
+        if blocking and meta.index is None:
+            raise ConsulProtocolError(
+                f"blocking answer from {raw.address} for GET {path} has no X-Consul-Index"
+            )
+        return meta
+
+    # --- health --------------------------------------------------------------------------------
+
+    async def health_service(
+        self,
+        service: str,
+        *,
+        passing: bool = False,
+        tags: Iterable[str] = (),
+        dc: str | None = None,
+        near: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[tuple[ServiceEntry, ...]]:
+        """``GET /v1/health/service/<service>``: instances with their node and checks.
+
+        Args:
+            passing: only instances whose every check is passing (``?passing=1``).
+            tags: instances carrying *all* these tags (case-insensitive). Consul < 1.2 honours only
+                the first ``?tag``; the others are applied here on the answer.
+            dc: datacenter (default: ``config.datacenter``, else the agent's).
+            near: sort by round-trip time from this node (``_agent`` = the answering agent).
+            node_meta: only nodes with these ``key: value`` metadata pairs.
+            consistency: read consistency mode.
+            index: blocking query: wait for a change after this index (0 = answer at once).
+            wait: blocking wait in seconds (Consul's default 5 min when ``None``); the client
+                timeout is ``wait + wait/16 + margin``.
+        """
+        if not service:
+            raise ValueError("service name must not be empty")
+        wanted = tuple(tags)
+        path = f"/v1/health/service/{_segment(service)}"
+        params: list[tuple[str, str]] = self._dc_params(dc)
+        if passing:
+            params.append(("passing", "1"))
+        params += [("tag", t) for t in wanted]
+        if near:
+            params.append(("near", near))
+        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
+        params += self._consistency_params(consistency)
+        blocking, timeout = self._blocking_params(index, wait)
+        body, raw = await self._get_json(path, params + blocking, timeout)
+        entries = parse_entries(body, f"GET {path}")
+        if len(wanted) > 1:
+            entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
+        return Indexed(entries, self._indexed_meta(raw, path, index is not None))
+
+    # --- catalog -------------------------------------------------------------------------------
+
+    async def catalog_service(
+        self,
+        service: str,
+        *,
+        tags: Iterable[str] = (),
+        dc: str | None = None,
+        near: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[tuple[CatalogService, ...]]:
+        """``GET /v1/catalog/service/<service>`` (no health information)."""
+        if not service:
+            raise ValueError("service name must not be empty")
+        wanted = tuple(tags)
+        path = f"/v1/catalog/service/{_segment(service)}"
+        params = self._dc_params(dc) + [("tag", t) for t in wanted]
+        if near:
+            params.append(("near", near))
+        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
+        params += self._consistency_params(consistency)
+        blocking, timeout = self._blocking_params(index, wait)
+        body, raw = await self._get_json(path, params + blocking, timeout)
+        items = expect_list(body, f"GET {path}")
+        records = tuple(
+            CatalogService.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items)
+        )
+        if len(wanted) > 1:
+            records = tuple(r for r in records if has_tags(r.service_tags, wanted))
+        return Indexed(records, self._indexed_meta(raw, path, index is not None))
+
+    async def catalog_services(
+        self,
+        *,
+        dc: str | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[dict[str, tuple[str, ...]]]:
+        """``GET /v1/catalog/services``: every service name with the union of its tags."""
+        path = "/v1/catalog/services"
+        blocking, timeout = self._blocking_params(index, wait)
+        params = self._dc_params(dc) + self._consistency_params(consistency) + blocking
+        body, raw = await self._get_json(path, params, timeout)
+        mapping = expect_mapping(body, f"GET {path}")
+        result: dict[str, tuple[str, ...]] = {}
+        for name, tags in mapping.items():
+            tag_list = [] if tags is None else expect_list(tags, f"GET {path}.{name}")
+            if not all(isinstance(t, str) for t in tag_list):
+                raise ConsulProtocolError(f"GET {path}.{name}: expected an array of strings")
+            result[name] = tuple(tag_list)
+        return Indexed(result, self._indexed_meta(raw, path, index is not None))
+
+    async def catalog_datacenters(self) -> list[str]:
+        """``GET /v1/catalog/datacenters``: every known datacenter, nearest first."""
+        path = "/v1/catalog/datacenters"
+        body, _ = await self._get_json(path)
+        items = expect_list(body, f"GET {path}")
+        if not all(isinstance(d, str) for d in items):
+            raise ConsulProtocolError(f"GET {path}: expected an array of strings")
+        return list(items)
+
+    async def catalog_nodes(
+        self,
+        *,
+        dc: str | None = None,
+        near: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[tuple[NodeInfo, ...]]:
+        """``GET /v1/catalog/nodes``."""
+        path = "/v1/catalog/nodes"
+        params = self._dc_params(dc)
+        if near:
+            params.append(("near", near))
+        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
+        params += self._consistency_params(consistency)
+        blocking, timeout = self._blocking_params(index, wait)
+        body, raw = await self._get_json(path, params + blocking, timeout)
+        items = expect_list(body, f"GET {path}")
+        nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
+        return Indexed(nodes, self._indexed_meta(raw, path, index is not None))
+
+    # --- prepared queries ----------------------------------------------------------------------
+
+    async def query_execute(
+        self,
+        name_or_id: str,
+        *,
+        dc: str | None = None,
+        near: str | None = None,
+        limit: int | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+    ) -> PreparedQueryResult:
+        """``GET /v1/query/<name or id>/execute``. Raises :class:`NotFound` for an unknown
+        query. Prepared queries cannot block."""
+        path = f"/v1/query/{_segment(name_or_id)}/execute"
+        params = self._dc_params(dc)
+        if near:
+            params.append(("near", near))
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        params += self._consistency_params(consistency)
+        body, raw = await self._get_json(path, params)
+        return PreparedQueryResult.from_json(body, raw.meta)
+
+    async def query_explain(self, name_or_id: str, *, dc: str | None = None) -> dict[str, Any]:
+        """``GET /v1/query/<name or id>/explain``: the rendered definition (``{"Query": ...}``)."""
+        path = f"/v1/query/{_segment(name_or_id)}/explain"
+        body, _ = await self._get_json(path, self._dc_params(dc))
+        return dict(expect_mapping(body, f"GET {path}"))
+
+    async def query_create(self, definition: Mapping[str, Any], *, dc: str | None = None) -> str:
+        """``POST /v1/query``: create a prepared query; returns its ID."""
+        path = "/v1/query"
+        raw = await self.request("POST", path, params=self._dc_params(dc), body=dict(definition))
+        body = expect_mapping(self._json(raw, "POST", path), f"POST {path}")
+        query_id = body.get("ID")
+        if not isinstance(query_id, str) or not query_id:
+            raise ConsulProtocolError(f"POST {path}: answer has no ID")
+        return query_id
+
+    async def query_list(self, *, dc: str | None = None) -> list[dict[str, Any]]:
+        """``GET /v1/query``: every prepared query definition."""
+        path = "/v1/query"
+        body, _ = await self._get_json(path, self._dc_params(dc))
+        return [dict(expect_mapping(q, f"GET {path}[]")) for q in expect_list(body, f"GET {path}")]
+
+    async def query_get(self, query_id: str, *, dc: str | None = None) -> dict[str, Any]:
+        """``GET /v1/query/<id>``: one definition (by ID only; Consul rejects names)."""
+        path = f"/v1/query/{_segment(query_id)}"
+        body, _ = await self._get_json(path, self._dc_params(dc))
+        items = expect_list(body, f"GET {path}")
+        if len(items) != 1:
+            raise ConsulProtocolError(f"GET {path}: expected one query, got {len(items)}")
+        return dict(expect_mapping(items[0], f"GET {path}[0]"))
+
+    async def query_update(
+        self, query_id: str, definition: Mapping[str, Any], *, dc: str | None = None
+    ) -> None:
+        """``PUT /v1/query/<id>``: replace a definition."""
+        path = f"/v1/query/{_segment(query_id)}"
+        await self.request("PUT", path, params=self._dc_params(dc), body=dict(definition))
+
+    async def query_delete(self, query_id: str, *, dc: str | None = None) -> None:
+        """``DELETE /v1/query/<id>``."""
+        path = f"/v1/query/{_segment(query_id)}"
+        await self.request("DELETE", path, params=self._dc_params(dc))
+
+    # --- agent ---------------------------------------------------------------------------------
+
+    async def agent_service_register(
+        self, definition: Mapping[str, Any], *, replace_existing_checks: bool = False
+    ) -> None:
+        """``PUT /v1/agent/service/register`` with a service definition
+        (``{"Name", "ID", "Port", "Tags", "Meta", "Check"/"Checks", ...}``)."""
+        params = [("replace-existing-checks", "true")] if replace_existing_checks else []
+        await self.request(
+            "PUT", "/v1/agent/service/register", params=params, body=dict(definition)
+        )
+
+    async def agent_service_deregister(self, service_id: str) -> None:
+        """``PUT /v1/agent/service/deregister/<id>`` (unknown IDs are not an error)."""
+        await self.request("PUT", f"/v1/agent/service/deregister/{_segment(service_id)}")
+
+    async def _ttl(self, verb: str, check_id: str, note: str | None) -> None:
+        params = [("note", note)] if note is not None else []
+        await self.request("PUT", f"/v1/agent/check/{verb}/{_segment(check_id)}", params=params)
+
+    async def agent_check_pass(self, check_id: str, note: str | None = None) -> None:
+        """``PUT /v1/agent/check/pass/<id>`` (TTL checks; ``note`` becomes the output)."""
+        await self._ttl("pass", check_id, note)
+
+    async def agent_check_warn(self, check_id: str, note: str | None = None) -> None:
+        """``PUT /v1/agent/check/warn/<id>``."""
+        await self._ttl("warn", check_id, note)
+
+    async def agent_check_fail(self, check_id: str, note: str | None = None) -> None:
+        """``PUT /v1/agent/check/fail/<id>``."""
+        await self._ttl("fail", check_id, note)
+
+    async def agent_check_update(self, check_id: str, status: str, output: str = "") -> None:
+        """``PUT /v1/agent/check/update/<id>`` with ``{"Status", "Output"}``."""
+        await self.request(
+            "PUT",
+            f"/v1/agent/check/update/{_segment(check_id)}",
+            body={"Status": status, "Output": output},
+        )
+
+    async def agent_services(self) -> dict[str, dict[str, Any]]:
+        """``GET /v1/agent/services``: the services registered on this agent, by ID."""
+        path = "/v1/agent/services"
+        body, _ = await self._get_json(path)
+        mapping = expect_mapping(body, f"GET {path}")
+        return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
+
+    async def agent_checks(self) -> dict[str, dict[str, Any]]:
+        """``GET /v1/agent/checks``: the checks registered on this agent, by ID."""
+        path = "/v1/agent/checks"
+        body, _ = await self._get_json(path)
+        mapping = expect_mapping(body, f"GET {path}")
+        return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
+
+    async def agent_self(self) -> dict[str, Any]:
+        """``GET /v1/agent/self``: the agent's configuration and member record."""
+        path = "/v1/agent/self"
+        body, _ = await self._get_json(path)
+        return dict(expect_mapping(body, f"GET {path}"))
+
+    async def status_leader(self) -> str:
+        """``GET /v1/status/leader``: the leader's ``host:port`` (``""`` without a leader)."""
+        path = "/v1/status/leader"
+        body, _ = await self._get_json(path)
+        if not isinstance(body, str):
+            raise ConsulProtocolError(f"GET {path}: expected a string")
+        return body
+
+
+def _segment(value: str) -> str:
+    """Quote a value used as a path segment (names with ``/`` or ``?`` must not change the path)."""
+    return quote(value, safe="")
+
+
+def _is_connect_timeout(exc: aiohttp.ServerTimeoutError) -> bool:
+    connection_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
+    if connection_timeout is not None and isinstance(exc, connection_timeout):
+        return True
+    return "Connection timeout" in str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """A short description of a transport error (no headers, no token)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        text = err.strerror or str(err) if err is not None else str(exc)
+        return f"{type(exc).__name__}: {text}"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

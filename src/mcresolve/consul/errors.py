@@ -1,0 +1,137 @@
+"""Typed exceptions for Consul's answers and for failing to get one.
+
+Consul answers errors with a status and a bare ``text/plain`` message (``No path to datacenter``,
+``Missing service name``, ``Query not found``...); the message is kept verbatim in
+:attr:`ConsulHTTPError.message`. No exception ever carries the ACL token or request headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Longest part of a response body quoted in an exception message.
+_QUOTE_LIMIT = 200
+
+
+def _quote(text: str) -> str:
+    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+
+
+class ConsulError(Exception):
+    """Base class of every error raised by :mod:`mcresolve.consul`."""
+
+
+class ConsulConfigError(ConsulError, ValueError):
+    """The configuration (arguments or ``CONSUL_*`` environment variables) is invalid."""
+
+
+class ConsulUnavailable(ConsulError):
+    """No agent could be reached: every address was tried and failed at the transport level
+    (connection refused, reset, TLS failure) or the call timed out.
+
+    Attributes:
+        tried: the base URLs tried, in order, with the reason each one failed.
+    """
+
+    def __init__(self, message: str, tried: Sequence[tuple[str, str]] = ()) -> None:
+        self.tried: tuple[tuple[str, str], ...] = tuple(tried)
+        detail = "; ".join(f"{url}: {reason}" for url, reason in self.tried)
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class ConsulTimeout(ConsulUnavailable):
+    """The agent accepted the request but did not answer within the client timeout."""
+
+
+class ConsulProtocolError(ConsulError):
+    """The agent answered something that is not what the Consul API promises (invalid JSON,
+    unexpected shape, missing ``X-Consul-Index`` on a blocking endpoint)."""
+
+
+class ConsulHTTPError(ConsulError):
+    """Consul answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        message: Consul's plain-text error message, verbatim (may be empty, e.g. a 404 for an
+            unknown path).
+        method: the request method.
+        path: the request path (without the query string, which may hold user data).
+    """
+
+    def __init__(self, status: int, message: str, *, method: str = "", path: str = "") -> None:
+        self.status = status
+        self.message = message
+        self.method = method
+        self.path = path
+        where = f" for {method} {path}" if method or path else ""
+        text = f": {_quote(message)}" if message else ""
+        super().__init__(f"Consul answered {status}{where}{text}")
+
+
+class BadRequest(ConsulHTTPError):
+    """400: the request was malformed (``Invalid wait time``, ``Missing service name``, ...)."""
+
+
+class PermissionDenied(ConsulHTTPError):
+    """403: the ACL token does not allow the operation (``Permission denied``, ``ACL not
+    found``)."""
+
+
+class NotFound(ConsulHTTPError):
+    """404: unknown path, or an unknown prepared query (``Query not found``)."""
+
+
+class MethodNotAllowed(ConsulHTTPError):
+    """405: the endpoint does not accept that method (``method GET not allowed``)."""
+
+
+class RateLimited(ConsulHTTPError):
+    """429: Consul's rate limiter refused the request."""
+
+
+class ServerError(ConsulHTTPError):
+    """500 (or another 5xx): Consul failed to serve the request.
+
+    Recognisers for the messages that callers act upon are provided as properties.
+    """
+
+    @property
+    def no_path_to_datacenter(self) -> bool:
+        """The requested datacenter is unknown or unreachable (``No path to datacenter``, or an
+        ``rpc error`` while the remote datacenter's servers are down)."""
+        return self.message.startswith(("No path to datacenter", "rpc error"))
+
+    @property
+    def no_cluster_leader(self) -> bool:
+        """The servers have no leader (``No cluster leader``)."""
+        return "No cluster leader" in self.message
+
+    @property
+    def check_has_no_ttl(self) -> bool:
+        """A TTL update went to an unknown or non-TTL check
+        (``CheckID "x" does not have associated TTL``)."""
+        return "does not have associated TTL" in self.message
+
+    @property
+    def query_not_found(self) -> bool:
+        """A prepared query was not found in the datacenter it was run in (``?dc=`` on a query
+        defined elsewhere answers 500 ``rpc error making call: Query not found``)."""
+        return "Query not found" in self.message
+
+
+_BY_STATUS: dict[int, type[ConsulHTTPError]] = {
+    400: BadRequest,
+    403: PermissionDenied,
+    404: NotFound,
+    405: MethodNotAllowed,
+    429: RateLimited,
+}
+
+
+def http_error(status: int, message: str, *, method: str = "", path: str = "") -> ConsulHTTPError:
+    """The typed exception for an error answer ``status`` with body ``message``."""
+    if status >= 500:
+        return ServerError(status, message, method=method, path=path)
+    cls = _BY_STATUS.get(status, ConsulHTTPError)
+    return cls(status, message, method=method, path=path)

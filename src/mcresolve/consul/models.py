@@ -1,0 +1,425 @@
+"""Typed views of Consul's answers, parsed strictly (a wrong shape raises
+:class:`~mcresolve.consul.errors.ConsulProtocolError` naming the offending field).
+
+Consul 1.0.8's shapes are the reference (``/work/shared/consul-golden``): ``Meta``, ``Tags`` and
+``TaggedAddresses`` may be ``null``; catalog-registered nodes have ``"ID": ""``; a service without
+its own ``Address`` means "use the node's address".
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+from mcresolve.consul.errors import ConsulProtocolError
+from mcresolve.endpoint import Endpoint
+
+T_co = TypeVar("T_co", covariant=True)
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, str]:
+    return _EMPTY
+
+
+class Consistency(enum.Enum):
+    """Consul's read consistency modes (query parameter sent, if any)."""
+
+    #: The leader answers, without an extra round to confirm leadership (Consul's default).
+    DEFAULT = ""
+    #: Any server answers, possibly stale (``X-Consul-Lastcontact`` tells how stale); keeps
+    #: working without a leader; spreads load over the servers.
+    STALE = "stale"
+    #: The leader confirms its leadership first (slowest, strongly consistent).
+    CONSISTENT = "consistent"
+    #: The agent's cache answers (Consul >= 1.2; ``X-Cache``/``Age`` headers); blocking still works.
+    CACHED = "cached"
+
+
+class CheckStatus(enum.StrEnum):
+    """A health check's status."""
+
+    PASSING = "passing"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    MAINTENANCE = "maintenance"
+
+
+# --- strict field access -------------------------------------------------------------------
+
+
+def expect_mapping(value: object, what: str) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else a :class:`ConsulProtocolError` naming ``what``."""
+    if not isinstance(value, Mapping):
+        raise ConsulProtocolError(f"{what}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def expect_list(value: object, what: str) -> Sequence[Any]:
+    """``value`` if it is a JSON array, else a :class:`ConsulProtocolError` naming ``what``."""
+    if not isinstance(value, list):
+        raise ConsulProtocolError(f"{what}: expected a JSON array, got {type(value).__name__}")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, what: str, *, default: str | None = None) -> str:
+    value = obj.get(key, default)
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        raise ConsulProtocolError(f"{what}.{key}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, what: str, *, default: int | None = None) -> int:
+    value = obj.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConsulProtocolError(f"{what}.{key}: expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _str_tuple(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
+    value = obj.get(key)
+    if value is None:
+        return ()
+    items = expect_list(value, f"{what}.{key}")
+    if not all(isinstance(v, str) for v in items):
+        raise ConsulProtocolError(f"{what}.{key}: expected an array of strings")
+    return tuple(items)
+
+
+def _str_map(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, str]:
+    value = obj.get(key)
+    if value is None:
+        return _EMPTY
+    mapping = expect_mapping(value, f"{what}.{key}")
+    if not all(isinstance(v, str) for v in mapping.values()):
+        raise ConsulProtocolError(f"{what}.{key}: expected an object of strings")
+    return MappingProxyType(dict(mapping))
+
+
+# --- response metadata ---------------------------------------------------------------------
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConsulProtocolError(f"header {name}: expected an integer, got {raw!r}") from None
+    if value < 0:
+        raise ConsulProtocolError(f"header {name}: expected a non-negative integer, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class QueryMeta:
+    """What Consul's response headers say about an answer.
+
+    Attributes:
+        index: ``X-Consul-Index`` (the raft index blocking queries wait on); ``None`` when absent.
+        known_leader: ``X-Consul-Knownleader``; ``None`` when absent.
+        last_contact_ms: ``X-Consul-Lastcontact``, milliseconds since the answering server heard
+            from the leader (0 on the leader); ``None`` when absent.
+        effective_consistency: ``X-Consul-Effective-Consistency`` (``leader``, ``stale``,
+            ``consistent``); ``None`` when absent (Consul < 1.0.? and agent endpoints).
+        cache_hit: ``X-Cache: HIT``/``MISS`` with ``?cached``; ``None`` otherwise.
+        cache_age: ``Age`` seconds of a cached answer; ``None`` otherwise.
+        address: the base URL of the agent that answered.
+        elapsed: seconds from sending the request to the complete answer.
+    """
+
+    index: int | None = None
+    known_leader: bool | None = None
+    last_contact_ms: int | None = None
+    effective_consistency: str | None = None
+    cache_hit: bool | None = None
+    cache_age: int | None = None
+    address: str = ""
+    elapsed: float = 0.0
+
+    @classmethod
+    def from_headers(
+        cls, headers: Mapping[str, str], *, address: str = "", elapsed: float = 0.0
+    ) -> QueryMeta:
+        """Parse the ``X-Consul-*`` (and cache) headers; ``headers`` must be case-insensitive."""
+        leader = headers.get("X-Consul-KnownLeader")
+        cache = headers.get("X-Cache")
+        return cls(
+            index=_header_int(headers, "X-Consul-Index"),
+            known_leader=None if leader is None else leader.lower() == "true",
+            last_contact_ms=_header_int(headers, "X-Consul-LastContact"),
+            effective_consistency=headers.get("X-Consul-Effective-Consistency"),
+            cache_hit=None if cache is None else cache.upper() == "HIT",
+            cache_age=_header_int(headers, "Age"),
+            address=address,
+            elapsed=elapsed,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed(Generic[T_co]):
+    """A parsed answer with its :class:`QueryMeta`."""
+
+    value: T_co
+    meta: QueryMeta
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A catalog node (the ``Node`` object of a health entry, or an element of
+    ``/v1/catalog/nodes``)."""
+
+    node: str
+    address: str
+    datacenter: str = ""
+    id: str = ""
+    tagged_addresses: Mapping[str, str] = field(default_factory=_empty, compare=False)
+    meta: Mapping[str, str] = field(default_factory=_empty)
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "Node") -> NodeInfo:
+        """Parse Consul's node JSON object."""
+        obj = expect_mapping(value, what)
+        return cls(
+            node=_str(obj, "Node", what),
+            address=_str(obj, "Address", what),
+            datacenter=_str(obj, "Datacenter", what, default=""),
+            id=_str(obj, "ID", what, default=""),
+            tagged_addresses=_str_map(obj, "TaggedAddresses", what),
+            meta=_str_map(obj, "Meta", what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """A service instance (the ``Service`` object of a health entry)."""
+
+    id: str
+    service: str
+    port: int
+    address: str = ""
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=_empty)
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "Service") -> ServiceInfo:
+        """Parse Consul's service JSON object."""
+        obj = expect_mapping(value, what)
+        return cls(
+            id=_str(obj, "ID", what),
+            service=_str(obj, "Service", what),
+            port=_int(obj, "Port", what, default=0),
+            address=_str(obj, "Address", what, default=""),
+            tags=_str_tuple(obj, "Tags", what),
+            meta=_str_map(obj, "Meta", what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One check of a health entry (node-level checks have an empty ``service_id``)."""
+
+    check_id: str
+    status: str
+    node: str = ""
+    name: str = ""
+    output: str = ""
+    service_id: str = ""
+    service_name: str = ""
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "Check") -> HealthCheck:
+        """Parse Consul's check JSON object."""
+        obj = expect_mapping(value, what)
+        return cls(
+            check_id=_str(obj, "CheckID", what),
+            status=_str(obj, "Status", what),
+            node=_str(obj, "Node", what, default=""),
+            name=_str(obj, "Name", what, default=""),
+            output=_str(obj, "Output", what, default=""),
+            service_id=_str(obj, "ServiceID", what, default=""),
+            service_name=_str(obj, "ServiceName", what, default=""),
+        )
+
+
+_STATUS_RANK = {
+    CheckStatus.PASSING.value: 0,
+    CheckStatus.WARNING.value: 1,
+    CheckStatus.CRITICAL.value: 2,
+    CheckStatus.MAINTENANCE.value: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """One element of ``/v1/health/service/<name>`` (or of a prepared query's ``Nodes``)."""
+
+    node: NodeInfo
+    service: ServiceInfo
+    checks: tuple[HealthCheck, ...] = ()
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "entry") -> ServiceEntry:
+        """Parse ``{"Node": ..., "Service": ..., "Checks": [...]}``."""
+        obj = expect_mapping(value, what)
+        checks = obj.get("Checks")
+        check_list = () if checks is None else expect_list(checks, f"{what}.Checks")
+        return cls(
+            node=NodeInfo.from_json(obj.get("Node"), f"{what}.Node"),
+            service=ServiceInfo.from_json(obj.get("Service"), f"{what}.Service"),
+            checks=tuple(
+                HealthCheck.from_json(c, f"{what}.Checks[{i}]") for i, c in enumerate(check_list)
+            ),
+        )
+
+    @property
+    def status(self) -> str:
+        """The aggregated status: the worst of every check (``passing`` when there are none);
+        an unknown status counts as ``critical``."""
+        worst = "passing"
+        for check in self.checks:
+            rank = _STATUS_RANK.get(check.status, 2)
+            if rank > _STATUS_RANK[worst]:
+                worst = check.status if check.status in _STATUS_RANK else "critical"
+        return worst
+
+    @property
+    def address(self) -> str:
+        """Where to connect: the service's own ``Address``, else the node's (Consul's rule)."""
+        return self.service.address or self.node.address
+
+    def to_endpoint(self, datacenter: str = "") -> Endpoint:
+        """The :class:`~mcresolve.endpoint.Endpoint` for this instance. ``datacenter`` is used when
+        the node object carries none. Raises ``ValueError`` for a service without a port."""
+        return Endpoint(
+            address=self.address,
+            port=self.service.port,
+            node=self.node.node,
+            datacenter=self.node.datacenter or datacenter,
+            service_id=self.service.id,
+            tags=self.service.tags,
+            meta=self.service.meta,
+        )
+
+
+def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceEntry, ...]:
+    """Parse a JSON array of health entries."""
+    items = expect_list(value, what)
+    return tuple(ServiceEntry.from_json(v, f"{what}[{i}]") for i, v in enumerate(items))
+
+
+def to_endpoints(entries: Iterable[ServiceEntry], datacenter: str = "") -> tuple[Endpoint, ...]:
+    """Endpoints for ``entries``, in order, leaving out instances registered without a port or
+    address (they cannot be connected to)."""
+    result: list[Endpoint] = []
+    for entry in entries:
+        if entry.service.port <= 0 or not entry.address:
+            continue
+        result.append(entry.to_endpoint(datacenter))
+    return tuple(result)
+
+
+def has_tags(tags: Iterable[str], wanted: Iterable[str]) -> bool:
+    """Whether ``tags`` holds every tag of ``wanted``, case-insensitively (Consul's matching)."""
+    have = {t.lower() for t in tags}
+    return all(w.lower() in have for w in wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogService:
+    """One element of ``/v1/catalog/service/<name>`` (flat: node fields plus ``Service*``)."""
+
+    node: str
+    address: str
+    service_id: str
+    service_name: str
+    service_port: int
+    datacenter: str = ""
+    service_address: str = ""
+    service_tags: tuple[str, ...] = ()
+    service_meta: Mapping[str, str] = field(default_factory=_empty)
+    node_meta: Mapping[str, str] = field(default_factory=_empty)
+
+    @classmethod
+    def from_json(cls, value: object, what: str = "catalog service") -> CatalogService:
+        """Parse one catalog service record."""
+        obj = expect_mapping(value, what)
+        return cls(
+            node=_str(obj, "Node", what),
+            address=_str(obj, "Address", what),
+            service_id=_str(obj, "ServiceID", what),
+            service_name=_str(obj, "ServiceName", what),
+            service_port=_int(obj, "ServicePort", what, default=0),
+            datacenter=_str(obj, "Datacenter", what, default=""),
+            service_address=_str(obj, "ServiceAddress", what, default=""),
+            service_tags=_str_tuple(obj, "ServiceTags", what),
+            service_meta=_str_map(obj, "ServiceMeta", what),
+            node_meta=_str_map(obj, "NodeMeta", what),
+        )
+
+    def to_endpoint(self, datacenter: str = "") -> Endpoint:
+        """The endpoint (service address, else node address). Raises ``ValueError`` without a
+        port."""
+        return Endpoint(
+            address=self.service_address or self.address,
+            port=self.service_port,
+            node=self.node,
+            datacenter=self.datacenter or datacenter,
+            service_id=self.service_id,
+            tags=self.service_tags,
+            meta=self.service_meta,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedQueryResult:
+    """The answer of ``/v1/query/<name or id>/execute``.
+
+    Attributes:
+        service: the service the query looked up.
+        entries: the instances, in Consul's (shuffled or ``near``-sorted) order.
+        datacenter: the datacenter that answered (differs from the local one after failover).
+        failovers: how many remote datacenters were tried.
+        dns_ttl: the query's DNS TTL setting (``""`` when unset).
+        meta: header metadata (``index`` is always 0: prepared queries cannot block).
+    """
+
+    service: str
+    entries: tuple[ServiceEntry, ...]
+    datacenter: str
+    failovers: int
+    dns_ttl: str
+    meta: QueryMeta
+
+    @classmethod
+    def from_json(cls, value: object, meta: QueryMeta) -> PreparedQueryResult:
+        """Parse the execute response."""
+        what = "prepared query result"
+        obj = expect_mapping(value, what)
+        dns = obj.get("DNS")
+        ttl = (
+            "" if dns is None else _str(expect_mapping(dns, f"{what}.DNS"), "TTL", what, default="")
+        )
+        nodes = obj.get("Nodes")
+        return cls(
+            service=_str(obj, "Service", what),
+            entries=() if nodes is None else parse_entries(nodes, f"{what}.Nodes"),
+            datacenter=_str(obj, "Datacenter", what),
+            failovers=_int(obj, "Failovers", what, default=0),
+            dns_ttl=ttl,
+            meta=meta,
+        )
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints, each carrying the datacenter that answered."""
+        return to_endpoints(self.entries, self.datacenter)

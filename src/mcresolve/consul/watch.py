@@ -1,0 +1,529 @@
+"""Blocking-query watches: one loop per watched query, shared by every subscriber.
+
+A :class:`Watch` runs Consul's blocking-query loop for one :class:`WatchSpec` (e.g.
+:class:`HealthServiceSpec`) using the pure rules of :mod:`mcresolve.consul.blocking` and
+:mod:`mcresolve.backoff`:
+
+* the first request (and the first after an error or an index reset) is an immediate read
+  (``index=0``); then each request blocks on the last index (never below 1) for ``policy.wait``,
+  with a client timeout above ``wait + wait/16``, so a request can never hang forever;
+* requests go through a token bucket (burst 2, one per 100 ms by default);
+* an answer is delivered as a :class:`WatchUpdate` only when its value differs from the last one
+  delivered (or it is the first, or the first after errors);
+* an error is delivered as a :class:`WatchFailure` carrying the last good update (so a pool keeps
+  its last-known-good set) and the loop retries after a jittered exponential backoff, resyncing
+  with an immediate read: that also recovers from a server that restarted with fresh state,
+  whose lower index would otherwise hold a blocking request for the full wait.
+
+A :class:`WatchRegistry` keeps one :class:`Watch` per spec (kind, service, datacenter, filters,
+consistency) and shares it between subscribers; the watch stops when its last subscriber closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
+from mcresolve.consul.blocking import BlockingPolicy, TokenBucket, is_change, next_index
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.errors import ConsulError
+from mcresolve.consul.models import (
+    Consistency,
+    Indexed,
+    QueryMeta,
+    ServiceEntry,
+    to_endpoints,
+)
+from mcresolve.endpoint import Endpoint
+
+log = logging.getLogger("mcresolve.consul.watch")
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+#: Failures kept for a subscriber that does not read (older ones are dropped; updates are state
+#: snapshots, so only the newest pending update is ever kept).
+MAX_PENDING_FAILURES = 8
+
+
+class WatchSpec(Protocol[T_co]):
+    """What to watch: a hashable value (the sharing key) that knows how to run one blocking read."""
+
+    def __hash__(self) -> int: ...
+
+    def __eq__(self, other: object) -> bool: ...
+
+    def describe(self) -> str:
+        """A short human description for logs (``health storage-object-minio dc=dc1``)."""
+        ...
+
+    async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[T_co]:
+        """Run one blocking read after ``index`` for at most ``wait`` seconds."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HealthServiceSpec:
+    """Watch ``/v1/health/service/<service>``.
+
+    Tags are matched case-insensitively by Consul, so they are normalised (lower-cased, sorted,
+    de-duplicated) to make equal watches share one loop; node-meta pairs are sorted.
+    """
+
+    service: str
+    datacenter: str | None = None
+    passing: bool = True
+    tags: tuple[str, ...] = ()
+    node_meta: tuple[tuple[str, str], ...] = ()
+    near: str | None = None
+    consistency: Consistency = Consistency.DEFAULT
+
+    def __post_init__(self) -> None:
+        if not self.service:
+            raise ValueError("service name must not be empty")
+        object.__setattr__(self, "tags", tuple(sorted({t.lower() for t in self.tags})))
+        object.__setattr__(self, "node_meta", tuple(sorted(dict(self.node_meta).items())))
+
+    def describe(self) -> str:
+        """Human description for logs."""
+        parts = [f"health {self.service}"]
+        if self.datacenter:
+            parts.append(f"dc={self.datacenter}")
+        if self.passing:
+            parts.append("passing")
+        parts += [f"tag={t}" for t in self.tags]
+        parts += [f"node-meta={k}:{v}" for k, v in self.node_meta]
+        if self.near:
+            parts.append(f"near={self.near}")
+        if self.consistency is not Consistency.DEFAULT:
+            parts.append(self.consistency.value)
+        return " ".join(parts)
+
+    async def fetch(
+        self, client: ConsulClient, index: int, wait: float
+    ) -> Indexed[tuple[ServiceEntry, ...]]:
+        """One blocking ``health_service`` read."""
+        return await client.health_service(
+            self.service,
+            passing=self.passing,
+            tags=self.tags,
+            dc=self.datacenter,
+            near=self.near,
+            node_meta=dict(self.node_meta),
+            consistency=self.consistency,
+            index=index,
+            wait=wait,
+        )
+
+    def endpoints(self, entries: tuple[ServiceEntry, ...]) -> tuple[Endpoint, ...]:
+        """Endpoints for an update's entries (datacenter from each node, else this spec's)."""
+        return to_endpoints(entries, self.datacenter or "")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchPolicy:
+    """How a watch loop behaves: blocking-query settings and the backoff after errors."""
+
+    blocking: BlockingPolicy = field(default_factory=BlockingPolicy)
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchUpdate(Generic[T]):
+    """A new value of the watched query.
+
+    Attributes:
+        value: the parsed answer (for :class:`HealthServiceSpec`, the health entries).
+        meta: the answer's headers (index, known leader, agent that answered...).
+        received_at: monotonic time the answer arrived.
+        index_reset: the index went backwards on this answer (server state reset).
+        recovered: first answer after one or more failures.
+    """
+
+    value: T
+    meta: QueryMeta
+    received_at: float
+    index_reset: bool = False
+    recovered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFailure(Generic[T]):
+    """The watch could not get an answer; it retries after ``retry_in`` seconds.
+
+    Attributes:
+        error: what went wrong (:class:`~mcresolve.consul.errors.ConsulError`, or an unexpected
+            exception, which is also logged).
+        failures: consecutive failures so far.
+        retry_in: seconds until the next attempt.
+        last_update: the last good update (``None`` if there never was one): the last-known-good
+            value a consumer should keep using meanwhile.
+        at: monotonic time of the failure.
+    """
+
+    error: Exception
+    failures: int
+    retry_in: float
+    last_update: WatchUpdate[T] | None
+    at: float
+
+    def last_good_age(self) -> float | None:
+        """Seconds between the last good answer and this failure (``None`` without one)."""
+        return None if self.last_update is None else self.at - self.last_update.received_at
+
+
+WatchEvent = WatchUpdate[T] | WatchFailure[T]
+EventCallback = Callable[[WatchUpdate[Any] | WatchFailure[Any]], None]
+
+
+class Subscription(Generic[T]):
+    """One consumer's view of a :class:`Watch`: an async iterator of events (and/or a callback).
+
+    A slow consumer never blocks the watch: only the newest pending :class:`WatchUpdate` is kept
+    (each is a full snapshot) plus at most :data:`MAX_PENDING_FAILURES` failures. Close it with
+    :meth:`aclose` or ``async with``; iteration ends when it or its watch is closed.
+    """
+
+    def __init__(
+        self,
+        watch: Watch[T],
+        on_event: EventCallback | None,
+        on_close: Callable[[Subscription[T]], Any] | None,
+    ) -> None:
+        self._watch = watch
+        self._on_event = on_event
+        self._on_close = on_close
+        self._pending: collections.deque[WatchEvent[T]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    @property
+    def watch(self) -> Watch[T]:
+        """The shared watch."""
+        return self._watch
+
+    @property
+    def latest(self) -> WatchUpdate[T] | None:
+        """The watch's last good update (the last-known-good value)."""
+        return self._watch.latest
+
+    @property
+    def closed(self) -> bool:
+        """Whether this subscription was closed (or its watch stopped)."""
+        return self._closed
+
+    def _deliver(self, event: WatchEvent[T]) -> None:
+        if self._closed:
+            return
+        if isinstance(event, WatchUpdate):
+            self._pending = collections.deque(
+                e for e in self._pending if not isinstance(e, WatchUpdate)
+            )
+        else:
+            failures = [e for e in self._pending if isinstance(e, WatchFailure)]
+            if len(failures) >= MAX_PENDING_FAILURES:
+                self._pending.remove(failures[0])
+        self._pending.append(event)
+        self._wakeup.set()
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("watch %s: subscriber callback failed", self._watch.spec.describe())
+
+    def _end(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> WatchEvent[T]:
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def next_update(self) -> WatchUpdate[T]:
+        """Wait for the next :class:`WatchUpdate`, skipping failures (raises
+        ``StopAsyncIteration`` when closed). Wrap in ``asyncio.timeout`` to bound the wait."""
+        async for event in self:
+            if isinstance(event, WatchUpdate):
+                return event
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop receiving events; the last subscriber of a registry watch stops it."""
+        self._end()
+        self._watch._unsubscribe(self)
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            result = on_close(self)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def __aenter__(self) -> Subscription[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Watch(Generic[T]):
+    """The blocking-query loop for one spec, fanning events out to its subscribers.
+
+    Started by :meth:`start` (or the first :meth:`subscribe` via a :class:`WatchRegistry`),
+    stopped by :meth:`aclose`. ``clock`` and ``random`` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        client: ConsulClient,
+        spec: WatchSpec[T],
+        policy: WatchPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        random_source: RandomSource = random.random,
+    ) -> None:
+        self._client = client
+        self._spec = spec
+        self._policy = policy if policy is not None else WatchPolicy()
+        self._clock = clock
+        self._random = random_source
+        self._subscribers: list[Subscription[T]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._latest: WatchUpdate[T] | None = None
+        self._failure: WatchFailure[T] | None = None
+        #: Requests sent so far (observability and tests).
+        self.requests = 0
+
+    @property
+    def spec(self) -> WatchSpec[T]:
+        """What this watch watches."""
+        return self._spec
+
+    @property
+    def policy(self) -> WatchPolicy:
+        """The loop's policy."""
+        return self._policy
+
+    @property
+    def latest(self) -> WatchUpdate[T] | None:
+        """The last good update (kept through failures)."""
+        return self._latest
+
+    @property
+    def failure(self) -> WatchFailure[T] | None:
+        """The current failure, ``None`` while the last request succeeded."""
+        return self._failure
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop task is running."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions."""
+        return len(self._subscribers)
+
+    def start(self) -> None:
+        """Start the loop (idempotent); needs a running event loop."""
+        if self._closed:
+            raise RuntimeError("watch is closed")
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"mcresolve watch {self._spec.describe()}"
+            )
+
+    def subscribe(
+        self,
+        on_event: EventCallback | None = None,
+        on_close: Callable[[Subscription[T]], Any] | None = None,
+    ) -> Subscription[T]:
+        """A new subscription. It first receives the current state: the last good update, then
+        the current failure if the watch is failing."""
+        if self._closed:
+            raise RuntimeError("watch is closed")
+        subscription = Subscription(self, on_event, on_close)
+        self._subscribers.append(subscription)
+        if self._latest is not None:
+            subscription._deliver(self._latest)
+        if self._failure is not None:
+            subscription._deliver(self._failure)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription[T]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(subscription)
+
+    async def aclose(self) -> None:
+        """Cancel the loop (an in-flight request is aborted) and end every subscription."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for subscription in list(self._subscribers):
+            subscription._end()
+        self._subscribers.clear()
+
+    def _emit(self, event: WatchEvent[T]) -> None:
+        for subscription in list(self._subscribers):
+            subscription._deliver(event)
+
+    async def _run(self) -> None:
+        blocking = self._policy.blocking
+        bucket = TokenBucket(blocking.min_interval, blocking.burst, self._clock())
+        backoff = Backoff(self._policy.backoff, self._random)
+        index = 0
+        name = self._spec.describe()
+        while True:
+            delay = bucket.reserve(self._clock())
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = index
+            self.requests += 1
+            try:
+                answer = await self._spec.fetch(self._client, sent, blocking.wait)
+                if answer.meta.index is None:  # the client checks this; specs may not
+                    raise ConsulError(f"watch {name}: answer without X-Consul-Index")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, ConsulError):
+                    log.exception("watch %s: unexpected error", name)
+                retry_in = backoff.failure()
+                index = 0
+                failure = WatchFailure(exc, backoff.failures, retry_in, self._latest, self._clock())
+                self._failure = failure
+                level = logging.WARNING if backoff.failures == 1 else logging.DEBUG
+                log.log(
+                    level,
+                    "watch %s failed (%d in a row), retry in %.2f s: %s",
+                    name,
+                    backoff.failures,
+                    retry_in,
+                    exc,
+                )
+                self._emit(failure)
+                await asyncio.sleep(retry_in)
+                continue
+            recovered = self._failure is not None
+            if recovered:
+                log.info("watch %s recovered after %d failures", name, backoff.failures)
+            backoff.success()
+            self._failure = None
+            step = next_index(sent, answer.meta.index)
+            index = step.next_index
+            if step.went_backwards:
+                log.info(
+                    "watch %s: index went backwards (%d -> %d), resyncing",
+                    name,
+                    sent,
+                    answer.meta.index,
+                )
+            previous = self._latest
+            if recovered or is_change(
+                first=previous is None,
+                previous=None if previous is None else previous.value,
+                current=answer.value,
+            ):
+                update = WatchUpdate(
+                    answer.value, answer.meta, self._clock(), step.went_backwards, recovered
+                )
+                self._latest = update
+                self._emit(update)
+
+
+class WatchRegistry:
+    """One shared :class:`Watch` per spec for a client; subscribers share it, and it is stopped
+    when the last subscriber closes.
+
+    Use one registry per process (or per client) so that N pools watching the same service,
+    datacenter, filters and consistency cause one request stream to Consul.
+    """
+
+    def __init__(
+        self,
+        client: ConsulClient,
+        policy: WatchPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        random_source: RandomSource = random.random,
+    ) -> None:
+        self._client = client
+        self._policy = policy if policy is not None else WatchPolicy()
+        self._clock = clock
+        self._random = random_source
+        self._watches: dict[WatchSpec[Any], Watch[Any]] = {}
+        self._closed = False
+
+    @property
+    def client(self) -> ConsulClient:
+        """The client the watches use."""
+        return self._client
+
+    def watches(self) -> dict[WatchSpec[Any], Watch[Any]]:
+        """A copy of the running watches by spec (introspection)."""
+        return dict(self._watches)
+
+    def subscribe(
+        self, spec: WatchSpec[T], on_event: EventCallback | None = None
+    ) -> Subscription[T]:
+        """Subscribe to ``spec``, starting its watch if none runs yet. Needs a running loop."""
+        if self._closed:
+            raise RuntimeError("watch registry is closed")
+        watch: Watch[T] | None = self._watches.get(spec)
+        if watch is None:
+            watch = Watch(
+                self._client, spec, self._policy, clock=self._clock, random_source=self._random
+            )
+            self._watches[spec] = watch
+            watch.start()
+            log.debug("watch %s started", spec.describe())
+        return watch.subscribe(on_event, self._release)
+
+    async def _release(self, subscription: Subscription[Any]) -> None:
+        watch = subscription.watch
+        if watch.subscriber_count == 0 and self._watches.get(watch.spec) is watch:
+            del self._watches[watch.spec]
+            log.debug("watch %s stopped: no subscriber left", watch.spec.describe())
+            await watch.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every watch (their subscriptions end)."""
+        self._closed = True
+        watches, self._watches = list(self._watches.values()), {}
+        for watch in watches:
+            await watch.aclose()
+
+    async def __aenter__(self) -> WatchRegistry:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
