@@ -1,9 +1,38 @@
 """Where endpoints come from: the article's three stages, static lists, and their composition.
 
-Build one from a target string with :func:`mcresolve.sources.factory.from_target`.
+Build one from a target string with :func:`from_target`::
+
+    async with from_target("consul+query://storage-object-minio", registry=registry) as source:
+        async for resolution in source.updates():
+            ...
+
+See ``docs/stages.md`` for how the article's three stages map to target strings.
 """
 
+from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
 from mcresolve.sources.base import PublishingSource, Resolution, Source
+from mcresolve.sources.composite import ResilientSource
+from mcresolve.sources.dns import DnsCache, DnsSource
+from mcresolve.sources.factory import from_target
+from mcresolve.sources.health import HealthSource
+from mcresolve.sources.prepared_query import PreparedQuerySource
+from mcresolve.sources.snapshot import load_snapshot, save_snapshot
 from mcresolve.sources.static import StaticSource
 
-__all__ = ["PublishingSource", "Resolution", "Source", "StaticSource"]
+__all__ = [
+    "Arbiter",
+    "ArbiterPolicy",
+    "Decision",
+    "DnsCache",
+    "DnsSource",
+    "HealthSource",
+    "PreparedQuerySource",
+    "PublishingSource",
+    "ResilientSource",
+    "Resolution",
+    "Source",
+    "StaticSource",
+    "from_target",
+    "load_snapshot",
+    "save_snapshot",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
@@ -29,6 +29,8 @@ class ResilientSource(PublishingSource):
     ``fallback`` is a factory for the fallback source, called when the fallback is first
     wanted (so a DNS fallback sends no query while Consul is fine). ``snapshot`` is the path of
     the last-known-good file. ``clock`` is a monotonic clock (default: the event loop's).
+    ``cleanup`` coroutines run at :meth:`stop`, after the sources stopped (to close a Consul
+    client or watch registry created for this source).
     """
 
     def __init__(
@@ -39,8 +41,10 @@ class ResilientSource(PublishingSource):
         fallback: Callable[[], Source] | None = None,
         snapshot: str | None = None,
         clock: Callable[[], float] | None = None,
+        cleanup: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         super().__init__(primary.description)
+        self._cleanup = tuple(cleanup)
         self._primary = primary
         self._policy = policy or ArbiterPolicy()
         self._fallback_factory = fallback
@@ -98,6 +102,11 @@ class ResilientSource(PublishingSource):
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for close in self._cleanup:
+            try:
+                await close()
+            except Exception:
+                _log.exception("source %s: cleanup failed", self)
 
     def refresh_now(self) -> None:
         self._primary.refresh_now()

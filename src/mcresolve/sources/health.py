@@ -1,0 +1,124 @@
+"""Stage 2: a blocking watch on ``/v1/health/service/<name>?passing``.
+
+The watch itself (blocking-query rules, backoff, index resets, sharing one request stream
+between every consumer of the same service/datacenter/filters) is
+:class:`mcresolve.consul.watch.WatchRegistry`'s; this adapter turns its events into
+:class:`~mcresolve.sources.base.Resolution` values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mcresolve.consul.models import Consistency, ServiceEntry
+from mcresolve.consul.watch import (
+    HealthServiceSpec,
+    Subscription,
+    WatchFailure,
+    WatchRegistry,
+    WatchUpdate,
+)
+from mcresolve.endpoint import Endpoint
+from mcresolve.sources.base import PublishingSource, Resolution
+from mcresolve.target import HealthTarget
+
+__all__ = ["HealthSource", "entries_to_endpoints", "health_spec"]
+
+_CONSISTENCY = {
+    "default": Consistency.DEFAULT,
+    "stale": Consistency.STALE,
+    "consistent": Consistency.CONSISTENT,
+    "cached": Consistency.CACHED,
+}
+
+
+def health_spec(target: HealthTarget) -> HealthServiceSpec:
+    """The shared-watch key for ``target`` (passing instances only)."""
+    return HealthServiceSpec(
+        service=target.service,
+        datacenter=target.dc,
+        passing=True,
+        tags=() if target.tag is None else (target.tag,),
+        node_meta=target.node_meta,
+        near=target.near,
+        consistency=_CONSISTENCY[target.consistency],
+    )
+
+
+def entries_to_endpoints(
+    entries: Sequence[ServiceEntry], datacenter: str = "", default_port: int | None = None
+) -> tuple[Endpoint, ...]:
+    """Endpoints for health entries, in Consul's order. An instance registered without a port
+    takes ``default_port`` (left out without one); one without any address is left out."""
+    endpoints: list[Endpoint] = []
+    for entry in entries:
+        port = entry.service.port if entry.service.port > 0 else default_port
+        if port is None or not entry.address:
+            continue
+        endpoints.append(
+            Endpoint(
+                address=entry.address,
+                port=port,
+                node=entry.node.node,
+                datacenter=entry.node.datacenter or datacenter,
+                service_id=entry.service.id,
+                tags=entry.service.tags,
+                meta=entry.service.meta,
+            )
+        )
+    return tuple(endpoints)
+
+
+def answering_datacenter(endpoints: Sequence[Endpoint], asked: str | None) -> str | None:
+    """The datacenter that answered: the one asked for, else the one every endpoint is in."""
+    if asked:
+        return asked
+    datacenters = {e.datacenter for e in endpoints if e.datacenter}
+    return datacenters.pop() if len(datacenters) == 1 else None
+
+
+class HealthSource(PublishingSource):
+    """Publishes the passing instances of a service from a shared blocking watch.
+
+    Every change Consul reports becomes a new :class:`Resolution` (Consul wakes the watch 2–30 ms
+    after a check changes). A failed request is published with the last known good endpoints
+    kept (``stale``) while the watch backs off and retries.
+    """
+
+    def __init__(self, target: HealthTarget, registry: WatchRegistry) -> None:
+        super().__init__(str(target))
+        self._target = target
+        self._registry = registry
+        self._spec = health_spec(target)
+        self._subscription: Subscription[Any] | None = None
+
+    @property
+    def spec(self) -> HealthServiceSpec:
+        """The watch key (shared with every other consumer of the same key)."""
+        return self._spec
+
+    async def start(self) -> None:
+        if self._subscription is None and not self._stopped:
+            self._subscription = self._registry.subscribe(self._spec, self._on_event)
+
+    async def _run(self) -> None:  # pragma: no cover - driven by the watch's callbacks
+        return None
+
+    async def _on_stop(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            await subscription.aclose()
+
+    def _on_event(self, event: WatchUpdate[Any] | WatchFailure[Any]) -> None:
+        if isinstance(event, WatchFailure):
+            self._publish_error(event.error)
+            return
+        endpoints = entries_to_endpoints(
+            event.value, self._target.dc or "", self._target.options.port
+        )
+        self._publish(
+            Resolution.answered(
+                endpoints, self.description, answering_datacenter(endpoints, self._target.dc)
+            )
+        )

@@ -1,0 +1,153 @@
+"""Stage 3: execute a prepared query (``/v1/query/<name>/execute``), with Consul's failover.
+
+Prepared queries cannot block (``X-Consul-Index`` is always 0), so the source re-executes:
+
+* periodically, every ``refresh`` seconds with ±20 % jitter (so many clients do not execute in
+  lock-step);
+* at once when the health of the query's service changes in the local datacenter (a shared
+  ``?passing`` blocking watch: all local instances going critical makes Consul fail over to
+  another datacenter, their recovery makes it fail back), and in the datacenter that answered
+  after a failover;
+* at once when :meth:`PreparedQuerySource.refresh_now` is called (the pool calls it when every
+  endpoint is ejected);
+* after a failed execution, after a jittered exponential backoff (capped by ``refresh``).
+
+Executions are at least ``min_interval`` apart, so a burst of triggers costs one execution.
+Endpoints carry the datacenter that answered (``Datacenter`` in the response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from mcresolve.backoff import Backoff, BackoffPolicy
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.errors import ConsulError
+from mcresolve.consul.watch import (
+    HealthServiceSpec,
+    Subscription,
+    WatchFailure,
+    WatchRegistry,
+    WatchUpdate,
+)
+from mcresolve.sources.base import PublishingSource, Resolution
+from mcresolve.sources.health import entries_to_endpoints
+from mcresolve.target import PreparedQueryTarget
+
+__all__ = ["PreparedQuerySource", "jittered"]
+
+_log = logging.getLogger(__name__)
+
+
+def jittered(period: float, random_value: float, spread: float = 0.2) -> float:
+    """``period`` scaled by a factor in ``[1 - spread, 1 + spread)`` chosen by ``random_value``
+    (uniform in ``[0, 1)``)."""
+    return period * (1 - spread + 2 * spread * random_value)
+
+
+class PreparedQuerySource(PublishingSource):
+    """Publishes the result of a prepared query, re-executed as described in the module doc.
+
+    ``registry`` provides the local health watch (``None``: periodic refresh only).
+    """
+
+    def __init__(
+        self,
+        target: PreparedQueryTarget,
+        client: ConsulClient,
+        registry: WatchRegistry | None = None,
+        *,
+        min_interval: float = 0.05,
+        backoff: BackoffPolicy | None = None,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(str(target))
+        self._target = target
+        self._client = client
+        self._registry = registry
+        self._min_interval = min_interval
+        self._backoff = Backoff(
+            backoff or BackoffPolicy(base=0.25, cap=min(target.refresh, 10.0)), random_source
+        )
+        self._random = random_source
+        self._trigger = asyncio.Event()
+        self._watches: dict[HealthServiceSpec, Subscription[Any]] = {}
+        #: Executions sent so far (observability and tests).
+        self.executions = 0
+
+    def refresh_now(self) -> None:
+        self._trigger.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_sent = -self._min_interval
+        while True:
+            wait_min = last_sent + self._min_interval - loop.time()
+            if wait_min > 0:
+                await asyncio.sleep(wait_min)
+            self._trigger.clear()
+            last_sent = loop.time()
+            delay = await self._execute_once()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._trigger.wait()
+
+    async def _execute_once(self) -> float:
+        """Execute once, publish, and return the delay before the next periodic execution."""
+        target = self._target
+        self.executions += 1
+        try:
+            result = await self._client.query_execute(
+                target.query, dc=target.dc, near=target.near, limit=target.limit
+            )
+        except ConsulError as exc:
+            retry_in = self._backoff.failure()
+            _log.log(
+                logging.WARNING if self._backoff.failures == 1 else logging.DEBUG,
+                "prepared query %s failed (%d in a row), retry in %.2f s: %s",
+                target.query,
+                self._backoff.failures,
+                retry_in,
+                exc,
+            )
+            self._publish_error(exc)
+            return retry_in
+        self._backoff.success()
+        endpoints = entries_to_endpoints(result.entries, result.datacenter, target.options.port)
+        self._publish(Resolution.answered(endpoints, self.description, result.datacenter))
+        await self._watch_health(result.service, result.datacenter if result.failovers else None)
+        return jittered(target.refresh, self._random())
+
+    async def _watch_health(self, service: str, remote_dc: str | None) -> None:
+        """Keep watches on ``service`` in the local datacenter and in ``remote_dc``."""
+        if self._registry is None or not service:
+            return
+        wanted = {HealthServiceSpec(service, datacenter=self._target.dc)}
+        if remote_dc is not None and remote_dc != self._target.dc:
+            wanted.add(HealthServiceSpec(service, datacenter=remote_dc))
+        for spec in [s for s in self._watches if s not in wanted]:
+            await self._watches.pop(spec).aclose()
+        for spec in wanted - self._watches.keys():
+            self._watches[spec] = self._registry.subscribe(spec, self._health_changed(spec))
+
+    def _health_changed(
+        self, spec: HealthServiceSpec
+    ) -> Callable[[WatchUpdate[Any] | WatchFailure[Any]], None]:
+        def on_event(event: WatchUpdate[Any] | WatchFailure[Any]) -> None:
+            # Every update re-executes, the first one too: a change between our execution and
+            # the watch's first read must not wait for the periodic refresh.
+            if isinstance(event, WatchUpdate):
+                _log.debug("prepared query %s: %s changed", self._target.query, spec.describe())
+                self._trigger.set()
+
+        return on_event
+
+    async def _on_stop(self) -> None:
+        watches, self._watches = list(self._watches.values()), {}
+        for subscription in watches:
+            await subscription.aclose()
