@@ -1,0 +1,146 @@
+"""Test helpers for the Consul client: a replay server answering with Consul's *recorded* answers
+(``/work/shared/consul-golden``), so the client is checked against real Consul 1.0.8 output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict
+
+GOLDEN = Path("/work/shared/consul-golden")
+
+
+def recorded(file: str) -> list[dict[str, Any]]:
+    """Every element of a recording file."""
+    items: list[dict[str, Any]] = json.loads((GOLDEN / file).read_text())
+    return items
+
+
+def golden(file: str, method: str, path: str, status: int | None = None) -> dict[str, Any]:
+    """The first recorded exchange of ``file`` for ``method path`` (path with query string)."""
+    for item in recorded(file):
+        request = item.get("request")
+        if (
+            request
+            and (request["method"], request["path"]) == (method, path)
+            and (status is None or item["response"]["status"] == status)
+        ):
+            return dict(item)
+    raise LookupError(f"no recorded {method} {path} in {file}")
+
+
+@dataclass
+class Planned:
+    """One answer to serve."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False
+
+    @classmethod
+    def recorded(cls, exchange: dict[str, Any], delay: float = 0.0) -> Planned:
+        """Rebuild a recorded answer as the dev agent sent it (4-space JSON, bare text)."""
+        response = exchange["response"]
+        fmt = response.get("body_format")
+        if fmt in ("json", "json-trimmed"):
+            body = (json.dumps(response["body"], indent=4) + "\n").encode()
+        elif fmt == "text":
+            body = response["body"].encode()
+        else:
+            body = b""
+        headers = {
+            k: v
+            for k, v in response["headers"].items()
+            if k.lower() not in ("content-length", "transfer-encoding")
+        }
+        return cls(status=response["status"], body=body, headers=headers, delay=delay)
+
+
+@dataclass
+class Seen:
+    """A request the server received."""
+
+    method: str
+    path: str
+    query: MultiDict[str]
+    headers: dict[str, str]
+    body: bytes
+
+
+class ReplayServer:
+    """Serves planned answers in order on 127.0.0.1 and records every request."""
+
+    def __init__(self) -> None:
+        self.plan: deque[Planned] = deque()
+        self.seen: list[Seen] = []
+        self.port = 0
+        #: Drop every connection at once instead of answering (a crashing agent).
+        self.drop_all = False
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def answer(self, *planned: Planned) -> None:
+        self.plan.extend(planned)
+
+    def replay(self, file: str, method: str, path: str, status: int | None = None) -> None:
+        self.plan.append(Planned.recorded(golden(file, method, path, status)))
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append(
+            Seen(
+                request.method, request.path, MultiDict(request.query), dict(request.headers), body
+            )
+        )
+        if self.drop_all:
+            self.plan.appendleft(Planned(drop=True))
+        if not self.plan:
+            return web.Response(status=599, text="replay server: no planned answer")
+        planned = self.plan.popleft()
+        if planned.delay:
+            await asyncio.sleep(planned.delay)
+        if planned.drop:
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("dropped on purpose")
+        return web.Response(status=planned.status, body=planned.body, headers=planned.headers)
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port or self.port)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound then closed: connecting is refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
