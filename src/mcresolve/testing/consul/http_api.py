@@ -1,0 +1,670 @@
+"""Consul 1.0.8's HTTP API for one emulated agent (aiohttp), with its exact formats: pretty JSON,
+plain-text errors, 405 with ``Allow``, empty 404s, ``X-Consul-*`` headers where Consul sends them,
+blocking queries and ``?dc=`` forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+
+from .catalog import (
+    CHECK_STATES,
+    CRITICAL,
+    PASSING,
+    WARNING,
+    CheckRecord,
+    NodeRecord,
+    ServiceRecord,
+)
+from .contracts import DatacenterUnreachable, EmulatorError, HttpAnswer
+from .decoding import (
+    ci_get,
+    ci_int,
+    ci_str,
+    ci_str_list,
+    ci_str_map,
+    decode_object,
+)
+from .queries import (
+    Query,
+    bool_param,
+    consistency_mode,
+    filter_passing,
+    first,
+    jittered,
+    meta_matches,
+    node_meta_filters,
+    parse_blocking,
+    sort_near,
+    tag_matches,
+)
+
+if TYPE_CHECKING:
+    from .datacenter import Datacenter
+
+JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+@dataclass
+class ApiRequest:
+    """A parsed request: method, the path remainder after the route prefix, query, body."""
+
+    method: str
+    path: str
+    tail: str
+    query: Query
+    body: bytes
+
+
+Handler = Callable[[ApiRequest], Awaitable[web.StreamResponse]]
+
+
+def json_response(
+    body: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Pretty-printed JSON like the dev agent (4-space indent, trailing newline)."""
+    text = json.dumps(body, indent=4, ensure_ascii=False) + "\n"
+    all_headers = {"Content-Type": JSON_TYPE, "Vary": "Accept-Encoding"} | (headers or {})
+    return web.Response(status=status, body=text.encode("utf-8"), headers=all_headers)
+
+
+def text_response(
+    message: str, *, status: int, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A bare plain-text message (no trailing newline)."""
+    all_headers = {"Content-Type": TEXT_TYPE, "Vary": "Accept-Encoding"} | (headers or {})
+    return web.Response(status=status, body=message.encode("utf-8"), headers=all_headers)
+
+
+def empty_response(status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A zero-length body without Content-Type."""
+    return web.Response(status=status, headers={"Vary": "Accept-Encoding"} | (headers or {}))
+
+
+def read_headers(index: int, consistency: str | None) -> dict[str, str]:
+    """Query meta headers of server-backed reads."""
+    headers = {
+        "X-Consul-Index": str(index),
+        "X-Consul-Knownleader": "true",
+        "X-Consul-Lastcontact": "0",
+    }
+    if consistency is not None:
+        headers["X-Consul-Effective-Consistency"] = consistency
+    return headers
+
+
+FAILED_RPC_HEADERS = {
+    "X-Consul-Index": "0",
+    "X-Consul-Knownleader": "false",
+    "X-Consul-Lastcontact": "0",
+}
+
+
+class ForwardedError(EmulatorError):
+    """An error from a server-backed read: sent with zeroed query meta headers."""
+
+
+@dataclass(frozen=True)
+class Route:
+    prefix: str
+    methods: tuple[str, ...]
+    handler: Handler
+    exact: bool = True
+
+
+class AgentHttpApi:
+    """The aiohttp application of one agent."""
+
+    def __init__(self, dc: Datacenter) -> None:
+        self.dc = dc
+        self._rng = random.Random()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        get, put = ("GET",), ("PUT",)
+        self.routes: list[Route] = [
+            Route("/v1/agent/self", get, self.agent_self),
+            Route("/v1/agent/members", get, self.agent_members),
+            Route("/v1/agent/services", get, self.agent_services),
+            Route("/v1/agent/checks", get, self.agent_checks),
+            Route("/v1/agent/service/register", put, self.agent_service_register),
+            Route("/v1/agent/service/deregister/", put, self.agent_service_deregister, False),
+            Route("/v1/agent/check/register", put, self.agent_check_register),
+            Route("/v1/agent/check/deregister/", put, self.agent_check_deregister, False),
+            Route("/v1/agent/check/pass/", put, self._ttl(PASSING), False),
+            Route("/v1/agent/check/warn/", put, self._ttl(WARNING), False),
+            Route("/v1/agent/check/fail/", put, self._ttl(CRITICAL), False),
+            Route("/v1/agent/check/update/", put, self.agent_check_update, False),
+            Route("/v1/catalog/register", put, self.catalog_register),
+            Route("/v1/catalog/deregister", put, self.catalog_deregister),
+            Route("/v1/catalog/datacenters", get, self.catalog_datacenters),
+            Route("/v1/catalog/nodes", get, self.catalog_nodes),
+            Route("/v1/catalog/services", get, self.catalog_services),
+            Route("/v1/catalog/service/", get, self.catalog_service, False),
+            Route("/v1/catalog/node/", get, self.catalog_node, False),
+            Route("/v1/health/service/", get, self.health_service, False),
+            Route("/v1/health/checks/", get, self.health_checks, False),
+            Route("/v1/health/state/", get, self.health_state, False),
+            Route("/v1/health/node/", get, self.health_node, False),
+            Route("/v1/coordinate/datacenters", get, self.coordinate_datacenters),
+            Route("/v1/coordinate/nodes", get, self.coordinate_nodes),
+            Route("/v1/status/leader", get, self.status_leader),
+            Route("/v1/status/peers", get, self.status_peers),
+            Route("/v1/query", ("GET", "POST"), self.prepared_query),
+            Route("/v1/query/", ("GET", "PUT", "DELETE"), self.prepared_query, False),
+        ]
+
+    # ------------------------------------------------------------------------ plumbing
+
+    async def drop_in_flight(self) -> None:
+        """Cancel every request being served (the agent is going away)."""
+        tasks = [t for t in self._in_flight if not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(task), 0.5)
+
+    def _route(self, path: str) -> tuple[Route, str] | None:
+        for route in self.routes:
+            if route.exact and path == route.prefix:
+                return route, ""
+            if not route.exact and path.startswith(route.prefix):
+                return route, path[len(route.prefix) :]
+        return None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            return await self._serve(request)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        faults = self.dc.faults
+        if faults.delay > 0:
+            await asyncio.sleep(faults.delay)
+        injected = faults.take(request.path)
+        if injected is not None:
+            if injected.drop:
+                if request.transport is not None:
+                    request.transport.close()
+                raise asyncio.CancelledError()
+            return text_response(injected.message, status=injected.status)
+        found = self._route(request.path)
+        if found is None:
+            return empty_response(404)
+        route, tail = found
+        if request.method not in route.methods:
+            if request.method == "OPTIONS":
+                return empty_response(200, {"Allow": ",".join(("OPTIONS", *route.methods))})
+            return text_response(
+                f"method {request.method} not allowed",
+                status=405,
+                headers={"Allow": ",".join(("OPTIONS", *route.methods))},
+            )
+        query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(request.query_string, keep_blank_values=True):
+            query.setdefault(key, []).append(value)
+        body = await request.read()
+        api_request = ApiRequest(request.method, request.path, unquote(tail), query, body)
+        try:
+            return await route.handler(api_request)
+        except ForwardedError as exc:
+            return text_response(exc.message, status=exc.status, headers=dict(FAILED_RPC_HEADERS))
+        except EmulatorError as exc:
+            return text_response(exc.message, status=exc.status)
+
+    def _target(self, query: Query) -> Datacenter:
+        """The datacenter a read is for (``?dc=``), forwarding through the WAN."""
+        name = first(query, "dc")
+        if not name or name == self.dc.name:
+            return self.dc
+        try:
+            target = self.dc.cluster.reach(self.dc.name, name)
+        except DatacenterUnreachable as exc:
+            raise ForwardedError(exc.status, exc.message) from None
+        from .datacenter import Datacenter
+
+        assert isinstance(target, Datacenter)
+        return target
+
+    async def _blocking(
+        self, query: Query, target: Datacenter, compute: Callable[[], tuple[int, Any]]
+    ) -> tuple[int, Any]:
+        """Run a read as a blocking query: return at once unless ``?index`` is at least the
+        current index, else when the index passes it or after wait + jitter."""
+        params = parse_blocking(query)
+        index, body = compute()
+        if params.index == 0 or index > params.index:
+            return index, body
+        clock = self.dc.clock
+        deadline = clock.now() + clock.scaled(jittered(params.wait, self._rng))
+        while True:
+            remaining = deadline - clock.now()
+            if remaining <= 0:
+                return compute()
+            changed = asyncio.ensure_future(target.catalog.changed_event().wait())
+            down = asyncio.ensure_future(target.down_event.wait())
+            try:
+                await asyncio.wait(
+                    {changed, down}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                changed.cancel()
+                down.cancel()
+            if target is not self.dc and not target.running:
+                raise ForwardedError(500, "rpc error making call: EOF")
+            index, body = compute()
+            if index > params.index:
+                return index, body
+
+    # --------------------------------------------------------------------------- agent
+
+    async def agent_self(self, req: ApiRequest) -> web.StreamResponse:
+        dc = self.dc
+        member = dc.member(wan=False)
+        return json_response(
+            {
+                "Config": {
+                    "Datacenter": dc.name,
+                    "NodeName": dc.agent_node,
+                    "NodeID": dc.node_id,
+                    "Server": True,
+                    "Revision": "",
+                    "Version": "1.0.8",
+                },
+                "DebugConfig": {"Datacenter": dc.name, "NodeName": dc.agent_node},
+                "Coord": dict(
+                    dc.catalog.coordinates.get(dc.agent_node.lower(), {}).get("Coord", {})
+                ),
+                "Member": member,
+                "Stats": {"consul": {"server": "true", "leader": "true"}},
+                "Meta": {"consul-network-segment": ""},
+            }
+        )
+
+    async def agent_members(self, req: ApiRequest) -> web.StreamResponse:
+        if "wan" in req.query and first(req.query, "wan") not in ("0", "false"):
+            members = []
+            for name in self.dc.cluster.datacenters_by_rtt(self.dc.name):
+                other = self.dc.cluster_dc(name)
+                member = other.member(wan=True)
+                if other is not self.dc and other.member_failed():
+                    member["Status"] = 4
+                members.append(member)
+            return json_response(members)
+        return json_response([self.dc.member(wan=False)])
+
+    async def agent_services(self, req: ApiRequest) -> web.StreamResponse:
+        return json_response(self.dc.agent.render_services())
+
+    async def agent_checks(self, req: ApiRequest) -> web.StreamResponse:
+        return json_response(self.dc.agent.render_checks())
+
+    async def agent_service_register(self, req: ApiRequest) -> web.StreamResponse:
+        self.dc.agent.register_service(decode_object(req.body))
+        return empty_response()
+
+    async def agent_service_deregister(self, req: ApiRequest) -> web.StreamResponse:
+        self.dc.agent.deregister_service(req.tail)
+        return empty_response()
+
+    async def agent_check_register(self, req: ApiRequest) -> web.StreamResponse:
+        self.dc.agent.register_check(decode_object(req.body))
+        return empty_response()
+
+    async def agent_check_deregister(self, req: ApiRequest) -> web.StreamResponse:
+        self.dc.agent.deregister_check(req.tail)
+        return empty_response()
+
+    def _ttl(self, status: str) -> Handler:
+        async def handler(req: ApiRequest) -> web.StreamResponse:
+            self.dc.agent.ttl_update(req.tail, status, first(req.query, "note") or "")
+            return empty_response()
+
+        return handler
+
+    async def agent_check_update(self, req: ApiRequest) -> web.StreamResponse:
+        body = decode_object(req.body)
+        status = ci_str(body, "Status")
+        if status not in CHECK_STATES:
+            raise EmulatorError(400, f"Invalid check status: '{status}'")
+        self.dc.agent.ttl_update(req.tail, status, ci_str(body, "Output"))
+        return empty_response()
+
+    # ------------------------------------------------------------------------- catalog
+
+    def _write_target(self, body: dict[str, Any]) -> Datacenter:
+        name = ci_str(body, "Datacenter")
+        if not name or name == self.dc.name:
+            return self.dc
+        target = self.dc.cluster.reach(self.dc.name, name)
+        from .datacenter import Datacenter
+
+        assert isinstance(target, Datacenter)
+        return target
+
+    async def catalog_register(self, req: ApiRequest) -> web.StreamResponse:
+        body = decode_object(req.body)
+        node_name = ci_str(body, "Node")
+        service_def = ci_get(body, "Service")
+        service: ServiceRecord | None = None
+        if isinstance(service_def, dict):
+            name = ci_str(service_def, "Service")
+            service = ServiceRecord(
+                node=node_name,
+                service_id=ci_str(service_def, "ID") or name,
+                name=name,
+                tags=ci_str_list(service_def, "Tags"),
+                address=ci_str(service_def, "Address"),
+                meta=ci_str_map(service_def, "Meta"),
+                port=ci_int(service_def, "Port"),
+                enable_tag_override=bool(ci_get(service_def, "EnableTagOverride", False)),
+            )
+        raw_checks: list[dict[str, Any]] = []
+        single = ci_get(body, "Check")
+        if isinstance(single, dict):
+            raw_checks.append(single)
+        many = ci_get(body, "Checks")
+        if isinstance(many, list):
+            raw_checks.extend(c for c in many if isinstance(c, dict))
+        target = self._write_target(body)
+        if not node_name:
+            raise EmulatorError(500, "Must provide node")
+        skip_node = bool(ci_get(body, "SkipNodeUpdate", False))
+        address = ci_str(body, "Address")
+        if not address and not skip_node:
+            raise EmulatorError(500, "Must provide address if SkipNodeUpdate is not set")
+        if service is not None and not service.name:
+            raise EmulatorError(500, "Must provide service name")
+        checks = []
+        for raw in raw_checks:
+            status = ci_str(raw, "Status") or CRITICAL
+            if status not in CHECK_STATES:
+                raise EmulatorError(500, f"Invalid check status: '{status}'")
+            checks.append(
+                CheckRecord(
+                    node=node_name,
+                    check_id=ci_str(raw, "CheckID") or ci_str(raw, "ID"),
+                    name=ci_str(raw, "Name"),
+                    status=status,
+                    notes=ci_str(raw, "Notes"),
+                    output=ci_str(raw, "Output"),
+                    service_id=ci_str(raw, "ServiceID"),
+                )
+            )
+        existing = target.catalog.node(node_name)
+        node = NodeRecord(
+            name=node_name,
+            address=address or (existing.address if existing else ""),
+            node_id=ci_str(body, "ID") or (existing.node_id if existing else ""),
+            tagged_addresses=ci_str_map(body, "TaggedAddresses"),
+            meta=ci_str_map(body, "NodeMeta"),
+        )
+        target.catalog.register(node, service, checks, keep_node=skip_node)
+        return json_response(True)
+
+    async def catalog_deregister(self, req: ApiRequest) -> web.StreamResponse:
+        body = decode_object(req.body)
+        target = self._write_target(body)
+        node_name = ci_str(body, "Node")
+        if not node_name:
+            raise EmulatorError(500, "Must provide node")
+        service_id = ci_str(body, "ServiceID") or None
+        check_id = ci_str(body, "CheckID") or None
+        target.catalog.deregister(node_name, service_id=service_id, check_id=check_id)
+        return json_response(True)
+
+    async def catalog_datacenters(self, req: ApiRequest) -> web.StreamResponse:
+        return json_response(self.dc.cluster.datacenters_by_rtt(self.dc.name))
+
+    async def catalog_nodes(self, req: ApiRequest) -> web.StreamResponse:
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+        near = first(req.query, "near")
+        meta = node_meta_filters(req.query)
+
+        def compute() -> tuple[int, Any]:
+            nodes = [n for n in target.catalog.sorted_nodes() if meta_matches(n.meta, meta)]
+            if near:
+                distances = target.distances_from(near)
+                if distances is not None:
+                    nodes = sort_near(nodes, lambda n: n.name, distances)
+            body = [target.catalog.render_node(n) for n in nodes]
+            return target.catalog.max_index("nodes"), body
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    async def catalog_services(self, req: ApiRequest) -> web.StreamResponse:
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+        meta = node_meta_filters(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            if meta:
+                allowed = {
+                    n.name.lower() for n in catalog.nodes.values() if meta_matches(n.meta, meta)
+                }
+                summary: dict[str, list[str]] = {}
+                for svc in catalog.services.values():
+                    if svc.node.lower() in allowed:
+                        tags = summary.setdefault(svc.name, [])
+                        tags.extend(t for t in svc.tags if t not in tags)
+                return catalog.max_index("services"), dict(sorted(summary.items()))
+            return catalog.max_index("services"), catalog.services_summary()
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    def _service_name(self, req: ApiRequest) -> str:
+        if not req.tail:
+            raise EmulatorError(400, "Missing service name")
+        return req.tail
+
+    async def catalog_service(self, req: ApiRequest) -> web.StreamResponse:
+        name = self._service_name(req)
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+        tag = first(req.query, "tag")
+        near = first(req.query, "near")
+        meta = node_meta_filters(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            instances = [
+                s
+                for s in catalog.instances(name)
+                if (tag is None or tag_matches(s.tags, tag))
+                and meta_matches(catalog.nodes[s.node.lower()].meta, meta)
+            ]
+            if near:
+                distances = target.distances_from(near)
+                if distances is not None:
+                    instances = sort_near(instances, lambda s: s.node, distances)
+            body = [catalog.catalog_entry(s) for s in instances]
+            return catalog.service_read_index(name, with_checks=False), body
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    async def catalog_node(self, req: ApiRequest) -> web.StreamResponse:
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+        if not req.tail:
+            raise EmulatorError(400, "Missing node name")
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            node = catalog.node(req.tail)
+            index = catalog.max_index("nodes", "services")
+            if node is None:
+                return index, None
+            services = {
+                s.service_id: catalog.render_service(s)
+                for s in sorted(catalog.services.values(), key=lambda s: s.service_id)
+                if s.node.lower() == node.name.lower()
+            }
+            return index, {"Node": catalog.render_node(node), "Services": services}
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    # -------------------------------------------------------------------------- health
+
+    async def health_service(self, req: ApiRequest) -> web.StreamResponse:
+        name = self._service_name(req)
+        mode = consistency_mode(req.query)
+        passing = bool_param(req.query, "passing")
+        target = self._target(req.query)
+        tag = first(req.query, "tag")
+        near = first(req.query, "near")
+        meta = node_meta_filters(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            entries = [
+                catalog.health_entry(s)
+                for s in catalog.instances(name)
+                if (tag is None or tag_matches(s.tags, tag))
+                and meta_matches(catalog.nodes[s.node.lower()].meta, meta)
+            ]
+            if near:
+                entries = target.sort_near(entries, near)
+            if passing:
+                entries = filter_passing(entries)
+            return catalog.service_read_index(name, with_checks=True), entries
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    async def health_checks(self, req: ApiRequest) -> web.StreamResponse:
+        name = self._service_name(req)
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            checks = [
+                catalog.render_check(c)
+                for c in catalog.sorted_checks()
+                if c.service_id and c.service_name.lower() == name.lower()
+            ]
+            return catalog.service_read_index(name, with_checks=True), checks
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    async def health_state(self, req: ApiRequest) -> web.StreamResponse:
+        state = req.tail
+        if state not in (*CHECK_STATES, "any"):
+            raise EmulatorError(400, "Bad check state")
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            checks = [
+                catalog.render_check(c)
+                for c in catalog.sorted_checks()
+                if state == "any" or c.status == state
+            ]
+            return catalog.max_index("checks"), checks
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    async def health_node(self, req: ApiRequest) -> web.StreamResponse:
+        if not req.tail:
+            raise EmulatorError(400, "Missing node name")
+        mode = consistency_mode(req.query)
+        target = self._target(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            checks = [catalog.render_check(c) for c in catalog.node_checks(req.tail)]
+            return catalog.max_index("checks"), checks
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, mode))
+
+    # ------------------------------------------------------------------ coordinates etc.
+
+    async def coordinate_datacenters(self, req: ApiRequest) -> web.StreamResponse:
+        out = []
+        for name in self.dc.cluster.datacenters_by_rtt(self.dc.name):
+            other = self.dc.cluster_dc(name)
+            coord = other.catalog.coordinates.get(other.agent_node.lower())
+            out.append(
+                {
+                    "Datacenter": name,
+                    "AreaID": "wan",
+                    "Coordinates": [
+                        {
+                            "Node": other.agent_node,
+                            "Segment": "",
+                            "Coord": dict(coord["Coord"]) if coord else {},
+                        }
+                    ],
+                }
+            )
+        return json_response(out)
+
+    async def coordinate_nodes(self, req: ApiRequest) -> web.StreamResponse:
+        target = self._target(req.query)
+
+        def compute() -> tuple[int, Any]:
+            catalog = target.catalog
+            coords = [catalog.coordinates[k] for k in sorted(catalog.coordinates)]
+            return catalog.max_index("coords"), [dict(c) for c in coords]
+
+        index, body = await self._blocking(req.query, target, compute)
+        return json_response(body, headers=read_headers(index, None))
+
+    async def status_leader(self, req: ApiRequest) -> web.StreamResponse:
+        return json_response(f"{self.dc.host}:{self.dc.server_port}")
+
+    async def status_peers(self, req: ApiRequest) -> web.StreamResponse:
+        return json_response([f"{self.dc.host}:{self.dc.server_port}"])
+
+    # ----------------------------------------------------------------- prepared queries
+
+    async def prepared_query(self, req: ApiRequest) -> web.StreamResponse:
+        store = self.dc.prepared_queries
+        if store is None:
+            return empty_response(404)
+        subpath = req.path[len("/v1/query") :]
+        result = store.handle(req.method, subpath, req.query, req.body or None)
+        if inspect.isawaitable(result):
+            result = await result
+        return answer_response(result)
+
+
+def answer_response(answer: HttpAnswer) -> web.Response:
+    """Send an :class:`HttpAnswer` produced by another part of the emulator."""
+    headers = dict(answer.headers)
+    if answer.json_body:
+        return json_response(answer.body, status=answer.status, headers=headers)
+    if answer.body == "":
+        return empty_response(answer.status, headers)
+    content_type = headers.pop("Content-Type", TEXT_TYPE)
+    return web.Response(
+        status=answer.status,
+        body=str(answer.body).encode("utf-8"),
+        headers={"Content-Type": content_type, "Vary": "Accept-Encoding"} | headers,
+    )
