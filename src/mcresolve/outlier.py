@@ -15,11 +15,12 @@ each default is in :class:`OutlierPolicy` and ``docs/decision-logic.md``):
    multiplier after this ejection (previous multiplier, decayed, plus one). Ejection resets the
    counters. Failures reported while the endpoint is already ejected (late answers of requests
    that were in flight) are counted but never extend the ejection.
-3. **Max ejected fraction.** An ejection is allowed only when no endpoint is ejected yet, or when
-   the number ejected afterwards stays within ``max_ejected_fraction`` of the known endpoints
-   (Envoy and grpc-java always allow the first ejection). Hence at any time the number of
-   ejected endpoints is at most ``max(1, floor(max_ejected_fraction * n))``. A refused ejection
-   keeps the counter, so the next failure asks again.
+3. **Max ejected fraction.** An ejection is allowed only when the number of ejected endpoints
+   afterwards stays within ``max(1, floor(max_ejected_fraction * n))`` of the ``n`` known
+   endpoints (Envoy and grpc-java always allow one ejection). Exception: CONNECT ejections are
+   always allowed (``connect_failures_bypass_cap``). Hence the number of endpoints ejected for
+   any other reason never exceeds that limit. A refused ejection keeps the counter, so the next
+   failure asks again.
 4. **Un-ejection** is implied by time: an endpoint is ejected while ``now < ejected_until``.
    :meth:`OutlierDetector.next_unejection` tells the pool when to rebuild its picker and
    :meth:`OutlierDetector.sweep` reports endpoints that came back.
@@ -46,8 +47,10 @@ class FailureKind(enum.Enum):
     """What went wrong on one attempt, as far as the health of the *endpoint* is concerned."""
 
     CONNECT = "connect"
-    """The node cannot be reached: connection refused, reset or aborted, TLS handshake failure,
-    name resolution failure."""
+    """The node cannot be reached at all: connection refused, host or network unreachable, name
+    resolution failure, TLS handshake failure. The request was never sent."""
+    RESET = "reset"
+    """An established connection broke: reset, aborted, closed before or during the response."""
     TIMEOUT = "timeout"
     """Connect or read timeout: the node (or the path to it) does not answer in time."""
     GATEWAY = "gateway"
@@ -71,6 +74,10 @@ class OutlierPolicy:
     """Consecutive CONNECT failures that eject. 1: a refused or reset connection means the node's
     process is gone (SIGKILL, restart); Envoy counts these as 5xx (default 5), but with a handful
     of endpoints every further attempt on a dead node is a wasted round trip for a caller."""
+    resets: int = 1
+    """Consecutive RESETs that eject. 1: when a node is killed every request in flight on it is
+    reset at once, and the next ones would be refused; urllib3 already discards pooled
+    connections the server closed, so a reset on a healthy node is rare."""
     timeouts: int = 1
     """Consecutive TIMEOUTs that eject. 1: a blackholed node costs a whole attempt timeout each
     time it is picked; issue 4 requires it to cost at most one."""
@@ -101,9 +108,21 @@ class OutlierPolicy:
     erasure-coded cluster keeps serving reads with half its nodes gone and the client must route
     around all of them. 50 % equals the picker's default panic threshold, so ejection alone never
     pushes the picker into panic mode unless there is a single endpoint."""
+    connect_failures_bypass_cap: bool = True
+    """CONNECT ejections ignore ``max_ejected_fraction``. The cap exists because timeouts and 5xx
+    may be symptoms of overload, where ejecting many hosts concentrates the load and cascades
+    (Envoy's reason for 10 %); a refused connection is proof, not a symptom. Without the bypass
+    a datacenter whose storage is entirely gone would stay half "usable" and the locality logic
+    could not fail over until Consul's checks caught up."""
 
     def __post_init__(self) -> None:
-        for name in ("connect_failures", "timeouts", "gateway_failures", "server_errors"):
+        for name in (
+            "connect_failures",
+            "resets",
+            "timeouts",
+            "gateway_failures",
+            "server_errors",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"OutlierPolicy.{name} must be >= 0 (0 disables)")
         if self.base_ejection <= 0 or self.max_ejection < self.base_ejection:
@@ -119,6 +138,7 @@ class OutlierPolicy:
         """Consecutive failures of ``kind`` that eject (0: this kind never ejects)."""
         return {
             FailureKind.CONNECT: self.connect_failures,
+            FailureKind.RESET: self.resets,
             FailureKind.TIMEOUT: self.timeouts,
             FailureKind.GATEWAY: self.gateway_failures,
             FailureKind.SERVER_ERROR: self.server_errors,
@@ -274,7 +294,7 @@ class OutlierDetector:
                 return None
             state = state.with_failure(kind)
             count = state.consecutive[kind]
-            if state.wants_ejection(kind, now, self.policy) and self._may_eject_one_more(now):
+            if state.wants_ejection(kind, now, self.policy) and self._may_eject(kind, now):
                 state = state.ejected(kind, now, self.policy, self._rng)
                 self._states[key] = state
                 self._reported_ejected.add(key)
@@ -290,7 +310,9 @@ class OutlierDetector:
             self._states[key] = state
             return None
 
-    def _may_eject_one_more(self, now: float) -> bool:
+    def _may_eject(self, kind: FailureKind, now: float) -> bool:
+        if kind is FailureKind.CONNECT and self.policy.connect_failures_bypass_cap:
+            return True
         ejected = sum(1 for s in self._states.values() if s.is_ejected(now))
         return ejected + 1 <= self.policy.max_ejected(len(self._states))
 

@@ -33,7 +33,9 @@ def detector(policy: OutlierPolicy = NO_JITTER, *keys: tuple[str, int]) -> Outli
 
 def test_defaults_are_the_documented_ones() -> None:
     p = OutlierPolicy()
-    assert (p.connect_failures, p.timeouts, p.gateway_failures, p.server_errors) == (1, 1, 1, 3)
+    assert (p.connect_failures, p.resets, p.timeouts) == (1, 1, 1)
+    assert (p.gateway_failures, p.server_errors) == (1, 3)
+    assert p.connect_failures_bypass_cap
     assert (p.base_ejection, p.max_ejection, p.jitter) == (10.0, 300.0, 0.2)
     assert (p.decay_interval, p.max_ejected_fraction) == (10.0, 0.5)
 
@@ -56,7 +58,9 @@ def test_policy_rejects_invalid_values(kwargs: dict[str, float]) -> None:
         OutlierPolicy(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind", [FailureKind.CONNECT, FailureKind.TIMEOUT, FailureKind.GATEWAY])
+@pytest.mark.parametrize(
+    "kind", [FailureKind.CONNECT, FailureKind.RESET, FailureKind.TIMEOUT, FailureKind.GATEWAY]
+)
 def test_node_failures_eject_at_the_first_occurrence(kind: FailureKind) -> None:
     det = detector()
     ejection = det.record_failure(A, kind, now=100.0)
@@ -168,20 +172,37 @@ def test_success_does_not_end_an_ejection() -> None:
 
 def test_max_fraction_allows_half_of_four() -> None:
     det = detector()
-    assert det.record_failure(A, FailureKind.CONNECT, 0.0) is not None
-    assert det.record_failure(B, FailureKind.CONNECT, 0.0) is not None
-    assert det.record_failure(C, FailureKind.CONNECT, 0.0) is None  # would be 3 of 4
+    assert det.record_failure(A, FailureKind.TIMEOUT, 0.0) is not None
+    assert det.record_failure(B, FailureKind.RESET, 0.0) is not None
+    assert det.record_failure(C, FailureKind.TIMEOUT, 0.0) is None  # would be 3 of 4
     assert det.ejected(0.0) == {A, B}
     # The refused ejection keeps its count and is asked again once capacity frees up.
-    assert det.state(C).consecutive[FailureKind.CONNECT] == 1
-    assert det.record_failure(C, FailureKind.CONNECT, 10.0) is not None  # A and B returned
+    assert det.state(C).consecutive[FailureKind.TIMEOUT] == 1
+    assert det.record_failure(C, FailureKind.TIMEOUT, 10.0) is not None  # A and B returned
     assert det.ejected(10.0) == {C}
+
+
+def test_connect_failures_bypass_the_cap_by_default() -> None:
+    det = detector()
+    for key in (A, B, C, D):
+        assert det.record_failure(key, FailureKind.CONNECT, 0.0) is not None
+    assert det.ejected(0.0) == {A, B, C, D}
+    capped = detector(OutlierPolicy(jitter=0.0, connect_failures_bypass_cap=False))
+    results = [capped.record_failure(k, FailureKind.CONNECT, 0.0) for k in (A, B, C, D)]
+    assert [r is not None for r in results] == [True, True, False, False]
+
+
+def test_connect_ejections_count_against_the_cap_for_other_kinds() -> None:
+    det = detector()
+    det.record_failure(A, FailureKind.CONNECT, 0.0)
+    det.record_failure(B, FailureKind.CONNECT, 0.0)
+    assert det.record_failure(C, FailureKind.TIMEOUT, 0.0) is None
 
 
 def test_max_fraction_always_allows_one() -> None:
     det = detector(OutlierPolicy(jitter=0.0, max_ejected_fraction=0.1), A, B, C)
-    assert det.record_failure(A, FailureKind.CONNECT, 0.0) is not None
-    assert det.record_failure(B, FailureKind.CONNECT, 0.0) is None
+    assert det.record_failure(A, FailureKind.GATEWAY, 0.0) is not None
+    assert det.record_failure(B, FailureKind.GATEWAY, 0.0) is None
     single = detector(NO_JITTER, A)
     assert single.record_failure(A, FailureKind.CONNECT, 0.0) is not None
 
@@ -250,12 +271,19 @@ events = st.lists(
     n=st.integers(1, 8),
     fraction=st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 1.0]),
     seed=st.integers(0, 2**16),
+    bypass=st.booleans(),
     steps=events,
 )
 def test_never_more_than_the_max_fraction_is_ejected(
-    n: int, fraction: float, seed: int, steps: list[tuple[int, FailureKind | None, float]]
+    n: int,
+    fraction: float,
+    seed: int,
+    bypass: bool,
+    steps: list[tuple[int, FailureKind | None, float]],
 ) -> None:
-    policy = OutlierPolicy(max_ejected_fraction=fraction, server_errors=2)
+    policy = OutlierPolicy(
+        max_ejected_fraction=fraction, server_errors=2, connect_failures_bypass_cap=bypass
+    )
     det = OutlierDetector(policy, random.Random(seed))
     keys = KEYS[:n]
     det.set_endpoints(keys)
@@ -271,7 +299,11 @@ def test_never_more_than_the_max_fraction_is_ejected(
             if ejection is not None:
                 assert 0 < ejection.duration <= policy.max_ejection
                 assert ejection.until == pytest.approx(now + ejection.duration)
-        assert len(det.ejected(now)) <= limit
+        ejected = det.ejected(now)
+        not_connect = [k for k in ejected if det.state(k).reason is not FailureKind.CONNECT]
+        assert len(not_connect) <= limit
+        if not bypass:
+            assert len(ejected) <= limit
 
 
 @settings(max_examples=150, deadline=None)
