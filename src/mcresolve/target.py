@@ -239,9 +239,10 @@ class DnsTarget:
 
     ``servers`` empty = the system resolver (``/etc/resolv.conf``). ``record="srv"`` asks SRV
     (ports from the answer) and falls back to A/AAAA with ``options.port`` when there is no SRV
-    record; ``record="a"`` asks A/AAAA only. ``transport="auto"`` asks over UDP and asks again
-    over TCP when the UDP answer is truncated or holds ``udp_answer_limit`` records (Consul caps
-    UDP answers at 3 records without setting TC). ``ttl_floor`` is the minimum time an answer is
+    record; ``record="a"`` asks A/AAAA only. ``transport="auto"`` asks SRV over TCP (Consul silently
+    trims UDP answers to 3 records, fewer when they exceed 512 bytes, without setting TC) and
+    A/AAAA over UDP, again over TCP when truncated or holding ``udp_answer_limit`` records.
+    ``ttl_floor`` is the minimum time an answer is
     cached (Consul answers TTL 0); ``refresh`` the period of re-resolution; ``timeout`` the
     lifetime of one lookup.
     """

@@ -8,11 +8,15 @@ How a lookup goes (``dns://<name>``):
   ``<hex>.addr.<dc>.consul.`` targets are decoded). No SRV record (NOERROR, empty answer) ->
   A/AAAA with the ``port=`` option.
 * ``type=a``: A (then AAAA when there is no A record), every address with ``port=``.
-* **Getting every instance.** Consul caps UDP answers at 3 records (a random subset) *without
-  setting TC*, even with EDNS0. With ``transport=auto`` (default) the lookup goes over UDP and is
-  asked again over TCP when the UDP answer is truncated (TC) or holds ``udp-limit`` (3) records
-  or more; if that TCP attempt fails the UDP subset is used. ``transport=tcp`` always uses TCP
-  (one round trip when there are usually more than 3 instances); ``transport=udp`` never does.
+* **Getting every instance.** Consul trims UDP answers *without setting TC*: at most 3 records
+  (``udp_answer_limit``), then it drops more records until the *uncompressed* message fits 512
+  bytes, so an SRV answer with long names can hold only 2 of 3 healthy instances. A UDP SRV
+  answer's size therefore says nothing about whether it is complete. With ``transport=auto``
+  (default) SRV questions go over TCP (one round trip; loopback or LAN to the local agent), and
+  A/AAAA questions go over UDP and are asked again over TCP when the answer is truncated (TC) or
+  holds ``udp-limit`` (3) records or more; if that TCP attempt fails the UDP subset is used.
+  ``transport=tcp`` uses TCP for everything, ``transport=udp`` never does (for DNS servers or
+  forwarders without TCP: expect a random subset of at most 3 instances).
 * NXDOMAIN (no healthy instance, unknown service) is an answer: the empty set (the composing
   :class:`~mcresolve.sources.composite.ResilientSource` treats an empty set right after a
   non-empty one with suspicion). SERVFAIL (unknown or unreachable datacenter), timeouts and
@@ -234,15 +238,16 @@ class DnsSource(PublishingSource):
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
         """Ask ``rdtype`` for ``name``: ``None`` for NXDOMAIN, an answer (maybe without rrset)
-        otherwise; applies the transport rule (UDP, TCP when truncated or at the UDP cap)."""
+        otherwise; applies the transport rule (see the module doc)."""
         transport = self._target.transport
-        use_tcp = transport == "tcp"
+        use_tcp = transport == "tcp" or (transport == "auto" and rdtype == "SRV")
         try:
             answer = await self._ask(name, rdtype, use_tcp)
         except dns.resolver.NXDOMAIN:
             return None
         if (
             transport == "auto"
+            and not use_tcp
             and answer.rrset is not None
             and len(answer.rrset) >= self._target.udp_answer_limit
         ):
