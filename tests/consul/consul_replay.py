@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from multidict import MultiDict
 
@@ -85,6 +86,7 @@ class ReplayServer:
         self.port = 0
         #: Drop every connection at once instead of answering (a crashing agent).
         self.drop_all = False
+        self._active: set[asyncio.Task[object]] = set()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -102,6 +104,15 @@ class ReplayServer:
         self.plan.append(Planned.recorded(golden(file, method, path, status)))
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            return await self._answer(request)
+        finally:
+            self._active.discard(task)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.seen.append(
             Seen(
@@ -133,6 +144,8 @@ class ReplayServer:
         self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        for task in list(self._active):  # held (delayed) answers must not delay the shutdown
+            task.cancel()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -144,3 +157,72 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+class CountingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an agent that counts the requests it forwards (the
+    server-side view of how many requests a client sends). Stopping it drops in-flight requests
+    and refuses new connections, like a stopped agent."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.paths: list[str] = []
+        self.port = 0
+        self._active: set[asyncio.Task[object]] = set()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def count(self, path: str) -> int:
+        return sum(1 for p in self.paths if p == path)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            return await self._relay(request)
+        finally:
+            self._active.discard(task)
+
+    async def _relay(self, request: web.Request) -> web.StreamResponse:
+        self.paths.append(request.path)
+        assert self._session is not None
+        async with self._session.request(
+            request.method,
+            self.upstream + str(request.rel_url),
+            headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+            data=await request.read(),
+        ) as upstream:
+            body = await upstream.read()
+            headers = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+            }
+            return web.Response(status=upstream.status, body=body, headers=headers)
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for task in list(self._active):  # drop in-flight requests, like a stopped agent
+            task.cancel()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
