@@ -1,0 +1,222 @@
+"""The real SeaweedFS cluster: replication, node loss, restarts, start-up errors, reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import stat
+import time
+import uuid
+from pathlib import Path
+
+import minio
+import pytest
+import urllib3
+
+from mcresolve.testing.storage import (
+    READY_BUCKET,
+    StorageCluster,
+    StorageStartError,
+    WeedNotFoundError,
+    find_weed,
+    live_weed_pids,
+)
+
+pytestmark = pytest.mark.storage
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); the harness must have reaped it, so look at /proc.
+    state = Path(f"/proc/{pid}/stat")
+    return state.exists() and state.read_text().split()[2] != "Z"
+
+
+def _bucket(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _put(client: minio.Minio, bucket: str, key: str, data: bytes) -> str:
+    result = client.put_object(bucket, key, io.BytesIO(data), len(data))
+    return str(result.etag)
+
+
+def _get(client: minio.Minio, bucket: str, key: str) -> bytes:
+    response = client.get_object(bucket, key)
+    try:
+        return bytes(response.read())
+    finally:
+        response.close()
+        response.release_conn()
+
+
+async def test_topology_nodes_grouped_by_datacenter(storage: StorageCluster) -> None:
+    assert storage.datacenters == ("dc1", "dc2")
+    assert [n.name for n in storage.nodes] == ["dc1-node0", "dc1-node1", "dc2-node0", "dc2-node1"]
+    assert storage.nodes_in("dc2") == (storage.node("dc2", 0), storage.node("dc2", 1))
+    assert {n.datacenter for n in storage.nodes_in("dc1")} == {"dc1"}
+    ports = [p for n in storage.nodes for p in (n.port, n.s3_port, *n.ports.values())]
+    assert len(set(ports)) == len(ports) - len(storage.nodes)  # s3_port == ports["port"]
+    for node in storage.nodes:
+        assert node.port == node.proxy.port != node.s3_port
+        assert node.endpoint == f"127.0.0.1:{node.port}"
+        assert node.running and node.pid is not None and _pid_alive(node.pid)
+    assert len(storage.volume_servers) == 2
+    assert storage.pids() <= live_weed_pids()
+    assert len(storage.pids()) == 1 + 2 + 1 + 4
+    assert storage.startup_seconds is not None and storage.startup_seconds < 60
+    with pytest.raises(KeyError):
+        storage.nodes_in("dc9")
+    with pytest.raises(IndexError):
+        storage.node("dc1", 2)
+
+
+async def test_object_written_via_one_node_reads_identically_via_every_other(
+    storage: StorageCluster,
+) -> None:
+    bucket = _bucket()
+    writer = storage.node("dc1", 0).client()
+    payload = os.urandom(300_000)
+    await asyncio.to_thread(writer.make_bucket, bucket)
+    etag = await asyncio.to_thread(_put, writer, bucket, "blob", payload)
+    for node in storage.nodes[1:]:
+        client = node.client()
+        assert await asyncio.to_thread(_get, client, bucket, "blob") == payload
+        info = await asyncio.to_thread(client.stat_object, bucket, "blob")
+        assert info.etag == etag and info.size == len(payload)
+        names = await asyncio.to_thread(
+            lambda c=client: [o.object_name for o in c.list_objects(bucket)]
+        )
+        assert names == ["blob"]
+
+
+async def test_every_chunk_lives_on_two_volume_servers(storage: StorageCluster) -> None:
+    bucket = _bucket()
+    client = storage.node("dc2", 1).client()
+    await asyncio.to_thread(client.make_bucket, bucket)
+    await asyncio.to_thread(_put, client, bucket, "big", os.urandom(9 * 1024 * 1024))  # 3 chunks
+    await asyncio.to_thread(_put, client, bucket, "tiny", b"x")
+    volume_servers = {f"127.0.0.1:{v.port}" for v in storage.volume_servers}
+    for key in ("big", "tiny"):
+        locations = await storage.object_locations(bucket, key)
+        assert locations, f"{key} has no data chunks"
+        for holders in locations:
+            assert len(holders) == 2 and holders <= volume_servers, (key, holders)
+
+
+async def test_killed_node_refuses_while_others_serve_the_same_objects(
+    storage: StorageCluster,
+) -> None:
+    bucket = _bucket()
+    victim = storage.node("dc1", 0)
+    await asyncio.to_thread(victim.client().make_bucket, bucket)
+    await asyncio.to_thread(_put, victim.client(), bucket, "k", b"before the kill")
+    pid, port, s3_port = victim.pid, victim.port, victim.s3_port
+    assert pid is not None
+
+    await victim.kill()
+
+    assert not victim.running and not _pid_alive(pid)
+    assert pid not in live_weed_pids()
+    started = time.monotonic()
+    with pytest.raises(urllib3.exceptions.NewConnectionError) as refused:
+        await asyncio.to_thread(victim.client().list_buckets)
+    assert time.monotonic() - started < 1.5
+    assert isinstance(refused.value.__context__, ConnectionRefusedError)
+    for node in storage.nodes[1:]:
+        assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"before the kill"
+    await asyncio.to_thread(_put, storage.node("dc2", 0).client(), bucket, "k2", b"while down")
+
+    await victim.restart()
+
+    assert victim.running and victim.pid != pid
+    assert (victim.port, victim.s3_port) == (port, s3_port)
+    client = victim.client()
+    assert await asyncio.to_thread(_get, client, bucket, "k2") == b"while down"
+    await asyncio.to_thread(_put, client, bucket, "k3", b"after the restart")
+    assert await asyncio.to_thread(_get, storage.node("dc2", 1).client(), bucket, "k3") == (
+        b"after the restart"
+    )
+
+
+async def test_killed_volume_server_loses_no_object(storage: StorageCluster) -> None:
+    bucket = _bucket()
+    client = storage.node("dc1", 1).client()
+    await asyncio.to_thread(client.make_bucket, bucket)
+    objects = {f"obj-{i}": os.urandom(1000 + i) for i in range(20)}
+    for key, data in objects.items():
+        await asyncio.to_thread(_put, client, bucket, key, data)
+    victim = storage.volume_servers[0]
+    address = f"127.0.0.1:{victim.port}"
+
+    await victim.kill()
+
+    assert address not in await storage.registered_volume_servers()
+    for node in storage.nodes:
+        reader = node.client()
+        for key, data in objects.items():
+            assert await asyncio.to_thread(_get, reader, bucket, key) == data, (node.name, key)
+
+    await victim.restart()
+
+    assert address in await storage.registered_volume_servers()
+    await asyncio.to_thread(_put, client, bucket, "after", b"writes work again")
+    assert await asyncio.to_thread(_get, client, bucket, "after") == b"writes work again"
+
+
+async def test_heal_restarts_dead_processes_and_clears_faults(storage: StorageCluster) -> None:
+    node = storage.node("dc2", 0)
+    await node.kill()
+    storage.node("dc2", 1).proxy.blackhole()
+    await storage.heal()
+    assert node.running
+    assert all(n.proxy.mode.value == "pass" for n in storage.nodes)
+    assert await asyncio.to_thread(
+        lambda: READY_BUCKET in [b.name for b in storage.node("dc2", 1).client().list_buckets()]
+    )
+
+
+def test_missing_weed_binary_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCRESOLVE_WEED", "/nonexistent/weed")
+    with pytest.raises(WeedNotFoundError, match="not an executable"):
+        find_weed()
+    monkeypatch.delenv("MCRESOLVE_WEED")
+    assert find_weed().name == "weed"
+
+
+def test_start_failure_names_binary_port_and_log_and_leaves_nothing(tmp_path: Path) -> None:
+    fake = tmp_path / "weed"
+    fake.write_text("#!/bin/sh\necho 'fatal: cannot open data dir' >&2\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    cluster = StorageCluster(datacenters={"dc1": 1}, weed=fake, base_dir=tmp_path)
+    before = live_weed_pids()
+    with pytest.raises(StorageStartError) as failure:
+        cluster.start_blocking()
+    message = str(failure.value)
+    assert "weed master 'master' exited with status 3" in message
+    assert f"binary: {fake}" in message
+    assert "ports: port=" in message and "port.grpc=" in message
+    assert "master.log" in message and "fatal: cannot open data dir" in message
+    assert live_weed_pids() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("mcresolve-storage-")]
+
+
+async def test_every_process_reaped_on_exit_and_on_exception(tmp_path: Path) -> None:
+    with StorageCluster(datacenters={"dc1": 1}, base_dir=tmp_path) as cluster:
+        pids = cluster.pids()
+        assert len(pids) == 5 and all(_pid_alive(p) for p in pids)
+    assert not any(_pid_alive(p) for p in pids)
+
+    with pytest.raises(RuntimeError, match="test failure inside the cluster"):
+        async with StorageCluster(datacenters={"dc1": 1}, base_dir=tmp_path) as cluster:
+            pids = cluster.pids()
+            directory = cluster.directory
+            await cluster.node("dc1", 0).kill()  # a dead node must not confuse teardown
+            raise RuntimeError("test failure inside the cluster")
+    assert len(pids) == 5 and not any(_pid_alive(p) for p in pids)
+    assert not directory.exists()
+    assert not (pids & live_weed_pids())
