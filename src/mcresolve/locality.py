@@ -26,8 +26,10 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
+
+from mcresolve.endpoint import Endpoint
 
 DEFAULT_FAILBACK_HOLD_DOWN = 30.0
 """Seconds the local datacenter must stay usable before failing back: three periods of Consul's
@@ -68,6 +70,27 @@ class LocalityState:
     interruption (None: it is not usable)."""
     since: float | None = None
     """When ``active`` was last changed (None: never changed since the initial state)."""
+
+
+def datacenter_of(endpoint: Endpoint, policy: LocalityPolicy) -> str:
+    """The endpoint's datacenter; endpoints without one (static lists, plain DNS) count as
+    local."""
+    return endpoint.datacenter or policy.local
+
+
+def usable_datacenters(
+    endpoints: Iterable[Endpoint], usable: Collection[tuple[str, int]], policy: LocalityPolicy
+) -> frozenset[str]:
+    """Datacenters with at least one endpoint whose key is in ``usable``: the input of
+    :func:`step`."""
+    return frozenset(datacenter_of(e, policy) for e in endpoints if e.key in usable)
+
+
+def in_datacenter(
+    endpoints: Iterable[Endpoint], datacenter: str, policy: LocalityPolicy
+) -> list[Endpoint]:
+    """The endpoints of ``datacenter`` (in the given order): what the picker is built from."""
+    return [e for e in endpoints if datacenter_of(e, policy) == datacenter]
 
 
 def initial_state(policy: LocalityPolicy) -> LocalityState:

@@ -6,14 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcresolve.endpoint import Endpoint
 from mcresolve.locality import (
     DEFAULT_FAILBACK_HOLD_DOWN,
     LocalityPolicy,
     LocalityState,
+    datacenter_of,
     failback_due,
+    in_datacenter,
     initial_state,
     is_failed_over,
     step,
+    usable_datacenters,
 )
 
 POLICY = LocalityPolicy(local="dc1", preference=("dc3", "dc2"), failback_hold_down=30.0)
@@ -101,6 +105,19 @@ def test_zero_hold_down_fails_back_immediately() -> None:
     policy = LocalityPolicy(local="dc1", failback_hold_down=0.0)
     state = step(initial_state(policy), {"dc2"}, 0.0, policy)
     assert step(state, {"dc1", "dc2"}, 0.5, policy).active == "dc1"
+
+
+def test_endpoint_helpers_group_by_datacenter() -> None:
+    local = Endpoint("10.0.0.1", 9000, datacenter="dc1")
+    remote = Endpoint("10.0.1.1", 9000, datacenter="dc2")
+    unknown = Endpoint("10.0.2.1", 9000)  # static list: no datacenter, counts as local
+    eps = [local, remote, unknown]
+    assert datacenter_of(unknown, POLICY) == "dc1"
+    assert usable_datacenters(eps, {remote.key}, POLICY) == {"dc2"}
+    assert usable_datacenters(eps, {unknown.key, remote.key}, POLICY) == {"dc1", "dc2"}
+    assert usable_datacenters(eps, set(), POLICY) == frozenset()
+    assert in_datacenter(eps, "dc1", POLICY) == [local, unknown]
+    assert in_datacenter(eps, "dc2", POLICY) == [remote]
 
 
 # --- properties ------------------------------------------------------------------------------
