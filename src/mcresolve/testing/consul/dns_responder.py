@@ -38,49 +38,27 @@ from .dns_names import (
     normalize_domain,
     parse_lookup,
 )
+from .durations import GoDurationError, parse_go_duration
 
 _log = logging.getLogger(__name__)
 
 Transport = Literal["udp", "tcp"]
 
-_GO_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_GO_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 _NODE_QTYPES = frozenset(
     {dns.rdatatype.ANY, dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT}
 )
 
 
-def parse_go_duration(text: str) -> float | None:
-    """Seconds in a Go ``time.ParseDuration`` string (``"10s"``, ``"1m30s"``, ``"0"``), or
-    ``None`` if Go would reject it."""
-    body = text
-    sign = 1.0
-    if body[:1] in "+-" and body:
-        sign = -1.0 if body[0] == "-" else 1.0
-        body = body[1:]
-    if body == "0":
-        return 0.0
-    if not body:
-        return None
-    total = 0.0
-    position = 0
-    for match in _GO_DURATION.finditer(body):
-        if match.start() != position or match.group(1) in ("", "."):
-            return None
-        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
-        position = match.end()
-    if position != len(body):
-        return None
-    return sign * total
+def query_dns_ttl(ttl: str) -> int:
+    """The TTL (seconds) of a prepared query's answers from its ``DNS.TTL``: Consul truncates
+    the Go duration to whole seconds as a uint32; empty or unparsable gives 0."""
+    if not ttl:
+        return 0
+    try:
+        seconds = parse_go_duration(ttl)
+    except GoDurationError:
+        return 0
+    return int(seconds) & 0xFFFFFFFF
 
 
 class DnsResponder:
@@ -265,11 +243,7 @@ class DnsResponder:
                 raise DatacenterUnreachable("rpc error making call: Query not found") from None
             self._name_error(response)
             return
-        ttl = 0
-        ttl_text = str((result.get("DNS") or {}).get("TTL") or "")
-        if ttl_text:
-            seconds = parse_go_duration(ttl_text)
-            ttl = int(seconds) if seconds is not None and seconds > 0 else 0
+        ttl = query_dns_ttl(str((result.get("DNS") or {}).get("TTL") or ""))
         entries = list(result.get("Nodes") or [])
         if not entries:
             self._name_error(response)
