@@ -234,6 +234,13 @@ def test_a_records_are_deduplicated_by_address() -> None:
     assert message.additional == []
 
 
+def test_udp_limit_also_applies_to_distinct_addresses() -> None:
+    entries = [make_entry(f"n{i}", 1, node_address=f"10.0.0.{i}") for i in range(5)]
+    resp = responder(View("dc1", entries))
+    assert len(records(ask(resp, "web.service.consul", "A"))) == 3
+    assert len(records(ask(resp, "web.service.consul", "A", "tcp"))) == 5
+
+
 def test_any_answers_addresses_only_and_txt_aaaa_of_ipv4_give_soa() -> None:
     resp = responder(View("dc1", six_instances()))
     assert records(ask(resp, "web.service.consul", "ANY")) == ["127.0.0.1"]
