@@ -294,8 +294,9 @@ class PreparedQueryStore:
 
     def _remote_store(self, dc: str, *, read: bool) -> PreparedQueryStore:
         view = self._remote(dc, read=read)
-        if isinstance(view, ForwardablePreparedQueries):
-            return view.prepared_queries
+        store = view.prepared_queries if isinstance(view, ForwardablePreparedQueries) else None
+        if isinstance(store, PreparedQueryStore):
+            return store
         raise _BadRequest(
             _text(
                 500,
