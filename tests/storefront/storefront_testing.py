@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import urllib3
+from minio import Minio
 
 REPO = Path(__file__).resolve().parents[2]
 STOREFRONT_ROOT = REPO / "examples" / "storefront"
@@ -79,6 +81,12 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``args`` with stdout and stderr going to ``log``."""
+    with log.open("wb") as log_file:
+        return subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=log.parent)
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     """Terminate, then kill after a grace period; always reap."""
     if process.poll() is None:
@@ -91,13 +99,21 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def wait_for_s3(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    client = ThreadedMinio(f"127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY, timeout_s=1.0)
+    """Block until the S3 gateway on ``port`` answers (sync: run it in a thread from async code)."""
+    client = Minio(
+        f"127.0.0.1:{port}",
+        ACCESS_KEY,
+        SECRET_KEY,
+        secure=False,
+        region="us-east-1",
+        http_client=urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=2), retries=False),
+    )
     deadline = time.monotonic() + START_WITHIN_S
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"weed exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
-            asyncio.run(client.bucket_exists("readiness-probe"))
+            client.bucket_exists("readiness-probe")
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -111,6 +127,7 @@ class Seaweed:
 
     s3_port: int
     filer_port: int
+    filer_grpc_port: int
     workdir: Path
     config_path: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -174,9 +191,8 @@ def seaweed() -> Iterator[Seaweed]:
         "-s3.port.lance=0",
         f"-s3.config={config_path}",
     ]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)
-    server = Seaweed(s3, filer, workdir, config_path, [process])
+    process = spawn(args, log)
+    server = Seaweed(s3, filer, filer_grpc, workdir, config_path, [process])
     try:
         wait_for_s3(s3, process, log)
         yield server
@@ -186,15 +202,19 @@ def seaweed() -> Iterator[Seaweed]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def extra_gateway(seaweed: Seaweed) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+@contextlib.asynccontextmanager
+async def extra_gateway(
+    seaweed: Seaweed, port: int | None = None
+) -> AsyncIterator[tuple[int, subprocess.Popen[bytes]]]:
     """A second S3 gateway (``weed s3``) on the same filer, which a test may kill."""
-    port, grpc = free_ports(2)
+    port = port or free_ports(1)[0]
+    (grpc,) = free_ports(1)
     log = seaweed.workdir / f"gateway-{port}.log"
     args = [
         weed_binary(),
         "s3",
-        f"-filer=127.0.0.1:{seaweed.filer_port}",
+        # SeaweedFS's "host:port.grpcPort" form (the gRPC port is not the default port+10000).
+        f"-filer=127.0.0.1:{seaweed.filer_port}.{seaweed.filer_grpc_port}",
         "-ip.bind=127.0.0.1",
         f"-port={port}",
         f"-port.grpc={grpc}",
@@ -202,13 +222,12 @@ def extra_gateway(seaweed: Seaweed) -> Iterator[tuple[int, subprocess.Popen[byte
         "-port.lance=0",
         f"-config={seaweed.config_path}",
     ]
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+    process = spawn(args, log)
     try:
-        wait_for_s3(port, process, log)
+        await asyncio.to_thread(wait_for_s3, port, process, log)
         yield port, process
     finally:
-        stop_process(process)
+        await asyncio.to_thread(stop_process, process)
 
 
 async def put_objects(client: ObjectClient, bucket: str, objects: tuple[SeedObject, ...]) -> None:

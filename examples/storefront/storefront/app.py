@@ -150,6 +150,7 @@ def create_app(
 async def _index(request: web.Request) -> web.Response:
     storefront = request.app[STOREFRONT]
     listing = await storefront.record(storefront.storage.list_products())
+    storefront.health.bucket_exists = listing.bucket_exists
     cards = [await _card(storefront, product) for product in listing.products]
     html = storefront.render(
         request,
