@@ -147,7 +147,7 @@ async def test_killed_volume_server_loses_no_object(storage: StorageCluster) -> 
     bucket = _bucket()
     client = storage.node("dc1", 1).client()
     await asyncio.to_thread(client.make_bucket, bucket)
-    objects = {f"obj-{i}": os.urandom(1000 + i) for i in range(20)}
+    objects = {f"obj-{i}": os.urandom(1000 + i) for i in range(8)}
     for key, data in objects.items():
         await asyncio.to_thread(_put, client, bucket, key, data)
     victim = storage.volume_servers[0]
@@ -220,3 +220,23 @@ async def test_every_process_reaped_on_exit_and_on_exception(tmp_path: Path) -> 
     assert len(pids) == 5 and not any(_pid_alive(p) for p in pids)
     assert not directory.exists()
     assert not (pids & live_weed_pids())
+
+
+async def test_datacenter_loss_leaves_the_other_datacenter_serving(storage: StorageCluster) -> None:
+    bucket = _bucket()
+    await asyncio.to_thread(storage.node("dc1", 1).client().make_bucket, bucket)
+    await asyncio.to_thread(_put, storage.node("dc1", 1).client(), bucket, "k", b"site data")
+
+    await storage.kill_datacenter("dc1")
+
+    for node in storage.nodes_in("dc1"):
+        assert not node.running
+        with pytest.raises(urllib3.exceptions.NewConnectionError):
+            await asyncio.to_thread(node.client().list_buckets)
+    for node in storage.nodes_in("dc2"):
+        assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"site data"
+
+    await storage.restart_datacenter("dc1")
+
+    for node in storage.nodes_in("dc1"):
+        assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"site data"

@@ -84,6 +84,15 @@ async def upstream() -> AsyncIterator[Upstream]:
                     k.strip().lower(): v.strip()
                     for k, _, v in (line.partition(":") for line in lines[1:] if line)
                 }
+                if headers.get("expect") == "100-continue":
+                    if path == "/reject":
+                        writer.write(
+                            b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n"
+                        )
+                        await writer.drain()
+                        continue
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    await writer.drain()
                 body = await _read_body(reader, headers)
                 state.bodies.append(body)
                 data, keep = _response(path, method, body)
@@ -301,3 +310,29 @@ def test_head_error_has_headers_only_and_bucket_level_errors_omit_key() -> None:
     )
     assert b"<Key>" not in bucket_level and b"<BucketName>bucket</BucketName>" in bucket_level
     assert b"Connection: close\r\n" in bucket_level and b"Retry-After" not in bucket_level
+
+
+async def test_expect_100_continue_waits_for_the_node_before_sending_the_body(
+    proxy: FaultProxy, upstream: Upstream
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(
+        b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"hello")
+    await writer.drain()
+    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert final.startswith(b"HTTP/1.1 200 OK") and await reader.readexactly(5) == b"hello"
+
+    writer.write(
+        b"PUT /reject HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    await writer.drain()
+    rejected = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert rejected.startswith(b"HTTP/1.1 417 ")
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # body state unknown: closed
+    writer.close()
+    assert upstream.bodies == [b"hello"]

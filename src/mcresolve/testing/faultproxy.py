@@ -738,10 +738,14 @@ class FaultProxy:
                 self._stats.upstream_failures += 1
                 raise _ConnectionDone(f"upstream unreachable: {exc}") from exc
         up_reader, up_writer = upstream
+        # With "Expect: 100-continue" the client sends its body only after the node's
+        # "100 Continue"; if the node answers finally instead, the body is never sent.
+        body_sent = head.headers.get("expect", "").lower() != "100-continue"
         try:
             up_writer.write(head.raw)
             await up_writer.drain()
-            await _relay_body(reader, up_writer, head.headers, until_eof=False)
+            if body_sent:
+                await _relay_body(reader, up_writer, head.headers, until_eof=False)
             while True:
                 raw = await _read_head(up_reader)
                 if raw is None:
@@ -749,7 +753,10 @@ class FaultProxy:
                 response = _parse_response_head(raw)
                 writer.write(raw)
                 await writer.drain()
-                if not 100 <= response.status < 200:
+                if response.status == 100 and not body_sent:
+                    await _relay_body(reader, up_writer, head.headers, until_eof=False)
+                    body_sent = True
+                elif not 100 <= response.status < 200:
                     break
             no_body = head.method == "HEAD" or response.status in (204, 304)
             framed = (
@@ -765,7 +772,7 @@ class FaultProxy:
         except asyncio.CancelledError:
             up_writer.transport.abort()
             raise
-        upstream_keeps = "close" not in response.headers.get("connection", "").lower()
+        upstream_keeps = body_sent and "close" not in response.headers.get("connection", "").lower()
         if not (no_body or framed) or not upstream_keeps:
             up_writer.transport.abort()
             upstream = None

@@ -26,6 +26,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -67,6 +68,8 @@ _READY_BODY: Final = b"mcresolve storage harness ready\n"
 _LOG_TAIL_LINES: Final = 25
 _PORT_RETRIES: Final = 3
 _FILER_GRACE: Final = 0.5
+_PORT_FLOOR: Final = 12000
+_random = random.SystemRandom()
 
 # master.toml: grow one volume (x replicas) at a time instead of SeaweedFS's 6-7, so that each
 # bucket (a SeaweedFS collection) costs one volume per replica, not twelve.
@@ -159,14 +162,35 @@ def live_weed_pids() -> frozenset[int]:
         return frozenset(pid for pid, p in _LIVE_PROCESSES.items() if p.poll() is None)
 
 
+def _ephemeral_floor() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, 2 * _PORT_FLOOR)
+
+
 def _free_port(taken: set[int]) -> int:
-    while True:
+    """A free loopback port *below* the kernel's ephemeral range.
+
+    Outgoing connections take their source ports from the ephemeral range; a server port
+    picked there could be taken by some connection while its process is down (between a kill
+    and a restart). Below the range only another listener can collide, and a random pick
+    makes that unlikely; start-up retries with new ports if it happens anyway.
+    """
+    ceiling = _ephemeral_floor()
+    for _ in range(200):
+        port = _random.randrange(_PORT_FLOOR, ceiling)
+        if port in taken:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            port = int(sock.getsockname()[1])
-        if port not in taken:
-            taken.add(port)
-            return port
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise StorageHarnessError(f"no free port in {_PORT_FLOOR}..{ceiling - 1} on {LOOPBACK}")
 
 
 async def _http_get(port: int, path: str, within: float = 2.0) -> tuple[int, bytes]:
@@ -801,6 +825,16 @@ class StorageCluster:
         with zeroed counters. For fixtures that share one cluster between tests."""
         await self._harness_call(self._heal())
 
+    async def kill_datacenter(self, datacenter: str) -> None:
+        """SIGKILL every storage node of ``datacenter`` at once (the site's storage is lost)."""
+        nodes = self.nodes_in(datacenter)
+        await self._harness_call(_gather_all([n._kill() for n in nodes]))
+
+    async def restart_datacenter(self, datacenter: str) -> None:
+        """Restart every storage node of ``datacenter``; returns once all serve again."""
+        nodes = self.nodes_in(datacenter)
+        await self._harness_call(_gather_all([n._restart(None) for n in nodes]))
+
     # -- queries ----------------------------------------------------------------------------
 
     async def object_locations(self, bucket: str, key: str) -> list[frozenset[str]]:
@@ -861,7 +895,11 @@ class StorageCluster:
         if self._use_proxies:
             for node in self._nodes:
                 proxy = FaultProxy(
-                    LOOPBACK, node.s3_port, name=f"{node.name}-proxy", upstream_connect_timeout=2
+                    LOOPBACK,
+                    node.s3_port,
+                    port=_free_port(self._taken_ports),
+                    name=f"{node.name}-proxy",
+                    upstream_connect_timeout=2,
                 )
                 await proxy.start()
                 node._proxy = proxy
