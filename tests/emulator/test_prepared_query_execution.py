@@ -16,6 +16,7 @@ from mcresolve.testing.consul.prepared_query_execution import (
     filter_instances,
     limited,
     move_node_first,
+    rpc_rendering,
     run_failover,
     shuffled,
 )
@@ -168,3 +169,16 @@ def test_dead_datacenter_after_an_empty_one_keeps_the_empty_ones_name() -> None:
 
     outcome = run_failover(["dc2", "dc3"], attempt)
     assert (outcome.datacenter, outcome.failovers) == ("dc2", 2)
+
+
+def test_rpc_rendering_turns_empty_tag_lists_into_null() -> None:
+    source = entry("a", "passing", tags=())
+    source["Checks"][0]["ServiceTags"] = []
+    tagged = entry("b", "passing", tags=("v1",))
+    tagged["Checks"][0]["ServiceTags"] = ["v1"]
+    rendered = rpc_rendering([source, tagged])
+    assert rendered[0]["Service"]["Tags"] is None
+    assert rendered[0]["Checks"][0]["ServiceTags"] is None
+    assert rendered[1]["Service"]["Tags"] == ["v1"]
+    assert rendered[1]["Checks"][0]["ServiceTags"] == ["v1"]
+    assert source["Service"]["Tags"] == []  # the input is not modified

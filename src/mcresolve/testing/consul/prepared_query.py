@@ -44,6 +44,7 @@ from .prepared_query_execution import (
     filter_instances,
     limited,
     move_node_first,
+    rpc_rendering,
     run_failover,
     shuffled,
 )
@@ -562,7 +563,7 @@ class PreparedQueryStore:
             failovers = outcome.failovers
         return {
             "Service": service["Service"],
-            "Nodes": nodes,
+            "Nodes": rpc_rendering(nodes),
             "DNS": copy.deepcopy(definition["DNS"]),
             "Datacenter": datacenter,
             "Failovers": failovers,

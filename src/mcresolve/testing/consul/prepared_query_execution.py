@@ -68,6 +68,26 @@ def filter_instances(entries: Sequence[HealthEntry], service: dict[str, Any]) ->
     return kept
 
 
+def rpc_rendering(entries: Sequence[HealthEntry]) -> list[HealthEntry]:
+    """The instances as an execute answer renders them: ``/v1/health/service`` turns nil tag
+    lists into ``[]``, but execute results come through RPC untouched, so an empty
+    ``Service.Tags`` or check ``ServiceTags`` is ``null`` there (recorded in 06)."""
+    rendered = []
+    for entry in entries:
+        entry = dict(entry)
+        service = entry.get("Service")
+        if isinstance(service, dict) and service.get("Tags") == []:
+            entry["Service"] = {**service, "Tags": None}
+        checks = entry.get("Checks")
+        if isinstance(checks, list):
+            entry["Checks"] = [
+                {**check, "ServiceTags": None} if check.get("ServiceTags") == [] else check
+                for check in checks
+            ]
+        rendered.append(entry)
+    return rendered
+
+
 def shuffled(entries: Sequence[HealthEntry], rng: random.Random) -> list[HealthEntry]:
     """A uniformly shuffled copy (Consul shuffles on every execution)."""
     result = list(entries)
