@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import os
 import stat
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import minio
@@ -17,6 +19,7 @@ import urllib3
 from mcresolve.testing.storage import (
     READY_BUCKET,
     StorageCluster,
+    StorageHarnessError,
     StorageStartError,
     WeedNotFoundError,
     find_weed,
@@ -240,3 +243,40 @@ async def test_datacenter_loss_leaves_the_other_datacenter_serving(storage: Stor
 
     for node in storage.nodes_in("dc1"):
         assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"site data"
+
+
+def test_three_volume_servers_keep_writes_going_and_nodes_can_skip_proxies(
+    tmp_path: Path,
+) -> None:
+    with StorageCluster(
+        datacenters={"dc1": 1}, volume_servers=3, proxies=False, base_dir=tmp_path
+    ) as cluster:
+        node = cluster.node("dc1", 0)
+        assert node.port == node.s3_port and len(cluster.pids()) == 1 + 3 + 1 + 1
+        with pytest.raises(StorageHarnessError, match="proxies=False"):
+            _ = node.proxy
+        client = node.client(read_timeout=10)
+        bucket = _bucket()
+        client.make_bucket(bucket)
+        _put(client, bucket, "first", b"on two of three")
+        (holders,) = cluster.run(cluster.object_locations(bucket, "first"))
+        victim = next(v for v in cluster.volume_servers if f"127.0.0.1:{v.port}" in holders)
+
+        cluster.run(victim.kill())
+
+        _put(client, bucket, "second", b"placed on the surviving pair")
+        assert _get(client, bucket, "first") == b"on two of three"
+        (new_holders,) = cluster.run(cluster.object_locations(bucket, "second"))
+        assert len(new_holders) == 2 and f"127.0.0.1:{victim.port}" not in new_holders
+
+
+def test_abandoned_cluster_is_reaped_when_garbage_collected(tmp_path: Path) -> None:
+    cluster = StorageCluster(datacenters={"dc1": 1}, base_dir=tmp_path)
+    cluster.start_blocking()
+    pids, directory = cluster.pids(), cluster.directory
+    collected = weakref.ref(cluster)
+    del cluster
+    gc.collect()
+    assert collected() is None
+    assert len(pids) == 5 and not any(_pid_alive(p) for p in pids)
+    assert not directory.exists()

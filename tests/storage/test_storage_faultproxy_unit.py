@@ -207,15 +207,12 @@ async def test_mode_changes_from_another_thread_apply_before_returning(proxy: Fa
 async def test_method_filter_delays_only_writes(proxy: FaultProxy) -> None:
     proxy.delay(0.4, methods={"put"})
     http = _http()
-    started = time.monotonic()
     await asyncio.to_thread(http.request, "GET", f"http://{proxy.address}/chunked")
-    read_time = time.monotonic() - started
+    assert proxy.stats.requests[FaultMode.PASS] == 1  # relayed at once, not delayed
     started = time.monotonic()
     await asyncio.to_thread(http.request, "PUT", f"http://{proxy.address}/echo", body=b"w")
-    write_time = time.monotonic() - started
-    assert write_time >= 0.4 and read_time < 0.4
-    stats = proxy.stats
-    assert (stats.requests[FaultMode.PASS], stats.requests[FaultMode.DELAY]) == (1, 1)
+    assert time.monotonic() - started >= 0.4
+    assert proxy.stats.requests[FaultMode.DELAY] == 1
 
 
 async def test_aclose_resets_open_connections_and_stops_listening(

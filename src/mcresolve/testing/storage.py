@@ -133,7 +133,8 @@ def _register(process: subprocess.Popen[bytes]) -> None:
 
 def _unregister(process: subprocess.Popen[bytes]) -> None:
     with _LIVE_LOCK:
-        _LIVE_PROCESSES.pop(process.pid, None)
+        if _LIVE_PROCESSES.get(process.pid) is process:  # the PID may belong to a newer one
+            del _LIVE_PROCESSES[process.pid]
 
 
 def _kill_and_reap(processes: Iterable[subprocess.Popen[bytes]]) -> None:
@@ -285,6 +286,7 @@ class _WeedProcess:
             )
         self.starts += 1
         _register(self.process)
+        self.cluster._spawned.append(self.process)
         try:
             await self._await_ready(within)
         except BaseException:
@@ -689,6 +691,9 @@ class StorageCluster:
         self._volumes: list[_WeedProcess] = []
         self._nodes: list[StorageNode] = []
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # Every Popen ever started, for the finalizer: it must not reference the cluster itself
+        # (or the cluster would never be collected), and Popen objects do not.
+        self._spawned: list[subprocess.Popen[bytes]] = []
         self._started = False
         self._ready_bucket_created = False
 
@@ -855,20 +860,13 @@ class StorageCluster:
         self._dir = Path(tempfile.mkdtemp(prefix="mcresolve-storage-", dir=self._base_dir))
         self._harness = _HarnessLoop(f"mcresolve-storage-{self._dir.name}")
         self._finalizer = weakref.finalize(
-            self, _finalize, self._harness, self._all_procs_ref(), self._dir, self._keep_dir
+            self, _finalize, self._harness, self._spawned, self._dir, self._keep_dir
         )
         return self._harness
-
-    def _all_procs_ref(self) -> list[_WeedProcess]:
-        # A list the finalizer holds: processes are appended as they are created, so the
-        # finalizer can reap them without holding a reference to the cluster itself.
-        self._procs_for_finalizer: list[_WeedProcess] = []
-        return self._procs_for_finalizer
 
     def _new_proc(self, role: str, name: str, port_names: Sequence[str]) -> _WeedProcess:
         ports = {p: _free_port(self._taken_ports) for p in port_names}
         proc = _WeedProcess(self, role, name, ports, self.directory / name)
-        self._procs_for_finalizer.append(proc)
         return proc
 
     async def _start(self) -> None:
@@ -1031,6 +1029,11 @@ class StorageCluster:
                 return f"/cluster/status answered {status} {body[:200]!r}"
             return None
         if proc.role == "volume":
+            # Its own /status proves this process is up; the master's list, that it registered
+            # (the list alone could still show a just-killed predecessor on the same port).
+            status, _ = await _http_get(proc.port, "/status")
+            if status != 200:
+                return f"GET /status answered {status}"
             address = f"{LOOPBACK}:{proc.port}"
             if address not in await self._registered_volume_servers():
                 return f"master does not list volume server {address} yet"
@@ -1164,9 +1167,12 @@ async def _gather_all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 
 def _finalize(
-    harness: _HarnessLoop, procs: list[_WeedProcess], directory: Path, keep_dir: bool
+    harness: _HarnessLoop,
+    spawned: list[subprocess.Popen[bytes]],
+    directory: Path,
+    keep_dir: bool,
 ) -> None:
-    _kill_and_reap([p.process for p in procs if p.process is not None])
+    _kill_and_reap(spawned)
     harness.close()
     if not keep_dir:
         shutil.rmtree(directory, ignore_errors=True)
