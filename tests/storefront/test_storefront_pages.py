@@ -50,7 +50,7 @@ def parse_cards(page: str) -> _Cards:
 
 async def test_listing_renders_every_product_escaped(seeded: SeededStore) -> None:
     async with (
-        running_storefront(seeded.seaweed.settings()) as url,
+        running_storefront(seeded.settings()) as url,
         aiohttp.ClientSession() as http,
         http.get(url + "/") as response,
     ):
@@ -71,7 +71,7 @@ async def test_listing_renders_every_product_escaped(seeded: SeededStore) -> Non
 
 async def test_images_through_the_app_are_byte_identical(seeded: SeededStore) -> None:
     async with (
-        running_storefront(seeded.seaweed.settings()) as url,
+        running_storefront(seeded.settings()) as url,
         aiohttp.ClientSession() as http,
     ):
         async with http.get(url + "/") as response:
@@ -91,7 +91,7 @@ async def test_images_through_the_app_are_byte_identical(seeded: SeededStore) ->
 
 async def test_html_object_is_never_served_as_html(seeded: SeededStore) -> None:
     async with (
-        running_storefront(seeded.seaweed.settings()) as url,
+        running_storefront(seeded.settings()) as url,
         aiohttp.ClientSession() as http,
         http.get(url + "/images/page.html") as image,
     ):
@@ -117,7 +117,7 @@ async def test_html_object_is_never_served_as_html(seeded: SeededStore) -> None:
 )
 async def test_not_found_pages(seeded: SeededStore, path: str) -> None:
     async with (
-        running_storefront(seeded.seaweed.settings()) as url,
+        running_storefront(seeded.settings()) as url,
         aiohttp.ClientSession() as http,
         http.get(yarl.URL(url + path, encoded=True)) as response,
     ):
@@ -131,7 +131,7 @@ async def test_not_found_pages(seeded: SeededStore, path: str) -> None:
 async def test_literal_percent_key_stays_in_its_bucket(seeded: SeededStore) -> None:
     key = next(k for k in seeded.hostile if k.startswith("..%2F"))
     async with (
-        running_storefront(seeded.seaweed.settings()) as url,
+        running_storefront(seeded.settings()) as url,
         aiohttp.ClientSession() as http,
         http.get(url + "/images/" + quote(key, safe="")) as response,
     ):
@@ -140,7 +140,7 @@ async def test_literal_percent_key_stays_in_its_bucket(seeded: SeededStore) -> N
 
 
 async def test_presigned_urls_point_at_the_external_host(seeded: SeededStore) -> None:
-    settings = seeded.seaweed.settings(
+    settings = seeded.settings(
         STOREFRONT_IMAGES="presigned",
         MINIO_EXTERNAL_HOST="shop-assets.example.test",
         MINIO_EXTERNAL_PORT="9443",
@@ -166,8 +166,8 @@ async def test_presigned_urls_point_at_the_external_host(seeded: SeededStore) ->
 
 
 async def test_presigned_urls_fetch_the_seeded_bytes(seeded: SeededStore) -> None:
-    port = str(seeded.seaweed.s3_port)
-    settings = seeded.seaweed.settings(
+    port = str(seeded.node.port)
+    settings = seeded.settings(
         STOREFRONT_IMAGES="presigned", MINIO_EXTERNAL_HOST="127.0.0.1", MINIO_EXTERNAL_PORT=port
     )
     async with running_storefront(settings) as url, aiohttp.ClientSession() as http:
@@ -181,7 +181,7 @@ async def test_presigned_urls_fetch_the_seeded_bytes(seeded: SeededStore) -> Non
 
 
 async def test_external_urls_are_plain_bucket_urls(seeded: SeededStore) -> None:
-    settings = seeded.seaweed.settings(
+    settings = seeded.settings(
         STOREFRONT_IMAGES="external",
         MINIO_EXTERNAL_HOST="cdn.example.test",
         MINIO_EXTERNAL_PORT="80",
@@ -199,7 +199,7 @@ async def test_external_urls_are_plain_bucket_urls(seeded: SeededStore) -> None:
 
 
 async def test_about_page_static_assets_and_security_headers(seeded: SeededStore) -> None:
-    settings = seeded.seaweed.settings()
+    settings = seeded.settings()
     async with running_storefront(settings) as url, aiohttp.ClientSession() as http:
         async with http.get(url + "/about") as response:
             assert response.status == 200

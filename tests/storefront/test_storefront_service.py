@@ -14,27 +14,24 @@ from typing import Any
 import aiohttp
 from storefront.sample import SAMPLE_PRODUCTS
 from storefront_testing import (
-    ACCESS_KEY,
-    SECRET_KEY,
     STOREFRONT_ROOT,
     SeededStore,
     env_for_subprocess,
-    extra_gateway,
+    poll_until,
     running_storefront,
-    settings_for,
 )
-from test_storefront_failures import poll_until
 
 from mcresolve.testing.consul.emulator import ConsulEmulator
+from mcresolve.testing.storage import StorageCluster
 
 
-def storefront_env(s3_port: int, **extra: str) -> dict[str, str]:
+def storefront_env(seeded: SeededStore, **extra: str) -> dict[str, str]:
     return env_for_subprocess(
         {
-            "MINIO_HOST": "127.0.0.1",
-            "MINIO_PORT": str(s3_port),
-            "MINIO_ACCESS_KEY": ACCESS_KEY,
-            "MINIO_SECRET_KEY": SECRET_KEY,
+            "MINIO_HOST": seeded.node.address,
+            "MINIO_PORT": str(seeded.node.port),
+            "MINIO_ACCESS_KEY": seeded.cluster.access_key,
+            "MINIO_SECRET_KEY": seeded.cluster.secret_key,
             "PORT": "0",
             "STOREFRONT_BIND": "127.0.0.1",
             **extra,
@@ -102,7 +99,7 @@ async def test_seed_then_serve_register_and_deregister_as_processes(seeded: Seed
     async with ConsulEmulator(["dc1"]) as consul:
         consul_url = consul.dc("dc1").http_url
         env = storefront_env(
-            seeded.seaweed.s3_port,
+            seeded,
             STOREFRONT_BUCKET=bucket,
             CONSUL_HTTP_ADDR=consul_url,
             STOREFRONT_SERVICE_NAME="storefront",
@@ -138,14 +135,12 @@ async def test_seed_then_serve_register_and_deregister_as_processes(seeded: Seed
             assert service_id not in await agent_services(http, consul_url)
 
 
-async def test_consul_takes_the_instance_out_when_storage_is_lost(seeded: SeededStore) -> None:
-    async with (
-        ConsulEmulator(["dc1"]) as consul,
-        extra_gateway(seeded.seaweed) as (port, gateway),
-    ):
+async def test_consul_takes_the_instance_out_when_storage_is_lost(
+    seeded: SeededStore, storage: StorageCluster
+) -> None:
+    async with ConsulEmulator(["dc1"]) as consul:
         consul_url = consul.dc("dc1").http_url
-        settings = settings_for(
-            port,
+        settings = seeded.settings(
             CONSUL_HTTP_ADDR=consul_url,
             STOREFRONT_SERVICE_ID="storefront-under-test",
             STOREFRONT_CHECK_INTERVAL="1s",
@@ -160,8 +155,7 @@ async def test_consul_takes_the_instance_out_when_storage_is_lost(seeded: Seeded
                 )
 
             await poll_until(passing, within=15, what="HTTP check passing")
-            gateway.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(gateway.wait)
+            await seeded.node.kill()
 
             async def gone() -> bool:
                 return not await passing()
