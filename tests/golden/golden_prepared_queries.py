@@ -87,7 +87,9 @@ def _compare_execute(exchange: HttpExchange, actual: Actual, ctx: CompareContext
     rec_nodes: list[Any] = recorded["Nodes"]
     act_nodes: list[Any] = body["Nodes"]
     if len(act_nodes) != len(rec_nodes):
-        ctx.fail("body.Nodes", f"{len(act_nodes)} instances != recorded {len(rec_nodes)}")
+        act_ids = sorted(_instance_key(n)[1] for n in act_nodes)
+        rec_ids = sorted(_instance_key(n)[1] for n in rec_nodes)
+        ctx.fail("body.Nodes", f"{len(act_nodes)} instances {act_ids} != recorded {rec_ids}")
         return
     near = (exchange.query.get("near") or [""])[0]
     if near and body.get("Datacenter") == exchange.datacenter:
