@@ -24,6 +24,7 @@ from .catalog import (
     CRITICAL,
     CatalogState,
     CheckRecord,
+    NodeRecord,
     ServiceRecord,
 )
 from .contracts import EmulatorError
@@ -39,6 +40,14 @@ from .probes import http_probe, tcp_probe
 from .timebase import EmulatorClock
 
 OUTPUT_LIMIT = 4096
+
+#: the coordinate of a freshly started dev agent (``/v1/agent/self`` ``Coord``)
+ZERO_COORD: dict[str, Any] = {
+    "Vec": [0.0] * 8,
+    "Error": 1.5,
+    "Adjustment": 0.0,
+    "Height": 1e-05,
+}
 TTL_EXPIRED_PREFIX = "TTL expired (last output before timeout follows): "
 
 
@@ -59,6 +68,8 @@ class AgentConfig:
     reap_interval: float = 30.0
     min_deregister_critical_after: float = 60.0
     anti_entropy_interval: float | None = None
+    #: when the agent writes its first network coordinate (Consul time after start)
+    first_coordinate_after: float = 2.0
 
 
 @dataclass
@@ -103,7 +114,7 @@ class AgentCheck:
     deregister_critical_after: float | None = None
     critical_since: float | None = None
     task: asyncio.Task[None] | None = None
-    deferred: asyncio.TimerHandle | None = None
+    deferred: asyncio.Task[None] | None = None
 
     @property
     def is_ttl(self) -> bool:
@@ -176,6 +187,8 @@ class LocalAgent:
         self.config = config or AgentConfig()
         self.services: dict[str, AgentService] = {}
         self.checks: dict[str, AgentCheck] = {}
+        #: the agent's own view of its node (what anti-entropy writes back)
+        self.node_info: NodeRecord | None = None
         self._session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task[None]] = []
         self._random = random.Random()
@@ -186,6 +199,8 @@ class LocalAgent:
         """Start the background loops (reaper, optional anti-entropy)."""
         self._session = aiohttp.ClientSession()
         self._background.append(asyncio.create_task(self._reaper_loop()))
+        if self.node_name.lower() not in self.catalog.coordinates:
+            self._background.append(asyncio.create_task(self._first_coordinate()))
         if self.config.anti_entropy_interval:
             self._background.append(asyncio.create_task(self._anti_entropy_loop()))
         for check in self.checks.values():
@@ -256,7 +271,7 @@ class LocalAgent:
                     check.status, check.output = existing.status, existing.output
                     check.critical_since = existing.critical_since
             if check.status == CRITICAL and check.critical_since is None:
-                check.critical_since = self.clock.now()
+                check.critical_since = self.clock.consul_now()
             self.checks[check.check_id] = check
         self.catalog.register(
             self._agent_node_record(),
@@ -281,7 +296,7 @@ class LocalAgent:
         if existing is not None:
             self._stop_runner(existing)
         if check.status == CRITICAL:
-            check.critical_since = self.clock.now()
+            check.critical_since = self.clock.consul_now()
         self.checks[check.check_id] = check
         self.catalog.register(
             self._agent_node_record(),
@@ -332,7 +347,7 @@ class LocalAgent:
         check.status, check.output = status, output
         if status == CRITICAL:
             if check.critical_since is None:
-                check.critical_since = self.clock.now()
+                check.critical_since = self.clock.consul_now()
         else:
             check.critical_since = None
         if status_changed or self.config.check_update_interval <= 0:
@@ -341,9 +356,9 @@ class LocalAgent:
             self._defer_sync(check)
 
     def _sync_check(self, check: AgentCheck) -> None:
-        if check.deferred is not None:
+        if check.deferred is not None and check.deferred is not asyncio.current_task():
             check.deferred.cancel()
-            check.deferred = None
+        check.deferred = None
         record = self._check_record(check)
         if check.service_id and (
             self.catalog.services.get((self.node_name.lower(), check.service_id.lower())) is None
@@ -357,14 +372,12 @@ class LocalAgent:
     def _defer_sync(self, check: AgentCheck) -> None:
         if check.deferred is not None:
             return
-        loop = asyncio.get_running_loop()
-        delay = self.clock.scaled(self.config.check_update_interval)
-        check.deferred = loop.call_later(delay, self._deferred_fire, check.check_id)
+        check.deferred = asyncio.create_task(self._deferred_sync(check))
 
-    def _deferred_fire(self, check_id: str) -> None:
-        check = self.checks.get(check_id)
-        if check is not None:
-            check.deferred = None
+    async def _deferred_sync(self, check: AgentCheck) -> None:
+        await self.clock.sleep(self.config.check_update_interval)
+        check.deferred = None
+        if self.checks.get(check.check_id) is check:
             self._sync_check(check)
 
     # ---------------------------------------------------------------------------- runners
@@ -394,7 +407,8 @@ class LocalAgent:
         assert check.ttl is not None
         await self.clock.sleep(check.ttl)
         check.task = None
-        self.set_status(check, CRITICAL, TTL_EXPIRED_PREFIX + check.output)
+        expired = TTL_EXPIRED_PREFIX + check.output if check.output else "TTL expired"
+        self.set_status(check, CRITICAL, expired)
 
     async def _probe_loop(self, check: AgentCheck) -> None:
         interval = check.interval or 10.0
@@ -405,6 +419,14 @@ class LocalAgent:
                 return
             self.set_status(check, status, output)
             await self.clock.sleep(interval)
+
+    async def run_check_now(self, check_id: str) -> str:
+        """Run an HTTP/TCP check once right now (as if its interval elapsed) and record the
+        result; returns the new status."""
+        check = self.checks[check_id]
+        status, output = await self.run_probe(check)
+        self.set_status(check, status, output)
+        return status
 
     async def run_probe(self, check: AgentCheck) -> tuple[str, str]:
         """Run the check's HTTP or TCP probe once (timeouts are not scaled)."""
@@ -423,6 +445,10 @@ class LocalAgent:
         return await tcp_probe(check.tcp, time_limit=timeout)
 
     # ---------------------------------------------------------------------- reaper and AE
+
+    async def _first_coordinate(self) -> None:
+        await self.clock.sleep(self.config.first_coordinate_after)
+        self.catalog.set_coordinate(self.node_name, ZERO_COORD)
 
     async def _reaper_loop(self) -> None:
         while True:
@@ -450,32 +476,47 @@ class LocalAgent:
             await self.clock.sleep(interval)
             self.anti_entropy()
 
+    def _in_sync(self, service: AgentService, checks: list[AgentCheck]) -> bool:
+        record = self.catalog.services.get((self.node_name.lower(), service.service_id.lower()))
+        if record is None or not record.same_content(self._service_record(service)):
+            return False
+        for check in checks:
+            found = self.catalog.checks.get((self.node_name.lower(), check.check_id.lower()))
+            if found is None or not found.same_content(self._check_record(check)):
+                return False
+        return True
+
     def anti_entropy(self) -> None:
-        """One full sync: put the agent's services and checks back into the catalog and remove
-        what the catalog has on the agent's node that the agent does not know."""
+        """One full sync: put the agent's node info, services and checks back into the catalog
+        and remove what the catalog has on the agent's node that the agent does not know. Each
+        out-of-sync service is one write carrying the node info (as Consul's sync does)."""
         node = self.node_name.lower()
-        for service in self.services.values():
+        known_services = {s.lower() for s in self.services} | {"consul"}
+        for (svc_node, svc_id), svc in list(self.catalog.services.items()):
+            if svc_node == node and svc_id not in known_services:
+                self.catalog.deregister(self.node_name, service_id=svc.service_id)
+        known_checks = {c.lower() for c in self.checks} | {"serfhealth"}
+        for (chk_node, chk_id), chk in list(self.catalog.checks.items()):
+            if chk_node == node and chk_id not in known_checks:
+                self.catalog.deregister(self.node_name, check_id=chk.check_id)
+        node_info = self.node_info or self._agent_node_record()
+        for service in sorted(self.services.values(), key=lambda s: s.service_id):
             checks = [c for c in self.checks.values() if c.service_id == service.service_id]
+            if self._in_sync(service, checks):
+                continue
             self.catalog.register(
-                self._agent_node_record(),
+                node_info,
                 self._service_record(service),
                 [self._check_record(c) for c in checks],
-                keep_node=True,
             )
+        if node_info is not None:
+            self.catalog.register(node_info)
         for check in self.checks.values():
             if check.deferred is not None:
                 check.deferred.cancel()
                 check.deferred = None
             if not check.service_id:
                 self.catalog.register(None, None, [self._check_record(check)])
-        known_services = {s.lower() for s in self.services} | {"consul"}
-        for (svc_node, svc_id), _svc in list(self.catalog.services.items()):
-            if svc_node == node and svc_id not in known_services:
-                self.catalog.deregister(self.node_name, service_id=_svc.service_id)
-        known_checks = {c.lower() for c in self.checks} | {"serfhealth"}
-        for (chk_node, chk_id), chk in list(self.catalog.checks.items()):
-            if chk_node == node and chk_id not in known_checks:
-                self.catalog.deregister(self.node_name, check_id=chk.check_id)
 
     # -------------------------------------------------------------------------- rendering
 
@@ -490,7 +531,7 @@ class LocalAgent:
             out[cid] = rendered
         return out
 
-    def _agent_node_record(self) -> Any:
+    def _agent_node_record(self) -> NodeRecord | None:
         return self.catalog.node(self.node_name)
 
     def _service_record(self, service: AgentService) -> ServiceRecord:
@@ -500,7 +541,7 @@ class LocalAgent:
             name=service.name,
             tags=list(service.tags),
             address=service.address,
-            meta=dict(service.meta),
+            meta=dict(service.meta) or None,
             port=service.port,
             enable_tag_override=service.enable_tag_override,
         )

@@ -208,7 +208,7 @@ class CatalogState:
                 self.table_index["nodes"] = idx()
             elif not keep_node and not current.same_content(node):
                 current.address = node.address
-                current.node_id = node.node_id or current.node_id
+                current.node_id = node.node_id
                 current.tagged_addresses = copy.deepcopy(node.tagged_addresses)
                 current.meta = copy.deepcopy(node.meta)
                 current.modify_index = idx()

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,13 +33,6 @@ from .timebase import EmulatorClock
 
 if TYPE_CHECKING:
     from .http_api import AgentHttpApi
-
-ZERO_COORD: dict[str, Any] = {
-    "Vec": [0.0] * 8,
-    "Error": 1.5,
-    "Adjustment": 0.0,
-    "Height": 1e-05,
-}
 
 
 class Datacenter:
@@ -190,11 +184,11 @@ class Datacenter:
                 )
             ],
         )
+        self.agent.node_info = replace(node)
         record = self.catalog.node(self.agent_node)
         assert record is not None
         record.modify_index = self.catalog.allocate_index()
         self.catalog.table_index["nodes"] = record.modify_index
-        self.catalog.set_coordinate(self.agent_node, ZERO_COORD)
 
     def _load_prepared_queries(self) -> None:
         try:
@@ -215,11 +209,11 @@ class Datacenter:
         if self._api is None:
             self._api = AgentHttpApi(self)
             await self.agent.start()
-        self._runner = web.AppRunner(self._api.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(
-            self._runner, self.host, self.http_port, shutdown_timeout=0.05, reuse_address=True
+        self._runner = web.AppRunner(
+            self._api.app, access_log=None, handle_signals=False, shutdown_timeout=0.05
         )
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.host, self.http_port, reuse_address=True)
         await self._site.start()
         server = self._site._server
         if self.http_port == 0 and server is not None:
@@ -243,7 +237,7 @@ class Datacenter:
         if not self.running:
             return
         self.running = False
-        self.stopped_at = self.clock.now()
+        self.stopped_at = self.clock.consul_now()
         self.down_event.set()
         if self._api is not None:
             await self._api.drop_in_flight()

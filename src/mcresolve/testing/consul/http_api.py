@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from .agent import ZERO_COORD
 from .catalog import (
     CHECK_STATES,
     CRITICAL,
@@ -228,6 +229,11 @@ class AgentHttpApi:
         except EmulatorError as exc:
             return text_response(exc.message, status=exc.status)
 
+    def _near(self, query: Query) -> str | None:
+        """``?near=``; ``_agent`` means this agent's node, also when reading another DC."""
+        near = first(query, "near")
+        return self.dc.agent_node if near == "_agent" else near
+
     def _target(self, query: Query) -> Datacenter:
         """The datacenter a read is for (``?dc=``), forwarding through the WAN."""
         name = first(query, "dc")
@@ -288,9 +294,7 @@ class AgentHttpApi:
                     "Version": "1.0.8",
                 },
                 "DebugConfig": {"Datacenter": dc.name, "NodeName": dc.agent_node},
-                "Coord": dict(
-                    dc.catalog.coordinates.get(dc.agent_node.lower(), {}).get("Coord", {})
-                ),
+                "Coord": dict(ZERO_COORD),
                 "Member": member,
                 "Stats": {"consul": {"server": "true", "leader": "true"}},
                 "Meta": {"consul-network-segment": ""},
@@ -411,11 +415,15 @@ class AgentHttpApi:
         node = NodeRecord(
             name=node_name,
             address=address or (existing.address if existing else ""),
-            node_id=ci_str(body, "ID") or (existing.node_id if existing else ""),
+            node_id=ci_str(body, "ID"),
             tagged_addresses=ci_str_map(body, "TaggedAddresses"),
             meta=ci_str_map(body, "NodeMeta"),
         )
-        target.catalog.register(node, service, checks, keep_node=skip_node)
+        # Consul 1.0.8 rewrites every check of a catalog registration (ModifyIndex moves even
+        # when nothing changed), but skips an identical node or service
+        target.catalog.register(
+            node, service, checks, keep_node=skip_node, force_check_ids=[c.check_id for c in checks]
+        )
         return json_response(True)
 
     async def catalog_deregister(self, req: ApiRequest) -> web.StreamResponse:
@@ -435,7 +443,7 @@ class AgentHttpApi:
     async def catalog_nodes(self, req: ApiRequest) -> web.StreamResponse:
         mode = consistency_mode(req.query)
         target = self._target(req.query)
-        near = first(req.query, "near")
+        near = self._near(req.query)
         meta = node_meta_filters(req.query)
 
         def compute() -> tuple[int, Any]:
@@ -482,7 +490,7 @@ class AgentHttpApi:
         mode = consistency_mode(req.query)
         target = self._target(req.query)
         tag = first(req.query, "tag")
-        near = first(req.query, "near")
+        near = self._near(req.query)
         meta = node_meta_filters(req.query)
 
         def compute() -> tuple[int, Any]:
@@ -533,7 +541,7 @@ class AgentHttpApi:
         passing = bool_param(req.query, "passing")
         target = self._target(req.query)
         tag = first(req.query, "tag")
-        near = first(req.query, "near")
+        near = self._near(req.query)
         meta = node_meta_filters(req.query)
 
         def compute() -> tuple[int, Any]:
@@ -618,7 +626,7 @@ class AgentHttpApi:
                         {
                             "Node": other.agent_node,
                             "Segment": "",
-                            "Coord": dict(coord["Coord"]) if coord else {},
+                            "Coord": dict(coord["Coord"]) if coord else dict(ZERO_COORD),
                         }
                     ],
                 }
