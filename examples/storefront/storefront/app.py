@@ -220,6 +220,8 @@ async def _image(request: web.Request) -> web.StreamResponse:
             if request.transport is not None:
                 request.transport.close()
             return response
+        except ConnectionResetError:
+            return response  # the browser went away; the body is closed on the way out
         await response.write_eof()
     return response
 
