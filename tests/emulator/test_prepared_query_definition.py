@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcresolve.testing.consul.prepared_query_definition import (
@@ -186,6 +186,7 @@ def test_valid_definitions_pass() -> None:
     validate_definition(decode_definition({"Service": {"Service": "s"}}), enforce_version_8=False)
 
 
+@settings(deadline=None)
 @given(st.integers(-100, 100))
 def test_nearest_n_sign_decides_validity(nearest: int) -> None:
     definition = _valid(Failover={"NearestN": nearest})

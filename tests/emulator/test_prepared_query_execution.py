@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcresolve.testing.consul.prepared_query_execution import (
@@ -129,6 +129,7 @@ def test_failover_targets(failover: dict[str, Any], others: list[str], targets: 
     assert failover_targets(failover, others) == targets
 
 
+@settings(deadline=None)
 @given(
     st.integers(0, 5),
     st.lists(st.sampled_from(["dc2", "dc3", "dc4", "nope"]), max_size=5),

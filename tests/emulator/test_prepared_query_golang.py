@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcresolve.testing.consul.prepared_query_golang import (
@@ -59,11 +59,13 @@ json_values = st.recursive(
 )
 
 
+@settings(deadline=None)
 @given(json_values)
 def test_any_valid_json_decodes_to_itself(value: object) -> None:
     assert decode_json_value(json.dumps(value).encode()) == value
 
 
+@settings(deadline=None)
 @given(json_values, st.data())
 def test_any_truncated_json_container_is_an_unexpected_eof(
     value: object, data: st.DataObject
@@ -110,6 +112,7 @@ def test_parse_duration_errors(text: str, message: str) -> None:
     assert str(caught.value) == message
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10**6), st.sampled_from(["ns", "us", "ms", "s", "m", "h"]))
 def test_parse_duration_of_whole_units(amount: int, unit: str) -> None:
     scale = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}

@@ -239,3 +239,28 @@ async def test_query_dns_follows_failover(
     set_all(consul, "dc2", "critical")
     rcode, ports, _ = await srv_ports()
     assert (rcode, ports) == (dns.rcode.NXDOMAIN, set())
+
+
+async def test_queries_are_per_datacenter_and_forwarded(
+    consul: ConsulEmulator, http: aiohttp.ClientSession
+) -> None:
+    dc1, dc2 = consul.dc("dc1").http_url, consul.dc("dc2").http_url
+    definition = {"Name": "remote-q", "Service": {"Service": SERVICE}}
+    async with http.post(f"{dc1}/v1/query?dc=dc2", json=definition) as response:
+        assert response.status == 200, await response.text()
+        query_id = (await response.json())["ID"]
+    async with http.get(f"{dc1}/v1/query") as response:
+        assert await response.json() == []
+    async with http.get(f"{dc2}/v1/query/{query_id}") as response:
+        assert [q["Name"] for q in await response.json()] == ["remote-q"]
+    result = await execute(http, dc1, "remote-q", "?dc=dc2&limit=1")
+    assert (result["Datacenter"], len(result["Nodes"])) == ("dc2", 1)
+    assert ids(result) <= DC2
+    consul.partition("dc1", "dc2")
+    async with http.get(f"{dc1}/v1/query/remote-q/execute?dc=dc2") as response:
+        assert (response.status, await response.text()) == (500, "No path to datacenter")
+    consul.heal("dc1", "dc2")
+    async with http.delete(f"{dc1}/v1/query/{query_id}?dc=dc2") as response:
+        assert response.status == 200
+    async with http.get(f"{dc2}/v1/query") as response:
+        assert await response.json() == []

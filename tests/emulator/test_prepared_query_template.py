@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcresolve.testing.consul.prepared_query_definition import decode_definition, stored_form
@@ -123,6 +123,7 @@ def test_bad_regexp() -> None:
     assert str(caught.value) == "Bad Regexp: error parsing regexp: missing closing ): `(`"
 
 
+@settings(deadline=None)
 @given(st.text(alphabet="abcdefghij-_.0123456789", max_size=20))
 def test_suffix_plus_prefix_is_the_full_name(suffix: str) -> None:
     compiled = compile_template(_template("pre-", {"Service": "${name.prefix}${name.suffix}"}))
