@@ -89,6 +89,21 @@ async def test_images_through_the_app_are_byte_identical(seeded: SeededStore) ->
                 assert image.content_type == expected, key
 
 
+async def test_head_of_an_image_sends_headers_only(seeded: SeededStore) -> None:
+    expected = seeded.sample["red-circle-mug.png"].data
+    connector = aiohttp.TCPConnector(limit=1)  # the GET reuses the HEAD's connection
+    async with (
+        running_storefront(seeded.settings()) as url,
+        aiohttp.ClientSession(connector=connector) as http,
+    ):
+        async with http.head(url + "/images/red-circle-mug.png") as head:
+            assert head.status == 200
+            assert head.content_length == len(expected)
+        async with http.get(url + "/images/red-circle-mug.png") as image:
+            assert image.status == 200
+            assert await image.read() == expected
+
+
 async def test_html_object_is_never_served_as_html(seeded: SeededStore) -> None:
     async with (
         running_storefront(seeded.settings()) as url,

@@ -127,6 +127,8 @@ def create_app(
             loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
         ),
         clock=clock,
         instance_id=settings.service_id or settings.service_name,
@@ -210,6 +212,8 @@ async def _image(request: web.Request) -> web.StreamResponse:
         if image.etag:
             response.headers["ETag"] = image.etag
         await response.prepare(request)
+        if request.method == "HEAD":
+            return response  # aiohttp would send whatever is written, even for HEAD
         try:
             async for chunk in image.chunks():
                 await response.write(chunk)
