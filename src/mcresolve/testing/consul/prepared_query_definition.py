@@ -297,11 +297,3 @@ def stored_form(
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,
     }
-
-
-def dns_ttl_seconds(definition: dict[str, Any]) -> int | None:
-    """The query's ``DNS.TTL`` in whole seconds (``None`` when unset), for the DNS answers."""
-    ttl = definition["DNS"]["TTL"]
-    if not ttl:
-        return None
-    return parse_duration_ns(ttl) // 1_000_000_000
