@@ -1,0 +1,163 @@
+"""Fault injection: stopped agents, WAN partitions, slow/failing/dropped requests, index rewind,
+flipped checks; and blocking queries across these."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mcresolve.testing.consul import ConsulEmulator
+
+
+@pytest.fixture
+async def consul() -> AsyncIterator[ConsulEmulator]:
+    async with ConsulEmulator(["dc1", "dc2"], rtt_ms={("dc1", "dc2"): 40.0}) as emulator:
+        for name in ("dc1", "dc2"):
+            emulator.dc(name).agent.register_service(
+                {
+                    "ID": f"web-{name}",
+                    "Name": "web",
+                    "Port": 80,
+                    "Check": {"CheckID": f"web-{name}-ttl", "TTL": "15m", "Status": "passing"},
+                }
+            )
+        yield emulator
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str], Any]:
+    async with http.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        text = await resp.text()
+        body = json.loads(text) if resp.content_type == "application/json" else text
+        return resp.status, dict(resp.headers), body
+
+
+async def test_fail_next_and_delay(consul: ConsulEmulator, http: aiohttp.ClientSession) -> None:
+    dc1 = consul.dc("dc1")
+    dc1.faults.fail_next(2, status=503, message="Service Unavailable")
+    url = f"{dc1.http_url}/v1/health/service/web"
+    for _ in range(2):
+        status, headers, body = await _get(http, url)
+        assert (status, body) == (503, "Service Unavailable")
+        assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    status, _, body = await _get(http, url)
+    assert status == 200 and body[0]["Service"]["ID"] == "web-dc1"
+    dc1.faults.delay = 0.2
+    started = time.monotonic()
+    assert (await _get(http, url))[0] == 200
+    assert time.monotonic() - started >= 0.2
+    dc1.faults.clear()
+
+
+async def test_drop_next_closes_the_connection(
+    consul: ConsulEmulator, http: aiohttp.ClientSession
+) -> None:
+    dc1 = consul.dc("dc1")
+    dc1.faults.drop_next(1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", dc1.http_port)
+    writer.write(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed without an answer
+    writer.close()
+    assert dc1.faults.pending == 0
+    assert (await _get(http, f"{dc1.http_url}/v1/status/leader"))[0] == 200
+
+
+async def test_stop_and_start_agent(consul: ConsulEmulator, http: aiohttp.ClientSession) -> None:
+    dc1, dc2 = consul.dc("dc1"), consul.dc("dc2")
+    port = dc2.http_port
+    # a blocking ?dc=dc2 query in flight fails when dc2 dies, like Consul's "EOF"
+    status, headers, _ = await _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2")
+    index = headers["X-Consul-Index"]
+    watcher = asyncio.create_task(
+        _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2&index={index}&wait=30s")
+    )
+    await asyncio.sleep(0.05)
+    await consul.stop_agent("dc2")
+    status, headers, body = await asyncio.wait_for(watcher, 5)
+    assert (status, body) == (500, "rpc error making call: EOF")
+    assert headers["X-Consul-Knownleader"] == "false"
+    # the stopped agent's port refuses connections
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await _get(http, f"http://127.0.0.1:{port}/v1/status/leader")
+    status, _, body = await _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2")
+    assert status == 500 and body.startswith("rpc error getting client: failed to get conn:")
+    # later the WAN pool gives up on it
+    consul.time_scale = 0.001
+    await asyncio.sleep(0.06)
+    status, _, body = await _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2")
+    assert (status, body) == (500, "No path to datacenter")
+    members = (await _get(http, f"{dc1.http_url}/v1/agent/members?wan=1"))[2]
+    assert {m["Name"]: m["Status"] for m in members} == {"n1.dc1": 1, "n2.dc2": 4}
+    # local reads are unaffected
+    assert (await _get(http, f"{dc1.http_url}/v1/health/service/web"))[0] == 200
+    consul.time_scale = 1.0
+    await consul.start_agent("dc2")
+    assert dc2.http_port == port
+    status, _, body = await _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2")
+    assert status == 200 and body[0]["Service"]["ID"] == "web-dc2"  # state kept
+
+
+async def test_partition_and_heal(consul: ConsulEmulator, http: aiohttp.ClientSession) -> None:
+    dc1 = consul.dc("dc1")
+    consul.partition("dc1", "dc2")
+    status, _, body = await _get(http, f"{dc1.http_url}/v1/catalog/services?dc=dc2")
+    assert (status, body) == (500, "No path to datacenter")
+    assert (await _get(http, f"{dc1.http_url}/v1/catalog/datacenters"))[2] == ["dc1", "dc2"]
+    consul.heal("dc1", "dc2")
+    assert (await _get(http, f"{dc1.http_url}/v1/catalog/services?dc=dc2"))[0] == 200
+
+
+async def test_blocking_wakes_on_write_and_rewind_blocks_full_wait(
+    consul: ConsulEmulator, http: aiohttp.ClientSession
+) -> None:
+    dc1 = consul.dc("dc1")
+    url = f"{dc1.http_url}/v1/health/service/web"
+    _, headers, _ = await _get(http, url)
+    index = int(headers["X-Consul-Index"])
+    watcher = asyncio.create_task(_get(http, f"{url}?index={index}&wait=30s"))
+    await asyncio.sleep(0.05)
+    written = time.monotonic()
+    dc1.set_check_status("web-dc1-ttl", "critical", "flipped")
+    _, headers, body = await asyncio.wait_for(watcher, 5)
+    assert time.monotonic() - written < 0.5
+    assert int(headers["X-Consul-Index"]) > index
+    assert body[0]["Checks"][1]["Status"] == "critical"
+    assert body[0]["Checks"][1]["Output"] == "flipped"
+    # after a rewind the old (higher) index blocks for the whole wait, then the lower one returns
+    current = int(headers["X-Consul-Index"])
+    dc1.rewind_index(2)
+    started = time.monotonic()
+    _, headers, _ = await _get(http, f"{url}?index={current}&wait=200ms")
+    assert time.monotonic() - started >= 0.2
+    assert int(headers["X-Consul-Index"]) < current
+
+
+async def test_set_check_status_on_a_catalog_check(
+    consul: ConsulEmulator, http: aiohttp.ClientSession
+) -> None:
+    dc1 = consul.dc("dc1")
+    reg = {
+        "Node": "ext",
+        "Address": "127.0.0.2",
+        "Service": {"ID": "e", "Service": "ext"},
+        "Check": {"CheckID": "e-chk", "Status": "passing", "ServiceID": "e"},
+    }
+    async with http.put(f"{dc1.http_url}/v1/catalog/register", data=json.dumps(reg)) as resp:
+        assert resp.status == 200 and await resp.json() == True  # noqa: E712
+    dc1.set_check_status("e-chk", "warning", "slow")
+    _, _, body = await _get(http, f"{dc1.http_url}/v1/health/service/ext?passing")
+    assert body == []
+    _, _, body = await _get(http, f"{dc1.http_url}/v1/health/state/warning")
+    assert [(c["CheckID"], c["Output"]) for c in body] == [("e-chk", "slow")]
