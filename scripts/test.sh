@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check src tests examples benchmarks
-.venv/bin/ruff format --check src tests examples benchmarks
+paths=$(ls -d src tests examples benchmarks 2>/dev/null)
+.venv/bin/ruff check $paths
+.venv/bin/ruff format --check $paths
 .venv/bin/mypy
 .venv/bin/pytest "$@"
