@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-paths=$(ls -d src tests examples benchmarks 2>/dev/null)
+paths=""
+for d in src tests examples benchmarks; do [ -d "$d" ] && paths="$paths $d"; done
 .venv/bin/ruff check $paths
 .venv/bin/ruff format --check $paths
 .venv/bin/mypy
