@@ -43,6 +43,7 @@ from golden_loader import (
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.durations import GoDurationError, parse_go_duration
 
+REPLAY_SEED = 5
 DnsHandler = Callable[[Entry, "GoldenReplay"], Awaitable[list[str] | None]]
 
 
@@ -356,7 +357,9 @@ class GoldenReplay:
         load_plugin_rules(self.rules)
         self.dns_handler = dns_handler
         self.speed = speed
-        self.emulator = ConsulEmulator(["dc1", "dc2"])
+        # seeded: the HTTP check of 01 first runs ~0.7 s after its registration (Consul's
+        # random stagger within the 2 s interval), after 01#7 and before 01#18 like recorded
+        self.emulator = ConsulEmulator(["dc1", "dc2"], seed=REPLAY_SEED)
         self.stub = CheckStub()
         self.index_history = IndexHistory()
         self.id_map: dict[str, str] = {}

@@ -180,6 +180,8 @@ class LocalAgent:
         node_name: str,
         clock: EmulatorClock,
         config: AgentConfig | None = None,
+        *,
+        seed: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.node_name = node_name
@@ -191,7 +193,7 @@ class LocalAgent:
         self.node_info: NodeRecord | None = None
         self._session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task[None]] = []
-        self._random = random.Random()
+        self._random = random.Random(seed)
 
     # -------------------------------------------------------------------------- lifecycle
 

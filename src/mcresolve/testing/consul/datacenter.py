@@ -51,6 +51,7 @@ class Datacenter:
         dns_port: int = 0,
         agent_config: AgentConfig | None = None,
         lookup: Callable[[str], Datacenter] | None = None,
+        seed: int | None = None,
     ) -> None:
         self._name = name
         self._agent_node = agent_node
@@ -67,7 +68,9 @@ class Datacenter:
         #: serf LAN is +1, serf WAN +2. Nothing listens there; it appears in texts only.
         self.server_port = 8310 + 10 * ordinal
         self.catalog = CatalogState(name)
-        self.agent = LocalAgent(self.catalog, agent_node, clock, agent_config)
+        #: seeds the agent's and the HTTP API's random choices (check staggers, wait jitter)
+        self.seed: str | None = None if seed is None else f"{seed}-{name}"
+        self.agent = LocalAgent(self.catalog, agent_node, clock, agent_config, seed=self.seed)
         self.faults = AgentFaults()
         self.http_port = http_port
         self.dns_port = dns_port

@@ -30,7 +30,9 @@ class ConsulEmulator:
     ``time_scale`` multiplies every duration the emulator waits for (see
     :class:`~mcresolve.testing.consul.timebase.EmulatorClock`); it can be changed later through
     :attr:`time_scale`. ``agent_config`` sets agent timing knobs (check_update_interval,
-    reap_interval, min_deregister_critical_after, anti_entropy_interval).
+    reap_interval, min_deregister_critical_after, anti_entropy_interval, first_coordinate_after).
+    ``seed`` makes the random choices (HTTP/TCP check first-run staggers, blocking-wait jitter)
+    reproducible.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class ConsulEmulator:
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
         agent_config: AgentConfig | None = None,
+        seed: int | None = None,
     ) -> None:
         if not datacenters:
             raise ValueError("at least one datacenter is needed")
@@ -66,6 +69,7 @@ class ConsulEmulator:
                 dns_port=(dns_ports or {}).get(name, 0),
                 agent_config=AgentConfig(**vars(agent_config)) if agent_config else None,
                 lookup=self.dc,
+                seed=seed,
             )
         self._started = False
 

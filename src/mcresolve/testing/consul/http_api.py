@@ -128,7 +128,7 @@ class AgentHttpApi:
 
     def __init__(self, dc: Datacenter) -> None:
         self.dc = dc
-        self._rng = random.Random()
+        self._rng = random.Random(dc.seed)
         self._in_flight: set[asyncio.Task[Any]] = set()
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
