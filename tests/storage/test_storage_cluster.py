@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 import uuid
 import weakref
@@ -283,3 +287,24 @@ def test_abandoned_cluster_is_reaped_when_garbage_collected(tmp_path: Path) -> N
     assert collected() is None
     assert len(pids) == 5 and not any(_pid_alive(p) for p in pids)
     assert not directory.exists()
+
+
+def test_weed_processes_die_with_a_hard_killed_python(tmp_path: Path) -> None:
+    script = (
+        "import json, os, signal, sys\n"
+        "from mcresolve.testing.storage import StorageCluster\n"
+        f"cluster = StorageCluster(datacenters={{'dc1': 1}}, base_dir={str(tmp_path)!r})\n"
+        "cluster.start_blocking()\n"
+        "print(json.dumps(sorted(cluster.pids())), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    pids = json.loads(child.stdout)
+    assert len(pids) == 5
+    deadline = time.monotonic() + 10  # the kernel delivers the parent-death signal at once
+    while any(_pid_alive(p) for p in pids):
+        assert time.monotonic() < deadline, "weed outlived its SIGKILLed parent"
+        time.sleep(0.02)
