@@ -1,0 +1,34 @@
+"""MinIO clients that survive storage node loss: :class:`ResilientMinio` (a drop-in
+``minio.Minio``) and :class:`AsyncResilientMinio` (the same methods as coroutines).
+
+See ``docs/minio.md`` for configuration, retry rules and error types.
+"""
+
+from mcresolve.minio.aio import AsyncResilientMinio
+from mcresolve.minio.client import ResilientMinio
+from mcresolve.minio.errors import (
+    Affects,
+    ObjectChangedDuringRead,
+    ResilientMinioError,
+    StorageClusterDegraded,
+    UploadNotRetryable,
+    WriteOutcomeUnknown,
+)
+from mcresolve.minio.external import ExternalEndpoint
+from mcresolve.minio.http import HttpPolicy, make_http_client
+from mcresolve.minio.stream import ResumableResponse
+
+__all__ = [
+    "Affects",
+    "AsyncResilientMinio",
+    "ExternalEndpoint",
+    "HttpPolicy",
+    "ObjectChangedDuringRead",
+    "ResilientMinio",
+    "ResilientMinioError",
+    "ResumableResponse",
+    "StorageClusterDegraded",
+    "UploadNotRetryable",
+    "WriteOutcomeUnknown",
+    "make_http_client",
+]

@@ -1,0 +1,261 @@
+"""``AsyncResilientMinio``: the methods of ``minio.Minio`` as coroutines, with failover.
+
+Each call runs the synchronous :class:`~mcresolve.minio.client.ResilientMinio` method on a
+private thread pool of ``workers`` threads; the urllib3 pool of every endpoint is sized to the
+same number (``HttpPolicy.max_connections``), so no thread waits for a connection and urllib3
+never logs "Connection pool is full". The endpoint pool lives on the caller's event loop; the
+worker threads use it through its thread-safe ``call_sync``.
+
+Iterators: ``list_objects`` and ``remove_objects`` return an :class:`AsyncResultIterator`, both
+awaitable (a list) and async-iterable (lazy, page by page). ``get_object`` returns the same
+:class:`~mcresolve.minio.stream.ResumableResponse` as the synchronous client: read it with
+``await asyncio.to_thread(response.read)`` (or :meth:`AsyncResilientMinio.read_object`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from minio import Minio
+
+from mcresolve.call_policy import CallPolicy
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulConfig
+from mcresolve.minio.client import ResilientMinio
+from mcresolve.minio.http import HttpPolicy
+from mcresolve.minio.operations import OPERATIONS, Runner
+from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.target import Target
+
+__all__ = ["DEFAULT_WORKERS", "AsyncResilientMinio", "AsyncResultIterator"]
+
+T = TypeVar("T")
+_END: Any = object()
+
+DEFAULT_WORKERS = 16
+"""Threads (and connections per endpoint). ``asyncio.to_thread``'s default executor has
+``min(32, cpu + 4)`` threads; 16 keeps a small machine responsive and is above the ~10
+concurrent requests per client a MinIO node serves at low latency."""
+
+_ITERATORS = frozenset({"list_objects", "remove_objects"})
+
+
+class AsyncResultIterator(Generic[T]):
+    """A synchronous iterator driven from a thread pool: ``await it`` gives a list,
+    ``async for x in it`` yields items lazily (each page fetched in a worker thread)."""
+
+    def __init__(self, start: Callable[[], Iterator[T]], run: Callable[..., Any]) -> None:
+        self._start = start
+        self._run = run
+        self._iterator: Iterator[T] | None = None
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        iterator = await self._run(self._start)
+        while True:
+            item = await self._run(next, iterator, _END)
+            if item is _END:
+                return
+            yield item
+
+    async def _all(self) -> list[T]:
+        return list(await self._run(lambda: list(self._start())))
+
+    def __await__(self) -> Generator[Any, None, list[T]]:
+        return self._all().__await__()
+
+
+class AsyncResilientMinio:
+    """The public methods of ``minio.Minio`` as coroutines, with failover.
+
+    ``source``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
+    started on the running loop. With a target, use ``async with AsyncResilientMinio(...)`` or
+    ``await client.start()`` (the pool starts on the running loop and waits up to
+    ``ready_timeout`` for an endpoint). Other keywords are those of
+    :class:`~mcresolve.minio.client.ResilientMinio`. ``workers``: size of the thread pool and
+    of each endpoint's connection pool.
+    """
+
+    if TYPE_CHECKING:  # the generated coroutine methods (see _install_coroutines)
+
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __init__(
+        self,
+        source: str | Target | EndpointPool,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        http: HttpPolicy | None = None,
+        consul: ConsulClient | ConsulConfig | None = None,
+        pool_policy: PoolPolicy | None = None,
+        local_datacenter: str | None = None,
+        ready_timeout: float | None = 10.0,
+        call_policy: CallPolicy | None = None,
+        **client_kwargs: Any,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.workers = workers
+        http = http if http is not None else HttpPolicy()
+        self._http = replace(http, max_connections=max(http.max_connections, workers))
+        if isinstance(source, EndpointPool):
+            self._pool: EndpointPool | None = source
+            self._owns_pool = False
+        else:
+            kwargs: dict[str, Any] = {}
+            if consul is not None:
+                kwargs["consul"] = consul
+            if pool_policy is not None:
+                kwargs["policy"] = pool_policy
+            if local_datacenter is not None:
+                kwargs["local_datacenter"] = local_datacenter
+            self._pool = None
+            self._pool_spec: tuple[str | Target, dict[str, Any]] = (source, kwargs)
+            self._owns_pool = True
+        self._ready_timeout = ready_timeout
+        self._call_policy = call_policy
+        self._client_kwargs = client_kwargs
+        self._sync: ResilientMinio | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="mcresolve-minio"
+        )
+        if self._pool is not None:
+            self._make_sync(self._pool)
+
+    def _make_sync(self, pool: EndpointPool) -> None:
+        self._sync = ResilientMinio(
+            pool, http=self._http, call_policy=self._call_policy, **self._client_kwargs
+        )
+
+    async def start(self) -> Self:
+        """Start the pool built from a target (idempotent) and wait for an endpoint."""
+        if self._sync is not None:
+            return self
+        source, kwargs = self._pool_spec
+        pool = EndpointPool(source, **kwargs)
+        await pool.start()
+        try:
+            if self._ready_timeout is not None:
+                await pool.wait_ready(self._ready_timeout)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+        self._make_sync(pool)
+        return self
+
+    @property
+    def sync(self) -> ResilientMinio:
+        """The synchronous client the coroutines run (for use from worker threads)."""
+        if self._sync is None:
+            raise RuntimeError("AsyncResilientMinio is not started (use 'async with' or start())")
+        return self._sync
+
+    @property
+    def pool(self) -> EndpointPool:
+        """The endpoint pool."""
+        return self.sync.pool
+
+    async def close(self) -> None:
+        """Wait for running calls, close connections and the pool this client built."""
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self._executor.shutdown, wait=True)
+        )
+        if self._sync is not None:
+            self._sync.close()
+        if self._owns_pool and self._pool is not None:
+            await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def read_object(self, bucket_name: str, object_name: str, **kwargs: Any) -> bytes:
+        """The whole body of an object (``get_object`` + read + release, in a worker thread)."""
+
+        def fetch() -> bytes:
+            response = self.sync.get_object(bucket_name, object_name, **kwargs)
+            try:
+                return response.read()
+            finally:
+                with contextlib.suppress(Exception):
+                    response.close()
+                    response.release_conn()
+
+        return await self._in_thread(fetch)
+
+    def public_url(self, bucket_name: str, object_name: str) -> str:
+        """See :meth:`ResilientMinio.public_url`."""
+        return self.sync.public_url(bucket_name, object_name)
+
+
+def _coroutine(name: str) -> Callable[..., Any]:
+    original = getattr(Minio, name)
+
+    async def method(self: AsyncResilientMinio, *args: Any, **kwargs: Any) -> Any:
+        bound = getattr(self.sync, name)
+        return await self._in_thread(functools.partial(bound, *args, **kwargs))
+
+    functools.update_wrapper(method, original)
+    del method.__wrapped__  # type: ignore[attr-defined]  # inspect must see a coroutine
+    method.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    return method
+
+
+def _local(name: str) -> Callable[..., Any]:
+    original = getattr(Minio, name)
+
+    async def method(self: AsyncResilientMinio, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.sync, name)(*args, **kwargs)  # no I/O: presigning, settings
+
+    functools.update_wrapper(method, original)
+    del method.__wrapped__  # type: ignore[attr-defined]
+    method.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    return method
+
+
+def _iterating(name: str) -> Callable[..., Any]:
+    original = getattr(Minio, name)
+
+    def method(self: AsyncResilientMinio, *args: Any, **kwargs: Any) -> AsyncResultIterator[Any]:
+        bound = getattr(self.sync, name)
+        return AsyncResultIterator(functools.partial(bound, *args, **kwargs), self._in_thread)
+
+    functools.update_wrapper(method, original)
+    del method.__wrapped__  # type: ignore[attr-defined]
+    method.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    return method
+
+
+def _install_coroutines() -> None:
+    for name, operation in OPERATIONS.items():
+        if name in _ITERATORS:
+            setattr(AsyncResilientMinio, name, _iterating(name))
+        elif operation.runner is Runner.LOCAL:
+            setattr(AsyncResilientMinio, name, _local(name))
+        else:
+            setattr(AsyncResilientMinio, name, _coroutine(name))
+
+
+_install_coroutines()

@@ -1,0 +1,1092 @@
+"""``ResilientMinio``: a drop-in ``minio.Minio`` that fails over across storage endpoints.
+
+Every public method of ``minio.Minio`` exists with the same signature and return type (the
+forwarding is generated from ``minio.Minio`` and :data:`~mcresolve.minio.operations.OPERATIONS`;
+the tests compare both). Each call runs through an :class:`~mcresolve.pool.EndpointPool`
+(``pool.call_sync``) on one cached ``minio.Minio`` per endpoint, whose HTTP client never retries
+(:mod:`mcresolve.minio.http`); failures are classified by :mod:`mcresolve.minio_errors`:
+
+* node failures (refused, reset, timeout, 502/504, ``XMinioServerNotInitialized``) eject the
+  endpoint and retry at once on another one, when replaying the request is safe;
+* cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere) wait ``Retry-After`` within the
+  deadline, then raise :class:`~mcresolve.minio_errors.StorageClusterDegraded`;
+* answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried.
+
+Uploads replay their data (each part is held in memory, as ``minio.Minio`` itself does) and
+multipart uploads retry per part; listings resume after the last key yielded; downloads resume
+with a Range request (:mod:`mcresolve.minio.stream`). See ``docs/minio.md``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import hashlib
+import inspect
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, BinaryIO, Self, TypeVar, cast
+
+from minio import Minio
+from minio.commonconfig import Tags
+from minio.datatypes import Object
+from minio.deleteobjects import DeleteError, DeleteObject
+from minio.error import S3Error
+from minio.helpers import (
+    MIN_PART_SIZE,
+    ObjectWriteResult,
+    ProgressType,
+    genheaders,
+    get_part_info,
+    read_part_data,
+)
+from minio.retention import Retention
+from minio.sse import Sse, SseCustomerKey
+from urllib3.response import BaseHTTPResponse
+
+from mcresolve.attempts import AttemptContext, VerdictLike
+from mcresolve.call_policy import CallPolicy
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulConfig
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import CallFailed, ClusterUnavailable
+from mcresolve.minio.errors import (
+    ObjectChangedDuringRead,
+    UploadNotRetryable,
+    WriteOutcomeUnknown,
+)
+from mcresolve.minio.external import ExternalEndpoint
+from mcresolve.minio.http import HttpPolicy, make_http_client
+from mcresolve.minio.operations import OPERATIONS, Operation, Runner
+from mcresolve.minio.stream import ResumableResponse
+from mcresolve.minio_errors import (
+    Affects,
+    ErrorClass,
+    StorageClusterDegraded,
+    Verdict,
+    classify_exception,
+)
+from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
+from mcresolve.target import Target
+
+__all__ = ["ResilientMinio"]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+_END: Any = object()
+_DEFAULT_REGION = "us-east-1"
+_REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects batches
+
+
+class _CallRecord:
+    """What the classifier saw during one call (the pool does not return verdicts)."""
+
+    __slots__ = ("endpoint", "verdict")
+
+    def __init__(self) -> None:
+        self.verdict: Verdict | None = None
+        self.endpoint: Endpoint | None = None
+
+
+def _seekable_start(data: Any) -> int | None:
+    """The current position of a seekable stream, or None."""
+    try:
+        if hasattr(data, "seekable") and not data.seekable():
+            return None
+        return int(data.tell())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class ResilientMinio(Minio):
+    """A ``minio.Minio`` whose calls fail over across the endpoints of a pool or target.
+
+    ``source``: a target string (``"consul+query://storage-object-minio"``,
+    ``"consul://storage-object-minio?tag=minio"``, ``"static://10.0.0.1:9000,10.0.0.2:9000"``,
+    ...), a parsed :class:`~mcresolve.target.Target`, a started
+    :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
+    loop's thread), or a :class:`~mcresolve.pool.BackgroundPool`. A target is resolved by a
+    pool this client runs on a private loop thread and closes in :meth:`close`.
+
+    ``access_key``, ``secret_key``, ``session_token``, ``secure``, ``region``, ``credentials`` are
+    those of ``minio.Minio``. Give ``region`` when you know it: without it every per-endpoint
+    client first asks each bucket's location (one more request per bucket and endpoint).
+    ``http``: timeouts and connection-pool size of the per-endpoint clients. ``call_policy``:
+    deadline, attempts and backoff of every call (default: the pool's). ``external``: where
+    presigned/public URLs point (default: ``MINIO_EXTERNAL_HOST``/``MINIO_EXTERNAL_PORT``, else
+    the first endpoint). ``consul``, ``pool_policy``, ``local_datacenter``, ``ready_timeout``:
+    used only when a pool is built here from a target. ``list_page_size``: keys per listing
+    request (S3 maximum 1000).
+    """
+
+    def __init__(
+        self,
+        source: str | Target | EndpointPool | BackgroundPool,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        secure: bool = False,
+        region: str | None = None,
+        credentials: Any = None,
+        http: HttpPolicy | None = None,
+        call_policy: CallPolicy | None = None,
+        external: ExternalEndpoint | None = None,
+        consul: ConsulClient | ConsulConfig | None = None,
+        pool_policy: PoolPolicy | None = None,
+        local_datacenter: str | None = None,
+        ready_timeout: float | None = 10.0,
+        list_page_size: int = 1000,
+    ) -> None:
+        # minio.Minio.__init__ is deliberately not called: this object sends nothing itself.
+        if access_key and secret_key is None:
+            raise ValueError("secret key must be provided with access key")
+        if not 1 <= list_page_size <= 1000:
+            raise ValueError("list_page_size must be in 1..1000")
+        self._owned: BackgroundPool | None = None
+        if isinstance(source, EndpointPool):
+            self._pool = source
+        elif isinstance(source, BackgroundPool):
+            self._pool = source.pool
+        else:
+            kwargs: dict[str, Any] = {}
+            if consul is not None:
+                kwargs["consul"] = consul
+            if pool_policy is not None:
+                kwargs["policy"] = pool_policy
+            if local_datacenter is not None:
+                kwargs["local_datacenter"] = local_datacenter
+            self._owned = EndpointPool.start_in_thread(
+                source, ready_timeout=ready_timeout or 10.0, **kwargs
+            )
+            self._pool = self._owned.pool
+        self._client_kwargs: dict[str, Any] = {
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "session_token": session_token,
+            "secure": secure,
+            "region": region,
+            "credentials": credentials,
+        }
+        self._secure = secure
+        self._region = region
+        self.http_policy = http if http is not None else HttpPolicy()
+        self.call_policy = call_policy
+        self.external = external if external is not None else ExternalEndpoint.from_env()
+        self.list_page_size = list_page_size
+        self._clients: dict[tuple[str, int], Minio] = {}
+        self._settings: list[tuple[str, tuple[Any, ...]]] = []
+        self._presigner: Minio | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> EndpointPool:
+        """The endpoint pool calls go through."""
+        return self._pool
+
+    def with_policy(self, policy: CallPolicy | None = None, **overrides: Any) -> ResilientMinio:
+        """A view of this client (same pool and connections) whose calls use ``policy``, or the
+        current policy with ``deadline=``/``attempt_timeout=``/``max_attempts=`` overridden."""
+        base = policy or self.call_policy or self._pool.policy.call
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._owned = None  # closing a view does not close the pool
+        view.call_policy = base.with_overrides(**overrides) if overrides else base
+        return view
+
+    def close(self) -> None:
+        """Close the per-endpoint connections and the pool this client started (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client._http.clear()
+        if self._owned is not None:
+            self._owned.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # minio.Minio.__del__ clears its http client; ours are closed by close().
+        pass
+
+    def __repr__(self) -> str:
+        return f"<ResilientMinio {self._pool.name} {len(self._clients)} client(s)>"
+
+    # --- per-endpoint clients ----------------------------------------------------------------
+
+    def client_for(self, endpoint: Endpoint) -> Minio:
+        """The cached ``minio.Minio`` of ``endpoint`` (created on first use, kept alive:
+        ``minio.Minio.__del__`` clears its HTTP client)."""
+        client = self._clients.get(endpoint.key)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(endpoint.key)
+            if client is None:
+                client = self._new_client(endpoint.host_port)
+                self._clients[endpoint.key] = client
+        return client
+
+    def _new_client(self, netloc: str, region: str | None = None) -> Minio:
+        kwargs = dict(self._client_kwargs)
+        if region is not None:
+            kwargs["region"] = region
+        client = Minio(
+            netloc,
+            http_client=make_http_client(self.http_policy),
+            cert_check=self.http_policy.cert_check,
+            **kwargs,
+        )
+        for name, args in self._settings:
+            getattr(client, name)(*args)
+        return client
+
+    def _apply_setting(self, name: str, *args: Any) -> None:
+        with self._lock:
+            self._settings.append((name, args))
+            clients = list(self._clients.values())
+            if self._presigner is not None:
+                clients.append(self._presigner)
+        for client in clients:
+            getattr(client, name)(*args)
+
+    # --- running calls -----------------------------------------------------------------------
+
+    def _run(
+        self,
+        operation: str,
+        fn: Callable[[Minio, Endpoint], T],
+        *,
+        http_method: str,
+        idempotent: bool = True,
+        replayable: Callable[[], bool] | None = None,
+        prepare: Callable[[], None] | None = None,
+    ) -> T:
+        """Run ``fn(client, endpoint)`` with failover; translate the pool's outcome.
+
+        ``replayable()`` says, after a failure, whether the request body can be sent again;
+        ``prepare()`` runs before every attempt (rewinding a stream).
+        """
+        record = _CallRecord()
+
+        def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
+            verdict = classify_exception(
+                exc,
+                method=http_method,
+                from_every_endpoint=context.every_endpoint_tried,
+                body_replayable=replayable() if replayable is not None else True,
+                idempotent=idempotent,
+                now_epoch=time.time(),
+            )
+            record.verdict = verdict
+            record.endpoint = context.endpoint
+            return verdict
+
+        def attempt(endpoint: Endpoint) -> T:
+            if prepare is not None:
+                prepare()
+            return fn(self.client_for(endpoint), endpoint)
+
+        try:
+            return self._pool.call_sync(
+                attempt, idempotent=idempotent, classify=classify, policy=self.call_policy
+            )
+        except CallFailed as exc:
+            verdict = record.verdict
+            if isinstance(exc, ClusterUnavailable) or (
+                verdict is not None and verdict.error_class is ErrorClass.CLUSTER
+            ):
+                raise self._degraded(exc, verdict, http_method) from exc
+            raise
+        except Exception as exc:
+            verdict = record.verdict
+            if verdict is None or verdict.error_class is ErrorClass.CLIENT:
+                raise
+            # A storage failure that was not retried: the request may have executed (or the
+            # body cannot be sent again).
+            body_ok = replayable() if replayable is not None else True
+            if not body_ok:
+                raise UploadNotRetryable(
+                    operation,
+                    verdict.reason,
+                    endpoint=record.endpoint,
+                    may_have_executed=verdict.may_have_executed,
+                    why_not_retried=(
+                        "its data came from a stream that is not seekable and was already "
+                        "consumed (pass bytes, io.BytesIO or a seekable file to make it retryable)"
+                    ),
+                ) from exc
+            raise WriteOutcomeUnknown(
+                operation,
+                verdict.reason,
+                endpoint=record.endpoint,
+                may_have_executed=verdict.may_have_executed,
+                why_not_retried=f"{operation} is not idempotent",
+            ) from exc
+
+    @staticmethod
+    def _degraded(
+        exc: CallFailed, verdict: Verdict | None, http_method: str
+    ) -> StorageClusterDegraded:
+        if verdict is None and isinstance(exc, ClusterUnavailable):
+            candidate = exc.verdict
+            verdict = candidate if isinstance(candidate, Verdict) else None
+        affects = verdict.affects if verdict is not None else None
+        if affects is None:
+            affects = Affects.READS if http_method in ("GET", "HEAD") else Affects.WRITES
+        last = exc.last_error
+        code = getattr(last, "code", None) if isinstance(last, S3Error) else None
+        status = None
+        if isinstance(last, S3Error):
+            status = getattr(last.response, "status", None)
+        elif last is not None:
+            status = getattr(last, "status_code", None)
+        return StorageClusterDegraded(
+            affects,
+            verdict.reason if verdict is not None else exc.reason,
+            code=code,
+            status=status if isinstance(status, int) else None,
+            retry_after=verdict.retry_after if verdict is not None else None,
+            attempts=len(exc.attempts),
+        )
+
+    def _forward(self, name: str, operation: Operation, args: Any, kwargs: Any) -> Any:
+        def fn(client: Minio, _endpoint: Endpoint) -> Any:
+            return getattr(client, name)(*args, **kwargs)
+
+        return self._run(
+            name, fn, http_method=operation.http_method, idempotent=operation.idempotent
+        )
+
+    # --- local methods -----------------------------------------------------------------------
+
+    def set_app_info(self, app_name: str, app_version: str) -> None:
+        """Set the application name/version in the User-Agent of every endpoint's client."""
+        if not (app_name and app_version):
+            raise ValueError("Application name/version cannot be empty.")
+        self._apply_setting("set_app_info", app_name, app_version)
+
+    def trace_on(self, stream: Any) -> None:
+        """Trace HTTP requests and responses of every endpoint's client to ``stream``."""
+        self._apply_setting("trace_on", stream)
+
+    def trace_off(self) -> None:
+        """Stop tracing."""
+        self._apply_setting("trace_off")
+
+    def enable_accelerate_endpoint(self) -> None:
+        """As ``minio.Minio.enable_accelerate_endpoint``, on every endpoint's client."""
+        self._apply_setting("enable_accelerate_endpoint")
+
+    def disable_accelerate_endpoint(self) -> None:
+        """As ``minio.Minio.disable_accelerate_endpoint``, on every endpoint's client."""
+        self._apply_setting("disable_accelerate_endpoint")
+
+    def enable_dualstack_endpoint(self) -> None:
+        """As ``minio.Minio.enable_dualstack_endpoint``, on every endpoint's client."""
+        self._apply_setting("enable_dualstack_endpoint")
+
+    def disable_dualstack_endpoint(self) -> None:
+        """As ``minio.Minio.disable_dualstack_endpoint``, on every endpoint's client."""
+        self._apply_setting("disable_dualstack_endpoint")
+
+    def enable_virtual_style_endpoint(self) -> None:
+        """As ``minio.Minio.enable_virtual_style_endpoint``, on every endpoint's client."""
+        self._apply_setting("enable_virtual_style_endpoint")
+
+    def disable_virtual_style_endpoint(self) -> None:
+        """As ``minio.Minio.disable_virtual_style_endpoint``, on every endpoint's client."""
+        self._apply_setting("disable_virtual_style_endpoint")
+
+    # --- presigning (local: no request) ------------------------------------------------------
+
+    def presigner(self) -> Minio:
+        """The ``minio.Minio`` that signs URLs: on :attr:`external` when set, else on the first
+        endpoint picked; with ``region`` (default ``us-east-1``) so that signing sends nothing."""
+        with self._lock:
+            presigner = self._presigner
+        if presigner is not None:
+            return presigner
+        if self.external is not None:
+            netloc, secure = self.external.netloc, self.external.secure
+        else:
+            netloc, secure = self._pool.pick().host_port, self._secure
+        kwargs = dict(self._client_kwargs, secure=secure)
+        client = Minio(
+            netloc,
+            region=self._region or _DEFAULT_REGION,
+            **{k: v for k, v in kwargs.items() if k != "region"},
+        )
+        for name, args in self._settings:
+            getattr(client, name)(*args)
+        with self._lock:
+            if self._presigner is None:
+                self._presigner = client
+            return self._presigner
+
+    def get_presigned_url(
+        self,
+        method: str,
+        bucket_name: str,
+        object_name: str,
+        expires: timedelta = timedelta(days=7),
+        response_headers: Any = None,
+        request_date: Any = None,
+        version_id: str | None = None,
+        extra_query_params: Any = None,
+    ) -> str:
+        """As ``minio.Minio.get_presigned_url``, for the external host (see :meth:`presigner`)."""
+        return self.presigner().get_presigned_url(
+            method,
+            bucket_name,
+            object_name,
+            expires,
+            response_headers,
+            request_date,
+            version_id,
+            extra_query_params,
+        )
+
+    def presigned_get_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        expires: timedelta = timedelta(days=7),
+        response_headers: Any = None,
+        request_date: Any = None,
+        version_id: str | None = None,
+        extra_query_params: Any = None,
+    ) -> str:
+        """As ``minio.Minio.presigned_get_object``, for the external host."""
+        return self.presigner().presigned_get_object(
+            bucket_name,
+            object_name,
+            expires,
+            response_headers,
+            request_date,
+            version_id,
+            extra_query_params,
+        )
+
+    def presigned_put_object(
+        self, bucket_name: str, object_name: str, expires: timedelta = timedelta(days=7)
+    ) -> str:
+        """As ``minio.Minio.presigned_put_object``, for the external host."""
+        return self.presigner().presigned_put_object(bucket_name, object_name, expires)
+
+    def presigned_post_policy(self, policy: Any) -> dict[str, str]:
+        """As ``minio.Minio.presigned_post_policy``, for the external host."""
+        return self.presigner().presigned_post_policy(policy)
+
+    def public_url(self, bucket_name: str, object_name: str) -> str:
+        """The unsigned URL of an object on the external host (not a ``minio.Minio`` method)."""
+        external = self.external
+        if external is None:
+            endpoint = self._pool.pick()
+            external = ExternalEndpoint(endpoint.address, endpoint.port, self._secure)
+        return external.public_url(bucket_name, object_name)
+
+    # --- uploads -----------------------------------------------------------------------------
+
+    def put_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        data: BinaryIO,
+        length: int,
+        content_type: str = "application/octet-stream",
+        metadata: Any = None,
+        sse: Sse | None = None,
+        progress: ProgressType | None = None,
+        part_size: int = 0,
+        num_parallel_uploads: int = 3,
+        tags: Tags | None = None,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+        write_offset: int | None = None,
+    ) -> ObjectWriteResult:
+        """As ``minio.Minio.put_object``, retried safely.
+
+        Each part is read into memory once (exactly what ``minio.Minio`` does) and sent from
+        there, so every attempt replays identical bytes whatever the stream: a single-part upload
+        is retried as a whole on another endpoint; a multipart upload retries each part on its
+        own (``UploadPart`` is idempotent), then completes (a completion that may have executed
+        is verified by the object's multipart ETag if its retry answers ``NoSuchUpload``).
+        ``write_offset`` (append) is sent again only when it cannot have executed.
+        """
+        if not callable(getattr(data, "read", None)):
+            raise ValueError("input data must have callable read()")
+        if write_offset is not None:
+            if write_offset < 0:
+                raise ValueError("write offset should not be negative")
+            if length < 0:
+                raise ValueError("length must be provided for write offset")
+            part_size = length if length > MIN_PART_SIZE else MIN_PART_SIZE
+        part_size, part_count = get_part_info(length, part_size)
+        if progress:
+            progress.set_meta(object_name=object_name, total_length=length)
+        if tags is not None and not isinstance(tags, Tags):
+            raise ValueError("tags must be Tags type")
+        if retention is not None and not isinstance(retention, Retention):
+            raise ValueError("retention must be Retention type")
+        if part_count == 1:
+            first = read_part_data(data, length, progress=progress)
+            if len(first) != length:
+                raise OSError(
+                    f"stream having not enough data;expected: {length}, got: {len(first)} bytes"
+                )
+            return self._put_single(
+                bucket_name,
+                object_name,
+                first,
+                content_type,
+                metadata,
+                sse,
+                tags,
+                retention,
+                legal_hold,
+                write_offset,
+            )
+        if part_count < 0:
+            # Unknown length: one byte more tells whether the stream fits in one part.
+            first = read_part_data(data, part_size + 1, progress=progress)
+            if len(first) <= part_size:
+                return self._put_single(
+                    bucket_name,
+                    object_name,
+                    first,
+                    content_type,
+                    metadata,
+                    sse,
+                    tags,
+                    retention,
+                    legal_hold,
+                    write_offset,
+                )
+        else:
+            first = read_part_data(data, part_size, progress=progress)
+        headers = genheaders(metadata, sse, tags, retention, legal_hold)
+        headers["Content-Type"] = content_type or "application/octet-stream"
+        return self._put_multipart(
+            bucket_name,
+            object_name,
+            data,
+            length,
+            first,
+            part_size,
+            part_count,
+            headers,
+            sse,
+            progress,
+            max(1, num_parallel_uploads),
+        )
+
+    def _put_single(
+        self,
+        bucket_name: str,
+        object_name: str,
+        payload: bytes,
+        content_type: str,
+        metadata: Any,
+        sse: Sse | None,
+        tags: Tags | None,
+        retention: Retention | None,
+        legal_hold: bool,
+        write_offset: int | None,
+    ) -> ObjectWriteResult:
+        def fn(client: Minio, _endpoint: Endpoint) -> ObjectWriteResult:
+            return client.put_object(
+                bucket_name,
+                object_name,
+                io.BytesIO(payload),
+                len(payload),
+                content_type=content_type,
+                metadata=metadata,
+                sse=sse,
+                tags=tags,
+                retention=retention,
+                legal_hold=legal_hold,
+                write_offset=write_offset,
+            )
+
+        return self._run("put_object", fn, http_method="PUT", idempotent=write_offset is None)
+
+    def _put_multipart(
+        self,
+        bucket_name: str,
+        object_name: str,
+        data: BinaryIO,
+        length: int,
+        first: bytes,
+        part_size: int,
+        part_count: int,
+        headers: dict[str, Any],
+        sse: Sse | None,
+        progress: ProgressType | None,
+        parallel: int,
+    ) -> ObjectWriteResult:
+        # CreateMultipartUpload is a POST, but a repeated one only leaves an unused upload ID
+        # behind (no object changes): safe to repeat.
+        upload_id = self._run(
+            "put_object",
+            lambda c, _e: c._create_multipart_upload(bucket_name, object_name, dict(headers)),
+            http_method="POST",
+            idempotent=True,
+        )
+        ssec_headers: Any = sse.headers() if isinstance(sse, SseCustomerKey) else None
+
+        def upload(number: int, payload: bytes) -> tuple[int, str, bytes]:
+            etag = self._run(
+                "put_object",
+                lambda c, _e: c._upload_part(
+                    bucket_name, object_name, payload, ssec_headers, upload_id, number
+                ),
+                http_method="PUT",
+                idempotent=True,
+            )
+            return number, etag, hashlib.md5(payload, usedforsecurity=False).digest()
+
+        done: dict[int, tuple[str, bytes]] = {}
+        try:
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=parallel, thread_name_prefix="mcresolve-part"
+            ) as executor:
+                running: set[concurrent.futures.Future[tuple[int, str, bytes]]] = set()
+                for number, payload in self._parts(
+                    data, length, first, part_size, part_count, progress
+                ):
+                    running.add(executor.submit(upload, number, payload))
+                    del payload
+                    if len(running) >= parallel:  # bound memory: `parallel` parts at most
+                        finished, running = concurrent.futures.wait(
+                            running, return_when=concurrent.futures.FIRST_COMPLETED
+                        )
+                        for future in finished:
+                            n, etag, digest = future.result()
+                            done[n] = (etag, digest)
+                for future in concurrent.futures.as_completed(running):
+                    n, etag, digest = future.result()
+                    done[n] = (etag, digest)
+            return self._complete(bucket_name, object_name, upload_id, done, sse)
+        except BaseException:
+            self._abort_quietly(bucket_name, object_name, upload_id)
+            raise
+
+    @staticmethod
+    def _parts(
+        data: BinaryIO,
+        length: int,
+        first: bytes,
+        part_size: int,
+        part_count: int,
+        progress: ProgressType | None,
+    ) -> Iterator[tuple[int, bytes]]:
+        """(part number, bytes) of a multipart upload, as ``minio.Minio.put_object`` splits."""
+        if part_count > 0:
+            uploaded = 0
+            for number in range(1, part_count + 1):
+                size = part_size if number < part_count else length - uploaded
+                payload = first if number == 1 else read_part_data(data, size, progress=progress)
+                if len(payload) != size:
+                    raise OSError(
+                        f"stream having not enough data;expected: {size}, got: {len(payload)} bytes"
+                    )
+                uploaded += size
+                yield number, payload
+            return
+        # Unknown length: ``first`` holds part_size + 1 bytes.
+        number = 0
+        carry = first
+        while True:
+            number += 1
+            if len(carry) <= part_size:
+                yield number, carry
+                return
+            yield number, carry[:part_size]
+            carry = read_part_data(data, part_size + 1, carry[part_size:], progress=progress)
+
+    def _complete(
+        self,
+        bucket_name: str,
+        object_name: str,
+        upload_id: str,
+        done: dict[int, tuple[str, bytes]],
+        sse: Sse | None,
+    ) -> ObjectWriteResult:
+        from minio.datatypes import Part
+
+        parts = [Part(n, done[n][0]) for n in sorted(done)]
+        expected = _multipart_etag([done[n][0] for n in sorted(done)])
+        attempts = 0
+
+        def fn(client: Minio, _endpoint: Endpoint) -> ObjectWriteResult:
+            nonlocal attempts
+            attempts += 1
+            try:
+                result = client._complete_multipart_upload(
+                    bucket_name,
+                    object_name,
+                    upload_id,
+                    parts,
+                    sse if isinstance(sse, SseCustomerKey) else None,
+                )
+            except S3Error as exc:
+                if exc.code != "NoSuchUpload" or attempts == 1:
+                    raise
+                # An earlier attempt may have completed it: check the object is ours.
+                stat = client.stat_object(bucket_name, object_name)
+                if stat.etag != expected:
+                    raise
+                return ObjectWriteResult(
+                    bucket_name,
+                    object_name,
+                    stat.version_id,
+                    stat.etag,
+                    cast(Any, stat.metadata),
+                )
+            return ObjectWriteResult(
+                cast(str, result.bucket_name),
+                cast(str, result.object_name),
+                result.version_id,
+                result.etag,
+                result.http_headers,
+                location=result.location,
+            )
+
+        return self._run("put_object", fn, http_method="POST", idempotent=True)
+
+    def _abort_quietly(self, bucket_name: str, object_name: str, upload_id: str) -> None:
+        try:
+            self.with_policy(deadline=5.0)._run(
+                "put_object",
+                lambda c, _e: c._abort_multipart_upload(bucket_name, object_name, upload_id),
+                http_method="DELETE",
+            )
+        except Exception as exc:  # the upload failed already; an orphan upload is only garbage
+            _log.warning(
+                "could not abort multipart upload %s of %s/%s: %s",
+                upload_id,
+                bucket_name,
+                object_name,
+                exc,
+            )
+
+    def fput_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        file_path: str,
+        content_type: str = "application/octet-stream",
+        metadata: Any = None,
+        sse: Sse | None = None,
+        progress: ProgressType | None = None,
+        part_size: int = 0,
+        num_parallel_uploads: int = 3,
+        tags: Tags | None = None,
+        retention: Retention | None = None,
+        legal_hold: bool = False,
+    ) -> ObjectWriteResult:
+        """As ``minio.Minio.fput_object`` (through :meth:`put_object`)."""
+        with open(file_path, "rb") as file_data:
+            return self.put_object(
+                bucket_name,
+                object_name,
+                file_data,
+                os.stat(file_path).st_size,
+                content_type=content_type,
+                metadata=metadata,
+                sse=sse,
+                progress=progress,
+                part_size=part_size,
+                num_parallel_uploads=num_parallel_uploads,
+                tags=tags,
+                retention=retention,
+                legal_hold=legal_hold,
+            )
+
+    def append_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        data: BinaryIO,
+        length: int,
+        chunk_size: int | None = None,
+        progress: ProgressType | None = None,
+        extra_headers: Any = None,
+    ) -> ObjectWriteResult:
+        """As ``minio.Minio.append_object``. Appending twice would append twice, so it is sent
+        again only when it cannot have executed *and* ``data`` is seekable (rewound to where it
+        was); otherwise :class:`~mcresolve.minio.errors.UploadNotRetryable` /
+        :class:`~mcresolve.minio.errors.WriteOutcomeUnknown` say what may have happened."""
+        start = _seekable_start(data)
+        started = False
+
+        def prepare() -> None:
+            nonlocal started
+            if started and start is not None:
+                data.seek(start)
+            started = True
+
+        return self._run(
+            "append_object",
+            lambda c, _e: c.append_object(
+                bucket_name, object_name, data, length, chunk_size, progress, extra_headers
+            ),
+            http_method="PUT",
+            idempotent=False,
+            replayable=lambda: start is not None,
+            prepare=prepare,
+        )
+
+    # --- downloads ---------------------------------------------------------------------------
+
+    def get_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        offset: int = 0,
+        length: int = 0,
+        request_headers: Any = None,
+        ssec: SseCustomerKey | None = None,
+        version_id: str | None = None,
+        extra_query_params: Any = None,
+    ) -> BaseHTTPResponse:
+        """As ``minio.Minio.get_object``; the returned response resumes a body that breaks
+        mid-way with a Range request on another endpoint, checking the ETag
+        (:class:`~mcresolve.minio.stream.ResumableResponse`)."""
+
+        def open_range(
+            start: int, size: int, if_match: str | None
+        ) -> tuple[BaseHTTPResponse, Endpoint]:
+            headers = dict(request_headers or {})
+            if if_match is not None:
+                headers["If-Match"] = if_match
+
+            def fn(client: Minio, endpoint: Endpoint) -> tuple[BaseHTTPResponse, Endpoint]:
+                response = client.get_object(
+                    bucket_name,
+                    object_name,
+                    offset=start,
+                    length=size,
+                    request_headers=headers or None,
+                    ssec=ssec,
+                    version_id=version_id,
+                    extra_query_params=dict(extra_query_params) if extra_query_params else None,
+                )
+                return response, endpoint
+
+            return self._run("get_object", fn, http_method="GET")
+
+        first, endpoint = open_range(offset, length, None)
+        user_range = any(k.lower() == "range" for k in (request_headers or {}))
+
+        def reopen(start: int, size: int, etag: str | None) -> tuple[BaseHTTPResponse, Endpoint]:
+            try:
+                return open_range(start, size, etag)
+            except S3Error as exc:
+                if exc.code == "PreconditionFailed":
+                    raise ObjectChangedDuringRead(
+                        bucket_name, object_name, etag, None, start - offset
+                    ) from exc
+                raise
+
+        def report(failed: Endpoint, exc: BaseException) -> None:
+            self._pool.report_failure(failed, classify_exception(exc, method="GET"))
+
+        return ResumableResponse(
+            first,
+            endpoint,
+            bucket=bucket_name,
+            object_name=object_name,
+            offset=offset,
+            reopen=reopen,
+            report_failure=report,
+            resumable=not user_range,
+        )
+
+    # --- listings ----------------------------------------------------------------------------
+
+    def list_objects(
+        self,
+        bucket_name: str,
+        prefix: str | None = None,
+        recursive: bool = False,
+        start_after: str | None = None,
+        include_user_meta: bool = False,
+        include_version: bool = False,
+        use_api_v1: bool = False,
+        use_url_encoding_type: bool = True,
+        fetch_owner: bool = False,
+        extra_headers: Any = None,
+        extra_query_params: Any = None,
+    ) -> Iterator[Object]:
+        """As ``minio.Minio.list_objects`` (a lazy iterator). When a page request fails
+        mid-listing, the listing resumes on another endpoint after the last entry already
+        yielded (``start-after``/``marker``/``key-marker`` + ``version-id-marker``), skipping
+        anything not after it: no entry is yielded twice and none is skipped."""
+        last_name: str | None = None
+        last_version: str | None = None
+        stalled = 0
+        max_stalls = (self.call_policy or self._pool.policy.call).max_attempts
+        while True:
+            marker = last_name if last_name is not None else start_after
+            version_marker = last_version if include_version else None
+
+            def open_listing(
+                client: Minio,
+                endpoint: Endpoint,
+                marker: str | None = marker,
+                version_marker: str | None = version_marker,
+            ) -> tuple[Iterator[Object], Any, Endpoint]:
+                iterator = client._list_objects(
+                    bucket_name,
+                    delimiter=None if recursive else "/",
+                    include_user_meta=include_user_meta,
+                    prefix=prefix,
+                    start_after=marker,
+                    version_id_marker=version_marker,
+                    use_api_v1=use_api_v1,
+                    include_version=include_version,
+                    encoding_type="url" if use_url_encoding_type else None,
+                    fetch_owner=fetch_owner,
+                    max_keys=self.list_page_size,
+                    extra_headers=extra_headers,
+                    extra_query_params=dict(extra_query_params) if extra_query_params else None,
+                )
+                return iterator, next(iterator, _END), endpoint
+
+            iterator, item, endpoint = self._run("list_objects", open_listing, http_method="GET")
+            progressed = False
+            while item is not _END:
+                name = item.object_name
+                duplicate = (
+                    not include_version
+                    and last_name is not None
+                    and name is not None
+                    and name <= last_name
+                )
+                if not duplicate:
+                    yield item
+                    last_name, last_version = name, item.version_id
+                    progressed = True
+                try:
+                    item = next(iterator, _END)
+                except Exception as exc:
+                    verdict = classify_exception(exc, method="GET")
+                    if verdict.error_class is ErrorClass.CLIENT or not verdict.replay_safe:
+                        raise
+                    if verdict.error_class is ErrorClass.NODE:
+                        self._pool.report_failure(endpoint, verdict)
+                    stalled = 0 if progressed else stalled + 1
+                    if stalled >= max_stalls:
+                        raise
+                    _log.info(
+                        "list_objects %s: resuming after %r (%s)",
+                        bucket_name,
+                        last_name,
+                        verdict.reason,
+                    )
+                    break
+            else:
+                return
+
+    def remove_objects(
+        self,
+        bucket_name: str,
+        delete_object_list: Iterable[DeleteObject],
+        bypass_governance_mode: bool = False,
+    ) -> Iterator[DeleteError]:
+        """As ``minio.Minio.remove_objects`` (lazy: batches of 1000 are sent while the result is
+        iterated); each batch is retried on its own (deleting twice deletes once)."""
+        batch: list[DeleteObject] = []
+
+        def send(objects: list[DeleteObject]) -> list[DeleteError]:
+            return self._run(
+                "remove_objects",
+                lambda c, _e: list(c.remove_objects(bucket_name, objects, bypass_governance_mode)),
+                http_method="POST",
+                idempotent=True,
+            )
+
+        for obj in delete_object_list:
+            batch.append(obj)
+            if len(batch) == _REMOVE_BATCH:
+                yield from send(batch)
+                batch = []
+        if batch:
+            yield from send(batch)
+
+    def listen_bucket_notification(
+        self,
+        bucket_name: str,
+        prefix: str = "",
+        suffix: str = "",
+        events: tuple[str, ...] = (
+            "s3:ObjectCreated:*",
+            "s3:ObjectRemoved:*",
+            "s3:ObjectAccessed:*",
+        ),
+    ) -> Any:
+        """As ``minio.Minio.listen_bucket_notification``, on one healthy endpoint (a
+        long-lived stream: it is not resumed when that endpoint dies; listen again)."""
+        endpoint = self._pool.pick()
+        return self.client_for(endpoint).listen_bucket_notification(
+            bucket_name, prefix, suffix, events
+        )
+
+
+def _multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a completed multipart upload: MD5 of the parts' binary MD5s, ``-<count>``."""
+    digest = hashlib.md5(usedforsecurity=False)
+    for etag in part_etags:
+        digest.update(bytes.fromhex(etag.strip('"')))
+    return f"{digest.hexdigest()}-{len(part_etags)}"
+
+
+def _make_forwarder(name: str, operation: Operation) -> Callable[..., Any]:
+    original = getattr(Minio, name)
+
+    @functools.wraps(original)
+    def method(self: ResilientMinio, *args: Any, **kwargs: Any) -> Any:
+        return self._forward(name, operation, args, kwargs)
+
+    method.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    method.__doc__ = (
+        f"As ``minio.Minio.{name}``, with failover across endpoints "
+        f"({'idempotent' if operation.idempotent else 'sent again only if it did not execute'}, "
+        f"{operation.http_method}).\n\n{original.__doc__ or ''}"
+    )
+    return method
+
+
+def _install_forwarders() -> None:
+    for name, operation in OPERATIONS.items():
+        if operation.runner is Runner.CALL and name not in vars(ResilientMinio):
+            setattr(ResilientMinio, name, _make_forwarder(name, operation))
+
+
+_install_forwarders()
