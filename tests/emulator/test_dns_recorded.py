@@ -5,6 +5,7 @@ of that step, and compared with the recording by rule (dns_golden)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,12 @@ from mcresolve.testing.consul.dns_golden import (
 )
 from mcresolve.testing.consul.dns_responder import DnsResponder
 
-GOLDEN = Path("/work/shared/consul-golden")
+GOLDEN = Path(
+    os.environ.get(
+        "MCRESOLVE_CONSUL_GOLDEN",
+        Path(__file__).resolve().parents[3] / "shared" / "consul-golden",
+    )
+)
 SERVICE = "storage-object-minio"
 QUERY_ID = "f1582195-1c73-c571-d697-e554726e51c2"
 SERVERS = {"127.0.0.1:8620": "dc1", "127.0.0.1:8630": "dc2"}

@@ -40,7 +40,12 @@ from mcresolve.testing.consul.dns_golden import (
     known_srv_instances,
 )
 
-GOLDEN = Path(os.environ.get("MCRESOLVE_CONSUL_GOLDEN", "/work/shared/consul-golden"))
+GOLDEN = Path(
+    os.environ.get(
+        "MCRESOLVE_CONSUL_GOLDEN",
+        Path(__file__).resolve().parents[3] / "shared" / "consul-golden",
+    )
+)
 FILES = sorted(p.name for p in GOLDEN.glob("[0-9][0-9]*.json"))
 DNS_FILES = ("07_dns.json", "10_dc2_failure.json")
 HTTP_HOSTS = {"127.0.0.1:8520": "dc1", "127.0.0.1:8530": "dc2"}
