@@ -1,0 +1,236 @@
+"""Pool events: what changed, as values, delivered to callbacks and async iterators.
+
+An :class:`EventHub` fans each :class:`PoolEvent` out to
+
+* callbacks (:meth:`EventHub.subscribe`), called synchronously in the thread that emitted the
+  event (the pool's loop thread, or a worker thread whose ``call_sync`` caused an ejection);
+  they must be quick and must not block; an exception in one is logged and ignored;
+* async iterators (:meth:`EventHub.stream`), each with its own bounded queue on the hub's event
+  loop; a consumer that falls behind loses the *oldest* events (counted in
+  :attr:`EventStream.dropped`) rather than holding memory or blocking the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from mcresolve.endpoint import Endpoint
+from mcresolve.outlier import FailureKind
+
+__all__ = ["EventHub", "EventKind", "EventStream", "PoolEvent"]
+
+_log = logging.getLogger(__name__)
+
+
+class EventKind(enum.Enum):
+    """What happened."""
+
+    ADDED = "added"
+    """An endpoint appeared in the source's set."""
+    REMOVED = "removed"
+    """An endpoint left the source's set (Consul health dropped it, or it was deregistered)."""
+    EJECTED = "ejected"
+    """Passive outlier detection ejected an endpoint (``reason``, ``until``)."""
+    RESTORED = "restored"
+    """An ejection ended: the endpoint takes traffic again."""
+    ALL_EJECTED = "all_ejected"
+    """Every endpoint is ejected: the pool asked the source to re-resolve."""
+    SOURCE_ERROR = "source_error"
+    """The source failed to refresh (the last known good set stays in use)."""
+    SOURCE_RECOVERED = "source_recovered"
+    """The source answered again after errors."""
+    FALLBACK_ENGAGED = "fallback_engaged"
+    """The source serves endpoints from its fallback target."""
+    FALLBACK_RELEASED = "fallback_released"
+    """The source's primary target is in use again."""
+    FAILOVER = "failover"
+    """Traffic moved to another datacenter (``datacenter``: the new one)."""
+    FAILBACK = "failback"
+    """Traffic returned to the local datacenter."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolEvent:
+    """One event. ``at`` is the pool clock (monotonic seconds)."""
+
+    kind: EventKind
+    at: float
+    pool: str
+    """The pool's name (its source's description unless given)."""
+    endpoint: Endpoint | None = None
+    datacenter: str | None = None
+    """For FAILOVER/FAILBACK: the datacenter now active; else the endpoint's datacenter."""
+    reason: FailureKind | None = None
+    """For EJECTED: the failure kind that caused it."""
+    until: float | None = None
+    """For EJECTED: when the ejection ends (pool clock)."""
+    detail: str = ""
+    """Human-readable details (never secrets)."""
+
+    def __str__(self) -> str:
+        parts = [self.kind.value]
+        if self.endpoint is not None:
+            parts.append(str(self.endpoint))
+        elif self.datacenter:
+            parts.append(self.datacenter)
+        if self.reason is not None:
+            parts.append(f"reason={self.reason.value}")
+        if self.detail:
+            parts.append(self.detail)
+        return " ".join(parts)
+
+
+Callback = Callable[[PoolEvent], None]
+
+
+class EventStream:
+    """An async iterator over the events of one hub (see :meth:`EventHub.stream`)."""
+
+    def __init__(self, hub: EventHub, maxlen: int) -> None:
+        self._hub = hub
+        self._buffer: collections.deque[PoolEvent] = collections.deque()
+        self._maxlen = maxlen
+        self._ready = asyncio.Event()
+        self._closed = False
+        self.dropped = 0
+        """Events lost because this consumer fell behind."""
+
+    def _put(self, event: PoolEvent) -> None:  # on the hub's loop
+        if self._closed:
+            return
+        if len(self._buffer) >= self._maxlen:
+            self._buffer.popleft()
+            self.dropped += 1
+        self._buffer.append(event)
+        self._ready.set()
+
+    def _end(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> PoolEvent:
+        while not self._buffer:
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+        return self._buffer.popleft()
+
+    async def aclose(self) -> None:
+        """Stop receiving events."""
+        self._hub._remove_stream(self)
+        self._end()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class EventHub:
+    """Fan-out of :class:`PoolEvent` values (thread-safe :meth:`emit`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._callbacks: list[Callback] = []
+        self._streams: list[EventStream] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver stream events on ``loop`` (the pool's loop)."""
+        self._loop = loop
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def stream(self, maxlen: int = 1000) -> EventStream:
+        """A new async iterator receiving every later event (``async for event in ...``), ended
+        when the hub closes. Create it on the hub's loop. Keeps at most ``maxlen`` undelivered
+        events."""
+        stream = EventStream(self, maxlen)
+        with self._lock:
+            if self._closed:
+                stream._end()
+            else:
+                self._streams.append(stream)
+        return stream
+
+    def _remove_stream(self, stream: EventStream) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._streams.remove(stream)
+
+    def emit(self, event: PoolEvent) -> None:
+        """Deliver ``event`` to every subscriber (any thread)."""
+        with self._lock:
+            callbacks = list(self._callbacks)
+            streams = list(self._streams)
+        for callback in callbacks:
+            try:
+                callback(event)
+            except Exception:
+                _log.exception("pool event callback failed on %s", event)
+        if streams:
+
+            def deliver() -> None:
+                for stream in streams:
+                    stream._put(event)
+
+            self._on_loop(deliver)
+
+    def close(self) -> None:
+        """End every stream (callbacks stay registered but receive nothing more)."""
+        with self._lock:
+            self._closed = True
+            streams, self._streams = self._streams, []
+            self._callbacks = []
+
+        def end() -> None:
+            for stream in streams:
+                stream._end()
+
+        self._on_loop(end)
+
+    def _on_loop(self, action: Callable[[], object]) -> None:
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            action()
+        elif not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closing concurrently
+                loop.call_soon_threadsafe(action)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def iterate(hub: EventHub) -> AsyncIterator[PoolEvent]:
+    """``async for event in iterate(hub)``: :meth:`EventHub.stream` as an async generator."""
+    stream = hub.stream()
+    try:
+        async for event in stream:
+            yield event
+    finally:
+        await stream.aclose()

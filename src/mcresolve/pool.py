@@ -1,0 +1,1277 @@
+"""The endpoint pool: what mcresolve knows about each endpoint, and calls that fail over.
+
+:class:`EndpointPool` consumes a :class:`~mcresolve.sources.Source` (or a target string) and keeps,
+per endpoint, the source's health (an endpoint is in the set only while Consul says it passes),
+passive outlier state (:mod:`mcresolve.outlier`), in-flight count and latency EWMA
+(:mod:`mcresolve.ewma`). From these it builds an immutable picker (:mod:`mcresolve.picker`)
+restricted to the active datacenter (:mod:`mcresolve.locality`), rebuilt only when something
+changes (set change, ejection, un-ejection, datacenter switch); :meth:`EndpointPool.pick` reads
+the current picker without a lock.
+
+:meth:`EndpointPool.call` (asyncio) and :meth:`EndpointPool.call_sync` (worker threads) run a
+function on endpoints following the pure planner of :mod:`mcresolve.attempts`: per-attempt
+timeout, overall deadline, retry on a different endpoint, retry budget, backoff once every
+endpoint was tried, optional hedging, outcomes fed back into the outlier state. When every
+endpoint is ejected or none exists, the pool asks the source to re-resolve
+(:meth:`~mcresolve.sources.Source.refresh_now`; stage 3 re-executes its prepared query) and waits
+for a new set within the deadline.
+
+Threading: the pool lives on one event loop (its "loop thread"). ``pick``, ``snapshot``,
+``call_sync``, :meth:`EndpointPool.attempt` and ``report_*`` are thread-safe; ``call_sync`` must
+not run on a thread with a running event loop (it blocks). :class:`BackgroundPool` runs a pool on
+a private loop thread for synchronous programs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Any, Self, TypeVar
+
+from mcresolve.attempts import (
+    Attempt,
+    AttemptContext,
+    AttemptRecord,
+    CallState,
+    Classifier,
+    Fault,
+    GiveUp,
+    PoolView,
+    VerdictLike,
+    Wait,
+    default_classify,
+    fault_of,
+    plan,
+)
+from mcresolve.call_policy import CallPolicy
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulConfig
+from mcresolve.consul.watch import WatchRegistry
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import NoEndpointAvailable, PoolClosed
+from mcresolve.events import EventHub, EventKind, EventStream, PoolEvent
+from mcresolve.ewma import EndpointLoad
+from mcresolve.locality import (
+    DEFAULT_FAILBACK_HOLD_DOWN,
+    LocalityPolicy,
+    LocalityState,
+    datacenter_of,
+    failback_due,
+    in_datacenter,
+    initial_state,
+    step,
+    usable_datacenters,
+)
+from mcresolve.outlier import Ejection, FailureKind, OutlierDetector, OutlierPolicy
+from mcresolve.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, build_picker
+from mcresolve.retry_budget import RetryBudget, RetryBudgetPolicy
+from mcresolve.sources.base import Resolution, Source
+from mcresolve.sources.factory import from_target
+from mcresolve.target import HealthTarget, PreparedQueryTarget, Target, parse_target
+
+__all__ = [
+    "AttemptHandle",
+    "BackgroundPool",
+    "EndpointPool",
+    "EndpointStatus",
+    "PoolPolicy",
+    "PoolSnapshot",
+]
+
+_log = logging.getLogger(__name__)
+
+Key = tuple[str, int]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPolicy:
+    """Everything that shapes a pool's behaviour (defaults justified in the modules named)."""
+
+    call: CallPolicy = field(default_factory=CallPolicy)
+    """Default per-call policy (:mod:`mcresolve.call_policy`)."""
+    outlier: OutlierPolicy = field(default_factory=OutlierPolicy)
+    """Passive ejection (:class:`mcresolve.outlier.OutlierPolicy`)."""
+    retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
+    """Shared by every call of the pool (:mod:`mcresolve.retry_budget`)."""
+    strategy: PickStrategy = PickStrategy.P2C
+    """Picking strategy (P2C on in-flight × peak-EWMA, :mod:`mcresolve.picker`)."""
+    panic_threshold: float = DEFAULT_PANIC_THRESHOLD
+    """Envoy's healthy panic threshold (50 %)."""
+    failback_hold_down: float = DEFAULT_FAILBACK_HOLD_DOWN
+    """Seconds the local datacenter must stay usable before traffic fails back (30 s)."""
+    datacenter_preference: tuple[str, ...] = ()
+    """Remote datacenters in failover order (then by name)."""
+    agent_lookup_timeout: float = 2.0
+    """Limit on asking the Consul agent for the local datacenter at start (one round trip on
+    loopback; 2 s matches the Consul client's default request timeout for non-blocking calls)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One endpoint in a :class:`PoolSnapshot`."""
+
+    endpoint: Endpoint
+    datacenter: str
+    state: str
+    """``"active"`` (takes traffic), ``"standby"`` (usable, but in a datacenter that is not
+    active) or ``"ejected"``."""
+    in_picker: bool
+    """The current picker may return it (panic mode includes ejected endpoints)."""
+    ejected_reason: FailureKind | None
+    """Why it was last ejected (None: never)."""
+    ejected_since: float | None
+    ejected_until: float | None
+    """Pool-clock times of the last ejection (may be in the past)."""
+    ejections: int
+    """Current ejection multiplier (grows with repeated ejections, decays over time)."""
+    consecutive_failures: Mapping[FailureKind, int]
+    in_flight: int
+    latency_ewma: float
+    """Peak-EWMA latency estimate in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """Immutable introspection of a pool (:meth:`EndpointPool.snapshot`)."""
+
+    name: str
+    taken_at: float
+    """Pool clock."""
+    endpoints: tuple[EndpointStatus, ...]
+    local_datacenter: str | None
+    active_datacenter: str | None
+    failed_over: bool
+    panic: bool
+    """The picker is in panic mode (too few usable endpoints: it picks among all)."""
+    usable: int
+    resolution: Resolution | None
+    """The source's latest resolution."""
+    resolution_age: float | None
+    """Seconds since the endpoints in use were resolved."""
+    stale: bool
+    """The endpoints are a last known good set (the source's latest attempt failed)."""
+    source_error: str | None
+    fallback: bool
+    retry_budget: int
+    """Retries the budget would allow right now."""
+
+    def by_state(self, state: str) -> tuple[Endpoint, ...]:
+        """Endpoints in ``state`` (``"active"``, ``"standby"``, ``"ejected"``)."""
+        return tuple(s.endpoint for s in self.endpoints if s.state == state)
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    record: AttemptRecord
+    value: Any = None
+
+
+class AttemptHandle:
+    """One attempt a caller runs itself (``pick()`` + report): counts as in flight until
+    :meth:`succeeded`, :meth:`failed` or :meth:`abandoned` is called (once)."""
+
+    __slots__ = ("_done", "_load", "_pool", "endpoint", "started")
+
+    def __init__(self, pool: EndpointPool, endpoint: Endpoint) -> None:
+        self._pool = pool
+        self.endpoint = endpoint
+        self._load = pool._load_of(endpoint.key)
+        self._load.start()
+        self.started = pool._clock()
+        self._done = False
+
+    def _finish(self) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        return True
+
+    def succeeded(self) -> None:
+        """The attempt succeeded (or got an answer that proves the endpoint serves)."""
+        if self._finish():
+            self._pool._report(self.endpoint, None, self._load, self.started, None, True)
+
+    def failed(self, verdict: VerdictLike | FailureKind, *, penalty: float | None = None) -> None:
+        """The attempt failed: ``verdict`` from a classifier, or a bare
+        :class:`~mcresolve.outlier.FailureKind` (a NODE failure of that kind). ``penalty``:
+        latency fed to the EWMA (default: the measured time, at least the attempt timeout for
+        NODE failures)."""
+        if self._finish():
+            self._pool._report(self.endpoint, verdict, self._load, self.started, penalty, True)
+
+    def abandoned(self) -> None:
+        """The attempt was cancelled by the caller: not counted either way."""
+        if self._finish():
+            self._load.finish(self._pool._clock(), None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leaving without a report: success if no exception, else abandoned."""
+        if exc is None:
+            self.succeeded()
+        else:
+            self.abandoned()
+
+
+_EMPTY_COUNTS: Mapping[FailureKind, int] = MappingProxyType({})
+
+
+def _on_running_loop_thread() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class EndpointPool:
+    """A health-aware failover pool over the endpoints of one source.
+
+    ``source``: a :class:`~mcresolve.sources.Source`, a target string
+    (``consul://svc?tag=x``, ``consul+query://svc``, ``dns://...``, ``static://...``) or a parsed
+    target. A source built here is stopped by :meth:`close`; a source passed in is started (if
+    needed) but left running.
+
+    ``local_datacenter``: which datacenter is local; when None it is, in order: the target's
+    ``dc=``, the Consul agent's datacenter (``/v1/agent/self``, when ``consul`` is given), the
+    first resolution's datacenter. Endpoints without a datacenter count as local.
+
+    ``consul`` / ``registry``: used to build the source from a target string and to ask the
+    agent for its datacenter. ``classify``: default :data:`~mcresolve.attempts.Classifier` of
+    every call. ``clock``: monotonic seconds (thread-safe; default :func:`time.monotonic`).
+    ``rng``: randomness of pickers, ejection jitter and backoff.
+    """
+
+    def __init__(
+        self,
+        source: Source | str | Target,
+        *,
+        local_datacenter: str | None = None,
+        policy: PoolPolicy | None = None,
+        consul: ConsulClient | ConsulConfig | None = None,
+        registry: WatchRegistry | None = None,
+        classify: Classifier = default_classify,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.policy = policy if policy is not None else PoolPolicy()
+        target: Target | None = None
+        if isinstance(source, str):
+            target = parse_target(source)
+        elif not isinstance(source, Source):
+            target = source
+        if target is not None:
+            self._source: Source = from_target(target, consul=consul, registry=registry)
+            self._owns_source = True
+        else:
+            assert isinstance(source, Source)
+            self._source = source
+            self._owns_source = False
+        self.name = name or self._source.description
+        self._explicit_dc = local_datacenter
+        if local_datacenter is None and isinstance(target, HealthTarget | PreparedQueryTarget):
+            self._explicit_dc = target.dc
+        self._consul = consul
+        self._classify = classify
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._detector = OutlierDetector(self.policy.outlier, self._rng)
+        self._budget = RetryBudget(self.policy.retry_budget)
+        self._hub = EventHub()
+        self._resolution: Resolution | None = None
+        self._endpoints: tuple[Endpoint, ...] = ()
+        self._loads: dict[Key, EndpointLoad] = {}
+        self._locality_policy: LocalityPolicy | None = None
+        self._locality: LocalityState | None = None
+        self._picker: Picker = self._build([], frozenset())
+        self._usable = 0
+        self._all_ejected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._async_changed: asyncio.Event | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._remove_listener: Callable[[], None] | None = None
+        self._attempt_listeners: list[Callable[[AttemptRecord], None]] = []
+        self._started = False
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def source(self) -> Source:
+        """The source this pool consumes."""
+        return self._source
+
+    @property
+    def events(self) -> EventHub:
+        """The pool's event hub (``pool.events.subscribe(callback)``)."""
+        return self._hub
+
+    def stream_events(self, maxlen: int = 1000) -> EventStream:
+        """An async iterator over later events (``async for event in pool.stream_events()``)."""
+        return self._hub.stream(maxlen)
+
+    async def start(self) -> None:
+        """Start consuming the source (idempotent)."""
+        if self._started:
+            return
+        if self._closed:
+            raise PoolClosed(f"pool {self.name} is closed")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._async_changed = asyncio.Event()
+        self._hub.bind(self._loop)
+        if self._explicit_dc is None and isinstance(self._consul, ConsulClient):
+            self._explicit_dc = await self._agent_datacenter(self._consul)
+        if self._explicit_dc is not None:
+            self._set_local(self._explicit_dc)
+        self._remove_listener = self._source.add_listener(self._on_resolution)
+        await self._source.start()
+        current = self._source.current
+        if current is not None and current is not self._resolution:
+            self._on_resolution(current)
+
+    async def _agent_datacenter(self, client: ConsulClient) -> str | None:
+        try:
+            async with asyncio.timeout(self.policy.agent_lookup_timeout):
+                info = await client.agent_self()
+        except Exception as exc:  # agent down: fall back to the first resolution's datacenter
+            _log.warning("pool %s: cannot ask the Consul agent for its datacenter: %s", self, exc)
+            return None
+        config = info.get("Config")
+        dc = config.get("Datacenter") if isinstance(config, dict) else None
+        return dc if isinstance(dc, str) and dc else None
+
+    async def close(self) -> None:
+        """Stop consuming the source (stopping it if the pool built it) and wake every waiter
+        (their calls raise :class:`~mcresolve.errors.PoolClosed`). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._remove_listener is not None:
+            self._remove_listener()
+            self._remove_listener = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._owns_source:
+            await self._source.stop()
+        self._notify_change()
+        self._hub.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def wait_ready(self, timeout: float | None = None) -> PoolSnapshot:  # noqa: ASYNC109
+        """Wait until the pool has at least one endpoint; :class:`NoEndpointAvailable` (with the
+        source's last error) when ``timeout`` seconds pass first (a parameter rather than
+        ``asyncio.timeout()`` so the error can say why the pool is empty)."""
+        self._check_open()
+        end = None if timeout is None else self._clock() + timeout
+        while not self._endpoints:
+            self._check_open()
+            left = math.inf if end is None else end - self._clock()
+            if left <= 0:
+                error = self._resolution.error if self._resolution is not None else None
+                why = f": {error}" if error is not None else ""
+                raise NoEndpointAvailable(
+                    f"pool {self.name}: no endpoint within {timeout:g} s{why}"
+                )
+            await self._wait_async(left, self._generation)
+        return self.snapshot()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolClosed(f"pool {self.name} is closed")
+        if not self._started:
+            raise PoolClosed(f"pool {self.name} is not started (use 'async with pool')")
+
+    # --- source updates ----------------------------------------------------------------------
+
+    def _set_local(self, datacenter: str) -> None:
+        self._locality_policy = LocalityPolicy(
+            local=datacenter,
+            preference=self.policy.datacenter_preference,
+            failback_hold_down=self.policy.failback_hold_down,
+        )
+        self._locality = initial_state(self._locality_policy)
+        _log.info("pool %s: local datacenter %r", self, datacenter)
+
+    def _on_resolution(self, resolution: Resolution) -> None:
+        """Listener on the source (runs on the loop thread, in the publishing task)."""
+        if self._closed:
+            return
+        events: list[PoolEvent] = []
+        now = self._clock()
+        previous = self._resolution
+        with self._lock:
+            self._resolution = resolution
+            self._resolution_events(previous, resolution, now, events)
+            endpoints = tuple({e.key: e for e in reversed(resolution.endpoints)}.values())[::-1]
+            changed = endpoints != self._endpoints
+            if changed:
+                if self._locality_policy is None and endpoints:
+                    dc = resolution.datacenter or endpoints[0].datacenter
+                    self._set_local(dc)
+                old = {e.key: e for e in self._endpoints}
+                new = {e.key: e for e in endpoints}
+                for key in new.keys() - old.keys():
+                    events.append(self._event(EventKind.ADDED, now, endpoint=new[key]))
+                for key in old.keys() - new.keys():
+                    events.append(self._event(EventKind.REMOVED, now, endpoint=old[key]))
+                self._endpoints = endpoints
+                self._detector.set_endpoints(new)
+                self._loads = {k: self._loads.get(k) or EndpointLoad(now) for k in new}
+                self._rebuild_locked(now, events)
+        if changed:
+            _log.info("pool %s: %s", self, resolution)
+            self._notify_change()
+        self._emit(events)
+
+    def _resolution_events(
+        self, previous: Resolution | None, current: Resolution, now: float, out: list[PoolEvent]
+    ) -> None:
+        if current.error is not None:
+            out.append(self._event(EventKind.SOURCE_ERROR, now, detail=str(current.error)))
+        elif previous is not None and previous.error is not None:
+            out.append(self._event(EventKind.SOURCE_RECOVERED, now, detail=str(current)))
+        was_fallback = previous is not None and previous.fallback
+        if current.fallback and not was_fallback:
+            out.append(self._event(EventKind.FALLBACK_ENGAGED, now, detail=current.source))
+        elif was_fallback and not current.fallback:
+            out.append(self._event(EventKind.FALLBACK_RELEASED, now, detail=current.source))
+
+    # --- picker ------------------------------------------------------------------------------
+
+    def _build(self, endpoints: list[Endpoint], usable: Collection[Key]) -> Picker:
+        return build_picker(
+            endpoints,
+            usable,
+            strategy=self.policy.strategy,
+            loads=self._loads,
+            panic_threshold=self.policy.panic_threshold,
+            rng=self._rng,
+            clock=self._clock,
+        )
+
+    def _rebuild_locked(self, now: float, events: list[PoolEvent]) -> None:
+        """Recompute usability, locality and the picker (caller holds ``_lock``)."""
+        endpoints = self._endpoints
+        ejected = self._detector.ejected(now)
+        usable = frozenset(e.key for e in endpoints if e.key not in ejected)
+        chosen = list(endpoints)
+        lp, state = self._locality_policy, self._locality
+        if lp is not None and state is not None:
+            new_state = step(state, usable_datacenters(endpoints, usable, lp), now, lp)
+            if new_state.active != state.active:
+                kind = EventKind.FAILBACK if new_state.active == lp.local else EventKind.FAILOVER
+                events.append(self._event(kind, now, datacenter=new_state.active))
+            self._locality = new_state
+            in_active = in_datacenter(endpoints, new_state.active, lp)
+            if in_active:
+                chosen = in_active
+        self._picker = self._build(chosen, usable)
+        self._usable = len(usable)
+        all_ejected = bool(endpoints) and not usable
+        if all_ejected and not self._all_ejected:
+            events.append(
+                self._event(EventKind.ALL_EJECTED, now, detail=f"{len(endpoints)} endpoint(s)")
+            )
+            self._request_refresh()
+        self._all_ejected = all_ejected
+        wake = [t for t in (self._detector.next_unejection(now),) if t is not None]
+        if lp is not None and self._locality is not None:
+            due = failback_due(self._locality, lp)
+            if due is not None:
+                wake.append(max(due, now))
+        self._schedule_wake(min(wake) if wake else None)
+
+    def _schedule_wake(self, at: float | None) -> None:
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        if threading.get_ident() != self._loop_thread:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._set_timer, at)
+            return
+        self._set_timer(at)
+
+    def _set_timer(self, at: float | None) -> None:
+        if self._closed or self._loop is None:
+            return
+        if self._timer is not None and self._timer_at == at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            # A millisecond late so the ejection has ended when the timer fires.
+            delay = max(0.0, at - self._clock()) + 0.001
+            self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closed:
+            return
+        events: list[PoolEvent] = []
+        now = self._clock()
+        with self._lock:
+            by_key = {e.key: e for e in self._endpoints}
+            for key in self._detector.sweep(now):
+                if key in by_key:
+                    events.append(self._event(EventKind.RESTORED, now, endpoint=by_key[key]))
+            self._rebuild_locked(now, events)
+        self._notify_change()
+        self._emit(events)
+
+    def _on_ejection(self, ejection: Ejection, now: float) -> None:
+        events: list[PoolEvent] = []
+        with self._lock:
+            endpoint = next((e for e in self._endpoints if e.key == ejection.key), None)
+            if endpoint is not None:
+                events.append(
+                    self._event(
+                        EventKind.EJECTED,
+                        now,
+                        endpoint=endpoint,
+                        reason=ejection.reason,
+                        until=ejection.until,
+                        detail=(
+                            f"{ejection.consecutive_failures} consecutive "
+                            f"{ejection.reason.value} failure(s), {ejection.duration:.1f} s"
+                        ),
+                    )
+                )
+            self._rebuild_locked(now, events)
+        self._notify_change()
+        self._emit(events)
+
+    def _request_refresh(self) -> None:
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        # Always deferred to the loop: this runs under the pool's lock, and a source may
+        # publish synchronously from refresh_now().
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._refresh_source)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._refresh_source)
+
+    def _refresh_source(self) -> None:
+        if not self._closed:
+            self._source.refresh_now()
+
+    # --- change notification -----------------------------------------------------------------
+
+    def _notify_change(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake_async()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake_async)
+
+    def _wake_async(self) -> None:
+        event, self._async_changed = self._async_changed, asyncio.Event()
+        if event is not None:
+            event.set()
+
+    async def _wait_async(self, delay: float, generation: int) -> None:
+        """Sleep up to ``delay`` seconds, returning early when the pool changes (or changed
+        since ``generation`` was read)."""
+        event = self._async_changed
+        if self._generation != generation or self._closed or event is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None if math.isinf(delay) else max(0.0, delay)):
+                await event.wait()
+
+    def _wait_sync(self, delay: float, generation: int) -> None:
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._generation != generation or self._closed,
+                timeout=None if math.isinf(delay) else max(0.0, delay),
+            )
+
+    # --- events ------------------------------------------------------------------------------
+
+    def _event(
+        self,
+        kind: EventKind,
+        at: float,
+        *,
+        endpoint: Endpoint | None = None,
+        datacenter: str | None = None,
+        reason: FailureKind | None = None,
+        until: float | None = None,
+        detail: str = "",
+    ) -> PoolEvent:
+        if datacenter is None and endpoint is not None:
+            datacenter = endpoint.datacenter or None
+        return PoolEvent(kind, at, self.name, endpoint, datacenter, reason, until, detail)
+
+    def _emit(self, events: list[PoolEvent]) -> None:
+        for event in events:
+            level = logging.INFO
+            if event.kind in (EventKind.EJECTED, EventKind.ALL_EJECTED, EventKind.SOURCE_ERROR):
+                level = logging.WARNING
+            _log.log(level, "pool %s: %s", self, event)
+            self._hub.emit(event)
+
+    def add_attempt_listener(self, listener: Callable[[AttemptRecord], None]) -> Callable[[], None]:
+        """Call ``listener(record)`` after every finished attempt of ``call``/``call_sync`` (in
+        the attempt's thread; must not block). Returns a function removing it."""
+        self._attempt_listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._attempt_listeners.remove(listener)
+
+        return remove
+
+    # --- picking and reporting ---------------------------------------------------------------
+
+    @property
+    def picker(self) -> Picker:
+        """The current immutable picker."""
+        return self._picker
+
+    def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
+        """An endpoint for one attempt, not in ``exclude`` while another exists (lock-free,
+        thread-safe). :class:`NoEndpointAvailable` when the pool is empty."""
+        return self._picker.pick(exclude)
+
+    def attempt(self, endpoint: Endpoint) -> AttemptHandle:
+        """Start tracking an attempt the caller runs itself (thread-safe)."""
+        return AttemptHandle(self, endpoint)
+
+    def report_success(self, endpoint: Endpoint, latency: float | None = None) -> None:
+        """An attempt on ``endpoint`` succeeded (thread-safe; not counted as in flight)."""
+        self._outcome(endpoint, None, self._clock(), latency)
+
+    def report_failure(
+        self,
+        endpoint: Endpoint,
+        verdict: VerdictLike | FailureKind,
+        latency: float | None = None,
+    ) -> None:
+        """An attempt on ``endpoint`` failed (thread-safe; not counted as in flight)."""
+        self._outcome(endpoint, verdict, self._clock(), latency)
+
+    def _load_of(self, key: Key) -> EndpointLoad:
+        load = self._loads.get(key)
+        return load if load is not None else EndpointLoad(self._clock())
+
+    def _report(
+        self,
+        endpoint: Endpoint,
+        verdict: VerdictLike | FailureKind | None,
+        load: EndpointLoad,
+        started: float,
+        penalty: float | None,
+        counted: bool,
+    ) -> None:
+        now = self._clock()
+        latency = now - started
+        if not counted:
+            load.finish(now, None)
+            return
+        if verdict is not None and _fault(verdict) is Fault.NODE:
+            floor = penalty if penalty is not None else self.policy.call.attempt_timeout
+            latency = max(latency, floor if math.isfinite(floor) else latency)
+        load.finish(now, latency)
+        self._outcome(endpoint, verdict, now, None)
+
+    def _outcome(
+        self,
+        endpoint: Endpoint,
+        verdict: VerdictLike | FailureKind | None,
+        now: float,
+        latency: float | None,
+    ) -> None:
+        """Feed one outcome to the outlier detector (and ``latency``, if given, to the EWMA)."""
+        if latency is not None:
+            load = self._loads.get(endpoint.key)
+            if load is not None:
+                load.start()
+                load.finish(now, latency)
+        key = endpoint.key
+        if verdict is None:
+            self._detector.record_success(key, now)
+            return
+        fault = _fault(verdict)
+        if fault is Fault.CLIENT:
+            self._detector.record_success(key, now)
+        elif fault is Fault.NODE:
+            kind = verdict if isinstance(verdict, FailureKind) else verdict.failure_kind
+            ejection = self._detector.record_failure(key, kind or FailureKind.SERVER_ERROR, now)
+            if ejection is not None:
+                self._on_ejection(ejection, now)
+
+    def _view(self, picker: Picker) -> PoolView:
+        return PoolView(picker.keys, self._usable)
+
+    def _notify_attempt(self, record: AttemptRecord) -> None:
+        for listener in list(self._attempt_listeners):
+            try:
+                listener(record)
+            except Exception:
+                _log.exception("attempt listener failed")
+
+    def _classify_safely(
+        self, classify: Classifier, exc: BaseException, context: AttemptContext
+    ) -> VerdictLike:
+        try:
+            verdict = classify(exc, context)
+            fault_of(verdict)
+            return verdict
+        except Exception:
+            _log.exception("pool %s: classifier failed on %r; raising it as is", self, exc)
+            return default_classify(Exception(), context)
+
+    # --- calls (asyncio) ---------------------------------------------------------------------
+
+    async def call(
+        self,
+        fn: Callable[[Endpoint], Awaitable[T]],
+        *,
+        idempotent: bool = True,
+        deadline: float | None = None,
+        attempt_timeout: float | None = None,
+        hedge_delay: float | None = None,
+        classify: Classifier | None = None,
+        policy: CallPolicy | None = None,
+    ) -> T:
+        """Run ``await fn(endpoint)`` with failover (see :mod:`mcresolve.attempts` for the
+        rules) and return its result.
+
+        ``deadline`` / ``attempt_timeout`` (seconds from now / per attempt), ``hedge_delay``
+        override the pool's :class:`~mcresolve.call_policy.CallPolicy` (or ``policy``).
+        ``idempotent=False`` disables hedging and tells the classifier that a request that may
+        have executed must not be repeated. Raises the callee's own error for CLIENT and
+        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass.
+        """
+        self._check_open()
+        call_policy = (policy or self.policy.call).with_overrides(
+            deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
+        )
+        classifier = classify or self._classify
+        hedging = idempotent and call_policy.hedging
+        now = self._clock()
+        state = CallState.begin(now, call_policy)
+        self._budget.record_request(now)
+        running: dict[asyncio.Task[_Finished], Endpoint] = {}
+        hedges = 0
+        hedge_at: float | None = None
+        try:
+            while True:
+                if not running:
+                    self._check_open()
+                    picker = self._picker
+                    now = self._clock()
+                    budget_ok = state.started_attempts == 0 or self._budget.can_retry(now)
+                    action = plan(
+                        state,
+                        self._view(picker),
+                        now,
+                        call_policy,
+                        budget_ok=budget_ok,
+                        random=self._rng.random(),
+                    )
+                    if isinstance(action, GiveUp):
+                        raise action.error
+                    if isinstance(action, Wait):
+                        generation = self._generation
+                        if action.refresh:
+                            self._request_refresh()
+                        await self._wait_async(action.delay, generation)
+                        state = state.wait_done(action)
+                        continue
+                    assert isinstance(action, Attempt)
+                    endpoint = self._pick_untried(picker, action.exclude)
+                    if endpoint is None:
+                        continue
+                    if action.retry:
+                        self._budget.record_retry(now)
+                    task = self._spawn_attempt(
+                        fn, endpoint, state, action, picker, classifier, idempotent, False
+                    )
+                    running[task] = endpoint
+                    state = state.attempt_started(endpoint.key)
+                    hedge_at = (
+                        now + call_policy.hedge_delay
+                        if hedging and call_policy.hedge_delay is not None
+                        else None
+                    )
+                timeout = None if hedge_at is None else max(0.0, hedge_at - self._clock())
+                done, _ = await asyncio.wait(
+                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    hedge_at = None
+                    started = self._start_hedge(fn, state, call_policy, classifier, hedges, running)
+                    if started is not None:
+                        state = state.attempt_started(started.key)
+                        hedges += 1
+                        if hedges < call_policy.max_hedges and call_policy.hedge_delay is not None:
+                            hedge_at = self._clock() + call_policy.hedge_delay
+                    continue
+                for task in done:
+                    running.pop(task)
+                    finished = task.result()
+                    state = state.attempt_finished(finished.record)
+                    record = finished.record
+                    if record.error is None:
+                        return finished.value  # type: ignore[no-any-return]
+                    assert record.verdict is not None
+                    if fault_of(record.verdict) is Fault.CLIENT or not record.verdict.replay_safe:
+                        raise record.error
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+
+    def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
+        try:
+            return picker.pick(exclude, fallback=False)
+        except NoEndpointAvailable:
+            return None
+
+    def _start_hedge(
+        self,
+        fn: Callable[[Endpoint], Awaitable[Any]],
+        state: CallState,
+        policy: CallPolicy,
+        classifier: Classifier,
+        hedges: int,
+        running: dict[asyncio.Task[_Finished], Endpoint],
+    ) -> Endpoint | None:
+        if hedges >= policy.max_hedges or state.started_attempts >= policy.max_attempts:
+            return None
+        now = self._clock()
+        remaining = state.remaining(now)
+        picker = self._picker
+        if remaining <= 0 or picker.keys <= state.tried:
+            return None
+        endpoint = self._pick_untried(picker, state.tried)
+        if endpoint is None or not self._budget.try_retry(now):
+            return None
+        action = Attempt(
+            exclude=state.tried,
+            timeout=min(policy.attempt_timeout, remaining),
+            cut_by_deadline=remaining < policy.attempt_timeout,
+            retry=True,
+        )
+        task = self._spawn_attempt(fn, endpoint, state, action, picker, classifier, True, True)
+        running[task] = endpoint
+        _log.debug("pool %s: hedging on %s", self, endpoint)
+        return endpoint
+
+    def _spawn_attempt(
+        self,
+        fn: Callable[[Endpoint], Awaitable[Any]],
+        endpoint: Endpoint,
+        state: CallState,
+        action: Attempt,
+        picker: Picker,
+        classifier: Classifier,
+        idempotent: bool,
+        hedge: bool,
+    ) -> asyncio.Task[_Finished]:
+        context = AttemptContext(
+            endpoint=endpoint,
+            attempt=state.started_attempts + 1,
+            idempotent=idempotent,
+            every_endpoint_tried=(state.tried | {endpoint.key}) >= picker.keys,
+        )
+        return asyncio.create_task(
+            self._run_attempt(fn, endpoint, action, context, classifier, hedge),
+            name=f"attempt {context.attempt} on {endpoint}",
+        )
+
+    async def _run_attempt(
+        self,
+        fn: Callable[[Endpoint], Awaitable[Any]],
+        endpoint: Endpoint,
+        action: Attempt,
+        context: AttemptContext,
+        classifier: Classifier,
+        hedge: bool,
+    ) -> _Finished:
+        load = self._load_of(endpoint.key)
+        load.start()
+        started = self._clock()
+        limit = None if math.isinf(action.timeout) else action.timeout
+        scope = asyncio.timeout(limit)
+        try:
+            async with scope:
+                value = await fn(endpoint)
+        except asyncio.CancelledError:
+            load.finish(self._clock(), None)
+            raise
+        except Exception as exc:
+            timed_out = scope.expired() and isinstance(exc, TimeoutError)
+            context = AttemptContext(
+                context.endpoint,
+                context.attempt,
+                context.idempotent,
+                context.every_endpoint_tried,
+                timed_out,
+            )
+            verdict = self._classify_safely(classifier, exc, context)
+            counted = not (timed_out and action.cut_by_deadline)
+            self._report(endpoint, verdict, load, started, action.timeout, counted)
+            record = AttemptRecord(
+                endpoint, started, self._clock(), exc, verdict, hedge=hedge, counted=counted
+            )
+            self._notify_attempt(record)
+            return _Finished(record)
+        self._report(endpoint, None, load, started, None, True)
+        record = AttemptRecord(endpoint, started, self._clock(), hedge=hedge)
+        self._notify_attempt(record)
+        return _Finished(record, value)
+
+    # --- calls (threads) ---------------------------------------------------------------------
+
+    def call_sync(
+        self,
+        fn: Callable[[Endpoint], T],
+        *,
+        idempotent: bool = True,
+        deadline: float | None = None,
+        attempt_timeout: float | None = None,
+        classify: Classifier | None = None,
+        policy: CallPolicy | None = None,
+    ) -> T:
+        """Run the blocking ``fn(endpoint)`` with failover in the calling thread (the same
+        planner as :meth:`call`, without hedging). Must not be called on a thread running an
+        event loop (:class:`RuntimeError`).
+
+        A running ``fn`` cannot be interrupted: ``attempt_timeout`` only classifies an attempt
+        that took longer as a timeout failure and bounds waits; ``fn`` must bound its own I/O
+        (socket / urllib3 timeouts).
+        """
+        if _on_running_loop_thread():
+            raise RuntimeError(
+                "EndpointPool.call_sync() blocks and cannot run on an event loop thread; "
+                "use 'await pool.call(...)' there, or call_sync from a worker thread"
+            )
+        self._check_open()
+        call_policy = (policy or self.policy.call).with_overrides(
+            deadline=deadline, attempt_timeout=attempt_timeout
+        )
+        classifier = classify or self._classify
+        now = self._clock()
+        state = CallState.begin(now, call_policy)
+        self._budget.record_request(now)
+        while True:
+            self._check_open()
+            picker = self._picker
+            now = self._clock()
+            budget_ok = state.started_attempts == 0 or self._budget.can_retry(now)
+            action = plan(
+                state,
+                self._view(picker),
+                now,
+                call_policy,
+                budget_ok=budget_ok,
+                random=self._rng.random(),
+            )
+            if isinstance(action, GiveUp):
+                raise action.error
+            if isinstance(action, Wait):
+                generation = self._generation
+                if action.refresh:
+                    self._request_refresh()
+                self._wait_sync(action.delay, generation)
+                state = state.wait_done(action)
+                continue
+            assert isinstance(action, Attempt)
+            endpoint = self._pick_untried(picker, action.exclude)
+            if endpoint is None:
+                continue
+            if action.retry:
+                self._budget.record_retry(now)
+            context = AttemptContext(
+                endpoint=endpoint,
+                attempt=state.started_attempts + 1,
+                idempotent=idempotent,
+                every_endpoint_tried=(state.tried | {endpoint.key}) >= picker.keys,
+            )
+            state = state.attempt_started(endpoint.key)
+            load = self._load_of(endpoint.key)
+            load.start()
+            started = self._clock()
+            try:
+                value = fn(endpoint)
+            except Exception as exc:
+                verdict = self._classify_safely(classifier, exc, context)
+                self._report(endpoint, verdict, load, started, action.timeout, True)
+                record = AttemptRecord(endpoint, started, self._clock(), exc, verdict)
+                self._notify_attempt(record)
+                state = state.attempt_finished(record)
+                if fault_of(verdict) is Fault.CLIENT or not verdict.replay_safe:
+                    raise
+                continue
+            except BaseException:
+                load.finish(self._clock(), None)
+                raise
+            self._report(endpoint, None, load, started, None, True)
+            record = AttemptRecord(endpoint, started, self._clock())
+            self._notify_attempt(record)
+            return value
+
+    # --- introspection -----------------------------------------------------------------------
+
+    def snapshot(self) -> PoolSnapshot:
+        """An immutable view of the pool now (thread-safe)."""
+        now = self._clock()
+        with self._lock:
+            picker = self._picker
+            endpoints = self._endpoints
+            resolution = self._resolution
+            lp, locality = self._locality_policy, self._locality
+            loads = dict(self._loads)
+            usable = self._usable
+        states = self._detector.states()
+        in_picker = picker.keys
+        statuses = []
+        for endpoint in endpoints:
+            outlier = states.get(endpoint.key)
+            ejected = outlier is not None and outlier.is_ejected(now)
+            dc = datacenter_of(endpoint, lp) if lp is not None else endpoint.datacenter
+            if ejected:
+                state = "ejected"
+            elif locality is not None and dc != locality.active:
+                state = "standby"
+            else:
+                state = "active"
+            load = loads.get(endpoint.key)
+            statuses.append(
+                EndpointStatus(
+                    endpoint=endpoint,
+                    datacenter=dc,
+                    state=state,
+                    in_picker=endpoint.key in in_picker,
+                    ejected_reason=outlier.reason if outlier else None,
+                    ejected_since=outlier.ejected_at if outlier else None,
+                    ejected_until=outlier.ejected_until if outlier else None,
+                    ejections=outlier.multiplier_at(now, self.policy.outlier) if outlier else 0,
+                    consecutive_failures=(
+                        MappingProxyType({k: v for k, v in outlier.consecutive.items() if v})
+                        if outlier
+                        else _EMPTY_COUNTS
+                    ),
+                    in_flight=load.inflight if load else 0,
+                    latency_ewma=load.ewma.value(now) if load else 0.0,
+                )
+            )
+        return PoolSnapshot(
+            name=self.name,
+            taken_at=now,
+            endpoints=tuple(statuses),
+            local_datacenter=lp.local if lp is not None else None,
+            active_datacenter=locality.active if locality is not None else None,
+            failed_over=lp is not None and locality is not None and locality.active != lp.local,
+            panic=picker.panic,
+            usable=usable,
+            resolution=resolution,
+            resolution_age=resolution.age() if resolution is not None else None,
+            stale=resolution.stale if resolution is not None else False,
+            source_error=str(resolution.error) if resolution and resolution.error else None,
+            fallback=resolution.fallback if resolution is not None else False,
+            retry_budget=self._budget.balance(now),
+        )
+
+    def __repr__(self) -> str:
+        return f"<EndpointPool {self.name} {len(self._endpoints)} endpoint(s) {self._picker!r}>"
+
+    def __str__(self) -> str:
+        return self.name
+
+    # --- background thread -------------------------------------------------------------------
+
+    @classmethod
+    def start_in_thread(
+        cls,
+        source: str | Target | Callable[[], Source],
+        *,
+        ready_timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> BackgroundPool:
+        """Run a pool on a private event-loop thread (for synchronous programs); returns the
+        started :class:`BackgroundPool`. See :class:`BackgroundPool`."""
+        background = BackgroundPool(source, **kwargs)
+        background.start(ready_timeout=ready_timeout)
+        return background
+
+
+def _fault(verdict: VerdictLike | FailureKind) -> Fault:
+    return Fault.NODE if isinstance(verdict, FailureKind) else fault_of(verdict)
+
+
+class BackgroundPool:
+    """An :class:`EndpointPool` running on its own event-loop thread.
+
+    ``source``: a target string / parsed target, or a zero-argument factory returning a
+    :class:`~mcresolve.sources.Source` (called on the pool's thread, so the source binds to its
+    loop). Keyword arguments go to :class:`EndpointPool`. Use as a context manager, or call
+    :meth:`start` / :meth:`close`. :meth:`close` closes the pool, stops the loop and joins the
+    thread.
+    """
+
+    def __init__(self, source: str | Target | Callable[[], Source], **pool_kwargs: Any) -> None:
+        self._source_spec = source
+        self._kwargs = pool_kwargs
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: EndpointPool | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def pool(self) -> EndpointPool:
+        """The running pool (use its thread-safe methods from other threads)."""
+        if self._pool is None:
+            raise PoolClosed("background pool is not running")
+        return self._pool
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The pool's event loop."""
+        if self._loop is None:
+            raise PoolClosed("background pool is not running")
+        return self._loop
+
+    def start(self, *, ready_timeout: float | None = 10.0) -> None:
+        """Start the thread, wait for the pool to start and, when ``ready_timeout`` is not None,
+        for its first endpoint (:class:`NoEndpointAvailable` after that many seconds)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._main, args=(ready_timeout,), name="mcresolve-pool", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            self._thread = None
+            raise self._error
+
+    def _main(self, ready_timeout: float | None) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(ready_timeout))
+        except BaseException as exc:  # reported to start() if it happens before ready
+            if not self._ready.is_set():
+                self._error = exc
+            else:
+                _log.exception("background pool stopped on an error")
+        finally:
+            self._ready.set()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, ready_timeout: float | None) -> None:
+        self._stop = asyncio.Event()
+        spec = self._source_spec
+        source: Source | str | Target = spec() if callable(spec) else spec
+        pool = EndpointPool(source, **self._kwargs)
+        try:
+            await pool.start()
+            if ready_timeout is not None:
+                await pool.wait_ready(ready_timeout)
+            self._pool = pool
+            self._ready.set()
+            await self._stop.wait()
+        finally:
+            self._pool = None
+            await pool.close()
+            if callable(spec) and isinstance(source, Source):
+                await source.stop()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the pool's loop and wait for its result (from another thread)."""
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            coroutine, self.loop
+        )
+        return future.result(timeout)
+
+    def call_sync(self, fn: Callable[[Endpoint], T], **kwargs: Any) -> T:
+        """:meth:`EndpointPool.call_sync` on the running pool."""
+        return self.pool.call_sync(fn, **kwargs)
+
+    def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
+        """:meth:`EndpointPool.pick` on the running pool."""
+        return self.pool.pick(exclude)
+
+    def snapshot(self) -> PoolSnapshot:
+        """:meth:`EndpointPool.snapshot` of the running pool."""
+        return self.pool.snapshot()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Close the pool, stop the loop and join the thread (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,331 @@
+"""The pure attempt planner: every rule, and properties over random call histories."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcresolve.attempts import (
+    Attempt,
+    AttemptContext,
+    AttemptRecord,
+    AttemptVerdict,
+    CallState,
+    Fault,
+    GiveUp,
+    PoolView,
+    Wait,
+    default_classify,
+    fault_of,
+    plan,
+)
+from mcresolve.backoff import BackoffPolicy, Jitter
+from mcresolve.call_policy import CallPolicy
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import (
+    AttemptsExhausted,
+    ClusterUnavailable,
+    DeadlineExceeded,
+    RetryBudgetExhausted,
+)
+from mcresolve.minio_errors import Outcome, Transport, classify
+from mcresolve.outlier import FailureKind
+
+EPS = [Endpoint("10.0.0.1", 9000 + i, datacenter="dc1") for i in range(4)]
+KEYS = frozenset(e.key for e in EPS)
+ALL = PoolView(KEYS, usable=4)
+NO_JITTER = CallPolicy(
+    deadline=30.0,
+    attempt_timeout=10.0,
+    max_attempts=5,
+    backoff=BackoffPolicy(base=0.1, cap=1.0, jitter=Jitter.NONE),
+    cluster_backoff=BackoffPolicy(base=1.0, cap=10.0, jitter=Jitter.NONE),
+)
+NODE = AttemptVerdict(Fault.NODE, FailureKind.CONNECT, True, reason="refused")
+NODE_UNSAFE = AttemptVerdict(Fault.NODE, FailureKind.RESET, False, reason="reset")
+CLUSTER = AttemptVerdict(Fault.CLUSTER, None, True, reason="quorum")
+CLIENT = AttemptVerdict(Fault.CLIENT, None, False, reason="404")
+
+
+def failed(state: CallState, endpoint: Endpoint, verdict: AttemptVerdict, at: float) -> CallState:
+    state = state.attempt_started(endpoint.key)
+    error = RuntimeError(verdict.reason)
+    return state.attempt_finished(AttemptRecord(endpoint, at, at, error, verdict))
+
+
+def start(now: float = 0.0, policy: CallPolicy = NO_JITTER) -> CallState:
+    return CallState.begin(now, policy)
+
+
+def test_first_attempt_at_once_with_the_attempt_timeout() -> None:
+    action = plan(start(), ALL, 0.0, NO_JITTER)
+    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False)
+
+
+def test_retry_goes_to_a_different_endpoint_at_once() -> None:
+    state = failed(start(), EPS[0], NODE, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, Attempt)
+    assert action.exclude == {EPS[0].key} and action.retry
+
+
+def test_timeout_is_cut_to_the_time_left() -> None:
+    state = failed(start(), EPS[0], NODE, 25.0)
+    action = plan(state, ALL, 25.0, NO_JITTER)
+    assert isinstance(action, Attempt)
+    assert action.timeout == pytest.approx(5.0) and action.cut_by_deadline
+
+
+def test_client_verdict_raises_the_callee_error() -> None:
+    state = failed(start(), EPS[0], CLIENT, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, GiveUp)
+    assert isinstance(action.error, RuntimeError) and str(action.error) == "404"
+
+
+def test_unsafe_replay_raises_the_callee_error() -> None:
+    state = failed(start(), EPS[0], NODE_UNSAFE, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, GiveUp) and str(action.error) == "reset"
+
+
+def test_deadline_passed() -> None:
+    state = failed(start(), EPS[0], NODE, 30.0)
+    action = plan(state, ALL, 30.0, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, DeadlineExceeded)
+    assert action.error.attempts[0].endpoint == EPS[0]
+    assert isinstance(action.error, TimeoutError)
+
+
+def test_max_attempts() -> None:
+    state = start()
+    for i in range(5):
+        state = failed(state, EPS[i % 4], NODE, 0.1)
+        if i == 3:
+            state = state.wait_done(Wait(0.1, "backoff"))
+    action = plan(state, ALL, 0.2, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, AttemptsExhausted)
+    assert len(action.error.attempts) == 5
+
+
+def test_in_flight_attempts_count_towards_max() -> None:
+    state = start()
+    for endpoint in EPS:
+        state = state.attempt_started(endpoint.key)
+    state = state.attempt_finished(AttemptRecord(EPS[0], 0, 0, RuntimeError(), NODE))
+    action = plan(state, PoolView(KEYS, 4), 0.0, CallPolicy(max_attempts=4))
+    assert isinstance(action, GiveUp) and isinstance(action.error, AttemptsExhausted)
+
+
+def test_no_budget_no_retry_but_first_attempt_is_free() -> None:
+    assert isinstance(plan(start(), ALL, 0.0, NO_JITTER, budget_ok=False), Attempt)
+    state = failed(start(), EPS[0], NODE, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER, budget_ok=False)
+    assert isinstance(action, GiveUp) and isinstance(action.error, RetryBudgetExhausted)
+
+
+def test_backoff_only_once_every_endpoint_was_tried() -> None:
+    state = start()
+    for endpoint in EPS[:3]:
+        state = failed(state, endpoint, NODE, 0.1)
+        assert isinstance(plan(state, ALL, 0.1, NO_JITTER), Attempt)
+    state = failed(state, EPS[3], NODE, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert action == Wait(0.1, "backoff", refresh=False)
+    after = state.wait_done(action)
+    assert after.tried == frozenset() and after.backoffs == 1
+    again = plan(after, ALL, 0.2, NO_JITTER)
+    assert isinstance(again, Attempt) and again.exclude == frozenset()
+
+
+def test_backoff_grows_and_refreshes_when_nothing_is_usable() -> None:
+    state = start()
+    for endpoint in EPS:
+        state = failed(state, endpoint, NODE, 0.1)
+    state = state.wait_done(Wait(0.1, "backoff"))
+    state = state.wait_done(Wait(0.2, "backoff"))
+    for endpoint in EPS:
+        state = state.attempt_started(endpoint.key)
+    action = plan(state, PoolView(KEYS, usable=0), 0.5, CallPolicy(max_attempts=50))
+    assert isinstance(action, Wait) and action.refresh and action.cause == "backoff"
+
+
+def test_backoff_past_deadline_gives_up() -> None:
+    policy = CallPolicy(deadline=0.5, backoff=BackoffPolicy(base=1.0, jitter=Jitter.NONE))
+    state = start(policy=policy)
+    for endpoint in EPS:
+        state = failed(state, endpoint, NODE, 0.1)
+    action = plan(state, ALL, 0.1, policy)
+    assert isinstance(action, GiveUp) and isinstance(action.error, AttemptsExhausted)
+    assert "every endpoint failed" in str(action.error)
+
+
+def test_cluster_waits_for_retry_after_then_retries() -> None:
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=2.0, reason="slow down")
+    state = failed(start(), EPS[0], verdict, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert action == Wait(2.0, "cluster")
+    state = state.wait_done(action)
+    assert state.cluster_waits == 1
+    assert isinstance(plan(state, ALL, 2.1, NO_JITTER), Attempt)
+
+
+def test_cluster_without_hint_uses_the_cluster_backoff() -> None:
+    state = failed(start(), EPS[0], CLUSTER, 0.1)
+    assert plan(state, ALL, 0.1, NO_JITTER) == Wait(1.0, "cluster")
+
+
+def test_cluster_retry_after_past_deadline_raises_at_once() -> None:
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=60.0, reason="SlowDown")
+    state = failed(start(), EPS[0], verdict, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
+    assert action.error.verdict is verdict
+    assert "SlowDown" in str(action.error) and "retry after 60 s" in str(action.error)
+
+
+def test_no_endpoint_waits_for_one_until_the_deadline_and_refreshes() -> None:
+    action = plan(start(), PoolView(frozenset(), 0), 1.0, NO_JITTER)
+    assert action == Wait(29.0, "no_endpoint", refresh=True)
+    late = plan(start(), PoolView(frozenset(), 0), 30.0, NO_JITTER)
+    assert isinstance(late, GiveUp) and isinstance(late.error, DeadlineExceeded)
+    assert "waiting for an endpoint" in str(late.error)
+
+
+def test_infinite_deadline() -> None:
+    policy = CallPolicy(deadline=math.inf, attempt_timeout=math.inf)
+    action = plan(start(policy=policy), ALL, 1e9, policy)
+    assert isinstance(action, Attempt) and math.isinf(action.timeout)
+    assert not action.cut_by_deadline
+
+
+class MinioLikeClass(enum.Enum):
+    NODE = "node"
+    CLUSTER = "cluster"
+    CLIENT = "client"
+
+
+@dataclass(frozen=True)
+class ForeignVerdict:
+    error_class: MinioLikeClass
+    failure_kind: FailureKind | None
+    replay_safe: bool
+    retry_after: float | None
+    reason: str
+
+
+def test_foreign_verdicts_are_understood_by_value() -> None:
+    verdict = ForeignVerdict(MinioLikeClass.CLUSTER, None, True, 3.0, "quorum")
+    assert fault_of(verdict) is Fault.CLUSTER
+    state = failed(start(), EPS[0], verdict, 0.0)  # type: ignore[arg-type]
+    assert plan(state, ALL, 0.0, NO_JITTER) == Wait(3.0, "cluster")
+
+
+def test_minio_verdicts_plug_in_directly() -> None:
+    quorum = classify(Outcome("GET", status=503, code="XMinioReadQuorum", retry_after=120.0))
+    assert fault_of(quorum) is Fault.CLUSTER
+    state = failed(start(), EPS[0], quorum, 0.0)  # type: ignore[arg-type]
+    action = plan(state, ALL, 0.0, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
+    refused = classify(Outcome("PUT", transport=Transport.REFUSED))
+    state = failed(start(), EPS[0], refused, 0.0)  # type: ignore[arg-type]
+    assert isinstance(plan(state, ALL, 0.0, NO_JITTER), Attempt)
+
+
+def test_bad_error_class_is_rejected() -> None:
+    class Other(enum.Enum):
+        X = "x"
+
+    with pytest.raises(ValueError, match="node/cluster/client"):
+        fault_of(ForeignVerdict(Other.X, None, True, None, ""))  # type: ignore[arg-type]
+
+
+def ctx(idempotent: bool = True, timed_out: bool = False) -> AttemptContext:
+    return AttemptContext(EPS[0], 1, idempotent, False, timed_out)
+
+
+@pytest.mark.parametrize(
+    ("exc", "fault", "kind", "safe_if_not_idempotent"),
+    [
+        (ConnectionRefusedError(), Fault.NODE, FailureKind.CONNECT, True),
+        (OSError(113, "No route to host"), Fault.NODE, FailureKind.CONNECT, True),
+        (ConnectionResetError(), Fault.NODE, FailureKind.RESET, False),
+        (BrokenPipeError(), Fault.NODE, FailureKind.RESET, False),
+        (TimeoutError(), Fault.NODE, FailureKind.TIMEOUT, False),
+        (ValueError("bug"), Fault.CLIENT, None, False),
+        (OSError(2, "No such file"), Fault.CLIENT, None, False),
+    ],
+)
+def test_default_classifier(
+    exc: BaseException, fault: Fault, kind: FailureKind | None, safe_if_not_idempotent: bool
+) -> None:
+    verdict = default_classify(exc, ctx())
+    assert verdict.error_class is fault and verdict.failure_kind is kind
+    assert verdict.replay_safe is (fault is Fault.NODE)
+    assert default_classify(exc, ctx(idempotent=False)).replay_safe is safe_if_not_idempotent
+
+
+def test_default_classifier_names_the_attempt_timeout() -> None:
+    assert "attempt timeout" in default_classify(TimeoutError(), ctx(timed_out=True)).reason
+
+
+# --- properties -------------------------------------------------------------------------------
+
+verdicts = st.sampled_from([NODE, NODE_UNSAFE, CLUSTER, CLIENT])
+events = st.lists(
+    st.tuples(st.integers(0, 3), verdicts, st.floats(0.0, 5.0), st.booleans()), max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=events, usable=st.integers(0, 4), rand=st.floats(0.0, 0.999))
+def test_planner_properties(
+    history: list[tuple[int, AttemptVerdict, float, bool]], usable: int, rand: float
+) -> None:
+    """Drive the planner with arbitrary outcomes: whatever happens, every action is legal."""
+    policy = CallPolicy(deadline=30.0, max_attempts=5)
+    state = start(policy=policy)
+    now = 0.0
+    for index, verdict, elapsed, budget in history:
+        action = plan(state, PoolView(KEYS, usable), now, policy, budget_ok=budget, random=rand)
+        if isinstance(action, GiveUp):
+            last = state.attempts[-1] if state.attempts else None
+            if isinstance(action.error, RuntimeError):  # the callee's own error
+                assert last is not None and last.error is action.error
+                assert last.verdict is not None
+                assert fault_of(last.verdict) is Fault.CLIENT or not last.verdict.replay_safe
+            elif isinstance(action.error, RetryBudgetExhausted):
+                assert not budget and state.started_attempts > 0
+            elif isinstance(action.error, DeadlineExceeded):
+                assert now >= state.deadline - 1e-6
+            elif isinstance(action.error, ClusterUnavailable):
+                assert last is not None and last.verdict is not None
+                assert fault_of(last.verdict) is Fault.CLUSTER
+            else:
+                assert isinstance(action.error, AttemptsExhausted)
+            return
+        if isinstance(action, Wait):
+            assert 0 <= action.delay <= state.deadline - now
+            if action.cause == "backoff":
+                assert state.tried >= KEYS  # backoff only once every endpoint was tried
+            state = state.wait_done(action)
+            now += min(action.delay, elapsed)
+            continue
+        assert isinstance(action, Attempt)
+        assert state.started_attempts < policy.max_attempts
+        assert 0 < action.timeout <= policy.attempt_timeout
+        assert now + action.timeout <= state.deadline + 1e-6
+        assert not (action.exclude >= KEYS)  # an untried endpoint exists
+        if action.retry:
+            assert budget
+        endpoint = EPS[index]
+        if endpoint.key in action.exclude:  # the picker would choose an untried one
+            endpoint = next(e for e in EPS if e.key not in action.exclude)
+        now += elapsed
+        state = failed(state, endpoint, verdict, now)
+    assert state.started_attempts <= policy.max_attempts

@@ -1,0 +1,512 @@
+"""EndpointPool behaviour with in-process sources and real asyncio (no mocks of the pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from mcresolve.attempts import AttemptContext, AttemptRecord, AttemptVerdict, Fault
+from mcresolve.backoff import BackoffPolicy, Jitter
+from mcresolve.call_policy import CallPolicy
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import (
+    AttemptsExhausted,
+    CallFailed,
+    ClusterUnavailable,
+    DeadlineExceeded,
+    NoEndpointAvailable,
+    PoolClosed,
+    RetryBudgetExhausted,
+)
+from mcresolve.events import EventKind, PoolEvent
+from mcresolve.outlier import FailureKind, OutlierPolicy
+from mcresolve.picker import PickStrategy
+from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.retry_budget import RetryBudgetPolicy
+from mcresolve.sources.static import StaticSource
+
+from .helpers import ManualSource, eps, next_event
+
+FAST_BACKOFF = BackoffPolicy(base=0.01, cap=0.02, jitter=Jitter.NONE)
+FAST = CallPolicy(deadline=5.0, attempt_timeout=2.0, backoff=FAST_BACKOFF)
+
+
+def policy(**changes: object) -> PoolPolicy:
+    base: dict[str, object] = {"call": FAST}
+    base.update(changes)
+    return PoolPolicy(**base)  # type: ignore[arg-type]
+
+
+def failing_on(
+    bad: set[int], exc: Callable[[], BaseException] = ConnectionRefusedError
+) -> tuple[Callable[[Endpoint], Awaitable[int]], list[int]]:
+    """An async fn raising ``exc()`` on ports in ``bad`` and returning the port otherwise."""
+    seen: list[int] = []
+
+    async def fn(endpoint: Endpoint) -> int:
+        seen.append(endpoint.port)
+        await asyncio.sleep(0)
+        if endpoint.port in bad:
+            raise exc()
+        return endpoint.port
+
+    return fn, seen
+
+
+async def test_call_retries_on_a_different_endpoint_and_ejects_the_bad_one() -> None:
+    source = StaticSource(eps(9001, 9002, 9003))
+    async with EndpointPool(source, policy=policy()) as pool:
+        await pool.wait_ready(5)
+        stream = pool.stream_events()
+        fn, seen = failing_on({9001})
+        results = [await pool.call(fn) for _ in range(20)]
+        assert set(results) <= {9002, 9003}
+        assert seen.count(9001) == 1  # ejected at once (CONNECT threshold 1), never retried
+        for i, port in enumerate(seen):
+            if port == 9001:
+                assert seen[i + 1] != 9001
+        event = await next_event(stream, EventKind.EJECTED)
+        assert event.endpoint is not None and event.endpoint.port == 9001
+        assert event.reason is FailureKind.CONNECT
+        snap = pool.snapshot()
+        status = {s.endpoint.port: s for s in snap.endpoints}
+        assert status[9001].state == "ejected" and not status[9001].in_picker
+        assert status[9001].ejected_reason is FailureKind.CONNECT
+        assert status[9001].ejected_until is not None
+        assert status[9001].ejected_until > snap.taken_at
+        assert status[9002].state == "active" and status[9002].latency_ewma > 0
+
+
+async def test_ejected_endpoint_comes_back_after_the_ejection() -> None:
+    outlier = OutlierPolicy(base_ejection=0.2, jitter=0.0)
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy(outlier=outlier)) as pool:
+        stream = pool.stream_events()
+        fn, _ = failing_on({9001})
+        for _ in range(5):
+            await pool.call(fn)
+        assert pool.picker.keys == {("127.0.0.1", 9002)}
+        started = time.monotonic()
+        event = await next_event(stream, EventKind.RESTORED)
+        assert event.endpoint == eps(9001)[0]
+        assert time.monotonic() - started < 2.0
+        assert pool.picker.keys == {("127.0.0.1", 9001), ("127.0.0.1", 9002)}
+
+
+async def test_client_error_is_raised_at_once_and_counts_as_success() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        fn, seen = failing_on({9001, 9002}, lambda: KeyError("no such key"))
+        for _ in range(5):
+            with pytest.raises(KeyError):
+                await pool.call(fn)
+        assert len(seen) == 5  # never retried
+        assert all(s.state == "active" for s in pool.snapshot().endpoints)
+
+
+async def test_non_idempotent_call_is_not_replayed_after_a_reset() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        fn, seen = failing_on({9001, 9002}, ConnectionResetError)
+        with pytest.raises(ConnectionResetError):
+            await pool.call(fn, idempotent=False)
+        assert len(seen) == 1
+        fn2, seen2 = failing_on({9001, 9002}, ConnectionRefusedError)
+        with pytest.raises(CallFailed):  # refused: nothing was sent, replay is safe
+            await pool.call(fn2, idempotent=False)
+        assert len(seen2) == FAST.max_attempts and set(seen2[:2]) == {9001, 9002}
+
+
+async def test_every_endpoint_failing_gives_attempts_exhausted_with_each_attempt() -> None:
+    call = CallPolicy(deadline=5.0, max_attempts=3, backoff=FAST_BACKOFF)
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy(call=call)) as pool:
+        fn, seen = failing_on({9001, 9002}, lambda: ConnectionResetError("boom"))
+        with pytest.raises(AttemptsExhausted) as caught:
+            await pool.call(fn)
+        assert len(caught.value.attempts) == 3 == len(seen)
+        assert set(seen[:2]) == {9001, 9002}  # both tried before any backoff
+        assert all(isinstance(a.error, ConnectionResetError) for a in caught.value.attempts)
+        assert "127.0.0.1:9001" in str(caught.value)
+
+
+async def test_retry_budget_limits_retries_during_an_outage() -> None:
+    budget = RetryBudgetPolicy(percent_can_retry=0.2, min_retries_per_second=0.0)
+    outlier = OutlierPolicy(resets=0)  # never eject: a pure budget test
+    async with EndpointPool(
+        StaticSource(eps(9001, 9002, 9003)), policy=policy(retry_budget=budget, outlier=outlier)
+    ) as pool:
+        fn, seen = failing_on({9001, 9002, 9003}, ConnectionResetError)
+        outcomes: Counter[str] = Counter()
+        for _ in range(50):
+            try:
+                await pool.call(fn)
+            except RetryBudgetExhausted:
+                outcomes["budget"] += 1
+            except AttemptsExhausted:
+                outcomes["exhausted"] += 1
+        retries = len(seen) - 50
+        assert retries <= 0.2 * 50  # 20 % of the original calls
+        assert outcomes["budget"] >= 40
+        assert pool.snapshot().retry_budget == 0
+
+
+async def test_deadline_is_honoured_with_blackholed_endpoints() -> None:
+    outlier = OutlierPolicy(timeouts=0)  # keep picking them: the deadline must still hold
+    call = CallPolicy(deadline=0.4, attempt_timeout=0.1, backoff=FAST_BACKOFF, max_attempts=50)
+    async with EndpointPool(
+        StaticSource(eps(9001, 9002)), policy=policy(call=call, outlier=outlier)
+    ) as pool:
+
+        async def blackhole(endpoint: Endpoint) -> None:
+            await asyncio.Event().wait()
+
+        started = time.monotonic()
+        with pytest.raises(CallFailed) as caught:
+            await pool.call(blackhole)
+        elapsed = time.monotonic() - started
+        assert 0.35 <= elapsed < 1.5
+        assert isinstance(caught.value, DeadlineExceeded | AttemptsExhausted)
+        assert all(a.duration < 0.5 for a in caught.value.attempts)
+        assert all(isinstance(a.error, TimeoutError) for a in caught.value.attempts)
+        assert all(s.in_flight == 0 for s in pool.snapshot().endpoints)
+
+
+async def test_timeout_cut_short_by_the_deadline_does_not_eject() -> None:
+    call = CallPolicy(deadline=0.1, attempt_timeout=5.0, backoff=FAST_BACKOFF)
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy(call=call)) as pool:
+
+        async def slow(endpoint: Endpoint) -> None:
+            await asyncio.sleep(10)
+
+        with pytest.raises(DeadlineExceeded) as caught:
+            await pool.call(slow)
+        assert not caught.value.attempts[0].counted
+        assert all(s.state == "active" for s in pool.snapshot().endpoints)
+
+
+async def test_blackholed_node_costs_one_attempt_timeout_then_is_ejected() -> None:
+    call = CallPolicy(deadline=5.0, attempt_timeout=0.15, backoff=FAST_BACKOFF)
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy(call=call)) as pool:
+
+        async def fn(endpoint: Endpoint) -> int:
+            if endpoint.port == 9001:
+                await asyncio.Event().wait()
+            return endpoint.port
+
+        durations = []
+        for _ in range(10):
+            started = time.monotonic()
+            assert await pool.call(fn) == 9002
+            durations.append(time.monotonic() - started)
+        assert sum(1 for d in durations if d >= 0.15) <= 1
+        assert pool.snapshot().by_state("ejected") == eps(9001)
+
+
+async def test_hedging_wins_against_a_slow_endpoint_and_cancels_it() -> None:
+    call = CallPolicy(deadline=5.0, attempt_timeout=5.0, hedge_delay=0.05)
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy(call=call)) as pool:
+        slow, fast = eps(9001, 9002)
+        cancelled = asyncio.Event()
+
+        async def fn(endpoint: Endpoint) -> int:
+            if endpoint == slow:
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    cancelled.set()
+                    raise
+            return endpoint.port
+
+        busy = pool.attempt(fast)  # P2C then prefers the idle (slow) endpoint first
+        started = time.monotonic()
+        assert await pool.call(fn) == 9002
+        elapsed = time.monotonic() - started
+        busy.abandoned()
+        assert cancelled.is_set()
+        assert 0.04 <= elapsed < 1.0
+        snap = pool.snapshot()
+        assert all(s.in_flight == 0 for s in snap.endpoints)
+        assert all(s.state == "active" for s in snap.endpoints)  # the loser is not blamed
+
+
+async def test_no_hedging_for_non_idempotent_calls() -> None:
+    call = CallPolicy(deadline=5.0, attempt_timeout=0.3, hedge_delay=0.01)
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy(call=call)) as pool:
+        seen: list[int] = []
+
+        async def fn(endpoint: Endpoint) -> int:
+            seen.append(endpoint.port)
+            await asyncio.sleep(0.1)
+            return endpoint.port
+
+        await pool.call(fn, idempotent=False)
+        assert len(seen) == 1
+
+
+def cluster_classifier(retry_after: float | None) -> Callable[..., AttemptVerdict]:
+    def classify(exc: BaseException, context: AttemptContext) -> AttemptVerdict:
+        if isinstance(exc, RuntimeError):
+            return AttemptVerdict(Fault.CLUSTER, None, True, retry_after, "quorum lost")
+        return AttemptVerdict(Fault.CLIENT, reason="other")
+
+    return classify
+
+
+async def test_cluster_verdict_waits_and_retries_without_blaming_the_node() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        calls = 0
+
+        async def fn(endpoint: Endpoint) -> str:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("XMinioReadQuorum")
+            return "ok"
+
+        started = time.monotonic()
+        assert await pool.call(fn, classify=cluster_classifier(0.1)) == "ok"
+        assert time.monotonic() - started >= 0.1
+        assert all(s.state == "active" for s in pool.snapshot().endpoints)
+        assert all(not s.consecutive_failures for s in pool.snapshot().endpoints)
+
+
+async def test_cluster_retry_after_beyond_the_deadline_raises_at_once() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        fn, seen = failing_on({9001, 9002}, lambda: RuntimeError("SlowDown"))
+        started = time.monotonic()
+        with pytest.raises(ClusterUnavailable) as caught:
+            await pool.call(fn, classify=cluster_classifier(60.0))
+        assert time.monotonic() - started < 1.0
+        assert len(seen) == 1
+        assert caught.value.verdict.retry_after == 60.0
+
+
+async def test_all_ejected_refreshes_the_source_and_waits_for_a_new_set() -> None:
+    source = ManualSource()
+    source.answer(eps(9001, 9002))
+    async with EndpointPool(source, policy=policy()) as pool:
+        stream = pool.stream_events()
+        source.on_refresh = lambda: source.answer(eps(9003))
+        fn, seen = failing_on({9001, 9002})
+        assert await pool.call(fn) == 9003
+        assert seen[-1] == 9003 and set(seen[:2]) == {9001, 9002}
+        assert source.refreshes >= 1
+        await next_event(stream, EventKind.ALL_EJECTED)
+        removed = await next_event(stream, EventKind.REMOVED)
+        assert removed.endpoint is not None and removed.endpoint.port in (9001, 9002)
+
+
+async def test_empty_pool_waits_for_endpoints_within_the_deadline() -> None:
+    source = ManualSource()
+    async with EndpointPool(source, policy=policy()) as pool:
+        fn, _ = failing_on(set())
+        with pytest.raises(DeadlineExceeded, match="waiting for an endpoint"):
+            await pool.call(fn, deadline=0.1)
+        assert source.refreshes >= 1
+        task = asyncio.create_task(pool.call(fn, deadline=5.0))
+        await source.refreshed.wait()
+        source.answer(eps(9005))
+        assert await task == 9005
+        fresh = EndpointPool(ManualSource())
+        async with fresh:
+            with pytest.raises(NoEndpointAvailable, match="no endpoint within"):
+                await fresh.wait_ready(0.05)
+
+
+async def test_set_changes_keep_survivor_state_and_emit_added_removed() -> None:
+    source = ManualSource()
+    source.answer(eps(9001, 9002, 9003))
+    async with EndpointPool(source, policy=policy()) as pool:
+        stream = pool.stream_events()
+        fn, _ = failing_on({9001})
+        for _ in range(5):
+            await pool.call(fn)
+        source.answer(eps(9001, 9002, 9004))
+        added = await next_event(stream, EventKind.ADDED)
+        assert added.endpoint == eps(9004)[0]
+        snap = pool.snapshot()
+        status = {s.endpoint.port: s.state for s in snap.endpoints}
+        assert status == {9001: "ejected", 9002: "active", 9004: "active"}
+        source.answer(eps(9002, 9004))  # Consul health drops 9001 at once
+        removed = await next_event(stream, EventKind.REMOVED, endpoint=eps(9001)[0])
+        assert removed.datacenter == "dc1"
+        assert pool.picker.keys == {("127.0.0.1", 9002), ("127.0.0.1", 9004)}
+
+
+async def test_source_error_keeps_last_known_good_and_is_visible() -> None:
+    source = ManualSource()
+    source.answer(eps(9001))
+    async with EndpointPool(source, policy=policy()) as pool:
+        stream = pool.stream_events()
+        picker = pool.picker
+        source.fail(ConnectionError("agent down"))
+        event = await next_event(stream, EventKind.SOURCE_ERROR)
+        assert "agent down" in event.detail
+        snap = pool.snapshot()
+        assert snap.stale and snap.source_error is not None and "agent down" in snap.source_error
+        assert snap.resolution_age is not None and snap.resolution_age >= 0
+        assert pool.picker is picker  # nothing changed: no rebuild
+        source.answer(eps(9001))
+        await next_event(stream, EventKind.SOURCE_RECOVERED)
+        assert not pool.snapshot().stale
+
+
+async def test_datacenter_failover_on_ejection_and_failback_after_hold_down() -> None:
+    source = ManualSource()
+    source.answer(eps(9001, 9002) + eps(9101, dc="dc2"), datacenter=None)
+    outlier = OutlierPolicy(base_ejection=0.3, jitter=0.0, max_ejected_fraction=1.0)
+    async with EndpointPool(
+        source,
+        local_datacenter="dc1",
+        policy=policy(outlier=outlier, failback_hold_down=0.2),
+    ) as pool:
+        stream = pool.stream_events()
+        snap = pool.snapshot()
+        assert snap.local_datacenter == "dc1" and snap.active_datacenter == "dc1"
+        assert {s.endpoint.port: s.state for s in snap.endpoints}[9101] == "standby"
+        fn, _seen = failing_on({9001, 9002})
+        assert await pool.call(fn) == 9101  # both local ones refused, then dc2
+        event = await next_event(stream, EventKind.FAILOVER)
+        assert event.datacenter == "dc2"
+        assert pool.snapshot().failed_over
+        assert pool.picker.keys == {("127.0.0.1", 9101)}
+        started = time.monotonic()
+        back = await next_event(stream, EventKind.FAILBACK, within=10)
+        assert back.datacenter == "dc1"
+        assert time.monotonic() - started >= 0.1  # restored (~0.3 s) + hold-down (0.2 s)
+        assert pool.picker.keys == {("127.0.0.1", 9001), ("127.0.0.1", 9002)}
+
+
+async def test_local_datacenter_from_first_resolution_and_events_callbacks() -> None:
+    source = ManualSource()
+    received: list[PoolEvent] = []
+    pool = EndpointPool(source, policy=policy())
+    pool.events.subscribe(received.append)
+    async with pool:
+        source.answer(eps(9101, dc="dc2"), datacenter="dc2")
+        assert pool.snapshot().local_datacenter == "dc2"
+        assert [e.kind for e in received] == [EventKind.ADDED]
+    with pytest.raises(PoolClosed):
+        await pool.call(failing_on(set())[0])
+
+
+async def test_round_robin_strategy_and_pick_excludes() -> None:
+    pool_policy = policy(strategy=PickStrategy.ROUND_ROBIN)
+    async with EndpointPool(StaticSource(eps(9001, 9002, 9003)), policy=pool_policy) as pool:
+        picks = Counter(pool.pick().port for _ in range(300))
+        assert set(picks.values()) == {100}
+        assert pool.pick(exclude={("127.0.0.1", 9001), ("127.0.0.1", 9002)}).port == 9003
+
+
+async def test_call_sync_from_threads_and_refused_on_the_loop_thread() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002, 9003)), policy=policy()) as pool:
+        stream = pool.stream_events()
+
+        def fn(endpoint: Endpoint) -> int:
+            if endpoint.port == 9001:
+                raise ConnectionRefusedError()
+            time.sleep(0.001)
+            return endpoint.port
+
+        def worker() -> list[int]:
+            return [pool.call_sync(fn) for _ in range(20)]
+
+        results = await asyncio.gather(*(asyncio.to_thread(worker) for _ in range(4)))
+        assert {port for batch in results for port in batch} <= {9002, 9003}
+        event = await next_event(stream, EventKind.EJECTED)  # delivered on the loop
+        assert event.endpoint == eps(9001)[0]
+        assert pool.snapshot().by_state("ejected") == eps(9001)
+        with pytest.raises(RuntimeError, match="event loop thread"):
+            pool.call_sync(fn)
+
+
+async def test_call_sync_waits_for_endpoints_published_on_the_loop() -> None:
+    source = ManualSource()
+    async with EndpointPool(source, policy=policy()) as pool:
+        loop = asyncio.get_running_loop()
+
+        def answer_later() -> None:
+            loop.call_later(0.05, source.answer, eps(9007))
+
+        source.on_refresh = answer_later
+        port = await asyncio.to_thread(pool.call_sync, lambda e: e.port, deadline=5.0)
+        assert port == 9007
+        with pytest.raises(ConnectionResetError):  # not replayable: raised as is
+            await asyncio.to_thread(
+                pool.call_sync, _raise(ConnectionResetError()), idempotent=False
+            )
+
+
+def _raise(exc: BaseException) -> Callable[[Endpoint], None]:
+    def fn(endpoint: Endpoint) -> None:
+        raise exc
+
+    return fn
+
+
+async def test_pick_and_report_pair_from_threads() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+
+        def worker() -> None:
+            for _ in range(50):
+                endpoint = pool.pick()
+                handle = pool.attempt(endpoint)
+                if endpoint.port == 9001:
+                    handle.failed(FailureKind.TIMEOUT, penalty=0.5)
+                else:
+                    handle.succeeded()
+
+        await asyncio.gather(*(asyncio.to_thread(worker) for _ in range(3)))
+        snap = pool.snapshot()
+        assert snap.by_state("ejected") == eps(9001)
+        assert all(s.in_flight == 0 for s in snap.endpoints)
+        pool.report_failure(eps(9002)[0], AttemptVerdict(Fault.CLIENT))
+        assert pool.snapshot().by_state("active") == eps(9002)
+
+
+def test_background_pool_runs_on_its_own_thread_and_stops_cleanly() -> None:
+    before = threading.active_count()
+    background = EndpointPool.start_in_thread(
+        "static://127.0.0.1:9001,127.0.0.1:9002", policy=policy()
+    )
+    try:
+        assert background.pool.source.description.startswith("static://")
+        ports = {background.call_sync(lambda e: e.port) for _ in range(20)}
+        assert ports <= {9001, 9002}
+        assert len(background.snapshot().endpoints) == 2
+        assert background.run(asyncio.sleep(0, result=7)) == 7
+    finally:
+        background.close()
+    assert threading.active_count() == before
+    with pytest.raises(PoolClosed):
+        background.pool  # noqa: B018
+
+
+def test_background_pool_start_fails_clearly_without_endpoints() -> None:
+    background = EndpointPool.start_in_thread  # type alias for readability
+    with pytest.raises(NoEndpointAvailable):
+        background(lambda: ManualSource(), ready_timeout=0.05)
+
+
+async def test_attempt_listener_sees_every_attempt() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        records: list[AttemptRecord] = []
+        pool.add_attempt_listener(records.append)
+        fn, _ = failing_on({9001})
+        for _ in range(4):
+            await pool.call(fn)
+        assert len([r for r in records if r.error is None]) == 4
+        assert len([r for r in records if r.error is not None]) <= 1
+
+
+def test_call_policy_validation() -> None:
+    with pytest.raises(ValueError):
+        CallPolicy(deadline=0)
+    with pytest.raises(ValueError):
+        CallPolicy(max_attempts=0)
+    assert CallPolicy(deadline=math.inf).deadline == math.inf
+    assert CallPolicy().with_overrides(deadline=3.0).deadline == 3.0
+    assert not CallPolicy().hedging and CallPolicy(hedge_delay=0.1).hedging
