@@ -160,7 +160,7 @@ def test_node_not_initialized_ejects_it_and_the_call_succeeds_elsewhere(
 ) -> None:
     name = unique("init")
     client.put_object(bucket, name, io.BytesIO(b"x" * 10), 10)
-    bad, good = dc1
+    bad = dc1[0]
     bad.proxy.answer_error("XMinioServerNotInitialized")
     for _ in range(20):  # GET: the answer carries the code (a HEAD error has no body)
         assert client.get_object(bucket, name).read() == b"x" * 10
