@@ -1,0 +1,201 @@
+"""ResilientMinio resolved through (emulated) Consul on the real SeaweedFS cluster: nodes
+SIGKILLed under a stream of reads/writes/lists, a whole datacenter's storage lost with a
+stage-3 target, writes while nodes die and restart, and the asyncio facade."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from resilient_minio_bed import (
+    SERVICE,
+    ConsulBed,
+    make_client,
+    unique,
+    wait_all_passing,
+    wait_until,
+)
+
+from mcresolve.minio import AsyncResilientMinio, ResilientMinio
+from mcresolve.testing.storage import StorageCluster
+
+QUERY = f"consul+query://{SERVICE}"
+HEALTH = f"consul://{SERVICE}"
+
+
+class Workload:
+    """Threads doing reads, writes and listings until stopped; every failure is recorded."""
+
+    def __init__(self, client: ResilientMinio, bucket: str, prefix: str, threads: int = 3):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.written: dict[str, bytes] = {}
+        self.failures: list[BaseException] = []
+        self.calls = 0
+        self.listing_problems: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(i,), name=f"workload-{i}")
+            for i in range(threads)
+        ]
+
+    def _one(self, worker: int, step: int) -> None:
+        name = f"{self.prefix}{worker:02d}-{step:05d}"
+        payload = os.urandom(256 + step % 512)
+        self.client.put_object(self.bucket, name, io.BytesIO(payload), len(payload))
+        with self._lock:
+            self.written[name] = payload
+        response = self.client.get_object(self.bucket, name)
+        try:
+            assert response.read() == payload
+        finally:
+            response.close()
+            response.release_conn()
+        if step % 5 == 0:
+            mine = f"{self.prefix}{worker:02d}-"
+            names = [o.object_name for o in self.client.list_objects(self.bucket, prefix=mine)]
+            expected = sorted(k for k in list(self.written) if k.startswith(mine))
+            if names != expected:
+                self.listing_problems.append(f"{mine}: {len(names)} vs {len(expected)}")
+
+    def _loop(self, worker: int) -> None:
+        step = 0
+        while not self._stop.is_set():
+            try:
+                self._one(worker, step)
+            except BaseException as exc:  # the test asserts there are none
+                self.failures.append(exc)
+            with self._lock:
+                self.calls += 1
+            step += 1
+
+    def __enter__(self) -> Workload:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def wait_calls(self, count: int) -> None:
+        target = self.calls + count
+        wait_until(lambda: self.calls >= target or bool(self.failures), what=f"{count} calls")
+
+
+def verify_written(client: ResilientMinio, bucket: str, written: dict[str, bytes]) -> None:
+    for name, payload in written.items():
+        assert client.get_object(bucket, name).read() == payload, name
+
+
+def consul_client(storage: StorageCluster, bed: ConsulBed, target: str, **kw: Any) -> Any:
+    return make_client(storage, target, consul=bed.config("dc1"), **kw)
+
+
+def test_node_sigkilled_during_reads_writes_and_lists_costs_no_call(
+    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+) -> None:
+    wait_all_passing(consul_bed, storage)
+    prefix = unique("kill") + "/"
+    with consul_client(storage, consul_bed, HEALTH + "?dc=dc1", list_page_size=7) as client:
+        with Workload(client, bucket, prefix) as work:
+            work.wait_calls(15)
+            storage.run(storage.node("dc1", 0).kill())
+            work.wait_calls(30)
+        assert work.failures == []
+        assert work.listing_problems == []
+        verify_written(client, bucket, work.written)
+        listed = [o.object_name for o in client.list_objects(bucket, prefix, recursive=True)]
+    assert listed == sorted(work.written)  # nothing lost, nothing twice
+
+
+def test_whole_datacenter_storage_lost_is_survived_by_the_prepared_query(
+    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+) -> None:
+    wait_all_passing(consul_bed, storage)
+    prefix = unique("dcloss") + "/"
+    with consul_client(storage, consul_bed, QUERY) as client:
+        with Workload(client, bucket, prefix, threads=2) as work:
+            work.wait_calls(10)
+            storage.run(storage.kill_datacenter("dc1"))
+            work.wait_calls(25)
+            dc2_ports = {n.port for n in storage.nodes_in("dc2")}
+            wait_until(
+                lambda: {e.port for e in client.pool.snapshot().by_state("active")} <= dc2_ports,
+                what="dc2 active",
+            )
+            work.wait_calls(10)
+        assert work.failures == []
+        assert work.listing_problems == []
+        verify_written(client, bucket, work.written)
+
+
+def test_every_object_reported_written_reads_back_while_nodes_die_and_restart(
+    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+) -> None:
+    wait_all_passing(consul_bed, storage)
+    prefix = unique("chaos") + "/"
+    nodes = storage.nodes_in("dc1")
+    with consul_client(storage, consul_bed, QUERY) as client:
+        with Workload(client, bucket, prefix) as work:
+            for round_ in range(4):
+                node = nodes[round_ % 2]
+                work.wait_calls(6)
+                storage.run(node.kill())
+                work.wait_calls(6)
+                storage.run(node.restart())
+        assert work.failures == []
+        assert len(work.written) >= 40
+        verify_written(client, bucket, work.written)
+
+
+def run_async(factory: Callable[[], Any]) -> Any:
+    import asyncio
+
+    return asyncio.run(factory())
+
+
+def test_async_facade_with_a_stage_2_target(
+    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+) -> None:
+    from resilient_minio_bed import FAST_HTTP, POLICY
+
+    prefix = unique("aio") + "/"
+
+    async def scenario() -> tuple[list[str], list[str], list[bytes], float]:
+        import asyncio
+
+        async with AsyncResilientMinio(
+            HEALTH,
+            consul=consul_bed.config("dc1"),
+            workers=8,
+            http=FAST_HTTP,
+            call_policy=POLICY,
+            access_key=storage.access_key,
+            secret_key=storage.secret_key,
+            region="us-east-1",
+        ) as s3:
+            names = [f"{prefix}{i:02d}" for i in range(12)]
+            await asyncio.gather(
+                *(s3.put_object(bucket, n, io.BytesIO(n.encode()), len(n)) for n in names)
+            )
+            listed = [o.object_name async for o in s3.list_objects(bucket, prefix=prefix)]
+            awaited = [o.object_name for o in await s3.list_objects(bucket, prefix=prefix)]
+            bodies = await asyncio.gather(*(s3.read_object(bucket, n) for n in names))
+            assert s3.sync.http_policy.max_connections >= 8
+            started = time.monotonic()
+            url = await s3.presigned_get_object(bucket, names[0])
+            assert url.startswith("http://")
+            return listed, awaited, bodies, time.monotonic() - started
+
+    listed, awaited, bodies, _ = run_async(scenario)
+    expected = [f"{prefix}{i:02d}" for i in range(12)]
+    assert listed == expected and awaited == expected
+    assert bodies == [n.encode() for n in expected]
