@@ -1,22 +1,25 @@
 """Registration of the storefront in Consul, with an HTTP health check on ``/health``.
 
-LEAD: this is a stop-gap written directly against Consul's HTTP agent API (two aiohttp calls);
-replace :func:`register_in_consul` and :func:`deregister_from_consul` with mcresolve's registration
-helper when it lands (which should also re-register after an agent restart).
+Built on mcresolve's registration helper (:mod:`mcresolve.registration`): it registers, keeps the
+registration alive (re-registering after a Consul agent restart that lost it) and deregisters on
+a clean shutdown. This module only says what a storefront instance looks like in Consul.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
-import aiohttp
+from mcresolve.consul import ConsulConfig
+from mcresolve.registration import HttpCheck, ServiceDefinition
+from mcresolve.target import TargetError, parse_duration
 
 
 @dataclass(frozen=True)
 class ServiceRegistration:
-    """One storefront instance as Consul should know it."""
+    """One storefront instance as Consul should know it (durations as Go duration strings,
+    the way ``STOREFRONT_CHECK_INTERVAL`` and friends spell them)."""
 
     service_id: str
     name: str
@@ -36,24 +39,44 @@ class ServiceRegistration:
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"http://{host}:{self.port}/health"
 
+    def definition(self) -> ServiceDefinition:
+        """The instance as mcresolve's registration helper takes it (raises ``ValueError`` for
+        a duration that is not a Go duration such as ``2s`` or ``500ms``)."""
+        return ServiceDefinition(
+            name=self.name,
+            service_id=self.service_id,
+            address=self.address,
+            port=self.port,
+            tags=self.tags,
+            meta=dict(self.meta),
+            check=HttpCheck(
+                self.health_url,
+                interval=_seconds(self.check_interval, "check interval"),
+                timeout=_seconds(self.check_timeout, "check timeout"),
+                deregister_critical_after=_seconds(
+                    self.deregister_critical_after, "deregister-critical-after"
+                ),
+                check_id=f"{self.service_id}-http",
+                name=f"{self.name} HTTP /health",
+            ),
+        )
+
     def payload(self) -> dict[str, Any]:
-        """The body of ``PUT /v1/agent/service/register``."""
-        return {
-            "ID": self.service_id,
-            "Name": self.name,
-            "Tags": list(self.tags),
-            "Address": self.address,
-            "Port": self.port,
-            "Meta": dict(self.meta),
-            "Check": {
-                "CheckID": f"{self.service_id}-http",
-                "Name": f"{self.name} HTTP /health",
-                "HTTP": self.health_url,
-                "Interval": self.check_interval,
-                "Timeout": self.check_timeout,
-                "DeregisterCriticalServiceAfter": self.deregister_critical_after,
-            },
-        }
+        """The body of ``PUT /v1/agent/service/register`` (durations spelled as configured;
+        Consul parses ``1m`` and ``60s`` alike)."""
+        body = self.definition().payload()
+        check: dict[str, Any] = body["Check"]
+        check["Interval"] = self.check_interval
+        check["Timeout"] = self.check_timeout
+        check["DeregisterCriticalServiceAfter"] = self.deregister_critical_after
+        return body
+
+
+def _seconds(text: str, what: str) -> float:
+    try:
+        return parse_duration(text.strip(), what=what)
+    except TargetError as error:
+        raise ValueError(str(error)) from None
 
 
 def consul_base_url(address: str) -> str:
@@ -64,41 +87,25 @@ def consul_base_url(address: str) -> str:
     return f"http://{address}"
 
 
-def _headers(token: str | None) -> dict[str, str]:
-    return {"X-Consul-Token": token} if token else {}
-
-
-async def register_in_consul(
-    session: aiohttp.ClientSession,
-    consul_address: str,
-    registration: ServiceRegistration,
+def consul_config(
+    address: str,
+    token: str | None,
     *,
-    token: str | None = None,
-) -> None:
-    """Register the instance with the local Consul agent (raises on any non-200 answer)."""
-    async with session.put(
-        f"{consul_base_url(consul_address)}/v1/agent/service/register",
-        json=registration.payload(),
-        headers=_headers(token),
-    ) as response:
-        if response.status != 200:
-            text = await response.text()
-            raise RuntimeError(f"Consul refused the registration: {response.status} {text}")
-
-
-async def deregister_from_consul(
-    session: aiohttp.ClientSession,
-    consul_address: str,
-    service_id: str,
-    *,
-    token: str | None = None,
-) -> None:
-    """Remove the instance from the local Consul agent (raises on any non-200 answer)."""
-    async with session.put(
-        f"{consul_base_url(consul_address)}/v1/agent/service/deregister/"
-        f"{quote(service_id, safe='')}",
-        headers=_headers(token),
-    ) as response:
-        if response.status != 200:
-            text = await response.text()
-            raise RuntimeError(f"Consul refused the deregistration: {response.status} {text}")
+    call_timeout: float,
+    environ: Mapping[str, str] | None = None,
+) -> ConsulConfig:
+    """The Consul client configuration: the agent at ``address`` with ``token``, TLS settings
+    from the consul CLI's environment variables (``CONSUL_CACERT``...), calls bounded by
+    ``call_timeout`` seconds."""
+    base = ConsulConfig.from_env(environ)
+    return ConsulConfig.for_addresses(
+        consul_base_url(address),
+        token=token or base.token,
+        ca_file=base.ca_file,
+        client_cert=base.client_cert,
+        client_key=base.client_key,
+        tls_server_name=base.tls_server_name,
+        verify=base.verify,
+        connect_timeout=min(base.connect_timeout, call_timeout),
+        request_timeout=call_timeout,
+    )

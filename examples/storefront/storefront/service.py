@@ -7,23 +7,24 @@ their own stop event and client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
+
+from mcresolve.consul import ConsulClient, ConsulError
+from mcresolve.registration import ConsulRegistration
 
 from . import __version__
 from .app import STOREFRONT, create_app
 from .config import Settings
-from .registration import ServiceRegistration, deregister_from_consul, register_in_consul
+from .registration import ServiceRegistration, consul_config
 from .storage import ObjectClient, build_catalog_storage, build_object_client
 
 log = logging.getLogger(__name__)
 
-#: How long registration is retried at start-up before the instance serves unregistered.
+#: How long start-up waits for the registration before serving unregistered (the registration
+#: helper keeps retrying in the background and registers as soon as Consul answers).
 REGISTRATION_DEADLINE_S = 10.0
 #: Upper bound on a Consul call during start-up or shutdown.
 CONSUL_CALL_TIMEOUT_S = 3.0
@@ -49,8 +50,8 @@ async def serve(
     app = create_app(settings, build_catalog_storage(settings, client))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    registration: ServiceRegistration | None = None
-    session: aiohttp.ClientSession | None = None
+    consul: ConsulClient | None = None
+    registration: ConsulRegistration | None = None
     try:
         site = web.TCPSite(runner, settings.bind, settings.port)
         await site.start()
@@ -58,10 +59,14 @@ async def serve(
         storefront = app[STOREFRONT]
         storefront.instance_id = service_id_for(settings, port)
         if settings.consul_http_addr:
-            session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=CONSUL_CALL_TIMEOUT_S)
+            consul = ConsulClient(
+                consul_config(
+                    settings.consul_http_addr,
+                    settings.consul_token,
+                    call_timeout=CONSUL_CALL_TIMEOUT_S,
+                )
             )
-            registration = ServiceRegistration(
+            instance = ServiceRegistration(
                 service_id=storefront.instance_id,
                 name=settings.service_name,
                 address=settings.registration_address,
@@ -70,28 +75,20 @@ async def serve(
                 check_interval=settings.consul_check_interval,
                 check_timeout=settings.consul_check_timeout,
             )
-            if not await _register(session, settings, registration, stop):
-                registration = None
+            registration = await _register(consul, instance, stop)
         base_url = f"http://{settings.registration_address}:{port}"
         log.info("storefront %s serving on %s", storefront.instance_id, base_url)
         if on_ready is not None:
             on_ready(base_url)
         await stop.wait()
         storefront.health.draining = True
-        if registration is not None and session is not None:
-            try:
-                await deregister_from_consul(
-                    session,
-                    settings.consul_http_addr or "",
-                    registration.service_id,
-                    token=settings.consul_token,
-                )
-                log.info("deregistered %s from Consul", registration.service_id)
-            except (aiohttp.ClientError, TimeoutError, RuntimeError) as error:
-                log.warning("could not deregister %s: %s", registration.service_id, error)
+        if registration is not None:
+            await registration.stop()  # deregisters (bounded, failures logged)
     finally:
-        if session is not None:
-            await session.close()
+        if registration is not None:
+            await registration.stop()
+        if consul is not None:
+            await consul.close()
         await runner.cleanup()
         close = getattr(client, "close", None)
         if callable(close):
@@ -101,37 +98,41 @@ async def serve(
 
 
 async def _register(
-    session: aiohttp.ClientSession,
-    settings: Settings,
-    registration: ServiceRegistration,
-    stop: asyncio.Event,
-) -> bool:
-    """Register, retrying for :data:`REGISTRATION_DEADLINE_S`; ``False`` if it never worked."""
-    deadline = time.monotonic() + REGISTRATION_DEADLINE_S
-    delay = 0.1
-    while True:
+    consul: ConsulClient, instance: ServiceRegistration, stop: asyncio.Event
+) -> ConsulRegistration | None:
+    """Register with mcresolve's helper and wait up to :data:`REGISTRATION_DEADLINE_S` for it.
+
+    Returns the running registration (it keeps retrying in the background if Consul was not
+    reachable yet, and re-registers after an agent restart), or ``None`` when Consul rejected
+    the definition (the instance then serves unregistered).
+    """
+    try:
+        registration = ConsulRegistration(consul, instance.definition())
+        await registration.start()
+    except (ConsulError, ValueError) as error:
+        log.error("serving without Consul registration: %s", error)
+        return None
+    if not registration.registered:
+        registered = asyncio.ensure_future(registration.wait_registered())
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            await register_in_consul(
-                session,
-                settings.consul_http_addr or "",
-                registration,
-                token=settings.consul_token,
+            await asyncio.wait(
+                {registered, stopped},
+                timeout=REGISTRATION_DEADLINE_S,
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            log.info(
-                "registered %s in Consul (check %s)",
-                registration.service_id,
-                registration.health_url,
-            )
-            return True
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as error:
-            if time.monotonic() + delay >= deadline or stop.is_set():
-                log.error("serving without Consul registration: %s", error)
-                return False
-            log.warning("Consul registration failed (%s), retrying", error)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await stop.wait()
-        delay = min(delay * 2, 2.0)
+        finally:
+            for waiter in (registered, stopped):
+                waiter.cancel()
+    if registration.registered:
+        log.info("registered %s in Consul (check %s)", instance.service_id, instance.health_url)
+    else:
+        log.error(
+            "Consul not reachable for %.0f s, serving unregistered until it is: %s",
+            REGISTRATION_DEADLINE_S,
+            registration.last_error,
+        )
+    return registration
 
 
 def _bound_port(runner: web.AppRunner) -> int:
