@@ -3,8 +3,6 @@
 # a virtualenv in .venv with the package (editable) and its extras. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Debian's chromium for the headless browser test (no-op when installed).
-bash scripts/install-browser.sh
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
