@@ -17,11 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from mcresolve.endpoint import Endpoint
 
-__all__ = ["PublishingSource", "Resolution", "Source"]
+__all__ = ["PublishingSource", "Resolution", "Source", "cancel_and_wait"]
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +82,18 @@ class Resolution:
 
 
 Listener = Callable[[Resolution], None]
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, without swallowing a cancellation of the caller
+    that arrives meanwhile (a bare ``suppress(CancelledError)`` around ``await task`` would)."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 @runtime_checkable
@@ -175,9 +187,7 @@ class PublishingSource(ABC):
         self._stopped = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self._on_stop()
         self._wake()
 

@@ -9,13 +9,12 @@ primary is good again), and wakes the arbiter at its deadlines.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
-from mcresolve.sources.base import PublishingSource, Resolution, Source
+from mcresolve.sources.base import PublishingSource, Resolution, Source, cancel_and_wait
 from mcresolve.sources.snapshot import load_snapshot, save_snapshot
 
 __all__ = ["ResilientSource"]
@@ -98,10 +97,7 @@ class ResilientSource(PublishingSource):
         await self._primary.stop()
         await self._stop_fallback()
         for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         for close in self._cleanup:
             try:
                 await close()

@@ -7,7 +7,7 @@ Prepared queries cannot block (``X-Consul-Index`` is always 0), so the source re
 * at once when the health of the query's service changes in the local datacenter (a shared
   ``?passing`` blocking watch: all local instances going critical makes Consul fail over to
   another datacenter, their recovery makes it fail back), and in the datacenter that answered
-  after a failover;
+  after a failover; also when that watch fails or recovers (the agent went away or came back);
 * at once when :meth:`PreparedQuerySource.refresh_now` is called (the pool calls it when every
   endpoint is ejected);
 * after a failed execution, after a jittered exponential backoff (capped by ``refresh``).
@@ -131,7 +131,9 @@ class PreparedQuerySource(PublishingSource):
         if remote_dc is not None and remote_dc != self._target.dc:
             wanted.add(HealthServiceSpec(service, datacenter=remote_dc))
         for spec in [s for s in self._watches if s not in wanted]:
-            await self._watches.pop(spec).aclose()
+            # shielded: Subscription.aclose awaits the watch task it cancels and would swallow
+            # a cancellation of this task arriving meanwhile (stop() would then hang)
+            await asyncio.shield(self._watches.pop(spec).aclose())
         for spec in wanted - self._watches.keys():
             self._watches[spec] = self._registry.subscribe(spec, self._health_changed(spec))
 
@@ -139,11 +141,11 @@ class PreparedQuerySource(PublishingSource):
         self, spec: HealthServiceSpec
     ) -> Callable[[WatchUpdate[Any] | WatchFailure[Any]], None]:
         def on_event(event: WatchUpdate[Any] | WatchFailure[Any]) -> None:
-            # Every update re-executes, the first one too: a change between our execution and
-            # the watch's first read must not wait for the periodic refresh.
-            if isinstance(event, WatchUpdate):
-                _log.debug("prepared query %s: %s changed", self._target.query, spec.describe())
-                self._trigger.set()
+            # Every event re-executes: an update (the first one too: a change between our
+            # execution and the watch's first read must not wait for the periodic refresh), and
+            # a failure (the agent may be down: executing reports it now, not at the refresh).
+            _log.debug("prepared query %s: %s event", self._target.query, spec.describe())
+            self._trigger.set()
 
         return on_event
 
