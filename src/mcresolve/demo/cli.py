@@ -1,78 +1,133 @@
-"""Command line of the demo."""
+"""Command line of the demo: ``python -m mcresolve.demo [--quick] [--keep-running] [--json PATH]``.
+
+Exit status: 0 when every scenario behaved as the article says, 1 when one did not, 2 when the
+demo could not run (set-up failed), 130 when interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
+import json
+import logging
 import signal
-import sys
+import time
+from pathlib import Path
 
-from .stack import STORAGE_QUERY, STORAGE_SERVICE, DemoStack
+from .processes import kill_now
+from .report import render_table, results_document
+from .runner import Demo, DemoOptions
+from .scenarios import battery
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    keys = [s.key for s in battery()]
     parser = argparse.ArgumentParser(
         prog="python -m mcresolve.demo",
-        description="Bring up two emulated Consul datacenters with a real SeaweedFS cluster split "
-        "across them, and report on them.",
+        description="Bring up two emulated Consul datacenters (aws-like dc1, gcp-like dc2), a "
+        "real SeaweedFS cluster split across them and storefronts in each, then break things "
+        "under live traffic and compare with what the reference article says should happen.",
     )
     parser.add_argument(
-        "--keep-running", action="store_true", help="keep everything up until Ctrl-C"
+        "--keep-running",
+        action="store_true",
+        help="after the battery, keep everything up and print the URLs until Ctrl-C",
     )
-    return parser.parse_args(argv)
-
-
-async def _describe(stack: DemoStack) -> None:
-    for dc in stack.layout.datacenters:
-        agent = stack.consul.dc(dc)
-        print(
-            f"{dc} ({stack.layout.clouds[dc]}-like): Consul HTTP {agent.http_url}, "
-            f"DNS 127.0.0.1:{agent.dns_port}",
-            flush=True,
-        )
-        health = await stack.client(dc).health_service(STORAGE_SERVICE)
-        for entry in health.value:
-            status = ",".join(sorted({c.status for c in entry.checks if c.service_id})) or "?"
-            print(
-                f"  storage {entry.service.id}: {entry.service.address}:{entry.service.port} "
-                f"[{status}]",
-                flush=True,
-            )
-        result = await stack.client(dc).query_execute(STORAGE_QUERY)
-        endpoints = ", ".join(f"{e.service.address}:{e.service.port}" for e in result.entries)
-        print(
-            f"  prepared query {STORAGE_QUERY} (Failover NearestN 1): answered by "
-            f"{result.datacenter}: {endpoints}",
-            flush=True,
-        )
+    parser.add_argument("--quick", action="store_true", help="short observation windows")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--scenarios",
+        help=f"comma-separated subset to run (default all): {','.join(keys)}",
+    )
+    parser.add_argument(
+        "--no-battery", action="store_true", help="bring everything up, skip the battery"
+    )
+    args = parser.parse_args(argv)
+    if args.scenarios:
+        chosen = tuple(k.strip() for k in args.scenarios.split(",") if k.strip())
+        unknown = sorted(set(chosen) - set(keys))
+        if unknown:
+            parser.error(f"unknown scenarios {unknown}; known: {keys}")
+        args.scenarios = chosen
+    return args
 
 
 async def _run(args: argparse.Namespace) -> int:
-    stack = DemoStack()
+    options = DemoOptions.quick() if args.quick else DemoOptions()
+    if args.scenarios:
+        options = DemoOptions(**{**vars(options), "scenarios": args.scenarios})
+    demo = Demo(options)
+    atexit.register(kill_now, demo.children)
+    began = time.monotonic()
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, lambda: main_task.cancel() if main_task else None)
+    code = 0
     try:
-        print("demo: starting Consul (dc1, dc2) and SeaweedFS ...", flush=True)
-        await stack.start()
-        print(f"demo: ready in {stack.startup_seconds:.1f} s", flush=True)
-        await _describe(stack)
+        try:
+            await demo.setup()
+        except Exception as error:
+            demo.say(f"set-up failed: {error}")
+            return 2
+        results = [] if args.no_battery else await demo.run_battery(battery())
+        wall = time.monotonic() - began
+        if results:
+            print("", flush=True)
+            print(render_table(results), flush=True)
+            mismatches = [r for r in results if not r.ok]
+            verdict = (
+                "every scenario behaved as the article says"
+                if not mismatches
+                else f"{len(mismatches)} phase(s) did NOT behave as the article says"
+            )
+            print(f"\n{verdict}; demo wall time {wall:.0f} s", flush=True)
+            code = 0 if not mismatches else 1
+        if args.json:
+            setup = {
+                "storefronts": [
+                    {
+                        "datacenter": sf.datacenter,
+                        "service": sf.service,
+                        "url": sf.url,
+                        "minio_host": sf.target,
+                    }
+                    for sf in demo.storefronts
+                ],
+                "consul": {
+                    dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.layout.datacenters
+                },
+            }
+            document = results_document(results, wall_seconds=wall, setup=setup)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(document, indent=2) + "\n")
         if args.keep_running:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(signum, stop.set)
-            print("demo: running; Ctrl-C stops", flush=True)
-            await stop.wait()
+            for sf in demo.storefronts:
+                print(f"storefront {sf.datacenter} ({sf.service}): {sf.url}", flush=True)
+            for dc in demo.stack.layout.datacenters:
+                print(
+                    f"Consul {dc}: {demo.stack.consul.dc(dc).http_url}/v1/catalog/services",
+                    flush=True,
+                )
+            print("running; Ctrl-C stops everything", flush=True)
+            await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        demo.say("interrupted, stopping everything")
+        code = 130
     finally:
-        await stack.stop()
-        print("demo: stopped", flush=True)
-    return 0
+        await asyncio.shield(demo.close())
+        demo.say("stopped")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m mcresolve.demo``."""
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="           log %(name)s: %(message)s")
     try:
-        return asyncio.run(_run(_parse_args(argv)))
+        return asyncio.run(_run(args))
     except KeyboardInterrupt:
-        print("demo: interrupted", file=sys.stderr)
         return 130

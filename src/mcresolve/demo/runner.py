@@ -1,0 +1,485 @@
+"""The demo run: bring everything up, run the battery against live traffic, report.
+
+:class:`Demo` owns every resource it starts (the Consul emulator, SeaweedFS, storefront
+processes, pools, traffic) and releases them in :meth:`Demo.close`, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import aiohttp
+
+from mcresolve.call_policy import CallPolicy
+from mcresolve.consul import ConsulConfig
+from mcresolve.minio import AsyncResilientMinio, HttpPolicy
+from mcresolve.pool import EndpointPool, PoolPolicy
+
+from .measure import LOCAL_ONLY, SHOPPERS, TRAFFIC_CLASSES, WRITES, PhaseStats, summarize
+from .processes import ChildProcess, ProcessError, child_env, free_port
+from .report import PhaseResult
+from .scenarios import Fault, Phase, Scenario, judge_all
+from .stack import STORAGE_QUERY, STORAGE_SERVICE, DemoLayout, DemoStack
+from .traffic import TrafficGenerator, TrafficSettings, visit
+
+STOREFRONT_SERVICE = "storefront"
+"""Consul service of the stage-3 storefronts (what shoppers resolve)."""
+LOCAL_ONLY_SERVICE = "storefront-local-only"
+"""Consul service of the stage-2 storefront (kept apart so shoppers never land on it)."""
+WRITE_BUCKET = "demo-writes"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Timing of a run. ``observe``: seconds each fault is observed; ``after_steady``: seconds of
+    traffic measured once the topology is back to steady state; ``settle_timeout``: limit on
+    reaching steady state after a repair."""
+
+    observe: float = 8.0
+    after_steady: float = 2.0
+    settle_timeout: float = 45.0
+    progress_every: float = 2.0
+    scenarios: tuple[str, ...] | None = None
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
+
+    @classmethod
+    def quick(cls) -> DemoOptions:
+        """Short windows (tests, CI)."""
+        return cls(observe=5.0, after_steady=1.0, progress_every=1.0)
+
+
+@dataclass
+class _Storefront:
+    """One storefront instance the demo runs."""
+
+    datacenter: str
+    service: str
+    target: str
+    port: int
+    process: ChildProcess
+    url: str = ""
+
+
+class Demo:
+    """Everything the demo runs. ``out`` receives progress lines."""
+
+    def __init__(
+        self,
+        options: DemoOptions | None = None,
+        *,
+        layout: DemoLayout | None = None,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.options = options if options is not None else DemoOptions()
+        self.stack = DemoStack(layout)
+        self.out = out
+        self.storefronts: list[_Storefront] = []
+        self.children: list[ChildProcess] = []
+        self.pools: dict[str, EndpointPool] = {}
+        self.writer: AsyncResilientMinio | None = None
+        self.traffic: TrafficGenerator | None = None
+        self._began = time.monotonic()
+
+    # --------------------------------------------------------------------------- output
+
+    def say(self, text: str) -> None:
+        """One progress line, prefixed with the elapsed time."""
+        print(f"[{time.monotonic() - self._began:6.1f}s] {text}", file=self.out, flush=True)
+
+    # --------------------------------------------------------------------------- set-up
+
+    @property
+    def local_dc(self) -> str:
+        """Where the faults hit (the first datacenter, "aws")."""
+        return self.stack.layout.datacenters[0]
+
+    @property
+    def remote_dc(self) -> str:
+        """The other datacenter ("gcp")."""
+        return self.stack.layout.datacenters[-1]
+
+    def _storefront_env(self, sf: _Storefront, label: str) -> dict[str, str]:
+        layout = self.stack.layout
+        first = self.stack.storage.nodes_in(sf.datacenter)[0]
+        return child_env(
+            {
+                "MINIO_HOST": sf.target,
+                "MINIO_PORT": str(first.port),
+                "MINIO_ACCESS_KEY": layout.access_key,
+                "MINIO_SECRET_KEY": layout.secret_key,
+                "MINIO_EXTERNAL_HOST": first.address,
+                "MINIO_EXTERNAL_PORT": str(first.port),
+                "PORT": str(sf.port),
+                "STOREFRONT_BIND": "127.0.0.1",
+                "STOREFRONT_SERVICE_NAME": sf.service,
+                "STOREFRONT_SERVICE_ID": f"{sf.service}-{sf.datacenter}-{sf.port}",
+                "STOREFRONT_INSTANCE_LABEL": label,
+                "STOREFRONT_CHECK_INTERVAL": "1s",
+                "STOREFRONT_STORAGE_TIMEOUT": "2",
+                "STOREFRONT_HEALTH_GRACE": "3",
+                "STOREFRONT_LOG_LEVEL": "INFO" if os.environ.get("MCRESOLVE_DEMO_DEBUG") else "",
+                "CONSUL_HTTP_ADDR": self.stack.consul.dc(sf.datacenter).http_url,
+            }
+        )
+
+    def _add_storefront(self, dc: str, service: str, target: str) -> _Storefront:
+        port = free_port()
+        cloud = self.stack.layout.clouds[dc]
+        stage = "stage 3" if ".query." in target else "stage 2, local only"
+        child = ChildProcess(
+            f"storefront {dc} {service}",
+            ["-m", "mcresolve.demo.storefront_process"],
+            {},
+        )
+        sf = _Storefront(dc, service, target, port, child)
+        child.env = self._storefront_env(sf, f"{dc} ({cloud}), {stage}")
+        self.storefronts.append(sf)
+        self.children.append(child)
+        return sf
+
+    async def _start_storefront(self, sf: _Storefront) -> None:
+        sf.url = await sf.process.start(ready_prefix="storefront: serving on", within=30.0)
+
+    async def _seed(self) -> None:
+        node = self.stack.storage.nodes_in(self.local_dc)[0]
+        layout = self.stack.layout
+        seed = ChildProcess(
+            "storefront seed",
+            ["-m", "storefront.seed", "--wait", "30"],
+            child_env(
+                {
+                    "MINIO_HOST": node.address,
+                    "MINIO_PORT": str(node.port),
+                    "MINIO_ACCESS_KEY": layout.access_key,
+                    "MINIO_SECRET_KEY": layout.secret_key,
+                }
+            ),
+        )
+        self.children.append(seed)
+        await seed.start()
+        code = await seed.wait(60.0)
+        if code != 0:
+            raise ProcessError(f"seeding failed (exit {code}):\n{seed.describe_output()}")
+        self.say("seeded bucket minio-store: " + (seed.output[-1] if seed.output else ""))
+
+    def _consul(self, dc: str) -> ConsulConfig:
+        return ConsulConfig.for_addresses(
+            self.stack.consul.dc(dc).http_url, connect_timeout=1.0, request_timeout=3.0
+        )
+
+    async def setup(self) -> None:
+        """Bring up the topology, seed, start the storefronts and the traffic."""
+        self.say("starting Consul (dc1 = aws, dc2 = gcp) and SeaweedFS (storage nodes in both)")
+        await self.stack.start()
+        self.say(f"Consul and storage ready in {self.stack.startup_seconds:.1f} s")
+        await self._describe_topology()
+        await self._seed()
+        for dc in self.stack.layout.datacenters:
+            await self.stack.client(dc).query_create(
+                {
+                    "Name": STOREFRONT_SERVICE,
+                    "Service": {
+                        "Service": STOREFRONT_SERVICE,
+                        "OnlyPassing": True,
+                        "Failover": {"NearestN": 1},
+                    },
+                }
+            )
+            self._add_storefront(dc, STOREFRONT_SERVICE, f"{STORAGE_QUERY}.query.consul")
+        self._add_storefront(self.local_dc, LOCAL_ONLY_SERVICE, f"{STORAGE_SERVICE}.service.consul")
+        await asyncio.gather(*(self._start_storefront(sf) for sf in self.storefronts))
+        for sf in self.storefronts:
+            self.say(
+                f"storefront {sf.datacenter} {sf.service} -> {sf.url} (MINIO_HOST={sf.target})"
+            )
+        await self._await(self._storefronts_passing, "every storefront passing in Consul")
+        min_images = await self._count_images()
+        self.say(f"the shop shows {min_images} product images")
+        await self._start_traffic(min_images)
+
+    async def _describe_topology(self) -> None:
+        for dc in self.stack.layout.datacenters:
+            agent = self.stack.consul.dc(dc)
+            nodes = ", ".join(f"{n.name}@{n.endpoint}" for n in self.stack.storage.nodes_in(dc))
+            result = await self.stack.client(dc).query_execute(STORAGE_QUERY)
+            self.say(
+                f"{dc} ({self.stack.layout.clouds[dc]}): Consul {agent.http_url}, DNS "
+                f"127.0.0.1:{agent.dns_port}; storage {nodes}; query {STORAGE_QUERY} "
+                f"answers from {result.datacenter} with {len(result.entries)} nodes"
+            )
+
+    async def _count_images(self) -> int:
+        timeout = aiohttp.ClientTimeout(total=10.0)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            return await visit(session, self.storefronts[0].url, 1)
+
+    async def _start_traffic(self, min_images: int) -> None:
+        for dc in self.stack.layout.datacenters:
+            pool = EndpointPool(
+                f"consul+query://{STOREFRONT_SERVICE}",
+                consul=self._consul(dc),
+                local_datacenter=dc,
+                policy=PoolPolicy(failback_hold_down=5.0),
+                name=f"shoppers-{dc}",
+            )
+            self.pools[dc] = pool
+            await pool.start()
+            await pool.wait_ready(10.0)
+        layout = self.stack.layout
+        self.writer = AsyncResilientMinio(
+            f"consul+query://{STORAGE_QUERY}",
+            access_key=layout.access_key,
+            secret_key=layout.secret_key,
+            region="us-east-1",
+            consul=self._consul(self.local_dc),
+            local_datacenter=self.local_dc,
+            http=HttpPolicy(connect_timeout=1.0, read_timeout=2.0),
+            call_policy=CallPolicy(
+                deadline=self.options.traffic.write_deadline, attempt_timeout=2.0
+            ),
+            workers=2,
+        )
+        await self.writer.start()
+        if not await self.writer.bucket_exists(WRITE_BUCKET):
+            await self.writer.make_bucket(WRITE_BUCKET)
+        local_only = next(sf for sf in self.storefronts if sf.service == LOCAL_ONLY_SERVICE)
+        self.traffic = TrafficGenerator(
+            shopper_pools=self.pools,
+            local_only=(local_only.datacenter, local_only.url),
+            writer=self.writer,
+            write_bucket=WRITE_BUCKET,
+            min_images=min_images,
+            settings=self.options.traffic,
+        )
+        await self.traffic.start()
+        self.say(
+            "traffic: shoppers in every datacenter resolve consul+query://storefront; a "
+            "probe visits the local-only storefront; a writer uploads through the storage query"
+        )
+
+    # ----------------------------------------------------------------------- steady state
+
+    async def _storefronts_passing(self) -> bool:
+        for dc in self.stack.layout.datacenters:
+            wanted = {sf.service for sf in self.storefronts if sf.datacenter == dc}
+            for service in wanted:
+                count = sum(
+                    1 for sf in self.storefronts if sf.datacenter == dc and sf.service == service
+                )
+                entries = self.stack.consul.dc(dc).health_service(service)
+                passing = sum(
+                    1 for e in entries if all(c["Status"] == "passing" for c in e["Checks"])
+                )
+                if passing != count:
+                    return False
+        return True
+
+    async def _storage_passing(self) -> bool:
+        n = self.stack.layout.storage_nodes
+        for dc in self.stack.layout.datacenters:
+            if await self.stack.passing_storage(dc) != n:
+                return False
+        return True
+
+    def _traffic_recovered(self, since: float, streak: int = 3) -> bool:
+        assert self.traffic is not None
+        for traffic in TRAFFIC_CLASSES:
+            recent = [
+                s for s in self.traffic.samples if s.traffic == traffic and s.started >= since
+            ]
+            tail = recent[-streak:]
+            if len(tail) < streak or not all(s.ok for s in tail):
+                return False
+        return True
+
+    async def _await(self, condition: Callable[[], Awaitable[bool]], what: str) -> float:
+        """Poll ``condition`` with a deadline; the seconds it took."""
+        began = time.monotonic()
+        deadline = began + self.options.settle_timeout
+        pause = 0.05
+        while not await condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"not reached within {self.options.settle_timeout:.0f} s: {what}"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+        return time.monotonic() - began
+
+    async def _await_steady(self, since: float) -> None:
+        async def steady() -> bool:
+            return (
+                await self._storage_passing()
+                and await self._storefronts_passing()
+                and self._traffic_recovered(since)
+            )
+
+        await self._await(
+            steady, "steady state (health checks passing, every traffic class served)"
+        )
+
+    # --------------------------------------------------------------------------- faults
+
+    async def _inject(self, fault: Fault) -> None:
+        storage, consul = self.stack.storage, self.stack.consul
+        local, remote = self.local_dc, self.remote_dc
+        if fault is Fault.ONE_STORAGE_NODE:
+            await storage.node(local, 0).kill()
+        elif fault is Fault.TWO_STORAGE_NODES:
+            await asyncio.gather(storage.node(local, 0).kill(), storage.node(remote, 0).kill())
+            for node in storage.nodes:
+                if node.index != 0:
+                    node.proxy.answer_error("XMinioWriteQuorum", methods={"PUT", "POST", "DELETE"})
+        elif fault is Fault.STORAGE_DATACENTER:
+            await storage.kill_datacenter(local)
+        elif fault is Fault.STOREFRONT_DATACENTER:
+            await asyncio.gather(
+                *(
+                    sf.process.kill()
+                    for sf in self.storefronts
+                    if sf.datacenter == local and sf.service == STOREFRONT_SERVICE
+                )
+            )
+        elif fault is Fault.CONSUL_AGENT:
+            await consul.stop_agent(local)
+        elif fault is Fault.WAN_LINK:
+            consul.partition(local, remote)
+
+    async def _repair(self, fault: Fault) -> None:
+        storage, consul = self.stack.storage, self.stack.consul
+        local, remote = self.local_dc, self.remote_dc
+        if fault is Fault.ONE_STORAGE_NODE:
+            await storage.node(local, 0).restart()
+        elif fault is Fault.TWO_STORAGE_NODES:
+            for node in storage.nodes:
+                node.proxy.pass_through()
+            await asyncio.gather(
+                storage.node(local, 0).restart(), storage.node(remote, 0).restart()
+            )
+        elif fault is Fault.STORAGE_DATACENTER:
+            await storage.restart_datacenter(local)
+        elif fault is Fault.STOREFRONT_DATACENTER:
+            await asyncio.gather(
+                *(
+                    self._start_storefront(sf)
+                    for sf in self.storefronts
+                    if sf.datacenter == local and sf.service == STOREFRONT_SERVICE
+                )
+            )
+        elif fault is Fault.CONSUL_AGENT:
+            await consul.start_agent(local)
+        elif fault is Fault.WAN_LINK:
+            consul.heal(local, remote)
+
+    # ------------------------------------------------------------------------ measuring
+
+    def _stats(self, start: float, end: float) -> dict[str, PhaseStats]:
+        assert self.traffic is not None
+        samples = list(self.traffic.samples)
+        return {t: summarize(samples, t, start=start, end=end) for t in TRAFFIC_CLASSES}
+
+    async def _observe(self, label: str, seconds: float, start: float) -> None:
+        """Let traffic run for ``seconds`` (the only fixed wait: an observation window),
+        printing progress."""
+        end = start + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, self.options.progress_every))
+            now = min(time.monotonic(), end)
+            self.say(f"  {label} {now - start:4.1f}/{seconds:.0f}s " + self._progress(start, now))
+
+    def _progress(self, start: float, end: float) -> str:
+        stats = self._stats(start, end)
+        parts = []
+        for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+            s = stats[name]
+            bar = "#" * min(20, s.served // 4) + "x" * min(10, s.failed)
+            parts.append(f"{name} {s.served:3d} ok {s.failed:3d} failed {bar}")
+        return " | ".join(parts)
+
+    async def _fault_result(self, scenario: Scenario, start: float, end: float) -> PhaseResult:
+        stats = self._stats(start, end)
+        return PhaseResult(
+            scenario, Phase.FAULT, stats, judge_all(scenario.during, stats), end - start
+        )
+
+    async def run_scenario(self, scenario: Scenario) -> list[PhaseResult]:
+        """Inject, observe, repair, wait for steady state, measure."""
+        self.say(f"scenario: {scenario.title} — the article: {scenario.article}")
+        await self._inject(scenario.fault)
+        fault_start = time.monotonic()
+        await self._observe("fault", self.options.observe, fault_start)
+        fault_end = time.monotonic()
+        if scenario.fault is Fault.NONE:
+            result = await self._fault_result(scenario, fault_start, fault_end)
+            self.say(f"  {result.phase.value}: {_verdict(result)}")
+            return [result]
+        await self._repair(scenario.fault)
+        repaired = time.monotonic()
+        await self._await_steady(repaired)
+        steady = time.monotonic()
+        self.say(f"  steady again {steady - repaired:.1f} s after the repair")
+        await self._observe("recovered", self.options.after_steady, steady)
+        end = time.monotonic()
+        results = [await self._fault_result(scenario, fault_start, fault_end)]
+        results.append(
+            PhaseResult(
+                scenario,
+                Phase.RECOVERY,
+                self._stats(repaired, end),
+                judge_all(scenario.after, self._stats(steady, end)),
+                end - repaired,
+                settle_seconds=steady - repaired,
+            )
+        )
+        for result in results:
+            self.say(f"  {result.phase.value}: {_verdict(result)}")
+        return results
+
+    async def run_battery(self, scenarios: Sequence[Scenario]) -> list[PhaseResult]:
+        """Every scenario in order."""
+        results: list[PhaseResult] = []
+        for scenario in scenarios:
+            if self.options.scenarios and scenario.key not in self.options.scenarios:
+                continue
+            results.extend(await self.run_scenario(scenario))
+        return results
+
+    # --------------------------------------------------------------------------- closing
+
+    async def close(self) -> None:
+        """Stop everything this demo started (idempotent, best effort, never raises)."""
+        if self.traffic is not None:
+            await self.traffic.stop()
+        if self.writer is not None:
+            await _quietly(self.writer.close())
+        for pool in self.pools.values():
+            await _quietly(pool.close())
+        await asyncio.gather(*(_quietly(child.stop(grace=3.0)) for child in self.children))
+        if os.environ.get("MCRESOLVE_DEMO_DEBUG"):
+            for child in self.children:
+                print(f"--- {child.name}:\n{child.describe_output()}", file=self.out)
+        await _quietly(self.stack.stop())
+
+
+def _verdict(result: PhaseResult) -> str:
+    if result.ok:
+        return "as expected"
+    return "NOT as expected: " + "; ".join(
+        f"{v.expectation.traffic} {v.reason}" for v in result.verdicts if not v.ok
+    )
+
+
+async def _quietly(step: Awaitable[object]) -> None:
+    try:
+        await step
+    except Exception as error:  # closing must go on whatever one step raised
+        print(f"demo: while stopping: {error!r}", file=sys.stderr)

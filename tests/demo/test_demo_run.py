@@ -1,0 +1,131 @@
+"""The demo end to end, as its users run it: ``python -m mcresolve.demo --quick --json PATH`` in a
+subprocess. Its table must say what the article says for every scenario, and nothing it started
+may survive it (every child inherits a marker in its environment; /proc is searched for it)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from mcresolve.demo.measure import LOCAL_ONLY, SHOPPERS, WRITES
+from mcresolve.demo.scenarios import battery
+
+MARKER = "MCRESOLVE_DEMO_TEST_MARKER"
+
+
+def _marked_pids(token: str) -> list[int]:
+    needle = f"{MARKER}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def _await_no_marked(token: str, within: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + within
+    while True:
+        left = _marked_pids(token)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def _demo(args: list[str], token: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, **{MARKER: token, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "mcresolve.demo", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _kill_marked(token: str) -> None:
+    for pid in _marked_pids(token):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    result_path = tmp_path / "demo.json"
+    process = _demo(["--quick", "--json", str(result_path)], token)
+    try:
+        output, _ = process.communicate(timeout=400)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        leftovers = _await_no_marked(token)
+        _kill_marked(token)
+    print(output)
+    assert leftovers == [], f"processes survived the demo: {leftovers}"
+    assert process.returncode == 0, output[-4000:]
+    document = json.loads(result_path.read_text())
+    assert document["ok"] is True
+    phases = {(p["scenario"], p["phase"]): p for p in document["phases"]}
+    keys = [s.key for s in battery()]
+    for key in keys:
+        assert (key, "fault") in phases
+        if key != "baseline":
+            assert (key, "recovery") in phases
+            assert phases[(key, "recovery")]["settle_s"] is not None
+    for phase in document["phases"]:
+        for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+            assert phase["traffic"][name]["served"] + phase["traffic"][name]["failed"] > 0
+        assert all(v["ok"] for v in phase["verdicts"]), phase
+    # what the article says, read back from the measurements themselves
+    dc_loss = phases[("storage-dc", "fault")]["traffic"]
+    assert dc_loss[SHOPPERS]["served"] > 0
+    assert dc_loss[LOCAL_ONLY]["failed"] > dc_loss[LOCAL_ONLY]["served"]
+    assert dc_loss[WRITES]["served"] > 0
+    two = phases[("two-nodes", "fault")]["traffic"]
+    assert two[WRITES]["failed"] > 0 and two[WRITES]["served"] == 0
+    assert two[SHOPPERS]["served"] > 0
+    moved = phases[("storefront-dc", "fault")]["traffic"][SHOPPERS]["served_by"]
+    assert moved.get("dc2", 0) > 0
+    # the table printed is the one the JSON describes
+    assert "every scenario behaved as the article says" in output
+    for scenario in battery():
+        assert scenario.title in output
+
+
+def test_interrupt_stops_everything(tmp_path: Path) -> None:
+    token = uuid.uuid4().hex
+    process = _demo(["--quick", "--no-battery", "--keep-running"], token)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
+                break
+        assert any("storefront dc2 (storefront): http://127.0.0.1:" in x for x in lines), lines
+        assert len(_marked_pids(token)) >= 4  # the demo, weed processes, storefronts
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        lines.append(rest)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        leftovers = _await_no_marked(token)
+        _kill_marked(token)
+    assert leftovers == [], f"processes survived Ctrl-C: {leftovers}"
+    assert process.returncode == 130, "".join(lines)[-3000:]
