@@ -27,6 +27,7 @@ import inspect
 import io
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -56,7 +57,12 @@ from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
-from mcresolve.errors import CallFailed, ClusterUnavailable
+from mcresolve.errors import (
+    AttemptsExhausted,
+    CallFailed,
+    ClusterUnavailable,
+    RetryBudgetExhausted,
+)
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     UploadNotRetryable,
@@ -73,6 +79,7 @@ from mcresolve.minio_errors import (
     Verdict,
     classify_exception,
 )
+from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -83,6 +90,24 @@ T = TypeVar("T")
 _END: Any = object()
 _DEFAULT_REGION = "us-east-1"
 _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects batches
+_RANDOM = random.Random()
+
+
+def _only_dead_nodes(exc: CallFailed) -> bool:
+    """Every failed attempt found a dead node: connection refused, or reset (a connection
+    that was open when the node died), and the last one was refused (nothing was sent)."""
+    failed = [a for a in exc.attempts if a.error is not None]
+    return (
+        bool(failed)
+        and all(
+            isinstance(a.verdict, Verdict)
+            and a.verdict.error_class is ErrorClass.NODE
+            and a.verdict.failure_kind in (FailureKind.CONNECT, FailureKind.RESET)
+            for a in failed
+        )
+        and failed[-1].verdict is not None
+        and failed[-1].verdict.failure_kind is FailureKind.CONNECT
+    )
 
 
 class _CallRecord:
@@ -312,9 +337,7 @@ class ResilientMinio(Minio):
             return fn(self.client_for(endpoint), endpoint)
 
         try:
-            return self._pool.call_sync(
-                attempt, idempotent=idempotent, classify=classify, policy=self.call_policy
-            )
+            return self._call_until_deadline(attempt, idempotent, classify)
         except CallFailed as exc:
             verdict = record.verdict
             if isinstance(exc, ClusterUnavailable) or (
@@ -347,6 +370,42 @@ class ResilientMinio(Minio):
                 may_have_executed=verdict.may_have_executed,
                 why_not_retried=f"{operation} is not idempotent",
             ) from exc
+
+    def _call_until_deadline(
+        self,
+        attempt: Callable[[Endpoint], T],
+        idempotent: bool,
+        classify: Callable[[BaseException, AttemptContext], VerdictLike],
+    ) -> T:
+        """``pool.call_sync``, started again while only dead endpoints (refused or reset
+        connections) used up the attempts and the deadline allows.
+
+        When a whole datacenter's storage dies, every known endpoint refuses at once; the pool
+        then retries them (panic mode) and re-resolves, but Consul's checks need up to one
+        check interval to turn critical before a prepared query answers with the other
+        datacenter. ``max_attempts`` would run out long before: a refused connection costs
+        nothing server-side, so keep going (with jittered backoff) until the deadline, which
+        is what the caller's deadline is for.
+        """
+        policy = self.call_policy or self._pool.policy.call
+        end = time.monotonic() + policy.deadline
+        rounds = 0
+        current = policy
+        while True:
+            try:
+                return self._pool.call_sync(
+                    attempt, idempotent=idempotent, classify=classify, policy=current
+                )
+            except AttemptsExhausted as exc:
+                if isinstance(exc, RetryBudgetExhausted) or not _only_dead_nodes(exc):
+                    raise
+                rounds += 1
+                delay = _RANDOM.uniform(0.0, min(1.0, 0.05 * 2**rounds))
+                remaining = end - time.monotonic() - delay
+                if remaining <= 0.01:
+                    raise
+                time.sleep(delay)
+                current = policy.with_overrides(deadline=remaining)
 
     @staticmethod
     def _degraded(
