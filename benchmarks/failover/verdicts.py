@@ -1,0 +1,131 @@
+"""The issue's targets for mcresolve, checked against a run's summaries (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Verdict", "evaluate"]
+
+STAGE3 = "mcresolve-query"
+STAGE3_NOHEDGE = "mcresolve-query-nohedge"
+WATCHING_STAGES = ("mcresolve-health", "mcresolve-query")
+FLIP_TARGET = 0.050
+BLACKHOLE_SLACK = 0.25
+"""Seconds allowed above one attempt timeout for the blackholed-node attempt (scheduling on a
+loaded 2-core machine)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target checked on one scenario run."""
+
+    target: str
+    scenario: str
+    workload: str
+    passed: bool
+    detail: str
+
+
+def _failure_window(peer: dict[str, Any], during: float) -> float:
+    """Seconds until steady (the whole fault and more when never steady)."""
+    steady = peer.get("steady_s")
+    return math.inf if steady is None else float(steady)
+
+
+def evaluate(
+    summaries: list[dict[str, Any]], *, attempt_timeout: float, hedge_delay: float | None
+) -> list[Verdict]:
+    """Every verdict that the runs allow (a target whose peer did not run is not judged)."""
+    out: list[Verdict] = []
+    for run in summaries:
+        peers = run["peers"]
+        scenario, workload = run["scenario"], run["workload"]
+
+        def add(
+            target: str, passed: bool, detail: str, where: tuple[str, str] = (scenario, workload)
+        ) -> None:
+            out.append(Verdict(target, where[0], where[1], passed, detail))
+
+        stage3 = peers.get(STAGE3)
+        if stage3 is not None and "unavailable" not in stage3 and run["healthy_elsewhere"]:
+            failed = stage3["failed_reads"]
+            add("stage 3: zero failed reads", failed == 0, f"{failed} failed reads")
+        nohedge = peers.get(STAGE3_NOHEDGE)
+        if scenario == "node-blackhole" and nohedge is not None and "unavailable" not in nohedge:
+            worst = nohedge["phases"]["during"]["latency"]["max"]
+            limit = attempt_timeout + BLACKHOLE_SLACK
+            add(
+                "blackholed node costs at most one attempt timeout (no hedging)",
+                worst is not None and worst <= limit and nohedge["failed"] == 0,
+                f"max latency {_s(worst)} vs {attempt_timeout:g} s attempt timeout; "
+                f"{nohedge['failed']} failed",
+            )
+        if (
+            scenario == "node-blackhole"
+            and hedge_delay is not None
+            and stage3 is not None
+            and "unavailable" not in stage3
+        ):
+            p99 = stage3["phases"]["during"]["latency"]["p99"]
+            base = stage3["phases"]["before"]["latency"]["p99"] or 0.0
+            limit = hedge_delay + base + 0.05
+            add(
+                "hedging brings blackhole p99 near the hedge delay",
+                p99 is not None and p99 <= limit,
+                f"p99 {_s(p99)} vs hedge delay {hedge_delay:g} s + p99 before {_s(base)}",
+            )
+        if run["flip"]:
+            for kind in WATCHING_STAGES:
+                peer = peers.get(kind)
+                if peer is None or "unavailable" in peer:
+                    continue
+                last = peer["victim_after_fault"].get("last_after_s")
+                dropped = peer.get("victim_dropped_after_s")
+                add(
+                    f"health flip reflected in < 50 ms ({kind})",
+                    dropped is not None
+                    and dropped < FLIP_TARGET
+                    and (last is None or last < FLIP_TARGET),
+                    (
+                        "pool never dropped the node"
+                        if dropped is None
+                        else f"pool dropped the node {dropped * 1000:.1f} ms after the flip"
+                    )
+                    + (
+                        "; no later attempt to it"
+                        if last is None
+                        else f"; last attempt to it {last * 1000:.1f} ms after the flip"
+                    ),
+                )
+        if stage3 is not None and "unavailable" not in stage3:
+            during = run["times"]["heal"] - run["times"]["fault"]
+            mine = (stage3["failed"], _failure_window(stage3, during))
+            behind = []
+            for kind, peer in peers.items():
+                if kind.startswith("mcresolve") or "unavailable" in peer:
+                    continue
+                theirs = (peer["failed"], _failure_window(peer, during))
+                if theirs < mine:
+                    behind.append(f"{kind} ({theirs[0]} failed, steady {_s(theirs[1])})")
+            add(
+                "no peer beats stage 3 (failed requests, then failover window)",
+                not behind,
+                f"stage 3: {mine[0]} failed, steady {_s(mine[1])}"
+                + (f"; better: {', '.join(behind)}" if behind else ""),
+            )
+    return out
+
+
+def _s(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "never"
+    return f"{value:.3f} s"
+
+
+def verdicts_json(verdicts: list[Verdict]) -> list[dict[str, Any]]:
+    """Verdicts as JSON-able dicts."""
+    return [asdict(v) for v in verdicts]
