@@ -28,6 +28,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 import minio
+
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.target import format_duration
