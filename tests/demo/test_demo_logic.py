@@ -160,3 +160,4 @@ def test_rendered_table_is_aligned_and_names_mismatches() -> None:
     table = [line for line in lines if line.startswith(("|", "+"))]
     assert len({len(line) for line in table}) == 1
     assert "MISMATCH" in text and "no local-only traffic" in text
+    assert "1 storage node lost (dc1): shoppers: 1x refused" in text

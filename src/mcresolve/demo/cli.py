@@ -97,9 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
                     }
                     for sf in demo.storefronts
                 ],
-                "consul": {
-                    dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.layout.datacenters
-                },
+                "consul": {dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.datacenters},
             }
             document = results_document(results, wall_seconds=wall, setup=setup)
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +105,7 @@ async def _run(args: argparse.Namespace) -> int:
         if args.keep_running:
             for sf in demo.storefronts:
                 print(f"storefront {sf.datacenter} ({sf.service}): {sf.url}", flush=True)
-            for dc in demo.stack.layout.datacenters:
+            for dc in demo.stack.datacenters:
                 print(
                     f"Consul {dc}: {demo.stack.consul.dc(dc).http_url}/v1/catalog/services",
                     flush=True,

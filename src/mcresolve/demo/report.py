@@ -177,7 +177,16 @@ def render_table(results: Sequence[PhaseResult], *, wrap: int = 40) -> str:
         "served requests; recovery rows count from the repair on, their verdict judges the "
         "traffic after steady state (no failure allowed)."
     )
-    return "\n".join([*out, legend, *notes])
+    failures = [
+        f"* {r.label.strip()}: {name}: "
+        + ", ".join(f"{count}x {error}" for error, count in sorted(stats.errors.items()))
+        for r in results
+        for name, stats in r.stats.items()
+        if stats.errors
+    ]
+    if failures:
+        failures.insert(0, "What the failed requests got:")
+    return "\n".join([*out, legend, *notes, *failures])
 
 
 def results_document(

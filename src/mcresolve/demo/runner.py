@@ -20,12 +20,12 @@ from mcresolve.call_policy import CallPolicy
 from mcresolve.consul import ConsulConfig
 from mcresolve.minio import AsyncResilientMinio, HttpPolicy
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.testing.topology import STORAGE_SERVICE, MultiCloudTopology
 
 from .measure import LOCAL_ONLY, SHOPPERS, TRAFFIC_CLASSES, WRITES, PhaseStats, summarize
 from .processes import ChildProcess, ProcessError, child_env, free_port
 from .report import PhaseResult
 from .scenarios import Fault, Phase, Scenario, judge_all
-from .stack import STORAGE_QUERY, STORAGE_SERVICE, DemoLayout, DemoStack
 from .traffic import TrafficGenerator, TrafficSettings, visit
 
 STOREFRONT_SERVICE = "storefront"
@@ -73,11 +73,11 @@ class Demo:
         self,
         options: DemoOptions | None = None,
         *,
-        layout: DemoLayout | None = None,
+        topology: MultiCloudTopology | None = None,
         out: TextIO = sys.stdout,
     ) -> None:
         self.options = options if options is not None else DemoOptions()
-        self.stack = DemoStack(layout)
+        self.stack = topology if topology is not None else MultiCloudTopology()
         self.out = out
         self.storefronts: list[_Storefront] = []
         self.children: list[ChildProcess] = []
@@ -97,22 +97,21 @@ class Demo:
     @property
     def local_dc(self) -> str:
         """Where the faults hit (the first datacenter, "aws")."""
-        return self.stack.layout.datacenters[0]
+        return self.stack.datacenters[0]
 
     @property
     def remote_dc(self) -> str:
         """The other datacenter ("gcp")."""
-        return self.stack.layout.datacenters[-1]
+        return self.stack.datacenters[-1]
 
     def _storefront_env(self, sf: _Storefront, label: str) -> dict[str, str]:
-        layout = self.stack.layout
         first = self.stack.storage.nodes_in(sf.datacenter)[0]
         return child_env(
             {
                 "MINIO_HOST": sf.target,
                 "MINIO_PORT": str(first.port),
-                "MINIO_ACCESS_KEY": layout.access_key,
-                "MINIO_SECRET_KEY": layout.secret_key,
+                "MINIO_ACCESS_KEY": self.stack.storage.access_key,
+                "MINIO_SECRET_KEY": self.stack.storage.secret_key,
                 "MINIO_EXTERNAL_HOST": first.address,
                 "MINIO_EXTERNAL_PORT": str(first.port),
                 "PORT": str(sf.port),
@@ -130,7 +129,7 @@ class Demo:
 
     def _add_storefront(self, dc: str, service: str, target: str) -> _Storefront:
         port = free_port()
-        cloud = self.stack.layout.clouds[dc]
+        cloud = self.stack.clouds[dc]
         stage = "stage 3" if ".query." in target else "stage 2, local only"
         child = ChildProcess(
             f"storefront {dc} {service}",
@@ -148,7 +147,6 @@ class Demo:
 
     async def _seed(self) -> None:
         node = self.stack.storage.nodes_in(self.local_dc)[0]
-        layout = self.stack.layout
         seed = ChildProcess(
             "storefront seed",
             ["-m", "storefront.seed", "--wait", "30"],
@@ -156,8 +154,8 @@ class Demo:
                 {
                     "MINIO_HOST": node.address,
                     "MINIO_PORT": str(node.port),
-                    "MINIO_ACCESS_KEY": layout.access_key,
-                    "MINIO_SECRET_KEY": layout.secret_key,
+                    "MINIO_ACCESS_KEY": self.stack.storage.access_key,
+                    "MINIO_SECRET_KEY": self.stack.storage.secret_key,
                 }
             ),
         )
@@ -180,18 +178,19 @@ class Demo:
         self.say(f"Consul and storage ready in {self.stack.startup_seconds:.1f} s")
         await self._describe_topology()
         await self._seed()
-        for dc in self.stack.layout.datacenters:
-            await self.stack.client(dc).query_create(
-                {
-                    "Name": STOREFRONT_SERVICE,
-                    "Service": {
-                        "Service": STOREFRONT_SERVICE,
-                        "OnlyPassing": True,
-                        "Failover": {"NearestN": 1},
-                    },
-                }
-            )
-            self._add_storefront(dc, STOREFRONT_SERVICE, f"{STORAGE_QUERY}.query.consul")
+        for dc in self.stack.datacenters:
+            async with self.stack.consul_client(dc) as client:
+                await client.query_create(
+                    {
+                        "Name": STOREFRONT_SERVICE,
+                        "Service": {
+                            "Service": STOREFRONT_SERVICE,
+                            "OnlyPassing": True,
+                            "Failover": {"NearestN": 1},
+                        },
+                    }
+                )
+            self._add_storefront(dc, STOREFRONT_SERVICE, f"{self.stack.query}.query.consul")
         self._add_storefront(self.local_dc, LOCAL_ONLY_SERVICE, f"{STORAGE_SERVICE}.service.consul")
         await asyncio.gather(*(self._start_storefront(sf) for sf in self.storefronts))
         for sf in self.storefronts:
@@ -204,14 +203,16 @@ class Demo:
         await self._start_traffic(min_images)
 
     async def _describe_topology(self) -> None:
-        for dc in self.stack.layout.datacenters:
-            agent = self.stack.consul.dc(dc)
-            nodes = ", ".join(f"{n.name}@{n.endpoint}" for n in self.stack.storage.nodes_in(dc))
-            result = await self.stack.client(dc).query_execute(STORAGE_QUERY)
+        for dc, info in self.stack.describe().items():
+            nodes = ", ".join(
+                f"{n['service_id']}@{n['endpoint']} ({n['check']})" for n in info["storage_nodes"]
+            )
+            async with self.stack.consul_client(dc) as client:
+                result = await client.query_execute(self.stack.query)
             self.say(
-                f"{dc} ({self.stack.layout.clouds[dc]}): Consul {agent.http_url}, DNS "
-                f"127.0.0.1:{agent.dns_port}; storage {nodes}; query {STORAGE_QUERY} "
-                f"answers from {result.datacenter} with {len(result.entries)} nodes"
+                f"{dc} ({info['cloud']}): Consul {info['http']}, DNS {info['dns']}; storage "
+                f"{nodes}; prepared query {self.stack.query} (Failover NearestN 1) answers "
+                f"from {result.datacenter} with {len(result.entries)} nodes"
             )
 
     async def _count_images(self) -> int:
@@ -220,7 +221,7 @@ class Demo:
             return await visit(session, self.storefronts[0].url, 1)
 
     async def _start_traffic(self, min_images: int) -> None:
-        for dc in self.stack.layout.datacenters:
+        for dc in self.stack.datacenters:
             pool = EndpointPool(
                 f"consul+query://{STOREFRONT_SERVICE}",
                 consul=self._consul(dc),
@@ -231,11 +232,10 @@ class Demo:
             self.pools[dc] = pool
             await pool.start()
             await pool.wait_ready(10.0)
-        layout = self.stack.layout
         self.writer = AsyncResilientMinio(
-            f"consul+query://{STORAGE_QUERY}",
-            access_key=layout.access_key,
-            secret_key=layout.secret_key,
+            f"consul+query://{self.stack.query}",
+            access_key=self.stack.storage.access_key,
+            secret_key=self.stack.storage.secret_key,
             region="us-east-1",
             consul=self._consul(self.local_dc),
             local_datacenter=self.local_dc,
@@ -266,7 +266,7 @@ class Demo:
     # ----------------------------------------------------------------------- steady state
 
     async def _storefronts_passing(self) -> bool:
-        for dc in self.stack.layout.datacenters:
+        for dc in self.stack.datacenters:
             wanted = {sf.service for sf in self.storefronts if sf.datacenter == dc}
             for service in wanted:
                 count = sum(
@@ -281,11 +281,10 @@ class Demo:
         return True
 
     async def _storage_passing(self) -> bool:
-        n = self.stack.layout.storage_nodes
-        for dc in self.stack.layout.datacenters:
-            if await self.stack.passing_storage(dc) != n:
-                return False
-        return True
+        return all(
+            len(self.stack.passing_service_ids(dc)) == len(self.stack.nodes_in(dc))
+            for dc in self.stack.datacenters
+        )
 
     def _traffic_recovered(self, since: float, streak: int = 3) -> bool:
         assert self.traffic is not None

@@ -18,7 +18,7 @@ import aiohttp
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
-from mcresolve.minio import AsyncResilientMinio
+from mcresolve.minio import AsyncResilientMinio, StorageClusterDegraded
 from mcresolve.pool import EndpointPool
 
 from .measure import LOCAL_ONLY, SHOPPERS, WRITES, Sample
@@ -71,6 +71,11 @@ async def visit(session: aiohttp.ClientSession, base_url: str, min_images: int) 
 def _reason(error: BaseException) -> str:
     if isinstance(error, VisitFailed):
         return str(error)
+    if isinstance(error, StorageClusterDegraded):
+        return (
+            f"StorageClusterDegraded({error.affects.value}, {error.code or error.status}, "
+            f"{error.attempts} attempts)"
+        )
     if isinstance(error, McResolveError) and error.__cause__ is not None:
         return _reason(error.__cause__)
     code = getattr(error, "code", None)
