@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
+import subprocess
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +77,8 @@ class Seen:
     query: MultiDict[str]
     headers: dict[str, str]
     body: bytes
+    #: The verified TLS client certificate (``getpeercert()``), if any.
+    peer_cert: dict[str, Any] | None = None
 
 
 class ReplayServer:
@@ -114,9 +118,15 @@ class ReplayServer:
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
         self.seen.append(
             Seen(
-                request.method, request.path, MultiDict(request.query), dict(request.headers), body
+                request.method,
+                request.path,
+                MultiDict(request.query),
+                dict(request.headers),
+                body,
+                peer or None,
             )
         )
         if self.drop_all:
@@ -132,12 +142,12 @@ class ReplayServer:
             raise ConnectionResetError("dropped on purpose")
         return web.Response(status=planned.status, body=planned.body, headers=planned.headers)
 
-    async def start(self, port: int = 0) -> None:
+    async def start(self, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port or self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", port or self.port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
@@ -226,3 +236,69 @@ class CountingProxy:
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+
+def make_tls_files(directory: Path, server_name: str = "consul.test") -> dict[str, str]:
+    """A throw-away CA, a server certificate for ``server_name`` signed by it and a client
+    certificate, made with the ``openssl`` command line. Returns the PEM paths."""
+    files = {k: str(directory / f"{k}.pem") for k in ("ca", "ca_key", "cert", "key", "csr")}
+    files.update({k: str(directory / f"{k}.pem") for k in ("client", "client_key", "client_csr")})
+    ext = directory / "san.cnf"
+    ext.write_text(f"subjectAltName=DNS:{server_name}\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        files["ca_key"],
+        "-out",
+        files["ca"],
+    )
+    for cert, key, csr, cn in (
+        ("cert", "key", "csr", server_name),
+        ("client", "client_key", "client_csr", "client"),
+    ):
+        run(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            files[key],
+            "-out",
+            files[csr],
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            files[csr],
+            "-CA",
+            files["ca"],
+            "-CAkey",
+            files["ca_key"],
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            files[cert],
+            "-extfile",
+            str(ext),
+        )
+    return files

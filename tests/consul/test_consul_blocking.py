@@ -35,6 +35,7 @@ def test_index_rules_from_consul_docs() -> None:
     assert step.went_backwards and step.next_index == 0
     # A (buggy) zero index after a read is never used to block: 1 is always safe.
     assert next_index(0, 0).next_index == 1
+    assert next_index(50, 0).next_index == 1
 
 
 def test_negative_indexes_are_rejected() -> None:
@@ -46,7 +47,8 @@ def test_negative_indexes_are_rejected() -> None:
 def test_next_index_properties(sent: int, returned: int) -> None:
     step = next_index(sent, returned)
     if returned < sent:
-        assert step.went_backwards and step.next_index == 0 and not step.unchanged
+        assert step.went_backwards and not step.unchanged
+        assert step.next_index == (0 if returned else 1)
     else:
         assert not step.went_backwards
         assert step.next_index == max(returned, 1) >= 1

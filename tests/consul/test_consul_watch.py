@@ -296,3 +296,30 @@ async def test_a_silent_agent_cannot_hang_the_watch(replay: ReplayServer) -> Non
         assert isinstance(event, WatchFailure) and isinstance(event.error, ConsulTimeout)
         assert time.monotonic() - started < 0.1 * 17 / 16 + 3.0 + 2.0
         assert event.last_update is None and event.retry_in > 0
+
+
+async def test_rate_limit_and_index_sanity_against_a_churning_agent(replay: ReplayServer) -> None:
+    # An agent that answers every blocking request at once with index 0 (a Consul bug the docs
+    # warn about) and a different body each time (a churning service): the watch neither blocks on
+    # index 0 nor turns into a busy loop.
+    counter = iter(range(10**6))
+
+    def churn() -> Planned:
+        body = f'[{{"Node": {{"Node": "n", "Address": "10.0.0.{next(counter) % 250}"}},'
+        body += ' "Service": {"ID": "i", "Service": "s", "Port": 1}}]'
+        return Planned(body=body.encode(), headers={"X-Consul-Index": "0"})
+
+    replay.answer(*(churn() for _ in range(40)))
+    interval = 0.05
+    policy = WatchPolicy(blocking=BlockingPolicy(wait=5, min_interval=interval, burst=2))
+    client = ConsulClient(ConsulConfig.for_addresses(replay.address))
+    async with client, WatchRegistry(client, policy) as registry:
+        sub = registry.subscribe(HealthServiceSpec(SERVICE))
+        started = time.monotonic()
+        for _ in range(12):
+            await next_update(sub)
+        elapsed = time.monotonic() - started
+    # 12 answers need at least (12 - burst) refills of the bucket.
+    assert elapsed >= (12 - 2) * interval * 0.9
+    sent = [s.query["index"] for s in replay.seen]
+    assert sent[0] == "0" and set(sent[1:]) == {"1"}

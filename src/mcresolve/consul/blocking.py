@@ -115,12 +115,15 @@ def next_index(sent: int, returned: int) -> IndexStep:
       request for the full wait even if the data changes: Consul only wakes when the index passes
       the one sent).
     * otherwise the next index is ``returned``, but never below 1: an index of 0 would make every
-      following request return at once (busy loop); index 1 is always safe to block on.
+      following request return at once (busy loop); index 1 is always safe to block on. A
+      returned 0 therefore always leads to index 1, even when it is below the index sent.
     """
     if sent < 0 or returned < 0:
         raise ValueError(f"indexes are never negative (sent={sent!r}, returned={returned!r})")
     if returned < sent:
-        return IndexStep(next_index=0, went_backwards=True, unchanged=False)
+        # A returned 0 is the "index must be > 0" bug rather than a reset: block on 1, so that
+        # a buggy agent cannot make the loop alternate between index 0 and 1 without blocking.
+        return IndexStep(next_index=0 if returned else 1, went_backwards=True, unchanged=False)
     return IndexStep(next_index=max(returned, 1), went_backwards=False, unchanged=returned == sent)
 
 
