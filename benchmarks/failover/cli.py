@@ -132,7 +132,7 @@ async def run_benchmark(
                 if raw:
                     (out / f"raw-{scenario.name}-{workload}.csv").write_text(_raw_csv(run))
                 summaries.append(summary)
-        stages = tuple(k for k in config.peers if k.startswith("mcresolve") and "nohedge" not in k)
+        stages = tuple(k for k in config.peers if k.startswith("mcresolve") and "hedged" not in k)
         if idle_seconds > 0 and stages:
             _log.info("idle Consul requests over %.0f s", idle_seconds)
             idle = await measure_idle_consul(env, stages, idle_seconds, config.peer)

@@ -7,7 +7,10 @@
   elsewhere see nothing of those faults.
 * ``mcresolve-dns`` / ``mcresolve-health`` / ``mcresolve-query`` (stages 1-3):
   :class:`mcresolve.minio.ResilientMinio` on the stage's target string, with the benchmark's
-  attempt timeout and hedging; ``mcresolve-query-nohedge`` is stage 3 without hedging.
+  attempt timeout. ``ResilientMinio`` has no hedging (its calls run through the pool's
+  synchronous ``call_sync``), so ``mcresolve-query-hedged`` shows what hedging adds: reads through
+  the stage-3 pool's asyncio ``pool.call(..., hedge_delay=...)`` on the per-endpoint clients of
+  the same ``ResilientMinio`` (writes as ``mcresolve-query``).
 * ``multiminio``: ``multiminio.MultiMinio`` (PyPI) over one client per node, in the order the
   single-node faults hurt most (faulted node first, then the local datacenter, then the remote
   one), each client with the benchmark's short timeouts and no urllib3 retries. SeaweedFS does
@@ -23,6 +26,7 @@ Consul only through its own counting relays.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import threading
 import time
@@ -165,10 +169,11 @@ class PlainMinioPeer(Peer):
 class ResilientPeer(Peer):
     description = "mcresolve ResilientMinio"
 
-    def __init__(self, relays: ConsulRelays, kind: str, client: Any) -> None:
+    def __init__(self, relays: ConsulRelays, kind: str, client: Any, background: Any) -> None:
         super().__init__(relays)
         self.kind = kind
         self._client = client
+        self._background = background
 
         def on_attempt(record: Any) -> None:
             endpoint = record.endpoint
@@ -191,6 +196,58 @@ class ResilientPeer(Peer):
         self._remove_listener()
         self._unsubscribe()
         await asyncio.to_thread(self._client.close)
+        await asyncio.to_thread(self._background.close)
+
+
+class HedgedReadPeer(ResilientPeer):
+    """Stage 3 with hedged reads: ``pool.call`` (asyncio, hedging) on ResilientMinio's clients."""
+
+    description = "mcresolve stage-3 pool.call with hedging (reads), ResilientMinio (writes)"
+
+    def __init__(
+        self, relays: ConsulRelays, kind: str, client: Any, background: Any, settings: PeerSettings
+    ) -> None:
+        super().__init__(relays, kind, client, background)
+        self._settings = settings
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            settings.workers * 2, thread_name_prefix="bench-hedged"
+        )
+
+    def read(self, bucket: str, key: str) -> int:
+        from mcresolve.minio_errors import classify_exception
+
+        pool = self._client.pool
+        executor = self._executor
+
+        def get(endpoint: Any) -> int:
+            response = self._client.client_for(endpoint).get_object(bucket, key)
+            try:
+                return len(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        async def attempt(endpoint: Any) -> int:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, get, endpoint)
+
+        def classify(exc: BaseException, context: Any) -> Any:
+            return classify_exception(
+                exc,
+                method="GET",
+                from_every_endpoint=context.every_endpoint_tried,
+                idempotent=True,
+                now_epoch=time.time(),
+            )
+
+        call = pool.call(attempt, hedge_delay=self._settings.hedge_delay, classify=classify)
+        future = asyncio.run_coroutine_threadsafe(call, self._background.loop)
+        result: int = future.result()
+        return result
+
+    async def close(self) -> None:
+        await super().close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class MultiMinioPeer(Peer):
@@ -288,7 +345,7 @@ PEER_KINDS: tuple[str, ...] = (
     "mcresolve-dns",
     "mcresolve-health",
     "mcresolve-query",
-    "mcresolve-query-nohedge",
+    "mcresolve-query-hedged",
     "multiminio",
     "haproxy",
 )
@@ -297,7 +354,7 @@ _STAGE_OF = {
     "mcresolve-dns": "dns",
     "mcresolve-health": "consul",
     "mcresolve-query": "query",
-    "mcresolve-query-nohedge": "query",
+    "mcresolve-query-hedged": "query",
 }
 
 
@@ -323,12 +380,13 @@ async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) ->
     if kind in _STAGE_OF:
         from mcresolve.call_policy import CallPolicy
         from mcresolve.minio import HttpPolicy, ResilientMinio
+        from mcresolve.pool import EndpointPool, PoolPolicy
 
-        hedge = None if kind.endswith("nohedge") else settings.hedge_delay
+        hedged = kind.endswith("hedged")
         policy = CallPolicy(
             attempt_timeout=settings.attempt_timeout,
             deadline=settings.deadline,
-            hedge_delay=hedge,
+            hedge_delay=settings.hedge_delay if hedged else None,
         )
         http = HttpPolicy(
             connect_timeout=settings.connect_timeout,
@@ -337,19 +395,24 @@ async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) ->
         )
         target = mcresolve_target(kind, env, relays)
 
-        def build() -> Any:
-            return ResilientMinio(
-                target,
+        def build() -> tuple[Any, Any]:
+            background = EndpointPool.start_in_thread(
+                target, ready_timeout=10.0, policy=PoolPolicy(call=policy)
+            )
+            client = ResilientMinio(
+                background,
                 access_key=env.access_key,
                 secret_key=env.secret_key,
                 region=REGION,
                 http=http,
                 call_policy=policy,
-                ready_timeout=10.0,
             )
+            return background, client
 
-        client = await asyncio.to_thread(build)
-        return ResilientPeer(relays, kind, client)
+        background, client = await asyncio.to_thread(build)
+        if hedged:
+            return HedgedReadPeer(relays, kind, client, background, settings)
+        return ResilientPeer(relays, kind, client, background)
     if kind == "multiminio":
         local = await _srv_lookup(relays, f"{env.service}.service.consul")
         remote = await _srv_lookup(relays, f"{env.service}.service.{REMOTE_DC}.consul")

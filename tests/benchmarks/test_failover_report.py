@@ -108,7 +108,7 @@ def test_flip_verdict_needs_the_pool_to_drop_the_node_quickly() -> None:
 def test_blackhole_verdict_compares_max_latency_with_one_attempt_timeout() -> None:
     records = stream()
     records[60] = RequestRecord(Operation.READ, 6.0, 6.0, 7.05, True)
-    peer = PeerRun("mcresolve-query-nohedge", "d", records)
+    peer = PeerRun("mcresolve-query", "d", records)
     result = evaluate(
         [summarize_run(run_of([peer], "node-blackhole"))], attempt_timeout=1.0, hedge_delay=None
     )
