@@ -39,6 +39,7 @@ from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulUnavailable, ServerError
 from mcresolve.target import format_duration
+from mcresolve.tasks import cancel_and_wait
 
 __all__ = [
     "CheckState",
@@ -341,9 +342,7 @@ class ConsulRegistration:
         self._stopped = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._deregister_on_exit and self.registrations:
             try:
                 async with asyncio.timeout(self._policy.deregister_timeout):

@@ -44,6 +44,7 @@ from mcresolve.consul.models import (
     to_endpoints,
 )
 from mcresolve.endpoint import Endpoint
+from mcresolve.tasks import cancel_and_wait
 
 log = logging.getLogger("mcresolve.consul.watch")
 
@@ -380,9 +381,7 @@ class Watch(Generic[T]):
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         for subscription in list(self._subscribers):
             subscription._end()
         self._subscribers.clear()

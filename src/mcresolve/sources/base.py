@@ -17,11 +17,12 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from mcresolve.endpoint import Endpoint
+from mcresolve.tasks import cancel_and_wait
 
-__all__ = ["PublishingSource", "Resolution", "Source", "cancel_and_wait"]
+__all__ = ["PublishingSource", "Resolution", "Source"]
 
 _log = logging.getLogger(__name__)
 
@@ -82,18 +83,6 @@ class Resolution:
 
 
 Listener = Callable[[Resolution], None]
-
-
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait for it to end, without swallowing a cancellation of the caller
-    that arrives meanwhile (a bare ``suppress(CancelledError)`` around ``await task`` would)."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
 
 
 @runtime_checkable

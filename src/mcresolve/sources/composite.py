@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
-from mcresolve.sources.base import PublishingSource, Resolution, Source, cancel_and_wait
+from mcresolve.sources.base import PublishingSource, Resolution, Source
 from mcresolve.sources.snapshot import load_snapshot, save_snapshot
+from mcresolve.tasks import cancel_and_wait
 
 __all__ = ["ResilientSource"]
 
