@@ -333,3 +333,18 @@ async def test_expect_100_continue_waits_for_the_node_before_sending_the_body(
     assert await asyncio.wait_for(reader.read(), 5) == b""  # body state unknown: closed
     writer.close()
     assert upstream.bodies == [b"hello"]
+
+
+async def test_client_connections_disable_nagle(proxy: FaultProxy) -> None:
+    """Small responses are written as head + body: with Nagle on, the second write waits for the
+    client's delayed ACK (~40 ms a request). Every accepted connection must have TCP_NODELAY."""
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    try:
+        sock.sendall(b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.to_thread(sock.recv, 1024)).startswith(b"HTTP/1.1 204")
+        writers = list(proxy._writers)  # the proxy's side of our connection
+        assert len(writers) == 1
+        accepted = writers[0].get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()

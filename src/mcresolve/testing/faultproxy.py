@@ -578,7 +578,10 @@ class FaultProxy:
         return done.result(timeout=_CROSS_THREAD_TIMEOUT)
 
     def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+        # protocol says TCP; with proto 0 Nagle's algorithm meets the client's delayed ACK and
+        # every small response stalls ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self._port))
