@@ -140,7 +140,7 @@ def test_table_rows_show_counts_latency_and_verdict() -> None:
     assert fault.ok
     row = dict(zip(HEADERS, table_rows([fault])[0], strict=True))
     assert row["scenario"] == "all storage of dc1 lost"
-    assert row["shoppers ok/fail"] == "2/0"
+    assert row["shoppers ok/fail"] == "2/0 (dc2 2)"
     assert row["local-only ok/fail"] == "0/2"
     assert row["writes ok/fail"] == "1/0"
     assert row["p50/p99 ms"] == "10/30"

@@ -121,10 +121,27 @@ async def _run(args: argparse.Namespace) -> int:
     return code
 
 
+class RepeatFilter(logging.Filter):
+    """Lets each log message template through ``limit`` times (a stopped Consul agent makes
+    every watch log the same failure again and again)."""
+
+    def __init__(self, limit: int = 2) -> None:
+        super().__init__()
+        self.limit = limit
+        self._seen: dict[tuple[str, object], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        self._seen[key] = self._seen.get(key, 0) + 1
+        return self._seen[key] <= self.limit
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m mcresolve.demo``."""
     args = _parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="           log %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter())
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

@@ -128,7 +128,7 @@ def table_rows(results: Sequence[PhaseResult]) -> list[tuple[str, ...]]:
     for result in results:
         shoppers = result.stats.get(SHOPPERS)
         served_by = ""
-        if shoppers is not None and len(shoppers.served_by) > 1:
+        if shoppers is not None and shoppers.served_by:
             served_by = (
                 " (" + ", ".join(f"{dc} {n}" for dc, n in sorted(shoppers.served_by.items())) + ")"
             )
