@@ -78,7 +78,7 @@ class Scenario:
     """What the reference article says should happen while the fault lasts."""
     during: tuple[Expectation, ...]
     after: tuple[Expectation, ...]
-    """Expectations while recovering (from the repair until steady state, plus a short window)."""
+    """Expectations once the topology is back to steady state after the repair."""
     note: str = ""
     """Anything a reader must know to read the row honestly."""
 
