@@ -230,6 +230,11 @@ class AttemptHandle:
             self.abandoned()
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (a static target with 100 endpoints is long)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 _EMPTY_COUNTS: Mapping[FailureKind, int] = MappingProxyType({})
 
 
@@ -285,7 +290,7 @@ class EndpointPool:
             assert isinstance(source, Source)
             self._source = source
             self._owns_source = False
-        self.name = name or self._source.description
+        self.name = name or _short(self._source.description)
         self._explicit_dc = local_datacenter
         if local_datacenter is None and isinstance(target, HealthTarget | PreparedQueryTarget):
             self._explicit_dc = target.dc
@@ -679,7 +684,7 @@ class EndpointPool:
     def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
         """An endpoint for one attempt, not in ``exclude`` while another exists (lock-free,
         thread-safe). :class:`NoEndpointAvailable` when the pool is empty."""
-        return self._picker.pick(exclude)
+        return _pick(self._picker, exclude, fallback=True)
 
     def attempt(self, endpoint: Endpoint) -> AttemptHandle:
         """Start tracking an attempt the caller runs itself (thread-safe)."""
@@ -874,7 +879,7 @@ class EndpointPool:
 
     def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
         try:
-            return picker.pick(exclude, fallback=False)
+            return _pick(picker, exclude, fallback=False)
         except NoEndpointAvailable:
             return None
 
@@ -1145,6 +1150,22 @@ class EndpointPool:
         background = BackgroundPool(source, **kwargs)
         background.start(ready_timeout=ready_timeout)
         return background
+
+
+_REJECTION_TRIES = 3
+
+
+def _pick(picker: Picker, exclude: Collection[Key], *, fallback: bool) -> Endpoint:
+    """``picker.pick(exclude)`` in O(1) expected time: while fewer than half the candidates are
+    excluded, draw normally and reject excluded draws (a few tries); only then let the picker
+    filter its candidates (O(n)). The rule is unchanged: an excluded endpoint is returned only
+    when every candidate is excluded (and ``fallback``)."""
+    if exclude and len(exclude) * 2 <= len(picker):
+        for _ in range(_REJECTION_TRIES):
+            endpoint = picker.pick()
+            if endpoint.key not in exclude:
+                return endpoint
+    return picker.pick(exclude, fallback=fallback)
 
 
 def _fault(verdict: VerdictLike | FailureKind) -> Fault:
