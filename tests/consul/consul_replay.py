@@ -17,7 +17,9 @@ import aiohttp
 from aiohttp import web
 from multidict import MultiDict
 
-GOLDEN = Path("/work/shared/consul-golden")
+from mcresolve.testing.consul.golden_files import golden_dir
+
+GOLDEN = golden_dir()
 
 
 def recorded(file: str) -> list[dict[str, Any]]:

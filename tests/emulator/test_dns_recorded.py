@@ -5,10 +5,8 @@ of that step, and compared with the recording by rule (dns_golden)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import dns.message
@@ -27,13 +25,9 @@ from mcresolve.testing.consul.dns_golden import (
     known_srv_instances,
 )
 from mcresolve.testing.consul.dns_responder import DnsResponder
+from mcresolve.testing.consul.golden_files import golden_dir
 
-GOLDEN = Path(
-    os.environ.get(
-        "MCRESOLVE_CONSUL_GOLDEN",
-        Path(__file__).resolve().parents[3] / "shared" / "consul-golden",
-    )
-)
+GOLDEN = golden_dir()
 SERVICE = "storage-object-minio"
 QUERY_ID = "f1582195-1c73-c571-d697-e554726e51c2"
 SERVERS = {"127.0.0.1:8620": "dc1", "127.0.0.1:8630": "dc2"}

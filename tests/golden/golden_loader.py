@@ -1,4 +1,4 @@
-"""Loading the Consul 1.0.8 golden recordings (``/work/shared/consul-golden/*.json``).
+"""Loading the Consul 1.0.8 golden recordings (``../shared/consul-golden``, see ``golden_dir``).
 
 Each file is a list of entries: HTTP exchanges, DNS exchanges, dig transcripts and notes. This
 module only parses them into typed records (with the send time of every exchange derived from
@@ -8,13 +8,14 @@ module only parses them into typed records (with the send time of every exchange
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-GOLDEN_DIR = Path(os.environ.get("MCRESOLVE_CONSUL_GOLDEN", "/work/shared/consul-golden"))
+from mcresolve.testing.consul.golden_files import golden_dir
+
+GOLDEN_DIR = golden_dir()
 
 #: recorded agent HTTP host -> datacenter
 RECORDED_HOSTS = {"127.0.0.1:8520": "dc1", "127.0.0.1:8530": "dc2"}

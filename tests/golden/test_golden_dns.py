@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,13 +37,9 @@ from mcresolve.testing.consul.dns_golden import (
     dig_query,
     known_srv_instances,
 )
+from mcresolve.testing.consul.golden_files import golden_dir
 
-GOLDEN = Path(
-    os.environ.get(
-        "MCRESOLVE_CONSUL_GOLDEN",
-        Path(__file__).resolve().parents[3] / "shared" / "consul-golden",
-    )
-)
+GOLDEN = golden_dir()
 FILES = sorted(p.name for p in GOLDEN.glob("[0-9][0-9]*.json"))
 DNS_FILES = ("07_dns.json", "10_dc2_failure.json")
 HTTP_HOSTS = {"127.0.0.1:8520": "dc1", "127.0.0.1:8530": "dc2"}
