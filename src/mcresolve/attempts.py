@@ -323,6 +323,12 @@ class Wait:
     new_round: bool = True
     """Forget which endpoints were tried."""
 
+    @property
+    def interruptible(self) -> bool:
+        """Whether a pool change (new endpoint, restored endpoint) ends the wait early. False
+        for CLUSTER waits: the server's ``Retry-After`` is honoured in full."""
+        return self.cause != "cluster"
+
 
 @dataclass(frozen=True, slots=True)
 class GiveUp:

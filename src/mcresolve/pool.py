@@ -294,7 +294,17 @@ class EndpointPool:
         self._explicit_dc = local_datacenter
         if local_datacenter is None and isinstance(target, HealthTarget | PreparedQueryTarget):
             self._explicit_dc = target.dc
-        self._consul = consul
+        # Who to ask for the local datacenter (/v1/agent/self) when it is not given: the
+        # client passed in, the registry's client, or (Consul targets only) a client from the
+        # same configuration from_target() uses, closed after the lookup.
+        self._agent_lookup: tuple[ConsulClient, bool] | None = None
+        if isinstance(consul, ConsulClient):
+            self._agent_lookup = (consul, False)
+        elif registry is not None:
+            self._agent_lookup = (registry.client, False)
+        elif isinstance(target, HealthTarget | PreparedQueryTarget) and target.agent is None:
+            config = consul if consul is not None else None
+            self._agent_lookup = (ConsulClient(config or ConsulConfig.from_env()), True)
         self._classify = classify
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
@@ -349,8 +359,8 @@ class EndpointPool:
         self._loop_thread = threading.get_ident()
         self._async_changed = asyncio.Event()
         self._hub.bind(self._loop)
-        if self._explicit_dc is None and isinstance(self._consul, ConsulClient):
-            self._explicit_dc = await self._agent_datacenter(self._consul)
+        if self._explicit_dc is None and self._agent_lookup is not None:
+            self._explicit_dc = await self._agent_datacenter(*self._agent_lookup)
         if self._explicit_dc is not None:
             self._set_local(self._explicit_dc)
         self._remove_listener = self._source.add_listener(self._on_resolution)
@@ -359,13 +369,16 @@ class EndpointPool:
         if current is not None and current is not self._resolution:
             self._on_resolution(current)
 
-    async def _agent_datacenter(self, client: ConsulClient) -> str | None:
+    async def _agent_datacenter(self, client: ConsulClient, owned: bool) -> str | None:
         try:
             async with asyncio.timeout(self.policy.agent_lookup_timeout):
                 info = await client.agent_self()
         except Exception as exc:  # agent down: fall back to the first resolution's datacenter
             _log.warning("pool %s: cannot ask the Consul agent for its datacenter: %s", self, exc)
             return None
+        finally:
+            if owned:
+                await client.close()
         config = info.get("Config")
         dc = config.get("Datacenter") if isinstance(config, dict) else None
         return dc if isinstance(dc, str) and dc else None
@@ -621,20 +634,22 @@ class EndpointPool:
         if event is not None:
             event.set()
 
-    async def _wait_async(self, delay: float, generation: int) -> None:
-        """Sleep up to ``delay`` seconds, returning early when the pool changes (or changed
-        since ``generation`` was read)."""
-        event = self._async_changed
-        if self._generation != generation or self._closed or event is None:
-            return
+    async def _wait_async(self, delay: float, generation: int, interruptible: bool = True) -> None:
+        """Sleep up to ``delay`` seconds, returning early when the pool closes or, if
+        ``interruptible``, when it changes (or changed since ``generation`` was read)."""
+        limit = None if math.isinf(delay) else max(0.0, delay)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(None if math.isinf(delay) else max(0.0, delay)):
-                await event.wait()
+            async with asyncio.timeout(limit):
+                while not self._closed:
+                    event = self._async_changed
+                    if event is None or (interruptible and self._generation != generation):
+                        return
+                    await event.wait()
 
-    def _wait_sync(self, delay: float, generation: int) -> None:
+    def _wait_sync(self, delay: float, generation: int, interruptible: bool = True) -> None:
         with self._cond:
             self._cond.wait_for(
-                lambda: self._generation != generation or self._closed,
+                lambda: self._closed or (interruptible and self._generation != generation),
                 timeout=None if math.isinf(delay) else max(0.0, delay),
             )
 
@@ -829,7 +844,7 @@ class EndpointPool:
                         generation = self._generation
                         if action.refresh:
                             self._request_refresh()
-                        await self._wait_async(action.delay, generation)
+                        await self._wait_async(action.delay, generation, action.interruptible)
                         state = state.wait_done(action)
                         continue
                     assert isinstance(action, Attempt)
@@ -1029,7 +1044,7 @@ class EndpointPool:
                 generation = self._generation
                 if action.refresh:
                     self._request_refresh()
-                self._wait_sync(action.delay, generation)
+                self._wait_sync(action.delay, generation, action.interruptible)
                 state = state.wait_done(action)
                 continue
             assert isinstance(action, Attempt)

@@ -510,3 +510,23 @@ def test_call_policy_validation() -> None:
     assert CallPolicy(deadline=math.inf).deadline == math.inf
     assert CallPolicy().with_overrides(deadline=3.0).deadline == 3.0
     assert not CallPolicy().hedging and CallPolicy(hedge_delay=0.1).hedging
+
+
+async def test_cluster_wait_honours_retry_after_despite_pool_changes() -> None:
+    source = ManualSource()
+    source.answer(eps(9001, 9002))
+    async with EndpointPool(source, policy=policy()) as pool:
+        calls = 0
+
+        async def fn(endpoint: Endpoint) -> str:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                asyncio.get_running_loop().call_later(0.02, source.answer, eps(9001, 9003))
+                raise RuntimeError("SlowDown")
+            return "ok"
+
+        started = time.monotonic()
+        assert await pool.call(fn, classify=cluster_classifier(0.3)) == "ok"
+        assert time.monotonic() - started >= 0.3
+        assert calls == 2
