@@ -457,7 +457,10 @@ class EndpointPool:
         with self._lock:
             self._resolution = resolution
             self._resolution_events(previous, resolution, now, events)
-            endpoints = tuple({e.key: e for e in reversed(resolution.endpoints)}.values())[::-1]
+            unique: dict[Key, Endpoint] = {}
+            for endpoint in resolution.endpoints:
+                unique.setdefault(endpoint.key, endpoint)  # first occurrence wins, order kept
+            endpoints = tuple(unique.values())
             changed = endpoints != self._endpoints
             if changed:
                 if self._locality_policy is None and endpoints:
