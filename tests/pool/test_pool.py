@@ -547,3 +547,26 @@ async def test_fallback_engaged_and_released_events_and_duplicate_endpoints() ->
         source.answer((second,))
         await next_event(stream, EventKind.FALLBACK_RELEASED)
         assert not pool.snapshot().fallback
+
+
+async def test_minio_verdicts_drive_the_pool_with_every_endpoint_tried() -> None:
+    """A HEAD answered 503 without code by every node: NODE on each (counted, not ejected by
+    the 3-in-a-row rule), CLUSTER once every endpoint was tried (MinIO's from_every_endpoint)."""
+    from mcresolve.minio_errors import Affects, Outcome, classify
+
+    contexts: list[AttemptContext] = []
+
+    def classify_head(exc: BaseException, context: AttemptContext) -> object:
+        contexts.append(context)
+        return classify(
+            Outcome("HEAD", status=503, from_every_endpoint=context.every_endpoint_tried)
+        )
+
+    async with EndpointPool(StaticSource(eps(9001, 9002, 9003)), policy=policy()) as pool:
+        fn, seen = failing_on({9001, 9002, 9003}, lambda: RuntimeError("503"))
+        with pytest.raises(ClusterUnavailable) as caught:
+            await pool.call(fn, classify=classify_head, deadline=0.5)  # type: ignore[arg-type]
+        assert sorted(seen) == [9001, 9002, 9003]
+        assert [c.every_endpoint_tried for c in contexts] == [False, False, True]
+        assert caught.value.verdict.affects is Affects.READS  # type: ignore[attr-defined]
+        assert all(s.state == "active" for s in pool.snapshot().endpoints)
