@@ -51,9 +51,14 @@ async def register(client: ConsulClient, instances: list[tuple[str, int]]) -> No
 @pytest.fixture
 async def cluster() -> AsyncIterator[Cluster]:
     async with ConsulEmulator(["dc1", "dc2"], rtt_ms={("dc1", "dc2"): 40.0}) as consul:
-        config = {"connect_timeout": 0.5, "request_timeout": 2.0}
-        dc1 = ConsulClient(ConsulConfig.for_addresses(consul.dc("dc1").http_url, **config))
-        dc2 = ConsulClient(ConsulConfig.for_addresses(consul.dc("dc2").http_url, **config))
+        dc1, dc2 = (
+            ConsulClient(
+                ConsulConfig.for_addresses(
+                    consul.dc(dc).http_url, connect_timeout=0.5, request_timeout=2.0
+                )
+            )
+            for dc in ("dc1", "dc2")
+        )
         registry = WatchRegistry(dc1, FAST_WATCH)
         try:
             await register(dc1, DC1)
