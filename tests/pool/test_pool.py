@@ -470,10 +470,11 @@ async def test_pick_and_report_pair_from_threads() -> None:
 
 
 def test_background_pool_runs_on_its_own_thread_and_stops_cleanly() -> None:
-    before = threading.active_count()
     background = EndpointPool.start_in_thread(
         "static://127.0.0.1:9001,127.0.0.1:9002", policy=policy()
     )
+    thread = background._thread
+    assert thread is not None and thread.is_alive() and thread is not threading.current_thread()
     try:
         assert background.pool.source.description.startswith("static://")
         ports = {background.call_sync(lambda e: e.port) for _ in range(20)}
@@ -482,7 +483,7 @@ def test_background_pool_runs_on_its_own_thread_and_stops_cleanly() -> None:
         assert background.run(asyncio.sleep(0, result=7)) == 7
     finally:
         background.close()
-    assert threading.active_count() == before
+    assert not thread.is_alive()
     with pytest.raises(PoolClosed):
         background.pool  # noqa: B018
 
