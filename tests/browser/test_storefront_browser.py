@@ -5,12 +5,10 @@ and checks that every seeded product image is rendered; then the storage node th
 reading from is SIGKILLed, the page is reloaded (cache bypassed) and must show every image again;
 a screenshot goes to ``test-output/browser/storefront.png``.
 
-Stage: the storefront reads storage through mcresolve's ``AsyncResilientMinio`` on the stage-3
-target of the multi-cloud test bed (the prepared query ``storage-object-minio`` seen from the
-aws datacenter, with ``NearestN: 1`` failover), so losing one node is survivable. Until the
-example's ``build_object_client`` builds that client from ``MINIO_HOST`` itself, the test hands
-it to ``serve(client=...)``, like ``mcresolve.demo.storefront_process`` does; once it does, the
-storefront's own client is used.
+Stage: the storefront reads storage through its own client, mcresolve's ``AsyncResilientMinio``
+built by ``build_object_client`` from ``MINIO_HOST``: here the stage-3 target of the multi-cloud
+test bed (the prepared query ``storage-object-minio`` seen from the aws datacenter, with
+``NearestN: 1`` failover), so losing one node is survivable.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from headless_chromium import (
 )
 from PIL import Image
 
-from mcresolve.minio import AsyncResilientMinio, HttpPolicy
+from mcresolve.minio import AsyncResilientMinio
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageNode
 from mcresolve.testing.topology import MultiCloudTopology
@@ -48,8 +46,7 @@ from storefront.config import Settings  # noqa: E402
 from storefront.sample import SAMPLE_PRODUCTS, sample_objects  # noqa: E402
 from storefront.seed import seed_catalog  # noqa: E402
 from storefront.service import serve  # noqa: E402
-
-from storefront import storage as storefront_storage  # noqa: E402
+from storefront.storage import ObjectClient, build_object_client  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.storage]
 
@@ -107,33 +104,10 @@ def storefront_settings(topology: MultiCloudTopology) -> Settings:
     )
 
 
-def resilient_client(settings: Settings) -> Any:
-    """The storefront's own client when it is already resilient, else ``AsyncResilientMinio``
-    on ``MINIO_HOST`` as an mcresolve target (the stage-3 prepared query)."""
-    try:
-        client = storefront_storage.build_object_client(settings)
-    except ValueError:  # the single-endpoint stand-in cannot parse a target string
-        client = None
-    if client is not None and not isinstance(client, storefront_storage.ThreadedMinio):
-        return client
-    if client is not None:
-        client.close()
-    return AsyncResilientMinio(
-        settings.minio_host,
-        access_key=settings.access_key,
-        secret_key=settings.secret_key,
-        region=settings.region,
-        workers=8,
-        http=HttpPolicy(connect_timeout=1.0, read_timeout=settings.storage_timeout_s),
-    )
-
-
 @contextlib.asynccontextmanager
-async def running_storefront(settings: Settings, client: Any) -> AsyncIterator[str]:
-    """Serve the storefront in-process on a loopback port; yields its base URL."""
-    start = getattr(client, "start", None)
-    if start is not None:
-        await start()
+async def running_storefront(settings: Settings, client: ObjectClient) -> AsyncIterator[str]:
+    """Serve the storefront in-process on a loopback port (``serve`` starts and closes
+    ``client``); yields its base URL."""
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
@@ -148,14 +122,7 @@ async def running_storefront(settings: Settings, client: Any) -> AsyncIterator[s
         yield ready.result()
     finally:
         stop.set()
-        try:
-            await asyncio.wait_for(task, timeout=30)
-        finally:
-            close = getattr(client, "close", None)
-            if close is not None:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
+        await asyncio.wait_for(task, timeout=30)
 
 
 async def rendered_cards(page: Page, expected: dict[str, str], when: str) -> list[dict[str, Any]]:
@@ -185,7 +152,8 @@ async def test_every_product_image_renders_before_and_after_a_storage_node_is_ki
         pytest.fail(f"{CHROMIUM} is missing: {INSTALL_HINT}", pytrace=False)
     products = seeded_products()
     settings = storefront_settings(topology)
-    client = resilient_client(settings)
+    client = build_object_client(settings)  # the storefront's own client
+    assert isinstance(client, AsyncResilientMinio)
     nodes = topology.storage.nodes_in(DATACENTER)
     async with running_storefront(settings, client) as url, headless_chromium() as browser:
         report = await seed_catalog(client, BUCKET, sample_objects())

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mcresolve.minio import AsyncResilientMinio, HttpPolicy
 from mcresolve.testing.storage import StorageCluster, StorageNode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ from storefront.config import Settings  # noqa: E402
 from storefront.sample import SeedObject, sample_objects  # noqa: E402
 from storefront.seed import seed_catalog  # noqa: E402
 from storefront.service import serve  # noqa: E402
-from storefront.storage import ObjectClient, ThreadedMinio  # noqa: E402
+from storefront.storage import ObjectClient  # noqa: E402
 
 BUCKET = "storefront-tests"
 SECRET_BUCKET = "storefront-secret"
@@ -67,8 +68,20 @@ def settings_for(cluster: StorageCluster, node: StorageNode, **overrides: str) -
     return Settings.from_env(env)
 
 
-def client_for(cluster: StorageCluster, node: StorageNode, **kwargs: Any) -> ThreadedMinio:
-    return ThreadedMinio(node.endpoint, cluster.access_key, cluster.secret_key, **kwargs)
+def client_for(
+    cluster: StorageCluster, node: StorageNode, timeout_s: float = 2.0, **kwargs: Any
+) -> AsyncResilientMinio:
+    """mcresolve's client on ``node`` alone (a ``static://`` target: one endpoint, no failover).
+    Not started: use ``async with`` (or hand it to ``serve``, which starts and closes it)."""
+    return AsyncResilientMinio(
+        f"static://{node.endpoint}",
+        access_key=cluster.access_key,
+        secret_key=cluster.secret_key,
+        region="us-east-1",
+        workers=4,
+        http=HttpPolicy(connect_timeout=1.0, read_timeout=timeout_s),
+        **kwargs,
+    )
 
 
 async def put_objects(client: ObjectClient, bucket: str, objects: tuple[SeedObject, ...]) -> None:
@@ -105,13 +118,11 @@ def seeded(storage_cluster: StorageCluster) -> SeededStore:
     """The test bucket, seeded once per session (sample catalog + hostile names)."""
 
     async def seed() -> None:
-        client = client_for(storage_cluster, storage_cluster.node("dc1", 0), timeout_s=10)
-        try:
+        node = storage_cluster.node("dc1", 0)
+        async with client_for(storage_cluster, node, timeout_s=10) as client:
             await seed_catalog(client, BUCKET, sample_objects())
             await put_objects(client, BUCKET, HOSTILE_OBJECTS)
             await put_objects(client, SECRET_BUCKET, (SECRET_OBJECT,))
-        finally:
-            client.close()
 
     asyncio.run(seed())
     return SeededStore(
@@ -161,3 +172,27 @@ def env_for_subprocess(settings_env: Mapping[str, str]) -> dict[str, str]:
     env.update(settings_env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(STOREFRONT_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+@contextlib.asynccontextmanager
+async def storefront_process(env: dict[str, str]) -> AsyncIterator[tuple[str, Any]]:
+    """``python -m storefront`` in its own process; yields (base URL, process)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "storefront",
+        env=env,
+        cwd=STOREFRONT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        prefix = "storefront: serving on "
+        assert line.decode().startswith(prefix), line
+        yield line.decode()[len(prefix) :].strip(), process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()

@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import aiohttp
-from storefront.storage import ThreadedMinio
 from storefront_testing import SeededStore, poll_until, running_storefront
 
+from mcresolve.minio import AsyncResilientMinio
 from mcresolve.testing.storage import StorageCluster
 
 
@@ -28,7 +28,7 @@ async def test_storage_loss_gives_error_pages_and_health_turns_critical_after_gr
         assert (status, health["status"]) == (200, "pass"), health
         assert health["storage"]["reachable"] is True
         assert health["storage"]["bucket_exists"] is True
-        assert health["storage"]["target"] == node.endpoint
+        assert health["storage"]["target"] == f"static://{node.endpoint}"
 
         await node.kill()  # the only storage node this storefront knows
         killed_at = time.monotonic()
@@ -70,6 +70,27 @@ async def test_storage_loss_gives_error_pages_and_health_turns_critical_after_gr
             assert page.status == 200
 
 
+async def test_a_degraded_storage_cluster_gives_503_pages_not_500(
+    seeded: SeededStore, storage: StorageCluster
+) -> None:
+    settings = seeded.settings(STOREFRONT_STORAGE_TIMEOUT="1")
+    async with running_storefront(settings) as url, aiohttp.ClientSession() as http:
+        async with http.get(url + "/") as page:
+            assert page.status == 200
+        # MinIO's quorum answer (503, Retry-After: 120 s: longer than any call deadline), which
+        # mcresolve's client turns into its typed StorageClusterDegraded error.
+        seeded.node.proxy.answer_error("XMinioReadQuorum")
+        for path in ("/", "/images/red-circle-mug.png"):
+            async with http.get(url + path) as page:
+                assert page.status == 503, f"{path}: {page.status}"
+                assert page.headers["Retry-After"].isdigit()
+                text = await page.text()
+            assert "cannot be reached" in text and "Traceback" not in text
+        status, health = await get_json(http, url + "/health")
+        assert status == 200 and health["status"] == "degraded", health
+        assert "StorageClusterDegraded" in health["storage"]["last_error"]
+
+
 async def test_a_dead_volume_server_changes_nothing_for_shoppers(
     seeded: SeededStore, storage: StorageCluster
 ) -> None:
@@ -88,29 +109,35 @@ async def test_health_answers_quickly_when_storage_hangs(
     seeded: SeededStore, storage: StorageCluster
 ) -> None:
     seeded.node.proxy.blackhole()
-    settings = seeded.settings(STOREFRONT_STORAGE_TIMEOUT="5", STOREFRONT_HEALTH_GRACE="30")
+    settings = seeded.settings(STOREFRONT_STORAGE_TIMEOUT="3", STOREFRONT_HEALTH_GRACE="30")
     async with running_storefront(settings) as url, aiohttp.ClientSession() as http:
         started = time.monotonic()
         status, health = await get_json(http, url + "/health")
         elapsed = time.monotonic() - started
-    # Below Consul's default 1 s check timeout, although storage would take 5 s to time out.
+    # Below Consul's default 1 s check timeout, although storage would take 3 s to time out.
     assert elapsed < 1.0 + 0.5, elapsed
     assert status == 200 and health["status"] == "degraded", health
 
 
-class CountingClient(ThreadedMinio):
+class CountingClient(AsyncResilientMinio):
     """A real client that counts the probes it sends."""
 
     probes = 0
 
     async def bucket_exists(self, bucket_name: str) -> bool:
         CountingClient.probes += 1
-        return await super().bucket_exists(bucket_name)
+        result: bool = await super().bucket_exists(bucket_name)
+        return result
 
 
 async def test_concurrent_health_checks_share_one_probe(seeded: SeededStore) -> None:
     cluster = seeded.cluster
-    client = CountingClient(seeded.node.endpoint, cluster.access_key, cluster.secret_key)
+    client = CountingClient(
+        f"static://{seeded.node.endpoint}",
+        access_key=cluster.access_key,
+        secret_key=cluster.secret_key,
+        region="us-east-1",
+    )
     CountingClient.probes = 0
     settings = seeded.settings()
     async with running_storefront(settings, client) as url, aiohttp.ClientSession() as http:
@@ -119,16 +146,21 @@ async def test_concurrent_health_checks_share_one_probe(seeded: SeededStore) -> 
     assert CountingClient.probes == 1
 
 
-class BrokenClient(ThreadedMinio):
+class BrokenClient(AsyncResilientMinio):
     """A client with a bug: listing raises something that is not a storage error."""
 
-    async def list_objects(self, *args: Any, **kwargs: Any) -> list[Any]:
+    def list_objects(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug: secret internals in the message")
 
 
 async def test_unexpected_errors_give_a_500_page_without_details(seeded: SeededStore) -> None:
     cluster = seeded.cluster
-    client = BrokenClient(seeded.node.endpoint, cluster.access_key, cluster.secret_key)
+    client = BrokenClient(
+        f"static://{seeded.node.endpoint}",
+        access_key=cluster.access_key,
+        secret_key=cluster.secret_key,
+        region="us-east-1",
+    )
     async with (
         running_storefront(seeded.settings(), client) as url,
         aiohttp.ClientSession() as http,

@@ -22,13 +22,24 @@ from storefront.health import HealthPolicy, HealthStatus, StorageHealth
 from storefront.keys import is_servable_key, quote_key
 from storefront.registration import ServiceRegistration, consul_base_url
 from storefront.sample import SAMPLE_PRODUCTS, render_image, sample_objects
+from storefront.target import is_plain_host, storage_target
+
+from mcresolve.target import (
+    DnsTarget,
+    HealthTarget,
+    PreparedQueryTarget,
+    Stage,
+    StaticTarget,
+    TargetError,
+    parse_target,
+)
 
 REQUIRED = {"MINIO_ACCESS_KEY": "ak", "MINIO_SECRET_KEY": "sk"}
 
 
 def test_config_defaults_follow_the_original() -> None:
     settings = Settings.from_env({**REQUIRED, "MINIO_HOST": "minio.service.consul"})
-    assert settings.minio_endpoint == "minio.service.consul:9000"
+    assert settings.storage_target == "consul://minio?port=9000"
     assert settings.external_endpoint == "minio.service.consul:9000"
     assert settings.port == 8080
     assert settings.bucket == "minio-store"
@@ -54,7 +65,7 @@ def test_config_reads_every_variable() -> None:
             "STOREFRONT_HEALTH_GRACE": "2.5",
         }
     )
-    assert settings.minio_endpoint == "storage-object-minio.query.consul:9100"
+    assert settings.storage_target == "consul+query://storage-object-minio?port=9100"
     assert settings.external_base_url == "https://[::1]:443"
     assert settings.port == 0
     assert settings.image_mode is ImageMode.PRESIGNED
@@ -70,6 +81,78 @@ def test_config_names_every_problem() -> None:
     for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_PORT", "PORT", "STOREFRONT_IMAGES"):
         assert name in message
     assert len(raised.value.problems) == 5
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "target"),
+    [
+        # Full target strings: used as given, MINIO_PORT not applied.
+        ("consul+query://storage-object-minio?dc=dc2", 9000, "consul+query://storage-object-minio?dc=dc2"),
+        ("consul://127.0.0.1:8500/storage-object-minio", 1, "consul://127.0.0.1:8500/storage-object-minio"),
+        ("dns://minio.example.test?type=a&port=9000", 1, "dns://minio.example.test?type=a&port=9000"),
+        ("static://10.0.0.1:9000,10.0.0.2:9001", 1, "static://10.0.0.1:9000,10.0.0.2:9001"),
+        # Plain Consul names: their stage, MINIO_PORT as the default port.
+        ("storage-object-minio.query.consul", 9000, "consul+query://storage-object-minio?port=9000"),
+        ("storage-object-minio.query.dc2.consul", 9000, "consul+query://storage-object-minio?dc=dc2&port=9000"),
+        ("storage-object-minio.service.consul", 9100, "consul://storage-object-minio?port=9100"),
+        ("minio.storage-object-minio.service.consul", 9, "consul://storage-object-minio?tag=minio&port=9"),
+        # Plain hosts and addresses: as parse_target reads host:port.
+        ("127.0.0.1", 9000, "static://127.0.0.1:9000"),
+        ("::1", 9000, "static://[::1]:9000"),
+        ("[::1]", 9000, "static://[::1]:9000"),
+        ("minio.example.test", 9000, "dns://minio.example.test?type=a&port=9000"),
+        ("localhost", 9000, "static://localhost:9000"),
+        # A port or a list already given wins over MINIO_PORT.
+        ("10.0.0.1:9001", 9000, "static://10.0.0.1:9001"),
+        ("10.0.0.1:9001,10.0.0.2:9002", 9000, "static://10.0.0.1:9001,10.0.0.2:9002"),
+        ("localhost:9001", 9000, "static://localhost:9001"),
+    ],
+)  # fmt: skip
+def test_minio_host_as_an_mcresolve_target(host: str, port: int, target: str) -> None:
+    assert storage_target(host, port) == target
+    assert str(parse_target(target)) == target  # a target mcresolve reads back as such
+
+
+def test_plain_consul_names_select_their_stage() -> None:
+    query = parse_target(storage_target("storage-object-minio.query.consul", 9000))
+    assert isinstance(query, PreparedQueryTarget) and query.stage is Stage.PREPARED_QUERY
+    assert (query.query, query.options.port) == ("storage-object-minio", 9000)
+    health = parse_target(storage_target("storage-object-minio.service.consul", 9000))
+    assert isinstance(health, HealthTarget) and health.stage is Stage.HEALTH
+    dns = parse_target(storage_target("minio.example.test", 9000))
+    assert isinstance(dns, DnsTarget) and dns.record == "a" and dns.options.port == 9000
+    static = parse_target(storage_target("10.1.2.3", 9000))
+    assert isinstance(static, StaticTarget) and [str(e) for e in static.endpoints] == [
+        "10.1.2.3:9000"
+    ]
+
+
+@pytest.mark.parametrize(
+    "host", ["", "consul+query://", "gopher://x", "storage.bogus.consul", "a b", "static://x"]
+)
+def test_bad_minio_host_is_named(host: str) -> None:
+    with pytest.raises(TargetError):
+        storage_target(host, 9000)
+    if host:
+        with pytest.raises(ConfigError) as raised:
+            Settings.from_env({**REQUIRED, "MINIO_HOST": host})
+        assert any(problem.startswith("MINIO_HOST=") for problem in raised.value.problems)
+
+
+def test_external_host_defaults_to_a_plain_minio_host_only() -> None:
+    assert is_plain_host("minio.example.test") and is_plain_host("::1")
+    assert not is_plain_host("consul+query://storage-object-minio")
+    assert not is_plain_host("10.0.0.1:9000,10.0.0.2:9000")
+    target = {**REQUIRED, "MINIO_HOST": "consul+query://storage-object-minio"}
+    assert Settings.from_env(target).external_host == ""
+    assert Settings.from_env(target).external_base_url == ""
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**target, "STOREFRONT_IMAGES": "presigned"})
+    assert "MINIO_EXTERNAL_HOST" in str(raised.value)
+    settings = Settings.from_env(
+        {**target, "STOREFRONT_IMAGES": "presigned", "MINIO_EXTERNAL_HOST": "cdn.example.test"}
+    )
+    assert settings.external_base_url == "http://cdn.example.test:9000"
 
 
 @pytest.mark.parametrize(

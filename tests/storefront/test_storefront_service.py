@@ -4,11 +4,9 @@ processes, and registration in (emulated) Consul with an HTTP check that Consul 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,6 +17,7 @@ from storefront_testing import (
     env_for_subprocess,
     poll_until,
     running_storefront,
+    storefront_process,
 )
 
 from mcresolve.testing.consul.emulator import ConsulEmulator
@@ -55,30 +54,6 @@ async def run_command(env: dict[str, str], *args: str) -> tuple[int, str]:
             process.kill()
             await process.wait()
     return process.returncode or 0, output.decode()
-
-
-@contextlib.asynccontextmanager
-async def storefront_process(env: dict[str, str]) -> AsyncIterator[tuple[str, Any]]:
-    """``python -m storefront`` in its own process; yields (base URL, process)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "storefront",
-        env=env,
-        cwd=STOREFRONT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        prefix = "storefront: serving on "
-        assert line.decode().startswith(prefix), line
-        yield line.decode()[len(prefix) :].strip(), process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 async def agent_services(http: aiohttp.ClientSession, consul: str) -> dict[str, Any]:

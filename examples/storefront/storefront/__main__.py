@@ -15,7 +15,7 @@ from .service import serve
 def main() -> int:
     """Read the environment, serve, exit 0 after a clean shutdown (2 on bad configuration)."""
     logging.basicConfig(
-        level=os.environ.get("STOREFRONT_LOG_LEVEL", "INFO").upper(),
+        level=(os.environ.get("STOREFRONT_LOG_LEVEL", "").strip() or "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

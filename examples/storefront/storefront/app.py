@@ -185,7 +185,7 @@ async def _about(request: web.Request) -> web.Response:
         request,
         "about.html",
         bucket=settings.bucket,
-        storage_target=settings.minio_endpoint,
+        storage_target=settings.storage_target,
         image_mode=settings.image_mode.value,
     )
     return web.Response(text=html, content_type="text/html")
@@ -250,7 +250,7 @@ async def _health(request: web.Request) -> web.Response:
         **report.body,
     }
     body["storage"] = {
-        "target": settings.minio_endpoint,
+        "target": settings.storage_target,
         "bucket": settings.bucket,
         **body.get("storage", {}),
     }

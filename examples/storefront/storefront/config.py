@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .target import is_plain_host, storage_target
+
 _T = TypeVar("_T")
 
 DEFAULT_BUCKET = "minio-store"
@@ -47,6 +49,8 @@ class Settings:
     minio_port: int
     access_key: str
     secret_key: str
+    #: The browsers' storage host; empty when ``MINIO_HOST`` is a target and
+    #: ``MINIO_EXTERNAL_HOST`` is unset (then only the proxy image mode can be used).
     external_host: str
     external_port: int
     port: int
@@ -73,18 +77,25 @@ class Settings:
     consul_check_timeout: str = "1s"
 
     @property
-    def minio_endpoint(self) -> str:
-        """``host:port`` of the storage endpoint the app talks to."""
-        return f"{_host_for_url(self.minio_host)}:{self.minio_port}"
+    def storage_target(self) -> str:
+        """``MINIO_HOST``/``MINIO_PORT`` as the mcresolve target the storage client resolves
+        (see :mod:`storefront.target`; validated by :meth:`from_env`)."""
+        return storage_target(self.minio_host, self.minio_port)
 
     @property
     def external_endpoint(self) -> str:
-        """``host:port`` that browsers use to reach storage (presigned and external URLs)."""
+        """``host:port`` that browsers use to reach storage (presigned and external URLs);
+        empty when there is no external host."""
+        if not self.external_host:
+            return ""
         return f"{_host_for_url(self.external_host)}:{self.external_port}"
 
     @property
     def external_base_url(self) -> str:
-        """``http(s)://host:port`` for URLs handed to browsers."""
+        """``http(s)://host:port`` for URLs handed to browsers (empty without an external
+        host)."""
+        if not self.external_host:
+            return ""
         scheme = "https" if self.external_secure else "http"
         return f"{scheme}://{self.external_endpoint}"
 
@@ -101,13 +112,18 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read the settings from ``env`` (typically ``os.environ``).
 
-        Required: ``MINIO_ACCESS_KEY`` and ``MINIO_SECRET_KEY``. ``MINIO_HOST`` defaults to
-        ``localhost``, ``MINIO_PORT`` to 9000, the external host/port to the internal ones,
-        ``PORT`` to 8080 (0 picks a free port).
+        Required: ``MINIO_ACCESS_KEY`` and ``MINIO_SECRET_KEY``. ``MINIO_HOST`` (any mcresolve
+        target, see :mod:`storefront.target`) defaults to ``localhost``, ``MINIO_PORT`` to 9000,
+        the external host/port to the internal ones when ``MINIO_HOST`` is a plain host name or
+        address, ``PORT`` to 8080 (0 picks a free port).
         """
         reader = _EnvReader(env)
         host = reader.text("MINIO_HOST", "localhost")
         minio_port = reader.number("MINIO_PORT", "9000", _port)
+        try:
+            storage_target(host, minio_port)
+        except ValueError as error:
+            reader.problems.append(f"MINIO_HOST={host!r}: {error}")
         secure = reader.number("MINIO_SECURE", "false", _boolean)
         image_mode = reader.number("STOREFRONT_IMAGES", "proxy", _image_mode)
         settings = cls(
@@ -115,7 +131,7 @@ class Settings:
             minio_port=minio_port,
             access_key=reader.required("MINIO_ACCESS_KEY"),
             secret_key=reader.required("MINIO_SECRET_KEY"),
-            external_host=reader.text("MINIO_EXTERNAL_HOST", host),
+            external_host=reader.text("MINIO_EXTERNAL_HOST", host if is_plain_host(host) else ""),
             external_port=reader.number("MINIO_EXTERNAL_PORT", str(minio_port), _port),
             port=reader.number("PORT", "8080", _port_or_zero),
             bind=reader.text("STOREFRONT_BIND", "0.0.0.0"),
@@ -138,6 +154,11 @@ class Settings:
             consul_check_interval=reader.text("STOREFRONT_CHECK_INTERVAL", "2s"),
             consul_check_timeout=reader.text("STOREFRONT_CHECK_TIMEOUT", "1s"),
         )
+        if settings.image_mode is not ImageMode.PROXY and not settings.external_host:
+            reader.problems.append(
+                f"STOREFRONT_IMAGES={image_mode.value} needs MINIO_EXTERNAL_HOST when MINIO_HOST "
+                "is not a plain host name or address (browsers cannot resolve a target)"
+            )
         reader.raise_if_problems()
         return settings
 

@@ -84,9 +84,13 @@ async def _stored_etag(client: ObjectClient, bucket: str, key: str) -> str | Non
 
 async def _run(settings: Settings, wait_s: float) -> SeedReport:
     client = build_object_client(settings)
-    if wait_s > 0:
-        await wait_for_storage(client, settings.bucket, wait_s)
-    return await seed_catalog(client, settings.bucket, sample_objects())
+    await client.start()
+    try:
+        if wait_s > 0:
+            await wait_for_storage(client, settings.bucket, wait_s)
+        return await seed_catalog(client, settings.bucket, sample_objects())
+    finally:
+        await client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     created = "created" if report.created_bucket else "existing"
     print(
-        f"seeded {created} bucket {settings.bucket!r} at {settings.minio_endpoint}: "
+        f"seeded {created} bucket {settings.bucket!r} at {settings.storage_target}: "
         f"{len(report.uploaded)} uploaded, {len(report.unchanged)} unchanged"
     )
     return 0

@@ -44,9 +44,24 @@ async def serve(
 ) -> None:
     """Serve until ``stop`` is set, then deregister from Consul and close.
 
-    ``on_ready`` receives the base URL once the socket is bound (and registration attempted).
+    ``client`` (default: :func:`~storefront.storage.build_object_client`) is started here and
+    closed on the way out, also when it was passed in. ``on_ready`` receives the base URL once
+    the socket is bound (and registration attempted).
     """
     client = client or build_object_client(settings)
+    await client.start()
+    try:
+        await _serve_with(settings, stop, client, on_ready)
+    finally:
+        await client.close()
+
+
+async def _serve_with(
+    settings: Settings,
+    stop: asyncio.Event,
+    client: ObjectClient,
+    on_ready: Callable[[str], None] | None,
+) -> None:
     app = create_app(settings, build_catalog_storage(settings, client))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
@@ -90,11 +105,6 @@ async def serve(
         if consul is not None:
             await consul.close()
         await runner.cleanup()
-        close = getattr(client, "close", None)
-        if callable(close):
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
 
 
 async def _register(

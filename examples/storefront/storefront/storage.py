@@ -1,13 +1,15 @@
-"""The storefront's view of object storage: a small adapter over an async MinIO client.
+"""The storefront's view of object storage: a small adapter over mcresolve's resilient client.
 
 :class:`CatalogStorage` is what the web app uses (``list_products``, ``open_image``, ``image_url``,
 ``probe``). It talks to storage only through :class:`ObjectClient`, the handful of
-``minio.Minio`` methods it needs, as coroutines: exactly the shape of mcresolve's asyncio
-``ResilientMinio`` facade, which replaces :class:`ThreadedMinio` (a plain ``minio.Minio`` run in
-threads, one endpoint, no failover) in :func:`build_object_client`.
+``minio.Minio`` methods it needs, as coroutines: the shape of mcresolve's
+:class:`~mcresolve.minio.AsyncResilientMinio`, which :func:`build_object_client` builds from
+``MINIO_HOST`` as an mcresolve target, so every storage call fails over across storage nodes.
 
 Storage errors are translated into three exceptions the app can render: :class:`ObjectMissing`
-(404), :class:`BucketMissing` (an empty shop) and :class:`StorageUnavailable` (503).
+(404), :class:`BucketMissing` (an empty shop) and :class:`StorageUnavailable` (503): a storage
+answer other than "missing", a transport failure, and every typed error of mcresolve (no
+endpoint, every attempt failed, deadline passed, cluster degraded, write outcome unknown).
 """
 
 from __future__ import annotations
@@ -15,16 +17,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol, Self, cast
+from typing import Any, BinaryIO, Final, Protocol, Self, cast
 from urllib.parse import quote
 
 import urllib3
-from minio import Minio
 from minio.error import MinioException, S3Error
+
+from mcresolve.call_policy import CallPolicy
+from mcresolve.consul import ConsulConfig
+from mcresolve.errors import McResolveError, NoEndpointAvailable
+from mcresolve.minio import (
+    AsyncResilientMinio,
+    ExternalEndpoint,
+    HttpPolicy,
+    StorageClusterDegraded,
+)
 
 from .catalog import SIDECAR_KEY, Product, Sidecar, StoredObject, build_products, parse_sidecar
 from .config import ImageMode, Settings
@@ -35,6 +47,28 @@ CHUNK_SIZE = 64 * 1024
 
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NoSuchVersion"})
 _MISSING_BUCKET_CODES = frozenset({"NoSuchBucket"})
+
+#: A storage call (every attempt on every endpoint, and the waits between) is bounded by this
+#: many ``STOREFRONT_STORAGE_TIMEOUT``: room for one attempt that times out and one on another
+#: node.
+CALL_DEADLINE_FACTOR: Final = 2
+#: A page's storage operation as a whole (a listing plus the sidecar, opening an image) is
+#: bounded by this many ``STOREFRONT_STORAGE_TIMEOUT``.
+OPERATION_DEADLINE_FACTOR: Final = 3
+
+#: Failures that mean "storage cannot answer now" (503), besides storage's own error answers:
+#: transport errors, and mcresolve's typed errors (``CallFailed`` and its subclasses
+#: ``AttemptsExhausted``, ``DeadlineExceeded``, ``ClusterUnavailable``; ``WriteOutcomeUnknown``,
+#: ``ObjectChangedDuringRead``, ``PoolClosed``; ``StorageClusterDegraded``;
+#: ``NoEndpointAvailable``).
+UNAVAILABLE_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    MinioException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+    McResolveError,
+    StorageClusterDegraded,
+    NoEndpointAvailable,
+)
 
 
 class StorageError(Exception):
@@ -67,11 +101,18 @@ class ObjectBody(Protocol):
 
 
 class ObjectClient(Protocol):
-    """The methods of ``minio.Minio`` the storefront uses, as coroutines.
+    """The methods of ``minio.Minio`` the storefront uses, as coroutines, and the client's
+    lifecycle (``start`` before the first call, ``close`` at the end): what
+    :class:`~mcresolve.minio.AsyncResilientMinio` offers.
 
     ``list_objects`` may return a list, any iterable or an async iterable of
-    ``minio.datatypes.Object``-like values (``object_name``, ``size``, ``last_modified``).
+    ``minio.datatypes.Object``-like values (``object_name``, ``size``, ``last_modified``), or an
+    awaitable of one.
     """
+
+    async def start(self) -> object: ...
+
+    async def close(self) -> None: ...
 
     async def bucket_exists(self, bucket_name: str) -> bool: ...
 
@@ -122,7 +163,7 @@ class ImageStream:
         while True:
             try:
                 chunk = await asyncio.to_thread(self._body.read, CHUNK_SIZE)
-            except (urllib3.exceptions.HTTPError, OSError) as error:
+            except UNAVAILABLE_ERRORS as error:
                 raise StorageUnavailable(f"reading {self.key!r} failed: {error}") from error
             if not chunk:
                 return
@@ -253,19 +294,22 @@ class CatalogStorage:
     @contextlib.asynccontextmanager
     async def _translated(self, doing: str) -> AsyncIterator[None]:
         """Bound the block by :attr:`deadline_s` and translate storage errors."""
+        deadline = asyncio.timeout(self.deadline_s)
         try:
-            async with asyncio.timeout(self.deadline_s):
+            async with deadline:
                 yield
-        except TimeoutError as error:
-            raise StorageUnavailable(f"{doing}: no answer within {self.deadline_s:g} s") from error
         except S3Error as error:
             if error.code in _MISSING_OBJECT_CODES:
                 raise ObjectMissing(doing) from error
             if error.code in _MISSING_BUCKET_CODES:
                 raise BucketMissing(self.bucket) from error
             raise StorageUnavailable(f"{doing}: {error.code}: {error.message}") from error
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as error:
-            raise StorageUnavailable(f"{doing}: {error}") from error
+        except UNAVAILABLE_ERRORS as error:
+            if deadline.expired():
+                raise StorageUnavailable(
+                    f"{doing}: no answer within {self.deadline_s:g} s"
+                ) from error
+            raise StorageUnavailable(f"{doing}: {type(error).__name__}: {error}") from error
 
 
 async def _collect(listing: Any) -> list[Any]:
@@ -277,133 +321,50 @@ async def _collect(listing: Any) -> list[Any]:
     return list(cast(Iterable[Any], listing))
 
 
-class ThreadedMinio:
-    """A plain ``minio.Minio`` on one endpoint, its blocking calls run in worker threads.
+def build_object_client(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> AsyncResilientMinio:
+    """mcresolve's resilient storage client for ``settings`` (not started yet: ``serve`` and
+    the seeding command ``await client.start()`` and ``await client.close()``).
 
-    It is the stand-in for mcresolve's async ``ResilientMinio`` (same method names, as coroutines)
-    and has none of its failover: every call goes to ``endpoint``. Its HTTP client has short
-    timeouts and no urllib3 retries (``minio.Minio``'s defaults take minutes to fail, see
-    DESIGN.md). Presigned URLs are signed for ``external_endpoint`` by a second, offline client
-    (the region is given, so signing needs no network round trip).
+    * Endpoints come from :attr:`Settings.storage_target` (``MINIO_HOST``/``MINIO_PORT`` as an
+      mcresolve target), Consul from ``CONSUL_HTTP_*`` in ``environ`` (default ``os.environ``).
+    * Short HTTP timeouts: connecting takes at most 1 s (never more than
+      ``STOREFRONT_STORAGE_TIMEOUT``), each read at most ``STOREFRONT_STORAGE_TIMEOUT``; one
+      attempt at most that long too, and one call (every attempt, on every endpoint, and the
+      waits between) at most twice that, so a page never waits long for a failover.
+    * Start-up does not wait for an endpoint: a storefront whose storage is not there yet
+      serves 503 pages (and says so in ``/health``) instead of failing to start.
+    * Presigned and external URLs name ``MINIO_EXTERNAL_HOST:MINIO_EXTERNAL_PORT``, whichever
+      node serves.
     """
-
-    def __init__(
-        self,
-        endpoint: str,
-        access_key: str,
-        secret_key: str,
-        *,
-        secure: bool = False,
-        region: str = "us-east-1",
-        timeout_s: float = 3.0,
-        external_endpoint: str | None = None,
-        external_secure: bool | None = None,
-        pool_size: int = 10,
-    ) -> None:
-        self._http = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=pool_size,
-            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
-            retries=False,
+    timeout = settings.storage_timeout_s
+    external = (
+        ExternalEndpoint(
+            _bracketed(settings.external_host),
+            settings.external_port,
+            secure=settings.external_secure,
         )
-        self._minio = Minio(
-            endpoint,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=secure,
-            region=region,
-            http_client=self._http,
-        )
-        self._presigner = Minio(
-            external_endpoint or endpoint,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=secure if external_secure is None else external_secure,
-            region=region,
-            http_client=self._http,
-        )
-
-    async def bucket_exists(self, bucket_name: str) -> bool:
-        """``Minio.bucket_exists`` in a worker thread."""
-        return cast(bool, await asyncio.to_thread(self._minio.bucket_exists, bucket_name))
-
-    async def make_bucket(self, bucket_name: str) -> None:
-        """``Minio.make_bucket`` in a worker thread."""
-        await asyncio.to_thread(self._minio.make_bucket, bucket_name)
-
-    async def list_objects(
-        self, bucket_name: str, prefix: str | None = None, recursive: bool = False
-    ) -> list[Any]:
-        """``Minio.list_objects``, fully materialised in a worker thread."""
-
-        def listing() -> list[Any]:
-            return list(self._minio.list_objects(bucket_name, prefix=prefix, recursive=recursive))
-
-        return await asyncio.to_thread(listing)
-
-    async def stat_object(self, bucket_name: str, object_name: str) -> Any:
-        """``Minio.stat_object`` in a worker thread."""
-        return await asyncio.to_thread(self._minio.stat_object, bucket_name, object_name)
-
-    async def get_object(self, bucket_name: str, object_name: str) -> ObjectBody:
-        """``Minio.get_object`` in a worker thread (headers received, body not read yet)."""
-        response = await asyncio.to_thread(self._minio.get_object, bucket_name, object_name)
-        return cast(ObjectBody, response)
-
-    async def presigned_get_object(
-        self, bucket_name: str, object_name: str, expires: timedelta = timedelta(days=7)
-    ) -> str:
-        """``Minio.presigned_get_object`` signed for the external endpoint."""
-        return cast(
-            str,
-            await asyncio.to_thread(
-                self._presigner.presigned_get_object, bucket_name, object_name, expires=expires
-            ),
-        )
-
-    async def put_object(
-        self,
-        bucket_name: str,
-        object_name: str,
-        data: BinaryIO,
-        length: int,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-    ) -> Any:
-        """``Minio.put_object`` in a worker thread."""
-        return await asyncio.to_thread(
-            self._minio.put_object,
-            bucket_name,
-            object_name,
-            data,
-            length,
-            content_type=content_type,
-            metadata=cast(Any, metadata),
-        )
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._http.clear()
-
-
-def build_object_client(settings: Settings) -> ObjectClient:
-    """The storage client for ``settings``.
-
-    LEAD: replace with mcresolve's asyncio ResilientMinio once it lands, built from
-    ``settings.minio_host`` as an mcresolve target (``storage-object-minio.query.consul`` switches
-    to stage 3) with presigned URLs for ``settings.external_endpoint``. Only the methods of
-    :class:`ObjectClient` are used.
-    """
-    return ThreadedMinio(
-        settings.minio_endpoint,
-        settings.access_key,
-        settings.secret_key,
+        if settings.external_host
+        else None
+    )
+    return AsyncResilientMinio(
+        settings.storage_target,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
         secure=settings.minio_secure,
         region=settings.region,
-        timeout_s=settings.storage_timeout_s,
-        external_endpoint=settings.external_endpoint,
-        external_secure=settings.external_secure,
+        consul=ConsulConfig.from_env(os.environ if environ is None else environ),
+        ready_timeout=None,
+        http=HttpPolicy(connect_timeout=min(timeout, 1.0), read_timeout=timeout),
+        call_policy=CallPolicy(deadline=timeout * CALL_DEADLINE_FACTOR, attempt_timeout=timeout),
+        external=external,
     )
+
+
+def _bracketed(host: str) -> str:
+    """A bare IPv6 address in brackets, so that ``host:port`` stays unambiguous."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def build_catalog_storage(settings: Settings, client: ObjectClient) -> CatalogStorage:
@@ -414,6 +375,6 @@ def build_catalog_storage(settings: Settings, client: ObjectClient) -> CatalogSt
         image_mode=settings.image_mode,
         external_base_url=settings.external_base_url,
         presign_expiry=timedelta(seconds=settings.presign_expiry_s),
-        # One attempt's connect and read, plus slack for a failover to a second endpoint.
-        deadline_s=settings.storage_timeout_s * 3,
+        # The client's own call deadline plus slack for a listing and its sidecar (two calls).
+        deadline_s=settings.storage_timeout_s * OPERATION_DEADLINE_FACTOR,
     )

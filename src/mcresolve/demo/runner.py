@@ -122,7 +122,9 @@ class Demo:
                 "STOREFRONT_CHECK_INTERVAL": "1s",
                 "STOREFRONT_STORAGE_TIMEOUT": "2",
                 "STOREFRONT_HEALTH_GRACE": "3",
-                "STOREFRONT_LOG_LEVEL": "INFO" if os.environ.get("MCRESOLVE_DEMO_DEBUG") else "",
+                "STOREFRONT_LOG_LEVEL": "INFO"
+                if os.environ.get("MCRESOLVE_DEMO_DEBUG")
+                else "WARNING",
                 "CONSUL_HTTP_ADDR": self.stack.consul.dc(sf.datacenter).http_url,
             }
         )
@@ -133,7 +135,7 @@ class Demo:
         stage = "stage 3" if ".query." in target else "stage 2, local only"
         child = ChildProcess(
             f"storefront {dc} {service}",
-            ["-m", "mcresolve.demo.storefront_process"],
+            ["-m", "storefront"],
             {},
         )
         sf = _Storefront(dc, service, target, port, child)
