@@ -1,5 +1,8 @@
 """Fault injection: stopped agents, WAN partitions, slow/failing/dropped requests, index rewind,
-flipped checks; and blocking queries across these."""
+flipped checks; and blocking queries across these. Also: no ``Server`` header (Consul sends none).
+
+Blocking queries are known to be parked through the agent's ``parked`` counter, never by sleeping.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ import aiohttp
 import pytest
 
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.testing.consul.datacenter import Datacenter
+from mcresolve.testing.consul.http_api import AgentHttpApi
+
+DEADLINE = 10.0  # generous bound for a loaded machine; the states below take milliseconds
 
 
 @pytest.fixture
@@ -41,6 +48,26 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, st
         text = await resp.text()
         body = json.loads(text) if resp.content_type == "application/json" else text
         return resp.status, dict(resp.headers), body
+
+
+async def _parked(dc: Datacenter, count: int = 1) -> None:
+    """Wait (with a deadline) until ``dc``'s agent holds ``count`` blocking queries."""
+    api = AgentHttpApi.of(dc)
+    async with asyncio.timeout(DEADLINE):
+        while api.parked < count:  # noqa: ASYNC110 - polling a counter, not an event
+            await asyncio.sleep(0.005)
+
+
+async def _until_body(
+    http: aiohttp.ClientSession, url: str, expected: tuple[int, Any]
+) -> tuple[int, Any]:
+    """Poll ``url`` (with a deadline) until it answers ``expected`` (status, body)."""
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            status, _, body = await _get(http, url)
+            if (status, body) == expected:
+                return status, body
+            await asyncio.sleep(0.01)
 
 
 async def test_fail_next_and_delay(consul: ConsulEmulator, http: aiohttp.ClientSession) -> None:
@@ -83,7 +110,7 @@ async def test_stop_and_start_agent(consul: ConsulEmulator, http: aiohttp.Client
     watcher = asyncio.create_task(
         _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2&index={index}&wait=30s")
     )
-    await asyncio.sleep(0.05)
+    await _parked(dc1)  # held by dc1 for dc2
     await consul.stop_agent("dc2")
     status, headers, body = await asyncio.wait_for(watcher, 5)
     assert (status, body) == (500, "rpc error making call: EOF")
@@ -93,11 +120,11 @@ async def test_stop_and_start_agent(consul: ConsulEmulator, http: aiohttp.Client
         await _get(http, f"http://127.0.0.1:{port}/v1/status/leader")
     status, _, body = await _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2")
     assert status == 500 and body.startswith("rpc error getting client: failed to get conn:")
-    # later the WAN pool gives up on it
+    # later (no_path_after, 54.6 Consul seconds: 55 ms at this scale) the WAN pool gives up on it
     consul.time_scale = 0.001
-    await asyncio.sleep(0.06)
-    status, _, body = await _get(http, f"{dc1.http_url}/v1/health/service/web?dc=dc2")
-    assert (status, body) == (500, "No path to datacenter")
+    await _until_body(
+        http, f"{dc1.http_url}/v1/health/service/web?dc=dc2", (500, "No path to datacenter")
+    )
     members = (await _get(http, f"{dc1.http_url}/v1/agent/members?wan=1"))[2]
     assert {m["Name"]: m["Status"] for m in members} == {"n1.dc1": 1, "n2.dc2": 4}
     # local reads are unaffected
@@ -127,7 +154,7 @@ async def test_blocking_wakes_on_write_and_rewind_blocks_full_wait(
     _, headers, _ = await _get(http, url)
     index = int(headers["X-Consul-Index"])
     watcher = asyncio.create_task(_get(http, f"{url}?index={index}&wait=30s"))
-    await asyncio.sleep(0.05)
+    await _parked(dc1)
     written = time.monotonic()
     dc1.set_check_status("web-dc1-ttl", "critical", "flipped")
     _, headers, body = await asyncio.wait_for(watcher, 5)
@@ -161,3 +188,24 @@ async def test_set_check_status_on_a_catalog_check(
     assert body == []
     _, _, body = await _get(http, f"{dc1.http_url}/v1/health/state/warning")
     assert [(c["CheckID"], c["Output"]) for c in body] == [("e-chk", "slow")]
+
+
+async def test_no_server_header_like_consul(
+    consul: ConsulEmulator, http: aiohttp.ClientSession
+) -> None:
+    """Consul 1.0.8 sends no ``Server`` header (recordings); aiohttp would add its own."""
+    dc1 = consul.dc("dc1")
+    base = dc1.http_url
+    answers = [
+        await _get(http, f"{base}/v1/status/leader"),  # 200 JSON
+        await _get(http, f"{base}/v1/no/such/path"),  # empty 404
+        await _get(http, f"{base}/v1/agent/service/register"),  # 405 with Allow
+        await _get(http, f"{base}/v1/health/service/web?wait=bad"),  # 400 text
+    ]
+    dc1.faults.fail_next(1)
+    answers.append(await _get(http, f"{base}/v1/health/service/web"))  # injected 500
+    # a blocking answer, after its (short) full wait
+    answers.append(await _get(http, f"{base}/v1/health/service/web?index=999&wait=20ms"))
+    assert [a[0] for a in answers] == [200, 404, 405, 400, 500, 200]
+    for status, headers, _ in answers:
+        assert "server" not in {name.lower() for name in headers}, (status, headers)

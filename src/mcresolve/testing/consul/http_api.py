@@ -9,9 +9,11 @@ import contextlib
 import inspect
 import json
 import random
+import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
@@ -123,14 +125,32 @@ class Route:
     exact: bool = True
 
 
+async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Consul sends no ``Server`` header (recorded); aiohttp adds ``Python/… aiohttp/…``."""
+    response.headers.popall("Server", None)
+
+
 class AgentHttpApi:
-    """The aiohttp application of one agent."""
+    """The aiohttp application of one agent.
+
+    :meth:`of` finds the API of a datacenter's agent, whose read-only counters tell tests what
+    the agent saw: :attr:`parked` (blocking queries it holds right now, waiting for a change) and
+    :meth:`requests_served` (requests received per path).
+    """
+
+    _by_datacenter: ClassVar[weakref.WeakKeyDictionary[Datacenter, AgentHttpApi]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, dc: Datacenter) -> None:
         self.dc = dc
         self._rng = random.Random(dc.seed)
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._parked = 0
+        self._paths: Counter[str] = Counter()
+        AgentHttpApi._by_datacenter[dc] = self
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.on_response_prepare.append(_drop_server_header)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         get, put = ("GET",), ("PUT",)
         self.routes: list[Route] = [
@@ -165,6 +185,24 @@ class AgentHttpApi:
             Route("/v1/query/", ("GET", "PUT", "DELETE"), self.prepared_query, False),
         ]
 
+    @classmethod
+    def of(cls, dc: Datacenter) -> AgentHttpApi:
+        """The HTTP API of ``dc``'s agent (it exists once the agent was started)."""
+        api = cls._by_datacenter.get(dc)
+        if api is None:
+            raise LookupError(f"the agent of {dc.name} was never started")
+        return api
+
+    @property
+    def parked(self) -> int:
+        """Blocking queries this agent is holding now (received with an index that is current,
+        waiting for a change or the end of their wait), including ``?dc=`` ones it forwards."""
+        return self._parked
+
+    def requests_served(self, path: str | None = None) -> int:
+        """Requests this agent received for ``path`` (all paths when ``None``)."""
+        return sum(self._paths.values()) if path is None else self._paths[path]
+
     # ------------------------------------------------------------------------ plumbing
 
     async def drop_in_flight(self) -> None:
@@ -195,6 +233,7 @@ class AgentHttpApi:
                 self._in_flight.discard(task)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        self._paths[request.path] += 1
         faults = self.dc.faults
         if faults.delay > 0:
             await asyncio.sleep(faults.delay)
@@ -259,24 +298,28 @@ class AgentHttpApi:
             return index, body
         clock = self.dc.clock
         deadline = clock.now() + clock.scaled(jittered(params.wait, self._rng))
-        while True:
-            remaining = deadline - clock.now()
-            if remaining <= 0:
-                return compute()
-            changed = asyncio.ensure_future(target.catalog.changed_event().wait())
-            down = asyncio.ensure_future(target.down_event.wait())
-            try:
-                await asyncio.wait(
-                    {changed, down}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                changed.cancel()
-                down.cancel()
-            if target is not self.dc and not target.running:
-                raise ForwardedError(500, "rpc error making call: EOF")
-            index, body = compute()
-            if index > params.index:
-                return index, body
+        self._parked += 1
+        try:
+            while True:
+                remaining = deadline - clock.now()
+                if remaining <= 0:
+                    return compute()
+                changed = asyncio.ensure_future(target.catalog.changed_event().wait())
+                down = asyncio.ensure_future(target.down_event.wait())
+                try:
+                    await asyncio.wait(
+                        {changed, down}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    changed.cancel()
+                    down.cancel()
+                if target is not self.dc and not target.running:
+                    raise ForwardedError(500, "rpc error making call: EOF")
+                index, body = compute()
+                if index > params.index:
+                    return index, body
+        finally:
+            self._parked -= 1
 
     # --------------------------------------------------------------------------- agent
 
