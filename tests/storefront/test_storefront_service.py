@@ -145,9 +145,12 @@ async def _services(consul_url: str) -> dict[str, Any]:
 
 
 async def test_bad_configuration_exits_2_with_every_problem_named() -> None:
-    env = env_for_subprocess({"PORT": "http", "STOREFRONT_IMAGES": "carrier-pigeon"})
+    env = env_for_subprocess(
+        {"PORT": "http", "STOREFRONT_IMAGES": "carrier-pigeon", "MINIO_HOST": "minio.bogus.consul"}
+    )
     env.pop("MINIO_ACCESS_KEY", None)
     code, output = await run_command(env, "-m", "storefront")
     assert code == 2
-    for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "PORT", "STOREFRONT_IMAGES"):
+    for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "PORT", "STOREFRONT_IMAGES", "MINIO_HOST"):
         assert name in output
+    assert "expected a Consul name" in output
