@@ -23,6 +23,8 @@ from mcresolve.consul.watch import (
     WatchUpdate,
 )
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.testing.consul.datacenter import Datacenter
+from mcresolve.testing.consul.http_api import AgentHttpApi
 
 SERVICE = "storage-object-minio"
 FAST = WatchPolicy(
@@ -65,6 +67,15 @@ async def next_update(sub: Subscription[object]) -> WatchUpdate[object]:
         return await sub.next_update()
 
 
+async def parked(dc: Datacenter) -> None:
+    """Wait (with a deadline) until ``dc``'s agent holds a blocking query: the watch's next
+    request has arrived and waits for a change."""
+    api = AgentHttpApi.of(dc)
+    async with asyncio.timeout(DEADLINE):
+        while api.parked < 1:  # noqa: ASYNC110 - polling a counter, not an event
+            await asyncio.sleep(0.005)
+
+
 def ids(update: WatchUpdate[object]) -> list[str]:
     return sorted(e.service.id for e in update.value)  # type: ignore[attr-defined]
 
@@ -86,7 +97,7 @@ async def test_check_flip_wakes_the_watch_quickly(emulator: ConsulEmulator) -> N
                 ("minio-1-ttl", "critical", ["minio-0", "minio-2"]),
                 ("minio-1-ttl", "passing", ["minio-0", "minio-1", "minio-2"]),
             ]:
-                await asyncio.sleep(0.05)  # let the watch send its next blocking request
+                await parked(dc1)  # the watch's next blocking request waits on the agent
                 flipped = time.monotonic()
                 dc1.set_check_status(check, status, "flip")
                 update = await next_update(sub)
@@ -157,7 +168,7 @@ async def test_index_rewind_is_recovered(emulator: ConsulEmulator) -> None:
             update = await next_update(sub)
             assert ids(update) == ["minio-1", "minio-2"]
             # From now on changes arrive promptly again (the watch blocks on the new index).
-            await asyncio.sleep(0.05)
+            await parked(dc1)
             flipped = time.monotonic()
             dc1.set_check_status("minio-1-ttl", "critical", "down")
             update = await next_update(sub)
@@ -178,7 +189,7 @@ async def test_fails_over_to_the_next_agent_without_a_gap(emulator: ConsulEmulat
                 sub = registry.subscribe(HealthServiceSpec(SERVICE))
                 await next_update(sub)
                 assert client.current_address.port == proxy.port
-                await asyncio.sleep(0.05)  # a blocking request is in flight through the proxy
+                await parked(dc1)  # a blocking request is in flight through the proxy
                 await proxy.stop()
                 dc1.set_check_status("minio-2-ttl", "critical", "down")
                 update = await next_update(sub)
@@ -246,10 +257,25 @@ async def test_one_request_stream_for_many_subscribers(emulator: ConsulEmulator)
             assert watch.running and len(registry.watches()) == 1
             await late.aclose()  # the last subscriber: the watch stops
             assert not watch.running and not registry.watches()
-            count = proxy.count(path)
-            dc1.set_check_status("minio-0-ttl", "passing", "")
-            await asyncio.sleep(0.2)
-            assert proxy.count(path) == count  # no request after the watch stopped
+            # No request after the watch stopped. Bounded by events rather than a quiet period:
+            # a control watch through the same proxy is woken by the next change and sends its
+            # next request; a watch still running would have been woken by the same change and
+            # would have re-requested alongside it. So once the proxy has seen the control
+            # watch's requests, it must have seen nothing else.
+            count, stopped_requests = proxy.count(path), watch.requests
+            async with WatchRegistry(client, FAST) as control_registry:
+                control = control_registry.subscribe(HealthServiceSpec(SERVICE, passing=False))
+                await next_update(control)
+                dc1.set_check_status("minio-0-ttl", "passing", "")
+                await next_update(control)
+                async with asyncio.timeout(DEADLINE):
+                    # polled counters: its request after the change, seen by the proxy
+                    while control.watch.requests < 3:  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)
+                    while proxy.count(path) < count + control.watch.requests:  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)
+                assert proxy.count(path) == count + control.watch.requests
+            assert watch.requests == stopped_requests
             with pytest.raises(StopAsyncIteration):
                 await anext(late)
             await registry.aclose()

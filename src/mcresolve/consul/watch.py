@@ -17,6 +17,12 @@ A :class:`Watch` runs Consul's blocking-query loop for one :class:`WatchSpec` (e
 
 A :class:`WatchRegistry` keeps one :class:`Watch` per spec (kind, service, datacenter, filters,
 consistency) and shares it between subscribers; the watch stops when its last subscriber closes.
+
+:data:`SHARED_WATCHES` (a :class:`SharedWatchRegistries`) makes that sharing process-wide without
+passing a registry around: :meth:`SharedWatchRegistries.lease` hands each user (each source built
+by :func:`mcresolve.sources.from_target` without ``registry=``) a :class:`SharedRegistryLease` on
+the one registry of its Consul configuration and event loop. Registries are reference-counted by
+their leases and closed (with the client they created) when the last lease closes.
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
+import hmac
 import logging
+import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +45,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
 from mcresolve.consul.blocking import BlockingPolicy, TokenBucket, is_change, next_index
 from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import (
     Consistency,
@@ -526,3 +537,192 @@ class WatchRegistry:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+#: Per-process key of the token digest in :class:`ConsulIdentity` (a digest is not reversible, and
+#: with a random key it cannot even be compared with a digest computed elsewhere).
+_TOKEN_DIGEST_KEY = os.urandom(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsulIdentity:
+    """What makes two Consul configurations interchangeable for watches: every setting
+    (addresses and schemes, default datacenter, TLS files and verification, timeouts) and *which*
+    token, by a keyed digest. The token itself is never stored here, nor shown by ``repr``."""
+
+    config: ConsulConfig
+    """The configuration without its token."""
+    token_digest: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, config: ConsulConfig) -> ConsulIdentity:
+        """The identity of ``config``."""
+        digest = None
+        if config.token is not None:
+            digest = hmac.new(_TOKEN_DIGEST_KEY, config.token.encode(), hashlib.sha256).digest()
+        return cls(config.with_options(token=None), digest)
+
+    def __repr__(self) -> str:
+        addresses = ",".join(a.base_url for a in self.config.addresses)
+        token = "set" if self.token_digest is not None else "none"
+        return f"ConsulIdentity({addresses}, token={token}, tls={self.config.uses_tls})"
+
+
+#: What a shared registry is keyed by besides the loop: a configuration's identity, or a client
+#: object passed in by the application (shared by everything given that very client).
+SharingKey = ConsulIdentity | ConsulClient
+
+
+@dataclass(slots=True)
+class _SharedEntry:
+    registry: WatchRegistry
+    owns_client: bool
+    users: int = 0
+
+
+class SharedWatchRegistries:
+    """Process-wide :class:`WatchRegistry` objects, one per (Consul configuration, event loop).
+
+    The configuration is compared by :class:`ConsulIdentity` (a client passed in is shared by
+    identity of the object). Watches are per event loop because aiohttp sessions are bound to
+    the loop that created them. Each user takes a :meth:`lease`; a registry (and the client it
+    created for a configuration) is closed when its last lease closes. Thread-safe: pools on
+    different loop threads use separate registries.
+    """
+
+    def __init__(self, policy: WatchPolicy | None = None) -> None:
+        self._policy = policy
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[SharingKey, asyncio.AbstractEventLoop], _SharedEntry] = {}
+
+    def lease(self, consul: ConsulClient | ConsulConfig) -> SharedRegistryLease:
+        """A new lease on the registry for ``consul``; it binds to the running loop at its
+        first use and must be closed (:meth:`SharedRegistryLease.aclose`) by its user."""
+        key: SharingKey = consul if isinstance(consul, ConsulClient) else ConsulIdentity.of(consul)
+        return SharedRegistryLease(self, key, consul)
+
+    def active(self) -> dict[tuple[SharingKey, asyncio.AbstractEventLoop], int]:
+        """Open leases per (key, loop) of the registries alive now (introspection, tests)."""
+        with self._lock:
+            return {key: entry.users for key, entry in self._entries.items()}
+
+    def registry_for(
+        self, consul: ConsulClient | ConsulConfig, loop: asyncio.AbstractEventLoop | None = None
+    ) -> WatchRegistry | None:
+        """The live registry for ``consul`` on ``loop`` (default: the running one), if any."""
+        key: SharingKey = consul if isinstance(consul, ConsulClient) else ConsulIdentity.of(consul)
+        loop = loop if loop is not None else asyncio.get_running_loop()
+        with self._lock:
+            entry = self._entries.get((key, loop))
+        return None if entry is None else entry.registry
+
+    def _acquire(
+        self, key: SharingKey, consul: ConsulClient | ConsulConfig, loop: asyncio.AbstractEventLoop
+    ) -> WatchRegistry:
+        with self._lock:
+            for stale in [k for k in self._entries if k[1].is_closed()]:
+                # A loop closed without its users closing: nothing can be awaited on it any more.
+                del self._entries[stale]
+            entry = self._entries.get((key, loop))
+            if entry is None:
+                owns = not isinstance(consul, ConsulClient)
+                client = ConsulClient(consul) if isinstance(consul, ConsulConfig) else consul
+                entry = _SharedEntry(WatchRegistry(client, self._policy), owns)
+                self._entries[(key, loop)] = entry
+                log.debug("shared watch registry for %r created", key)
+            entry.users += 1
+            return entry.registry
+
+    async def _release(self, key: SharingKey, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            entry = self._entries.get((key, loop))
+            if entry is None:
+                return
+            entry.users -= 1
+            if entry.users > 0:
+                return
+            del self._entries[(key, loop)]
+        log.debug("shared watch registry for %r closed: no user left", key)
+        await entry.registry.aclose()
+        if entry.owns_client:
+            await entry.registry.client.close()
+
+
+class SharedRegistryLease(WatchRegistry):
+    """One user's handle on a process-wide registry (see :class:`SharedWatchRegistries`).
+
+    It is a :class:`WatchRegistry` for its user: :meth:`subscribe` goes to the shared registry of
+    the lease's configuration and of the running loop (bound at the first call; using it from
+    another loop afterwards raises ``RuntimeError``). :meth:`aclose` ends this user's open
+    subscriptions and releases the registry; the last release closes it.
+    """
+
+    def __init__(
+        self, shared: SharedWatchRegistries, key: SharingKey, consul: ConsulClient | ConsulConfig
+    ) -> None:
+        # Deliberately no WatchRegistry.__init__: every public method is delegated.
+        self._shared = shared
+        self._key = key
+        self._consul = consul
+        self._bound: tuple[asyncio.AbstractEventLoop, WatchRegistry] | None = None
+        self._subscriptions: list[Subscription[Any]] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "bound" if self._bound else "unbound"
+        return f"<SharedRegistryLease {self._key!r} {state}>"
+
+    @property
+    def key(self) -> SharingKey:
+        """What the shared registry is keyed by (besides the loop)."""
+        return self._key
+
+    @property
+    def bound(self) -> bool:
+        """Whether the lease holds a registry (after its first use, until closed)."""
+        return self._bound is not None
+
+    def _registry(self) -> WatchRegistry:
+        if self._closed:
+            raise RuntimeError("watch registry lease is closed")
+        loop = asyncio.get_running_loop()
+        if self._bound is None:
+            self._bound = (loop, self._shared._acquire(self._key, self._consul, loop))
+        elif self._bound[0] is not loop:
+            raise RuntimeError("a shared watch registry lease is bound to another event loop")
+        return self._bound[1]
+
+    @property
+    def client(self) -> ConsulClient:
+        """The shared registry's client (needs the running loop the lease is bound to)."""
+        return self._registry().client
+
+    def watches(self) -> dict[WatchSpec[Any], Watch[Any]]:
+        """The shared registry's running watches (empty before the first use)."""
+        return {} if self._bound is None else self._bound[1].watches()
+
+    def subscribe(
+        self, spec: WatchSpec[T], on_event: EventCallback | None = None
+    ) -> Subscription[T]:
+        """Subscribe to ``spec`` on the shared registry of this lease's loop."""
+        subscription = self._registry().subscribe(spec, on_event)
+        self._subscriptions = [s for s in self._subscriptions if not s.closed]
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def aclose(self) -> None:
+        """End this user's subscriptions and release the shared registry (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        bound, self._bound = self._bound, None
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            if not subscription.closed:
+                await subscription.aclose()
+        if bound is not None and not bound[0].is_closed():
+            await self._shared._release(self._key, bound[0])
+
+
+#: The process-wide registries :func:`mcresolve.sources.from_target` uses without ``registry=``.
+SHARED_WATCHES = SharedWatchRegistries()

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
-from mcresolve.consul.watch import WatchRegistry
+from mcresolve.consul.watch import SHARED_WATCHES, SharedWatchRegistries, WatchRegistry
 from mcresolve.sources.arbiter import ArbiterPolicy
 from mcresolve.sources.base import Source
 from mcresolve.sources.composite import ResilientSource
@@ -35,16 +35,22 @@ def from_target(
     consul: ConsulClient | ConsulConfig | None = None,
     registry: WatchRegistry | None = None,
     dns_cache: DnsCache | None = None,
+    shared: SharedWatchRegistries = SHARED_WATCHES,
 ) -> Source:
     """The source for ``target`` (a string is parsed with :func:`~mcresolve.target.parse_target`,
     raising :class:`~mcresolve.target.TargetError` when it is invalid).
 
-    Consul targets use, in order: ``registry`` (its client; share one registry per process so
-    that every pool watching the same service shares one request stream), else ``consul`` (a
-    client, or a config to create one), else :meth:`ConsulConfig.from_env`. A target naming its
-    agent (``consul://host:port/svc``) gets its own client with that address and the other
-    settings (token, TLS) of the given or environment config. Whatever this function creates
-    is closed when the source stops; what was passed in is left open.
+    Consul targets watch through ``registry`` when it is given (and the target names no agent);
+    otherwise through a lease on the process-wide ``shared`` registries
+    (:data:`~mcresolve.consul.watch.SHARED_WATCHES`), keyed by the Consul configuration and the
+    event loop: every source of the process watching the same service, datacenter, filters and
+    consistency with the same configuration on the same loop shares one request stream, without
+    passing anything around. The configuration is ``consul`` (a client, shared by identity, or
+    a config), else :meth:`ConsulConfig.from_env`; a target naming its agent
+    (``consul://host:port/svc``) uses that address with the other settings (token, TLS) of the
+    given or environment config. Prepared-query executions use ``registry``'s client, the
+    client given, or a client this source creates. Whatever this function creates (client,
+    lease) is closed when the source stops; what was passed in is left open.
 
     Every source except a static list is wrapped in a
     :class:`~mcresolve.sources.composite.ResilientSource` (last known good, suspect empty
@@ -58,11 +64,21 @@ def from_target(
     if isinstance(spec, DnsTarget):
         primary = DnsSource(spec, cache=dns_cache)
     else:
-        client, watches = _consul_for(spec.agent, consul, registry, cleanup)
+        client: ConsulClient | None = None
+        watches: WatchRegistry
+        if spec.agent is None and registry is not None:
+            client, watches = registry.client, registry
+        else:
+            consul_for_target = _config_for(spec.agent, consul)
+            lease = shared.lease(consul_for_target)
+            cleanup.insert(0, lease.aclose)
+            watches = lease
         if isinstance(spec, HealthTarget):
             primary = HealthSource(spec, watches)
         else:
             assert isinstance(spec, PreparedQueryTarget)
+            if client is None:
+                client = _client_for(consul_for_target, cleanup)
             primary = PreparedQuerySource(spec, client, watches)
     fallback_target = spec.options.fallback
     fallback: Callable[[], Source] | None = None
@@ -70,7 +86,11 @@ def from_target(
 
         def fallback() -> Source:
             return from_target(
-                fallback_target, consul=consul, registry=registry, dns_cache=dns_cache
+                fallback_target,
+                consul=consul,
+                registry=registry,
+                dns_cache=dns_cache,
+                shared=shared,
             )
 
     return ResilientSource(
@@ -82,30 +102,30 @@ def from_target(
     )
 
 
-def _consul_for(
-    agent: HostPort | None,
-    consul: ConsulClient | ConsulConfig | None,
-    registry: WatchRegistry | None,
-    cleanup: list[Cleanup],
-) -> tuple[ConsulClient, WatchRegistry]:
-    """The client and watch registry a Consul target uses (creating what is missing)."""
-    if agent is None and registry is not None:
-        return registry.client, registry
-    client: ConsulClient
+def _config_for(
+    agent: HostPort | None, consul: ConsulClient | ConsulConfig | None
+) -> ConsulClient | ConsulConfig:
+    """The client given, or the configuration a Consul target uses (its own agent address with
+    the given or environment settings)."""
     if agent is None and isinstance(consul, ConsulClient):
-        client = consul
+        return consul
+    if isinstance(consul, ConsulClient):
+        config = consul.config
+    elif consul is None:
+        config = ConsulConfig.from_env()
     else:
-        if isinstance(consul, ConsulClient):
-            config = consul.config
-        elif consul is None:
-            config = ConsulConfig.from_env()
-        else:
-            config = consul
-        if agent is not None:
-            scheme = config.addresses[0].scheme if config.addresses else "http"
-            config = config.with_options(addresses=(ConsulAddress.parse(str(agent), scheme),))
-        client = ConsulClient(config)
-        cleanup.append(client.close)
-    watches = WatchRegistry(client)
-    cleanup.insert(0, watches.aclose)
-    return client, watches
+        config = consul
+    if agent is not None:
+        scheme = config.addresses[0].scheme if config.addresses else "http"
+        config = config.with_options(addresses=(ConsulAddress.parse(str(agent), scheme),))
+    return config
+
+
+def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> ConsulClient:
+    """The client for non-watch calls (prepared-query executions): the one given, else a new
+    one closed when the source stops."""
+    if isinstance(consul, ConsulClient):
+        return consul
+    client = ConsulClient(consul)
+    cleanup.append(client.close)
+    return client
