@@ -18,10 +18,16 @@ Rules, in order (``last`` = the latest finished attempt):
    the callee's own error (an answer, or a request that may have executed and cannot be
    repeated).
 2. The deadline has passed: :class:`~mcresolve.errors.DeadlineExceeded`.
-3. ``max_attempts`` attempts were started: :class:`~mcresolve.errors.AttemptsExhausted`.
-4. Any further attempt after the first is a retry: without budget,
+3. ``max_attempts`` *charged* attempts were started:
+   :class:`~mcresolve.errors.AttemptsExhausted`. An attempt refused before anything was sent
+   (a NODE verdict of kind ``CONNECT``: connection refused, host unreachable, TLS handshake) is
+   not charged: the endpoint is gone, nothing reached a server, so it must not use up the
+   attempts a call needs while the pool re-resolves (a whole datacenter's storage dies before
+   Consul's checks notice). Such calls are bounded by the deadline and the backoff instead.
+4. An attempt after a charged one is a retry: without budget,
    :class:`~mcresolve.errors.RetryBudgetExhausted` (checked before waiting, so a doomed call
-   does not sleep first).
+   does not sleep first). Attempts after refused ones only are not retries: the refused
+   attempts put no load on any server, which is what the budget limits.
 5. ``last`` failed with a CLUSTER verdict and no wait happened since: wait ``Retry-After`` (the
    server's hint) or the cluster backoff; if that wait would not end before the deadline,
    :class:`~mcresolve.errors.ClusterUnavailable` now (waiting only to fail is worse).
@@ -31,7 +37,9 @@ Rules, in order (``last`` = the latest finished attempt):
    endpoint without delay).
 8. Every endpoint has been tried: back off (jittered, ``policy.backoff``) and start a new round;
    re-resolve first when no endpoint is usable (all ejected). If the backoff would not end
-   before the deadline: :class:`~mcresolve.errors.AttemptsExhausted`.
+   before the deadline: with nothing usable, wait for a new set until the deadline (then
+   :class:`~mcresolve.errors.DeadlineExceeded`); else
+   :class:`~mcresolve.errors.AttemptsExhausted`.
 
 Classification (what an exception means) is pluggable: a :data:`Classifier` maps the exception
 and an :class:`AttemptContext` to any object shaped like :class:`VerdictLike` —
@@ -219,6 +227,18 @@ class AttemptRecord:
         return None if self.verdict is None else fault_of(self.verdict)
 
     @property
+    def refused(self) -> bool:
+        """Failed before anything was sent (a NODE verdict of kind ``CONNECT``: refused,
+        unreachable, TLS handshake). Not charged against ``max_attempts``."""
+        verdict = self.verdict
+        return (
+            self.error is not None
+            and verdict is not None
+            and verdict.failure_kind is FailureKind.CONNECT
+            and fault_of(verdict) is Fault.NODE
+        )
+
+    @property
     def duration(self) -> float:
         """Seconds the attempt took."""
         return max(0.0, self.ended - self.started)
@@ -242,16 +262,24 @@ class CallState:
     """Waits after CLUSTER verdicts."""
     waited: bool = False
     """A wait happened since the last attempt finished."""
+    refused_attempts: int = 0
+    """Finished attempts that were refused (:attr:`AttemptRecord.refused`): not charged."""
 
     @staticmethod
-    def begin(now: float, policy: CallPolicy) -> CallState:
-        """The state of a call starting at ``now``."""
-        return CallState(started=now, deadline=now + policy.deadline)
+    def begin(now: float, policy: CallPolicy, exclude: frozenset[Key] = frozenset()) -> CallState:
+        """The state of a call starting at ``now``. ``exclude``: endpoints to avoid in the
+        first round (e.g. the node a stream just failed on); eligible again after a backoff."""
+        return CallState(started=now, deadline=now + policy.deadline, tried=exclude)
 
     @property
     def started_attempts(self) -> int:
         """Attempts finished plus in flight."""
         return len(self.attempts) + self.in_flight
+
+    @property
+    def charged_attempts(self) -> int:
+        """Attempts that count against ``max_attempts``: started, minus the refused ones."""
+        return len(self.attempts) + self.in_flight - self.refused_attempts
 
     def remaining(self, now: float) -> float:
         """Seconds left until the deadline (may be negative; ``inf`` without deadline)."""
@@ -268,6 +296,7 @@ class CallState:
             attempts=(*self.attempts, record),
             in_flight=max(0, self.in_flight - 1),
             waited=False,
+            refused_attempts=self.refused_attempts + record.refused,
         )
 
     def wait_done(self, wait: Wait) -> CallState:
@@ -307,7 +336,7 @@ class Attempt:
     """``timeout`` is the time left, shorter than the policy's attempt timeout: a timeout is then
     the caller's deadline, not the endpoint's fault."""
     retry: bool
-    """Not the first attempt of the call (withdraw from the retry budget)."""
+    """An attempt after a charged one (withdraw from the retry budget)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,11 +395,12 @@ def plan(
     remaining = state.remaining(now)
     if remaining <= _EPSILON:
         return GiveUp(DeadlineExceeded(_deadline_message(state, view), attempts))
-    if state.started_attempts >= policy.max_attempts:
+    charged = state.charged_attempts
+    if charged >= policy.max_attempts:
         return GiveUp(
             AttemptsExhausted(f"gave up after {policy.max_attempts} attempt(s)", attempts)
         )
-    is_retry = state.started_attempts > 0
+    is_retry = charged > 0
     if is_retry and not budget_ok:
         return GiveUp(
             RetryBudgetExhausted(
@@ -413,6 +443,8 @@ def plan(
         )
     delay = policy.backoff.delay(state.backoffs + 1, 0.0, lambda: random)
     if delay >= remaining:
+        if view.usable == 0:  # every endpoint ejected: a new set may still come in time
+            return Wait(remaining, "no_endpoint", refresh=True)
         return GiveUp(
             AttemptsExhausted(
                 f"every endpoint failed ({len(view.candidates)} tried) and the backoff "

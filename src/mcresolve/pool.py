@@ -32,6 +32,7 @@ import math
 import random
 import threading
 import time
+from asyncio.events import _get_running_loop
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -238,12 +239,7 @@ def _short(text: str, limit: int = 80) -> str:
 _EMPTY_COUNTS: Mapping[FailureKind, int] = MappingProxyType({})
 
 
-def _on_running_loop_thread() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+_NO_KEYS: frozenset[Key] = frozenset()
 
 
 class EndpointPool:
@@ -312,6 +308,9 @@ class EndpointPool:
         self._cond = threading.Condition()
         self._generation = 0
         self._detector = OutlierDetector(self.policy.outlier, self._rng)
+        # Keys whose outlier counters may be non-zero (see _record_success).
+        self._failing: set[Key] = set()
+        self._failing_lock = threading.Lock()
         self._budget = RetryBudget(self.policy.retry_budget)
         self._hub = EventHub()
         self._resolution: Resolution | None = None
@@ -760,16 +759,29 @@ class EndpointPool:
                 load.finish(now, latency)
         key = endpoint.key
         if verdict is None:
-            self._detector.record_success(key, now)
+            if key in self._failing:
+                self._record_success(key, now)
             return
         fault = _fault(verdict)
         if fault is Fault.CLIENT:
-            self._detector.record_success(key, now)
+            if key in self._failing:
+                self._record_success(key, now)
         elif fault is Fault.NODE:
             kind = verdict if isinstance(verdict, FailureKind) else verdict.failure_kind
-            ejection = self._detector.record_failure(key, kind or FailureKind.SERVER_ERROR, now)
+            with self._failing_lock:
+                self._failing.add(key)
+                ejection = self._detector.record_failure(key, kind or FailureKind.SERVER_ERROR, now)
             if ejection is not None:
                 self._on_ejection(ejection, now)
+
+    def _record_success(self, key: Key, now: float) -> None:
+        """Reset ``key``'s failure counters. Only keys in ``_failing`` can have any (every NODE
+        failure is recorded under ``_failing_lock`` after adding its key), so a success on a
+        key outside it skips the detector: a set lookup instead of a locked state update. A
+        success that misses a concurrent failure's marker happened before that failure."""
+        with self._failing_lock:
+            self._failing.discard(key)
+            self._detector.record_success(key, now)
 
     def _view(self, picker: Picker) -> PoolView:
         return PoolView(picker.keys, self._usable)
@@ -804,12 +816,15 @@ class EndpointPool:
         hedge_delay: float | None = None,
         classify: Classifier | None = None,
         policy: CallPolicy | None = None,
+        exclude: Collection[Key] = (),
     ) -> T:
         """Run ``await fn(endpoint)`` with failover (see :mod:`mcresolve.attempts` for the
         rules) and return its result.
 
         ``deadline`` / ``attempt_timeout`` (seconds from now / per attempt), ``hedge_delay``
         override the pool's :class:`~mcresolve.call_policy.CallPolicy` (or ``policy``).
+        ``exclude``: endpoint keys to avoid in the first round (eligible again after a
+        backoff when nothing else is left).
         ``idempotent=False`` disables hedging and tells the classifier that a request that may
         have executed must not be repeated. Raises the callee's own error for CLIENT and
         non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass.
@@ -821,7 +836,7 @@ class EndpointPool:
         classifier = classify or self._classify
         hedging = idempotent and call_policy.hedging
         now = self._clock()
-        state = CallState.begin(now, call_policy)
+        state = CallState.begin(now, call_policy, frozenset(exclude) if exclude else _NO_KEYS)
         self._budget.record_request(now)
         running: dict[asyncio.Task[_Finished], Endpoint] = {}
         hedges = 0
@@ -832,7 +847,7 @@ class EndpointPool:
                     self._check_open()
                     picker = self._picker
                     now = self._clock()
-                    budget_ok = state.started_attempts == 0 or self._budget.can_retry(now)
+                    budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
                     action = plan(
                         state,
                         self._view(picker),
@@ -910,7 +925,7 @@ class EndpointPool:
         hedges: int,
         running: dict[asyncio.Task[_Finished], Endpoint],
     ) -> Endpoint | None:
-        if hedges >= policy.max_hedges or state.started_attempts >= policy.max_attempts:
+        if hedges >= policy.max_hedges or state.charged_attempts >= policy.max_attempts:
             return None
         now = self._clock()
         remaining = state.remaining(now)
@@ -1006,33 +1021,110 @@ class EndpointPool:
         attempt_timeout: float | None = None,
         classify: Classifier | None = None,
         policy: CallPolicy | None = None,
+        exclude: Collection[Key] = (),
     ) -> T:
         """Run the blocking ``fn(endpoint)`` with failover in the calling thread (the same
         planner as :meth:`call`, without hedging). Must not be called on a thread running an
         event loop (:class:`RuntimeError`).
 
+        ``exclude``: endpoint keys to avoid in the first round (e.g. the node a stream just
+        broke on); they become eligible again after a backoff when nothing else is left.
+
         A running ``fn`` cannot be interrupted: ``attempt_timeout`` only classifies an attempt
         that took longer as a timeout failure and bounds waits; ``fn`` must bound its own I/O
         (socket / urllib3 timeouts).
+
+        The first attempt takes a fast path (no planner, no call state, no allocation unless an
+        attempt listener is registered): what is left per successful call is one retry-budget
+        deposit, the endpoint's in-flight count and latency EWMA, and a set lookup for its
+        outlier counters. Anything else (a failure, nothing to pick) goes through the planner.
         """
-        if _on_running_loop_thread():
+        if _get_running_loop() is not None:
             raise RuntimeError(
                 "EndpointPool.call_sync() blocks and cannot run on an event loop thread; "
                 "use 'await pool.call(...)' there, or call_sync from a worker thread"
             )
-        self._check_open()
-        call_policy = (policy or self.policy.call).with_overrides(
-            deadline=deadline, attempt_timeout=attempt_timeout
-        )
+        if self._closed or not self._started:
+            self._check_open()
+        call_policy = policy or self.policy.call
+        if deadline is not None or attempt_timeout is not None:
+            call_policy = call_policy.with_overrides(
+                deadline=deadline, attempt_timeout=attempt_timeout
+            )
         classifier = classify or self._classify
-        now = self._clock()
-        state = CallState.begin(now, call_policy)
-        self._budget.record_request(now)
+        excluded: frozenset[Key] = frozenset(exclude) if exclude else _NO_KEYS
+        clock = self._clock
+        started = clock()
+        self._budget.record_request(started)
+        picker = self._picker
+        if not picker.endpoints:
+            state = CallState.begin(started, call_policy, excluded)
+            return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
+        if excluded:
+            try:
+                endpoint = _pick(picker, excluded, fallback=False)
+            except NoEndpointAvailable:
+                state = CallState.begin(started, call_policy, excluded)
+                return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
+        else:
+            endpoint = picker.pick()
+        # Fast path: the first attempt, at once (plan()'s rule 7 for a fresh call).
+        key = endpoint.key
+        load = self._load_of(key)
+        load.start()
+        try:
+            value = fn(endpoint)
+        except Exception as exc:
+            state = CallState.begin(started, call_policy, excluded).attempt_started(key)
+            context = AttemptContext(endpoint, 1, idempotent, (excluded | {key}) >= picker.keys)
+            penalty = min(call_policy.attempt_timeout, call_policy.deadline)
+            state = self._sync_failed(exc, context, classifier, load, started, penalty, state)
+            return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
+        except BaseException:
+            load.finish(clock(), None)
+            raise
+        ended = clock()
+        load.finish(ended, ended - started)
+        if key in self._failing:
+            self._record_success(key, ended)
+        if self._attempt_listeners:
+            self._notify_attempt(AttemptRecord(endpoint, started, ended))
+        return value
+
+    def _sync_failed(
+        self,
+        exc: Exception,
+        context: AttemptContext,
+        classifier: Classifier,
+        load: EndpointLoad,
+        started: float,
+        penalty: float,
+        state: CallState,
+    ) -> CallState:
+        """A synchronous attempt raised ``exc``: classify, report, record; re-raise the
+        callee's error when it must not be retried, else return the new call state."""
+        verdict = self._classify_safely(classifier, exc, context)
+        self._report(context.endpoint, verdict, load, started, penalty, True)
+        record = AttemptRecord(context.endpoint, started, self._clock(), exc, verdict)
+        self._notify_attempt(record)
+        if fault_of(verdict) is Fault.CLIENT or not verdict.replay_safe:
+            raise exc
+        return state.attempt_finished(record)
+
+    def _call_sync_rounds(
+        self,
+        fn: Callable[[Endpoint], T],
+        state: CallState,
+        call_policy: CallPolicy,
+        classifier: Classifier,
+        idempotent: bool,
+    ) -> T:
+        """The planner-driven part of :meth:`call_sync` (after the fast path)."""
         while True:
             self._check_open()
             picker = self._picker
             now = self._clock()
-            budget_ok = state.started_attempts == 0 or self._budget.can_retry(now)
+            budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
             action = plan(
                 state,
                 self._view(picker),
@@ -1069,20 +1161,15 @@ class EndpointPool:
             try:
                 value = fn(endpoint)
             except Exception as exc:
-                verdict = self._classify_safely(classifier, exc, context)
-                self._report(endpoint, verdict, load, started, action.timeout, True)
-                record = AttemptRecord(endpoint, started, self._clock(), exc, verdict)
-                self._notify_attempt(record)
-                state = state.attempt_finished(record)
-                if fault_of(verdict) is Fault.CLIENT or not verdict.replay_safe:
-                    raise
+                state = self._sync_failed(
+                    exc, context, classifier, load, started, action.timeout, state
+                )
                 continue
             except BaseException:
                 load.finish(self._clock(), None)
                 raise
             self._report(endpoint, None, load, started, None, True)
-            record = AttemptRecord(endpoint, started, self._clock())
-            self._notify_attempt(record)
+            self._notify_attempt(AttemptRecord(endpoint, started, self._clock()))
             return value
 
     # --- introspection -----------------------------------------------------------------------

@@ -47,6 +47,9 @@ NO_JITTER = CallPolicy(
     cluster_backoff=BackoffPolicy(base=1.0, cap=10.0, jitter=Jitter.NONE),
 )
 NODE = AttemptVerdict(Fault.NODE, FailureKind.CONNECT, True, reason="refused")
+"""Refused: nothing was sent, not charged against max_attempts."""
+NODE_TIMEOUT = AttemptVerdict(Fault.NODE, FailureKind.TIMEOUT, True, reason="timeout")
+"""A NODE failure that reached the server: charged."""
 NODE_UNSAFE = AttemptVerdict(Fault.NODE, FailureKind.RESET, False, reason="reset")
 CLUSTER = AttemptVerdict(Fault.CLUSTER, None, True, reason="quorum")
 CLIENT = AttemptVerdict(Fault.CLIENT, None, False, reason="404")
@@ -68,10 +71,35 @@ def test_first_attempt_at_once_with_the_attempt_timeout() -> None:
 
 
 def test_retry_goes_to_a_different_endpoint_at_once() -> None:
-    state = failed(start(), EPS[0], NODE, 0.1)
+    state = failed(start(), EPS[0], NODE_TIMEOUT, 0.1)
     action = plan(state, ALL, 0.1, NO_JITTER)
     assert isinstance(action, Attempt)
     assert action.exclude == {EPS[0].key} and action.retry
+
+
+def test_attempt_after_refused_ones_only_is_not_a_retry() -> None:
+    state = failed(failed(start(), EPS[0], NODE, 0.1), EPS[1], NODE, 0.1)
+    assert state.charged_attempts == 0 and state.started_attempts == 2
+    action = plan(state, ALL, 0.1, NO_JITTER, budget_ok=False)
+    assert isinstance(action, Attempt)
+    assert action.exclude == {EPS[0].key, EPS[1].key} and not action.retry
+    state = failed(state, EPS[2], NODE_TIMEOUT, 0.2)
+    assert state.charged_attempts == 1
+    after = plan(state, ALL, 0.2, NO_JITTER, budget_ok=False)
+    assert isinstance(after, GiveUp) and isinstance(after.error, RetryBudgetExhausted)
+
+
+def test_exclude_is_avoided_in_the_first_round_only() -> None:
+    state = CallState.begin(0.0, NO_JITTER, frozenset({EPS[0].key}))
+    action = plan(state, ALL, 0.0, NO_JITTER)
+    assert isinstance(action, Attempt) and action.exclude == {EPS[0].key}
+    assert not action.retry
+    for endpoint in EPS[1:]:
+        state = failed(state, endpoint, NODE_TIMEOUT, 0.1)
+    backoff = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(backoff, Wait) and backoff.cause == "backoff"
+    again = plan(state.wait_done(backoff), ALL, 0.3, NO_JITTER)
+    assert isinstance(again, Attempt) and again.exclude == frozenset()
 
 
 def test_timeout_is_cut_to_the_time_left() -> None:
@@ -105,7 +133,7 @@ def test_deadline_passed() -> None:
 def test_max_attempts() -> None:
     state = start()
     for i in range(5):
-        state = failed(state, EPS[i % 4], NODE, 0.1)
+        state = failed(state, EPS[i % 4], NODE_TIMEOUT, 0.1)
         if i == 3:
             state = state.wait_done(Wait(0.1, "backoff"))
     action = plan(state, ALL, 0.2, NO_JITTER)
@@ -113,18 +141,53 @@ def test_max_attempts() -> None:
     assert len(action.error.attempts) == 5
 
 
+def test_refused_attempts_do_not_use_up_max_attempts() -> None:
+    """A whole datacenter dies: its nodes refuse until the source publishes another set."""
+    state = start()
+    now = 0.0
+    for round_ in range(10):  # far more rounds than max_attempts (5)
+        for endpoint in EPS:
+            action = plan(state, PoolView(KEYS, usable=0), now, NO_JITTER, budget_ok=False)
+            assert isinstance(action, Attempt) and not action.retry
+            state = failed(state, endpoint, NODE, now)
+        wait = plan(state, PoolView(KEYS, usable=0), now, NO_JITTER)
+        assert isinstance(wait, Wait) and wait.cause == "backoff" and wait.refresh, round_
+        state = state.wait_done(wait)
+        now += wait.delay
+    assert state.started_attempts == 40 and state.charged_attempts == 0
+    # The source answers with another datacenter: a reset there is charged as usual.
+    other = [Endpoint("10.0.1.1", 9000 + i) for i in range(5)]
+    view = PoolView(frozenset(e.key for e in other), usable=5)
+    for endpoint in other:
+        assert isinstance(plan(state, view, now, NO_JITTER), Attempt)
+        state = failed(state, endpoint, NODE_TIMEOUT, now)
+    action = plan(state, view, now, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, AttemptsExhausted)
+
+
+def test_all_ejected_waits_for_a_new_set_until_the_deadline_instead_of_giving_up() -> None:
+    policy = CallPolicy(deadline=0.5, backoff=BackoffPolicy(base=1.0, jitter=Jitter.NONE))
+    state = start(policy=policy)
+    for endpoint in EPS:
+        state = failed(state, endpoint, NODE, 0.1)
+    action = plan(state, PoolView(KEYS, usable=0), 0.1, policy)
+    assert action == Wait(pytest.approx(0.4), "no_endpoint", refresh=True)  # type: ignore[arg-type]
+    late = plan(state.wait_done(action), PoolView(KEYS, usable=0), 0.5, policy)
+    assert isinstance(late, GiveUp) and isinstance(late.error, DeadlineExceeded)
+
+
 def test_in_flight_attempts_count_towards_max() -> None:
     state = start()
     for endpoint in EPS:
         state = state.attempt_started(endpoint.key)
-    state = state.attempt_finished(AttemptRecord(EPS[0], 0, 0, RuntimeError(), NODE))
+    state = state.attempt_finished(AttemptRecord(EPS[0], 0, 0, RuntimeError(), NODE_TIMEOUT))
     action = plan(state, PoolView(KEYS, 4), 0.0, CallPolicy(max_attempts=4))
     assert isinstance(action, GiveUp) and isinstance(action.error, AttemptsExhausted)
 
 
 def test_no_budget_no_retry_but_first_attempt_is_free() -> None:
     assert isinstance(plan(start(), ALL, 0.0, NO_JITTER, budget_ok=False), Attempt)
-    state = failed(start(), EPS[0], NODE, 0.1)
+    state = failed(start(), EPS[0], NODE_TIMEOUT, 0.1)
     action = plan(state, ALL, 0.1, NO_JITTER, budget_ok=False)
     assert isinstance(action, GiveUp) and isinstance(action.error, RetryBudgetExhausted)
 
@@ -276,7 +339,7 @@ def test_default_classifier_names_the_attempt_timeout() -> None:
 
 # --- properties -------------------------------------------------------------------------------
 
-verdicts = st.sampled_from([NODE, NODE_UNSAFE, CLUSTER, CLIENT])
+verdicts = st.sampled_from([NODE, NODE_TIMEOUT, NODE_UNSAFE, CLUSTER, CLIENT])
 events = st.lists(
     st.tuples(st.integers(0, 3), verdicts, st.floats(0.0, 5.0), st.booleans()), max_size=12
 )
@@ -300,7 +363,7 @@ def test_planner_properties(
                 assert last.verdict is not None
                 assert fault_of(last.verdict) is Fault.CLIENT or not last.verdict.replay_safe
             elif isinstance(action.error, RetryBudgetExhausted):
-                assert not budget and state.started_attempts > 0
+                assert not budget and state.charged_attempts > 0
             elif isinstance(action.error, DeadlineExceeded):
                 assert now >= state.deadline - 1e-6
             elif isinstance(action.error, ClusterUnavailable):
@@ -311,13 +374,16 @@ def test_planner_properties(
             return
         if isinstance(action, Wait):
             assert 0 <= action.delay <= state.deadline - now
-            if action.cause == "backoff":
+            if action.cause == "backoff" or (action.cause == "no_endpoint" and usable):
                 assert state.tried >= KEYS  # backoff only once every endpoint was tried
+            if action.cause == "no_endpoint":
+                assert action.refresh and usable == 0
             state = state.wait_done(action)
             now += min(action.delay, elapsed)
             continue
         assert isinstance(action, Attempt)
-        assert state.started_attempts < policy.max_attempts
+        assert state.charged_attempts < policy.max_attempts
+        assert action.retry == (state.charged_attempts > 0)
         assert 0 < action.timeout <= policy.attempt_timeout
         assert now + action.timeout <= state.deadline + 1e-6
         assert not (action.exclude >= KEYS)  # an untried endpoint exists
@@ -328,4 +394,6 @@ def test_planner_properties(
             endpoint = next(e for e in EPS if e.key not in action.exclude)
         now += elapsed
         state = failed(state, endpoint, verdict, now)
-    assert state.started_attempts <= policy.max_attempts
+    assert state.charged_attempts <= policy.max_attempts
+    refused = sum(1 for a in state.attempts if a.refused)
+    assert state.started_attempts - refused == state.charged_attempts

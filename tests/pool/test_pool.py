@@ -118,8 +118,53 @@ async def test_non_idempotent_call_is_not_replayed_after_a_reset() -> None:
         assert len(seen) == 1
         fn2, seen2 = failing_on({9001, 9002}, ConnectionRefusedError)
         with pytest.raises(CallFailed):  # refused: nothing was sent, replay is safe
-            await pool.call(fn2, idempotent=False)
-        assert len(seen2) == FAST.max_attempts and set(seen2[:2]) == {9001, 9002}
+            await pool.call(fn2, idempotent=False, deadline=0.3)
+        # Refused attempts are not charged: tried again after backoffs until the deadline.
+        assert len(seen2) > FAST.max_attempts and set(seen2[:2]) == {9001, 9002}
+
+
+@pytest.mark.parametrize("sync", [False, True])
+async def test_dead_endpoints_do_not_use_up_attempts_while_the_source_re_resolves(
+    sync: bool,
+) -> None:
+    """A whole datacenter's storage dies: every endpoint refuses, Consul has not noticed yet.
+    The call keeps probing (with backoff, refreshing the source) until the new set arrives."""
+    call = CallPolicy(deadline=10.0, max_attempts=2, backoff=FAST_BACKOFF)
+    source = ManualSource()
+    source.answer(eps(9001, 9002))
+    async with EndpointPool(source, policy=policy(call=call)) as pool:
+        loop = asyncio.get_running_loop()
+        refused: list[int] = []
+
+        def attempt(endpoint: Endpoint) -> int:
+            if endpoint.port in (9001, 9002):
+                refused.append(endpoint.port)
+                if len(refused) == 12:  # "Consul's checks turned critical": dc2 answers
+                    loop.call_soon_threadsafe(source.answer, eps(9101, dc="dc2"), "dc2")
+                raise ConnectionRefusedError(f"{endpoint} is down")
+            return endpoint.port
+
+        async def async_attempt(endpoint: Endpoint) -> int:
+            return attempt(endpoint)
+
+        if sync:
+            port = await asyncio.to_thread(pool.call_sync, attempt)
+        else:
+            port = await pool.call(async_attempt)
+        assert port == 9101
+        assert len(refused) >= 12 > call.max_attempts
+        assert source.refreshes >= 1
+        # A charged failure still counts: resets on the new set exhaust max_attempts (2).
+        resets: list[int] = []
+
+        def reset(endpoint: Endpoint) -> None:
+            resets.append(endpoint.port)
+            raise ConnectionResetError("boom")
+
+        source.answer(eps(9201, 9202, 9203, dc="dc2"), "dc2")
+        with pytest.raises(AttemptsExhausted):
+            await asyncio.to_thread(pool.call_sync, reset)
+        assert len(resets) == 2
 
 
 async def test_every_endpoint_failing_gives_attempts_exhausted_with_each_attempt() -> None:
@@ -571,3 +616,54 @@ async def test_minio_verdicts_drive_the_pool_with_every_endpoint_tried() -> None
         assert [c.every_endpoint_tried for c in contexts] == [False, False, True]
         assert caught.value.verdict.affects is Affects.READS  # type: ignore[attr-defined]
         assert all(s.state == "active" for s in pool.snapshot().endpoints)
+
+
+async def test_call_sync_fast_path_keeps_the_books() -> None:
+    """The first-attempt fast path: success resets failure counters, in-flight returns to 0,
+    listeners see the attempt, exceptions that are not failures leave no attempt in flight."""
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        records: list[AttemptRecord] = []
+        pool.add_attempt_listener(records.append)
+        key = eps(9001)[0]
+        for _ in range(2):  # SERVER_ERROR ejects after 3 in a row: 2 are counted, no ejection
+            pool.report_failure(key, FailureKind.SERVER_ERROR)
+        status = {s.endpoint.port: s for s in pool.snapshot().endpoints}[9001]
+        assert status.consecutive_failures == {FailureKind.SERVER_ERROR: 2}
+
+        def on_9001(endpoint: Endpoint) -> int:
+            return endpoint.port
+
+        ports = await asyncio.to_thread(
+            lambda: [pool.call_sync(on_9001, exclude={eps(9002)[0].key}) for _ in range(10)]
+        )
+        assert ports == [9001] * 10  # exclude honoured while another endpoint exists
+        status = {s.endpoint.port: s for s in pool.snapshot().endpoints}[9001]
+        assert status.consecutive_failures == {}  # the fast path's success reset them
+        assert status.state == "active" and status.in_flight == 0
+        assert status.latency_ewma < 0.03  # measured latencies blended into the EWMA
+        assert [r.endpoint.port for r in records] == [9001] * 10
+        assert all(r.error is None and r.ended >= r.started for r in records)
+
+        def interrupted(endpoint: Endpoint) -> int:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            await asyncio.to_thread(pool.call_sync, interrupted)
+        assert all(s.in_flight == 0 for s in pool.snapshot().endpoints)
+        assert len(records) == 10  # an interrupted attempt is not an outcome
+
+
+async def test_call_sync_exclude_of_every_endpoint_uses_them_after_a_backoff() -> None:
+    async with EndpointPool(StaticSource(eps(9001, 9002)), policy=policy()) as pool:
+        seen: list[int] = []
+
+        def fn(endpoint: Endpoint) -> int:
+            seen.append(endpoint.port)
+            return endpoint.port
+
+        everything = {e.key for e in eps(9001, 9002)}
+        port = await asyncio.to_thread(pool.call_sync, fn, exclude=everything)
+        assert port in (9001, 9002) and len(seen) == 1
+        fn_async, seen_async = failing_on({9002})
+        assert await pool.call(fn_async, exclude={eps(9001)[0].key}) == 9001
+        assert seen_async == [9002, 9001]  # 9001 avoided until 9002 had failed
