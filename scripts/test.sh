@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, lint (ruff), types (mypy strict on src/), then pytest.
+# The whole test suite: set-up, lint (ruff), types (mypy strict on src/ and the storefront example), then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
