@@ -6,14 +6,16 @@ import asyncio
 from pathlib import Path
 
 from mcresolve.consul import ConsulClient, ConsulConfig
+from mcresolve.consul.watch import SharedWatchRegistries
 from mcresolve.sources import Resolution, from_target
 from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.snapshot import load_snapshot
 from mcresolve.target import HealthTarget, parse_target
 
-from .conftest import SERVICE, Cluster
+from .conftest import FAST_WATCH, SERVICE, Cluster
 from .helpers import next_matching
+from .test_prepared_query_source import define_query
 
 
 def ports(resolution: Resolution) -> set[int]:
@@ -150,3 +152,29 @@ async def test_factory_with_a_client(cluster: Cluster) -> None:
         assert len(answer.value) == 5
     finally:
         await client.close()
+
+
+async def test_factory_sources_share_the_process_wide_watch_and_release_it(
+    cluster: Cluster,
+) -> None:
+    """Without ``registry=``, stage 2 sources and a stage 3 source's local health watch on the
+    same service share one watch (a lease each on one registry); the last stop closes it."""
+    await define_query(cluster)
+    shared = SharedWatchRegistries(FAST_WATCH)
+    config = ConsulConfig.for_addresses(cluster.consul.dc("dc1").http_url)
+    targets = [f"consul://{SERVICE}", f"{SERVICE}.service.consul", f"{SERVICE}.query.consul"]
+    sources = [from_target(t, consul=config, shared=shared) for t in targets]
+    try:
+        for source in sources:
+            await source.start()
+            await next_matching(source, lambda r: bool(r.endpoints))
+        registry = shared.registry_for(config)
+        assert registry is not None
+        (watch,) = registry.watches().values()  # ?passing on the service in the local dc
+        assert watch.subscriber_count == 3
+        await sources[0].stop()
+        assert watch.subscriber_count == 2 and shared.registry_for(config) is registry
+    finally:
+        for source in sources:
+            await source.stop()
+    assert shared.active() == {} and not watch.running
