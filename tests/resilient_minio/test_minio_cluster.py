@@ -32,10 +32,18 @@ from mcresolve.minio import (
     StorageClusterDegraded,
     UploadNotRetryable,
 )
+from mcresolve.outlier import OutlierPolicy
+from mcresolve.picker import PickStrategy
+from mcresolve.pool import PoolPolicy
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageCluster, StorageNode
 
 MiB = 1024 * 1024
+#: Round robin puts a first attempt on every node within len(nodes) calls, so a faulty node is
+#: certainly tried; a long ejection keeps it out for the rest of the test on a slow machine.
+ROUND_ROBIN = PoolPolicy(
+    strategy=PickStrategy.ROUND_ROBIN, outlier=OutlierPolicy(base_ejection=300.0)
+)
 
 
 def requests_seen(nodes: tuple[StorageNode, ...], mode: FaultMode) -> int:
@@ -156,35 +164,53 @@ def test_read_quorum_with_short_retry_after_waits_once_then_reports_reads_affect
 
 
 def test_node_not_initialized_ejects_it_and_the_call_succeeds_elsewhere(
-    client: ResilientMinio, bucket: str, dc1: tuple[StorageNode, ...]
+    storage: StorageCluster, bucket: str, dc1: tuple[StorageNode, ...]
 ) -> None:
     name = unique("init")
-    client.put_object(bucket, name, io.BytesIO(b"x" * 10), 10)
     bad = dc1[0]
-    bad.proxy.answer_error("XMinioServerNotInitialized")
-    for _ in range(20):  # GET: the answer carries the code (a HEAD error has no body)
-        assert client.get_object(bucket, name).read() == b"x" * 10
-    assert bad.proxy.stats.errors["XMinioServerNotInitialized"] <= 1
-    ejected = client.pool.snapshot().by_state("ejected")
-    assert bad.proxy.stats.errors["XMinioServerNotInitialized"] == 0 or [
-        e.port for e in ejected
-    ] == [bad.port]
-    for _ in range(5):  # HEAD: a bare 503 is a server error on that node, retried elsewhere
-        assert client.stat_object(bucket, name).size == 10
+    with make_client(storage, static_target(storage), pool_policy=ROUND_ROBIN) as client:
+        client.put_object(bucket, name, io.BytesIO(b"x" * 10), 10)
+        bad.proxy.answer_error("XMinioServerNotInitialized")
+        bad.proxy.reset_stats()
+        # Round robin: among len(dc1) consecutive calls one first attempt lands on the bad node.
+        for _ in range(len(dc1)):  # GET: the answer carries the code (a HEAD error has no body)
+            assert client.get_object(bucket, name).read() == b"x" * 10
+        assert bad.proxy.stats.errors["XMinioServerNotInitialized"] == 1
+        ejected = client.pool.snapshot().by_state("ejected")
+        assert [e.port for e in ejected] == [bad.port]
+        for _ in range(18):  # ejected: never asked again
+            assert client.get_object(bucket, name).read() == b"x" * 10
+        assert bad.proxy.stats.errors["XMinioServerNotInitialized"] == 1
+    assert bad.proxy.stats.requests[FaultMode.ERROR] == 1
+    with make_client(storage, static_target(storage), pool_policy=ROUND_ROBIN) as fresh:
+        for _ in range(len(dc1)):  # HEAD: a bare 503 is a server error on that node, retried
+            assert fresh.stat_object(bucket, name).size == 10  # elsewhere (not yet an ejection)
+    assert bad.proxy.stats.requests[FaultMode.ERROR] >= 2  # so a HEAD did meet the bad node
 
 
 def test_blackholed_node_costs_at_most_one_attempt_timeout(
-    client: ResilientMinio, bucket: str, dc1: tuple[StorageNode, ...]
+    storage: StorageCluster, bucket: str, dc1: tuple[StorageNode, ...]
 ) -> None:
     name = unique("hole")
-    client.put_object(bucket, name, io.BytesIO(b"y" * 100), 100)
-    dc1[0].proxy.blackhole()
-    started = time.monotonic()
-    for _ in range(30):
-        assert client.get_object(bucket, name).read() == b"y" * 100
-    took = time.monotonic() - started
-    assert dc1[0].proxy.stats.requests[FaultMode.BLACKHOLE] <= 1
-    assert took < READ_TIMEOUT + 3.0  # one timeout at most, plus 30 quick reads
+    hole = dc1[0]
+    with make_client(storage, static_target(storage), pool_policy=ROUND_ROBIN) as client:
+        client.put_object(bucket, name, io.BytesIO(b"y" * 100), 100)
+        hole.proxy.blackhole()
+        hole.proxy.reset_stats()
+        took: list[float] = []
+        for _ in range(30):  # round robin: one of the first len(dc1) calls tries the hole
+            started = time.monotonic()
+            assert client.get_object(bucket, name).read() == b"y" * 100
+            took.append(time.monotonic() - started)
+        assert hole.proxy.stats.requests[FaultMode.BLACKHOLE] == 1
+        ejected = client.pool.snapshot().by_state("ejected")
+        assert [e.port for e in ejected] == [hole.port]
+    slowest = max(took)
+    assert took.index(slowest) < len(dc1)
+    # The call that tried the hole paid one attempt timeout, then succeeded elsewhere...
+    assert READ_TIMEOUT * 0.9 <= slowest <= READ_TIMEOUT + 3.0, took
+    # ...and no other call paid one.
+    assert sorted(took)[-2] < READ_TIMEOUT * 0.9, took
 
 
 def test_every_node_dead_fails_with_the_attempts_listed(

@@ -1,4 +1,5 @@
-"""A source driven by the test: publishes exactly what the test tells it to."""
+"""A source driven by the test (publishes exactly what the test tells it to), waiting for
+resolutions, and the prepared query the stage 1 and stage 3 tests share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import PublishingSource, Resolution
+
+from .conftest import SERVICE, Cluster
 
 
 def eps(*ports: int, dc: str = "dc1") -> tuple[Endpoint, ...]:
@@ -48,3 +51,19 @@ async def next_matching(
             if predicate(resolution):
                 return resolution
     raise AssertionError(f"{source} stopped before a matching resolution")
+
+
+async def define_query(cluster: Cluster, name: str = SERVICE) -> None:
+    """Create prepared query ``name`` in dc1: passing ``minio``-tagged instances of the service,
+    failing over to dc2."""
+    await cluster.dc1.query_create(
+        {
+            "Name": name,
+            "Service": {
+                "Service": SERVICE,
+                "Tags": ["minio"],
+                "OnlyPassing": True,
+                "Failover": {"Datacenters": ["dc2"]},
+            },
+        }
+    )

@@ -10,8 +10,8 @@ from mcresolve.sources import DnsCache, DnsSource, Resolution, from_target
 from mcresolve.sources.dns import consul_target_location, decode_addr_label
 from mcresolve.target import DnsTarget, parse_target
 
-from .conftest import SERVICE, Cluster
-from .helpers import next_matching
+from .conftest import DC1, SERVICE, Cluster
+from .helpers import define_query, next_matching
 
 
 def ports(resolution: Resolution) -> set[int]:
@@ -163,3 +163,26 @@ async def test_query_names_fail_over_like_http(cluster: Cluster, transport: str)
         async with asyncio.timeout(10):
             resolution = await source.wait_ready()
     assert resolution.endpoints == () and resolution.error is None
+
+
+async def test_query_name_fails_over_to_dc2_when_dc1_is_all_critical_and_back(
+    cluster: Cluster,
+) -> None:
+    """Stage 1 with the article's ``<query>.query.consul``: Consul's DNS executes the prepared
+    query (tag minio, failover to dc2), so the answer moves to dc2 and comes back."""
+    await define_query(cluster)  # created over the agent's HTTP API
+    dc1 = cluster.consul.dc("dc1")
+    minio_dc1 = {port for _, port, tags in DC1 if "minio" in tags}
+    target = dns_target(cluster, f"{SERVICE}.query.consul", "&refresh=50ms&ttl-floor=0")
+    async with DnsSource(target) as source:
+        local = await next_matching(source, lambda r: ports(r) == minio_dc1)
+        assert {(e.node, e.datacenter) for e in local.endpoints} == {("n1", "dc1")}
+        assert local.datacenter == "dc1"
+        for service_id, _, _ in DC1:
+            dc1.set_check_status(f"{service_id}-ttl", "critical", "down")
+        remote = await next_matching(source, lambda r: ports(r) == {9101, 9102})
+        assert {(e.node, e.datacenter) for e in remote.endpoints} == {("n2", "dc2")}
+        assert remote.datacenter == "dc2" and remote.ok
+        dc1.set_check_status("minio-dc1-a-ttl", "passing", "back")
+        back = await next_matching(source, lambda r: ports(r) == {9001})
+        assert back.datacenter == "dc1" and back.endpoints[0].datacenter == "dc1"

@@ -14,8 +14,7 @@ from mcresolve.sources.snapshot import load_snapshot
 from mcresolve.target import HealthTarget, parse_target
 
 from .conftest import FAST_WATCH, SERVICE, Cluster
-from .helpers import next_matching
-from .test_prepared_query_source import define_query
+from .helpers import define_query, next_matching
 
 
 def ports(resolution: Resolution) -> set[int]:

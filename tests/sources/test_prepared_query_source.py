@@ -9,7 +9,7 @@ from mcresolve.sources.prepared_query import jittered
 from mcresolve.target import PreparedQueryTarget, parse_target
 
 from .conftest import DC1, SERVICE, Cluster
-from .helpers import next_matching
+from .helpers import define_query, next_matching
 
 #: Long periodic refresh: every reaction below must come from the health watch or refresh_now.
 SLOW = "refresh=5m"
@@ -17,20 +17,6 @@ SLOW = "refresh=5m"
 
 def ports(resolution: Resolution) -> set[int]:
     return {e.port for e in resolution.endpoints}
-
-
-async def define_query(cluster: Cluster, name: str = SERVICE) -> None:
-    await cluster.dc1.query_create(
-        {
-            "Name": name,
-            "Service": {
-                "Service": SERVICE,
-                "Tags": ["minio"],
-                "OnlyPassing": True,
-                "Failover": {"Datacenters": ["dc2"]},
-            },
-        }
-    )
 
 
 def query_source(cluster: Cluster, options: str = SLOW) -> PreparedQuerySource:
