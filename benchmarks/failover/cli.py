@@ -88,6 +88,13 @@ def versions() -> str:
         parts.append(" ".join(text.split()[:3]))
     else:
         parts.append("haproxy (not installed)")
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    parts.append(f"repository at {commit or '?'}")
     return ", ".join(parts)
 
 
@@ -124,8 +131,13 @@ async def run_benchmark(
         for workload in config.workloads:
             for scenario in scenarios:
                 _log.info("scenario %s, %s workload", scenario.name, workload)
+                logged_before = ROOT_LOGGER_LINES.dropped
                 run = await run_scenario(env, scenario, workload, config)
                 summary = summarize_run(run)
+                multiminio = summary["peers"].get("multiminio")
+                if multiminio is not None and "unavailable" not in multiminio:
+                    # MultiMinio logs two root-logger lines per failed attempt it retries.
+                    multiminio["retry_log_lines"] = ROOT_LOGGER_LINES.dropped - logged_before
                 png = out / f"timeline-{scenario.name}-{workload}.png"
                 await asyncio.to_thread(render_timeline, run, png, deadline=config.peer.deadline)
                 summary["timeline_png"] = png.name
@@ -156,6 +168,7 @@ async def run_benchmark(
         "attempt_timeout": config.peer.attempt_timeout,
         "hedge_delay": config.peer.hedge_delay,
         "config": _jsonable(dataclasses.asdict(config)),
+        "root_logger_lines_dropped": ROOT_LOGGER_LINES.dropped,
     }
     document = {
         "meta": meta,
@@ -215,11 +228,30 @@ def config_from(args: argparse.Namespace) -> RunConfig:
     return dataclasses.replace(config, **changes)
 
 
+class _CountRootLogger(logging.Filter):
+    """Counts and drops records of the root logger: multiminio logs every failed attempt there
+    with the call's arguments (hundreds of MB in a full run); the count is kept instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root":
+            self.dropped += 1
+            return False
+        return True
+
+
+ROOT_LOGGER_LINES = _CountRootLogger()
+
+
 def configure_logging(out: Path, verbose: bool) -> None:
     """Console: the benchmark's progress; file: everything (clients log a lot under faults)."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     file_handler = logging.FileHandler(out / "run.log", mode="w")
+    file_handler.addFilter(ROOT_LOGGER_LINES)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root.addHandler(file_handler)
     console = logging.StreamHandler(sys.stderr)
@@ -250,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             raw=args.raw,
         )
     )
+    if ROOT_LOGGER_LINES.dropped:
+        _log.info(
+            "dropped %d root-logger lines (multiminio's retry log)", ROOT_LOGGER_LINES.dropped
+        )
     missed = [v for v in result.verdicts if not v["passed"]]
     print(f"results in {out} ({len(result.summaries)} runs, {len(missed)} targets missed)")
     return 0

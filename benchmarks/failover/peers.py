@@ -303,6 +303,12 @@ class MultiMinioPeer(Peer):
     def before_call(self) -> None:
         self.visit(self.endpoints[self._client._current_client_index])
 
+    async def close(self) -> None:
+        # MultiMinio retries a failed call in a loop for up to ``fallback_timeout`` (60 s),
+        # spinning when its cached health says the failing node is fine; threads the workload
+        # abandoned would keep spinning into the next scenario. End their loops now.
+        self._client._fallback_timeout = 0.0
+
 
 class HAProxyPeer(Peer):
     kind = "haproxy"
