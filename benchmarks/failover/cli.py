@@ -27,7 +27,7 @@ from benchmarks.failover.plots import render_timeline
 from benchmarks.failover.report import markdown_report
 from benchmarks.failover.runner import RunConfig, run_scenario
 from benchmarks.failover.scenarios import SCENARIOS, scenario_named
-from benchmarks.failover.verdicts import evaluate, verdicts_json
+from benchmarks.failover.verdicts import Verdict, evaluate, verdicts_json
 
 __all__ = ["BenchResult", "main", "run_benchmark"]
 
@@ -181,6 +181,16 @@ async def run_benchmark(
     return BenchResult(summaries, verdicts_json(verdicts), micro, meta, out)
 
 
+def render_from_json(out: Path) -> None:
+    """Rewrite ``out``/results.md from ``out``/results.json (after a report change)."""
+    document = json.loads((out / "results.json").read_text())
+    verdicts = [Verdict(**v) for v in document["verdicts"]]
+    text = markdown_report(
+        document["scenarios"], verdicts, document["meta"], _flat(document["micro"])
+    )
+    (out / "results.md").write_text(text)
+
+
 def _flat(micro: dict[str, Any]) -> dict[str, str]:
     return {k: str(v).replace("\n", "<br>").replace("|", "\\|") for k, v in micro.items()}
 
@@ -205,6 +215,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="requests per second per peer")
     parser.add_argument("--no-micro", action="store_true", help="skip the micro benchmarks")
     parser.add_argument("--raw", action="store_true", help="also write raw request CSVs")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite results.md from the results.json already in the results folder",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -266,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from(args)
     mode = "quick" if args.quick else "full"
     out = args.out or ROOT / "benchmarks" / "failover" / "results" / mode
+    if args.render_only:
+        render_from_json(out)
+        print(f"rewrote {out / 'results.md'}")
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     configure_logging(out, args.verbose)
     command = "python -m benchmarks.failover " + " ".join(

@@ -7,7 +7,7 @@ from typing import Any
 
 from benchmarks.failover.verdicts import Verdict
 
-__all__ = ["markdown_report", "scenario_table"]
+__all__ = ["headline_table", "markdown_report", "scenario_table"]
 
 PEER_NOTES: Mapping[tuple[str, str], str] = {
     ("haproxy", "health-flip"): "never reads Consul: it probes the node itself, which still "
@@ -53,7 +53,34 @@ def _errors(peer: Mapping[str, Any]) -> str:
     for phase in ("during", "after"):
         for name, count in peer["phases"][phase]["errors"].items():
             merged[name] = merged.get(name, 0) + count
-    return ", ".join(f"{k} ×{v}" for k, v in sorted(merged.items())) or "—"
+    text = ", ".join(f"{k} ×{v}" for k, v in sorted(merged.items())) or "—"
+    if peer.get("retry_log_lines"):
+        text += f" (MultiMinio logged {peer['retry_log_lines']} retry lines)"
+    return text
+
+
+def headline_table(summaries: Sequence[Mapping[str, Any]], workload: str) -> str:
+    """Scenarios × peers for one workload: failed requests / time to steady state."""
+    runs = [r for r in summaries if r["workload"] == workload]
+    if not runs:
+        return ""
+    kinds = list(runs[0]["peers"])
+    lines = [
+        "| scenario | " + " | ".join(kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for run in runs:
+        cells = []
+        for kind in kinds:
+            peer = run["peers"].get(kind)
+            if peer is None or "unavailable" in peer:
+                cells.append("did not run")
+                continue
+            steady = peer["steady_s"]
+            window = "never steady" if steady is None else f"{steady:.2f} s"
+            cells.append(f"{peer['failed']} failed, {window}")
+        lines.append(f"| {run['scenario']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def scenario_table(run: Mapping[str, Any]) -> str:
@@ -109,6 +136,12 @@ def markdown_report(
         "sent to the faulted node while the fault lasted.",
         "",
     ]
+    for workload in dict.fromkeys(r["workload"] for r in summaries):
+        lines += [
+            f"### At a glance ({workload} workload): failed requests, time to steady state",
+            "",
+            headline_table(summaries, workload),
+        ]
     for run in summaries:
         lines += [
             f"## {run['scenario']} ({run['workload']} workload): {run['title']}",

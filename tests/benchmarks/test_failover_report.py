@@ -14,7 +14,7 @@ from benchmarks.failover.records import (
     RequestRecord,
     ScenarioTimes,
 )
-from benchmarks.failover.report import markdown_report, scenario_table
+from benchmarks.failover.report import headline_table, markdown_report, scenario_table
 from benchmarks.failover.verdicts import evaluate
 
 TIMES = ScenarioTimes(fault=5.0, heal=10.0, end=12.0)
@@ -147,3 +147,11 @@ def test_haproxy_config_lists_local_servers_and_remote_backups() -> None:
     assert "option redispatch" in text and "retries 3" in text
     with pytest.raises(ValueError):
         render_config([], 8080, HAProxySettings())
+
+
+def test_headline_table_puts_peers_side_by_side() -> None:
+    summary = summaries(False, True)
+    text = headline_table(summary, "read")
+    assert text.splitlines()[0] == "| scenario | mcresolve-query | plain |"
+    assert "| node-kill | 0 failed, 0.00 s | 20 failed, 2.00 s |" in text
+    assert headline_table(summary, "mixed") == ""
