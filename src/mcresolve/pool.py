@@ -1247,11 +1247,13 @@ class EndpointPool:
         cls,
         source: str | Target | Callable[[], Source],
         *,
-        ready_timeout: float = 10.0,
+        ready_timeout: float | None = 10.0,
         **kwargs: Any,
     ) -> BackgroundPool:
         """Run a pool on a private event-loop thread (for synchronous programs); returns the
-        started :class:`BackgroundPool`. See :class:`BackgroundPool`."""
+        started :class:`BackgroundPool` once the pool has an endpoint
+        (:class:`~mcresolve.errors.NoEndpointAvailable` after ``ready_timeout`` seconds), or
+        at once with ``ready_timeout=None``. See :class:`BackgroundPool`."""
         background = BackgroundPool(source, **kwargs)
         background.start(ready_timeout=ready_timeout)
         return background

@@ -81,9 +81,10 @@ class AsyncResilientMinio:
     ``source``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
     started on the running loop. With a target, use ``async with AsyncResilientMinio(...)`` or
     ``await client.start()`` (the pool starts on the running loop and waits up to
-    ``ready_timeout`` for an endpoint). Other keywords are those of
-    :class:`~mcresolve.minio.client.ResilientMinio`. ``workers``: size of the thread pool and
-    of each endpoint's connection pool.
+    ``ready_timeout`` seconds for an endpoint, :class:`~mcresolve.errors.NoEndpointAvailable`
+    after that; ``None``: no wait, calls wait for endpoints within their own deadline).
+    Other keywords are those of :class:`~mcresolve.minio.client.ResilientMinio`.
+    ``workers``: size of the thread pool and of each endpoint's connection pool.
     """
 
     if TYPE_CHECKING:  # the generated coroutine methods (see _install_coroutines)

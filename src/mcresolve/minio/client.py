@@ -27,10 +27,9 @@ import inspect
 import io
 import logging
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, BinaryIO, Self, TypeVar, cast
@@ -58,10 +57,8 @@ from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
-    AttemptsExhausted,
     CallFailed,
     ClusterUnavailable,
-    RetryBudgetExhausted,
 )
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
@@ -79,7 +76,6 @@ from mcresolve.minio_errors import (
     Verdict,
     classify_exception,
 )
-from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -90,24 +86,6 @@ T = TypeVar("T")
 _END: Any = object()
 _DEFAULT_REGION = "us-east-1"
 _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects batches
-_RANDOM = random.Random()
-
-
-def _only_dead_nodes(exc: CallFailed) -> bool:
-    """Every failed attempt found a dead node: connection refused, or reset (a connection
-    that was open when the node died), and the last one was refused (nothing was sent)."""
-    failed = [a for a in exc.attempts if a.error is not None]
-    return (
-        bool(failed)
-        and all(
-            isinstance(a.verdict, Verdict)
-            and a.verdict.error_class is ErrorClass.NODE
-            and a.verdict.failure_kind in (FailureKind.CONNECT, FailureKind.RESET)
-            for a in failed
-        )
-        and failed[-1].verdict is not None
-        and failed[-1].verdict.failure_kind is FailureKind.CONNECT
-    )
 
 
 class _CallRecord:
@@ -147,8 +125,11 @@ class ResilientMinio(Minio):
     deadline, attempts and backoff of every call (default: the pool's). ``external``: where
     presigned/public URLs point (default: ``MINIO_EXTERNAL_HOST``/``MINIO_EXTERNAL_PORT``, else
     the first endpoint). ``consul``, ``pool_policy``, ``local_datacenter``, ``ready_timeout``:
-    used only when a pool is built here from a target. ``list_page_size``: keys per listing
-    request (S3 maximum 1000).
+    used only when a pool is built here from a target; the constructor waits up to
+    ``ready_timeout`` seconds for the pool's first endpoint
+    (:class:`~mcresolve.errors.NoEndpointAvailable` after that), or not at all with ``None``
+    (calls then wait for endpoints within their own deadline). ``list_page_size``: keys per
+    listing request (S3 maximum 1000).
     """
 
     def __init__(
@@ -189,7 +170,7 @@ class ResilientMinio(Minio):
             if local_datacenter is not None:
                 kwargs["local_datacenter"] = local_datacenter
             self._owned = EndpointPool.start_in_thread(
-                source, ready_timeout=ready_timeout or 10.0, **kwargs
+                source, ready_timeout=ready_timeout, **kwargs
             )
             self._pool = self._owned.pool
         self._client_kwargs: dict[str, Any] = {
@@ -310,11 +291,18 @@ class ResilientMinio(Minio):
         idempotent: bool = True,
         replayable: Callable[[], bool] | None = None,
         prepare: Callable[[], None] | None = None,
+        exclude: Collection[tuple[str, int]] = (),
     ) -> T:
         """Run ``fn(client, endpoint)`` with failover; translate the pool's outcome.
 
         ``replayable()`` says, after a failure, whether the request body can be sent again;
-        ``prepare()`` runs before every attempt (rewinding a stream).
+        ``prepare()`` runs before every attempt (rewinding a stream). ``exclude``: endpoint
+        keys to avoid while another endpoint is left (a resumed stream or listing moves away
+        from the node it broke on even when that node was not ejected).
+
+        Dead endpoints (refused connections) do not use up the call's attempts: the pool
+        keeps probing them with backoff and re-resolving until the deadline, so a whole
+        datacenter's storage lost is survived once the source answers with another one.
         """
         record = _CallRecord()
 
@@ -337,7 +325,13 @@ class ResilientMinio(Minio):
             return fn(self.client_for(endpoint), endpoint)
 
         try:
-            return self._call_until_deadline(attempt, idempotent, classify)
+            return self._pool.call_sync(
+                attempt,
+                idempotent=idempotent,
+                classify=classify,
+                policy=self.call_policy,
+                exclude=exclude,
+            )
         except CallFailed as exc:
             verdict = record.verdict
             if isinstance(exc, ClusterUnavailable) or (
@@ -370,42 +364,6 @@ class ResilientMinio(Minio):
                 may_have_executed=verdict.may_have_executed,
                 why_not_retried=f"{operation} is not idempotent",
             ) from exc
-
-    def _call_until_deadline(
-        self,
-        attempt: Callable[[Endpoint], T],
-        idempotent: bool,
-        classify: Callable[[BaseException, AttemptContext], VerdictLike],
-    ) -> T:
-        """``pool.call_sync``, started again while only dead endpoints (refused or reset
-        connections) used up the attempts and the deadline allows.
-
-        When a whole datacenter's storage dies, every known endpoint refuses at once; the pool
-        then retries them (panic mode) and re-resolves, but Consul's checks need up to one
-        check interval to turn critical before a prepared query answers with the other
-        datacenter. ``max_attempts`` would run out long before: a refused connection costs
-        nothing server-side, so keep going (with jittered backoff) until the deadline, which
-        is what the caller's deadline is for.
-        """
-        policy = self.call_policy or self._pool.policy.call
-        end = time.monotonic() + policy.deadline
-        rounds = 0
-        current = policy
-        while True:
-            try:
-                return self._pool.call_sync(
-                    attempt, idempotent=idempotent, classify=classify, policy=current
-                )
-            except AttemptsExhausted as exc:
-                if isinstance(exc, RetryBudgetExhausted) or not _only_dead_nodes(exc):
-                    raise
-                rounds += 1
-                delay = _RANDOM.uniform(0.0, min(1.0, 0.05 * 2**rounds))
-                remaining = end - time.monotonic() - delay
-                if remaining <= 0.01:
-                    raise
-                time.sleep(delay)
-                current = policy.with_overrides(deadline=remaining)
 
     @staticmethod
     def _degraded(
@@ -958,14 +916,20 @@ class ResilientMinio(Minio):
                 )
                 return response, endpoint
 
-            return self._run("get_object", fn, http_method="GET")
+            return self._run("get_object", fn, http_method="GET", exclude=avoid)
 
+        avoid: set[tuple[str, int]] = set()
         first, endpoint = open_range(offset, length, None)
+        serving = [endpoint]
         user_range = any(k.lower() == "range" for k in (request_headers or {}))
 
         def reopen(start: int, size: int, etag: str | None) -> tuple[BaseHTTPResponse, Endpoint]:
+            avoid.clear()
+            avoid.add(serving[0].key)  # resume away from the node the body broke on
             try:
-                return open_range(start, size, etag)
+                response, new_endpoint = open_range(start, size, etag)
+                serving[0] = new_endpoint
+                return response, new_endpoint
             except S3Error as exc:
                 if exc.code == "PreconditionFailed":
                     raise ObjectChangedDuringRead(
@@ -1009,6 +973,7 @@ class ResilientMinio(Minio):
         anything not after it: no entry is yielded twice and none is skipped."""
         last_name: str | None = None
         last_version: str | None = None
+        avoid: tuple[tuple[str, int], ...] = ()  # the node the listing last broke on
         stalled = 0
         max_stalls = (self.call_policy or self._pool.policy.call).max_attempts
         while True:
@@ -1038,7 +1003,9 @@ class ResilientMinio(Minio):
                 )
                 return iterator, next(iterator, _END), endpoint
 
-            iterator, item, endpoint = self._run("list_objects", open_listing, http_method="GET")
+            iterator, item, endpoint = self._run(
+                "list_objects", open_listing, http_method="GET", exclude=avoid
+            )
             progressed = False
             while item is not _END:
                 name = item.object_name
@@ -1060,6 +1027,7 @@ class ResilientMinio(Minio):
                         raise
                     if verdict.error_class is ErrorClass.NODE:
                         self._pool.report_failure(endpoint, verdict)
+                    avoid = (endpoint.key,)
                     stalled = 0 if progressed else stalled + 1
                     if stalled >= max_stalls:
                         raise
