@@ -14,7 +14,9 @@ Rules:
   spreading load over possibly-bad endpoints beats concentrating it on the few that are left (or on
   none). ``panic_threshold=0`` disables panic mode.
 * **Exclusion.** ``pick(exclude=keys)`` never returns an excluded endpoint while a candidate
-  outside ``exclude`` exists (a retry goes to a *different* endpoint). When every candidate is
+  outside ``exclude`` exists (a retry goes to a *different* endpoint). It draws as usual and
+  rejects excluded draws (O(1) expected) while ``exclude`` is at most half the candidates, and
+  filters the candidates (O(n)) otherwise. When every candidate is
   excluded it picks among all candidates (``fallback=True``, the default) or raises
   :class:`NoEndpointAvailable` (``fallback=False``: the caller then knows every endpoint has been
   tried and backs off).
@@ -39,6 +41,10 @@ Key = tuple[str, int]
 
 DEFAULT_PANIC_THRESHOLD = 0.5
 """Envoy's default healthy panic threshold (50 %)."""
+
+REJECTION_TRIES = 3
+"""Draws :meth:`Picker.pick` makes before filtering when the exclusion set is at most half the
+candidates: each draw is excluded with probability <= 1/2, so three fail together <= 1/8."""
 
 
 class PickStrategy(enum.Enum):
@@ -79,11 +85,24 @@ class Picker:
         return len(self.endpoints)
 
     def pick(self, exclude: Collection[Key] = frozenset(), *, fallback: bool = True) -> Endpoint:
-        """Choose an endpoint not in ``exclude`` (see the module rules for when all are)."""
-        if not self.endpoints:
+        """Choose an endpoint not in ``exclude`` (see the module rules for when all are).
+
+        With an exclusion set covering at most half the candidates, the normal draw is made
+        and an excluded result rejected (up to :data:`REJECTION_TRIES` draws): O(1) expected,
+        where filtering the candidates costs O(n) (about 10 µs with 100 endpoints). Only a
+        larger exclusion set, or unlucky draws, filter."""
+        endpoints = self.endpoints
+        if not endpoints:
             raise NoEndpointAvailable("no endpoint to pick from")
-        if exclude and not self._keys.isdisjoint(exclude):
-            allowed = [e for e in self.endpoints if e.key not in exclude]
+        if not exclude:
+            return self._choose()
+        if len(exclude) * 2 <= len(endpoints):
+            for _ in range(REJECTION_TRIES):
+                endpoint = self._choose()
+                if endpoint.key not in exclude:
+                    return endpoint
+        if not self._keys.isdisjoint(exclude):
+            allowed = [e for e in endpoints if e.key not in exclude]
             if allowed:
                 return self._choose_among(allowed)
             if not fallback:

@@ -701,7 +701,7 @@ class EndpointPool:
     def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
         """An endpoint for one attempt, not in ``exclude`` while another exists (lock-free,
         thread-safe). :class:`NoEndpointAvailable` when the pool is empty."""
-        return _pick(self._picker, exclude, fallback=True)
+        return self._picker.pick(exclude)
 
     def attempt(self, endpoint: Endpoint) -> AttemptHandle:
         """Start tracking an attempt the caller runs itself (thread-safe)."""
@@ -912,7 +912,7 @@ class EndpointPool:
 
     def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
         try:
-            return _pick(picker, exclude, fallback=False)
+            return picker.pick(exclude, fallback=False)
         except NoEndpointAvailable:
             return None
 
@@ -1062,7 +1062,7 @@ class EndpointPool:
             return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
         if excluded:
             try:
-                endpoint = _pick(picker, excluded, fallback=False)
+                endpoint = picker.pick(excluded, fallback=False)
             except NoEndpointAvailable:
                 state = CallState.begin(started, call_policy, excluded)
                 return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
@@ -1257,22 +1257,6 @@ class EndpointPool:
         background = BackgroundPool(source, **kwargs)
         background.start(ready_timeout=ready_timeout)
         return background
-
-
-_REJECTION_TRIES = 3
-
-
-def _pick(picker: Picker, exclude: Collection[Key], *, fallback: bool) -> Endpoint:
-    """``picker.pick(exclude)`` in O(1) expected time: while fewer than half the candidates are
-    excluded, draw normally and reject excluded draws (a few tries); only then let the picker
-    filter its candidates (O(n)). The rule is unchanged: an excluded endpoint is returned only
-    when every candidate is excluded (and ``fallback``)."""
-    if exclude and len(exclude) * 2 <= len(picker):
-        for _ in range(_REJECTION_TRIES):
-            endpoint = picker.pick()
-            if endpoint.key not in exclude:
-                return endpoint
-    return picker.pick(exclude, fallback=fallback)
 
 
 def _fault(verdict: VerdictLike | FailureKind) -> Fault:

@@ -151,6 +151,35 @@ def test_all_excluded_falls_back_or_raises(strategy: PickStrategy) -> None:
         picker.pick(exclude=set(KEYS), fallback=False)
 
 
+class CountingRandom(random.Random):
+    """A Random that counts draws (to tell rejection sampling from filtering)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.samples = 0
+
+    def sample(self, *args: object, **kwargs: object) -> list[int]:  # type: ignore[override]
+        self.samples += 1
+        return super().sample(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_small_exclusions_draw_and_reject_and_keep_the_distribution() -> None:
+    many = [Endpoint(f"10.0.1.{i}", 9000) for i in range(1, 101)]
+    excluded = frozenset(e.key for e in many[:3])
+    rng = CountingRandom(5)
+    loads = {e.key: EndpointLoad(now=100.0) for e in many}
+    picker = build_picker(many, loads=loads, rng=rng, clock=fixed_clock)
+    for _ in range(2000):
+        assert picker.pick(exclude=excluded).key not in excluded
+    assert rng.samples == 0  # never filtered: P2C's filtered path samples two of the allowed
+    uniform = build_picker(EPS, strategy=PickStrategy.RANDOM, rng=random.Random(3))
+    counts = Counter(uniform.pick(exclude={KEYS[0]}) for _ in range(3000))
+    assert set(counts) == set(EPS[1:])
+    assert all(800 < n < 1200 for n in counts.values())  # 1/3 each, as the filtered choice
+    rotation = build_picker(EPS, strategy=PickStrategy.ROUND_ROBIN, rng=random.Random(3))
+    assert {rotation.pick(exclude={KEYS[0], KEYS[1]}) for _ in range(20)} == set(EPS[2:])
+
+
 def test_unrelated_exclusions_are_ignored() -> None:
     picker = build_picker(EPS[:1], rng=random.Random(9))
     assert picker.pick(exclude={("192.0.2.1", 1)}, fallback=False) == EPS[0]
