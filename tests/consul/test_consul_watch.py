@@ -67,12 +67,12 @@ async def next_update(sub: Subscription[object]) -> WatchUpdate[object]:
         return await sub.next_update()
 
 
-async def parked(dc: Datacenter) -> None:
-    """Wait (with a deadline) until ``dc``'s agent holds a blocking query: the watch's next
-    request has arrived and waits for a change."""
+async def parked(dc: Datacenter, count: int = 1) -> None:
+    """Wait (with a deadline) until ``dc``'s agent holds ``count`` blocking queries: the watches'
+    next requests have arrived (so they were counted by any proxy) and wait for a change."""
     api = AgentHttpApi.of(dc)
     async with asyncio.timeout(DEADLINE):
-        while api.parked < 1:  # noqa: ASYNC110 - polling a counter, not an event
+        while api.parked < count:  # noqa: ASYNC110 - polling a counter, not an event
             await asyncio.sleep(0.005)
 
 
@@ -243,6 +243,7 @@ async def test_one_request_stream_for_many_subscribers(emulator: ConsulEmulator)
             late = registry.subscribe(specs[0])
             assert ids(await next_update(late)) == ["minio-1", "minio-2"]
             watch = late.watch
+            await parked(dc1)  # (a watch counts a request just before sending it)
             # One stream: 1 initial read + 1 blocking request per change (+ the one in flight),
             # not 7 of each.
             assert proxy.count(path) == watch.requests <= 6
@@ -250,6 +251,7 @@ async def test_one_request_stream_for_many_subscribers(emulator: ConsulEmulator)
             other = registry.subscribe(HealthServiceSpec(SERVICE, passing=False))
             assert len(registry.watches()) == 2
             assert ids(await next_update(other)) == ["minio-0", "minio-1", "minio-2"]
+            await parked(dc1, 2)  # every request sent so far has reached the proxy
             await other.aclose()
             assert len(registry.watches()) == 1
             for sub in [*subs, late][:-1]:
