@@ -2,11 +2,12 @@
 
 Build one from a target string with :func:`from_target`::
 
-    async with from_target("consul+query://storage-object-minio", registry=registry) as source:
+    async with from_target("consul+query://storage-object-minio") as source:
         async for resolution in source.updates():
             ...
 
 See ``docs/stages.md`` for how the article's three stages map to target strings.
+Watches are shared process-wide by default (one per Consul configuration, event loop and query).
 """
 
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
