@@ -2,9 +2,10 @@
 
 Run: ``.venv/bin/python benchmarks/bench_pick.py [--endpoints 100] [--number 200000]``
 
-Measures the pool's lock-free pick on its current immutable picker for each strategy, plain and
-with an exclusion set (a retry), and with some endpoints ejected and in-flight load so P2C has
-real costs to compare.
+Measures the pool's lock-free pick on its current immutable picker for each strategy, plain,
+with a small exclusion set (a retry: the picker draws and rejects), with 60 % excluded (the
+picker filters its candidates, O(n)), and with some endpoints ejected and in-flight load so P2C
+has real costs to compare.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ async def run(endpoints: int, number: int) -> None:
         Endpoint(f"10.0.{i // 250}.{i % 250 + 1}", 9000, datacenter="dc1") for i in range(endpoints)
     ]
     print(f"pick() with {endpoints} endpoints, {number} calls per run, best of 5 runs")
-    print(f"{'strategy':<12} {'pick()':>10} {'pick(excl)':>12} {'degraded':>10}")
+    print(f"{'strategy':<12} {'pick()':>10} {'pick(excl)':>12} {'excl 60%':>10} {'degraded':>10}")
     for strategy in PickStrategy:
         async with EndpointPool(
             StaticSource(eps), policy=PoolPolicy(strategy=strategy), local_datacenter="dc1"
@@ -42,6 +43,8 @@ async def run(endpoints: int, number: int) -> None:
             exclude = frozenset(e.key for e in eps[:3])
             plain = measure(pool.pick, number)
             excluded = measure(lambda: pool.pick(exclude), number)  # noqa: B023
+            most = frozenset(e.key for e in eps[: endpoints * 6 // 10])
+            filtered = measure(lambda: pool.pick(most), number // 10)  # noqa: B023
             # Degraded: 10 % ejected, in-flight load on a few endpoints.
             for endpoint in eps[: endpoints // 10]:
                 pool.report_failure(endpoint, FailureKind.CONNECT)
@@ -49,7 +52,10 @@ async def run(endpoints: int, number: int) -> None:
             degraded = measure(pool.pick, number)
             for handle in handles:
                 handle.abandoned()
-            print(f"{strategy.value:<12} {plain:>8.0f}ns {excluded:>10.0f}ns {degraded:>8.0f}ns")
+            print(
+                f"{strategy.value:<12} {plain:>8.0f}ns {excluded:>10.0f}ns {filtered:>8.0f}ns "
+                f"{degraded:>8.0f}ns"
+            )
     samples = [measure(pool.pick, number // 10, 1) for _ in range(20)]
     print(f"P2C-spread: median {statistics.median(samples):.0f} ns over 20 short runs")
 

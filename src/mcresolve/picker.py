@@ -62,7 +62,7 @@ class NoEndpointAvailable(LookupError):
 class Picker:
     """Base of all pickers: the candidate snapshot and the exclusion rule. Immutable."""
 
-    __slots__ = ("_keys", "endpoints", "panic", "rng", "total")
+    __slots__ = ("_keyed", "_keys", "endpoints", "panic", "rng", "total")
 
     def __init__(
         self, candidates: Sequence[Endpoint], *, panic: bool, total: int, rng: random.Random
@@ -74,7 +74,8 @@ class Picker:
         self.total = total
         """How many endpoints the snapshot had in all (usable or not)."""
         self.rng = rng
-        self._keys = frozenset(e.key for e in self.endpoints)
+        self._keyed = tuple((e.key, e) for e in self.endpoints)
+        self._keys = frozenset(key for key, _ in self._keyed)
 
     @property
     def keys(self) -> frozenset[Key]:
@@ -102,7 +103,7 @@ class Picker:
                 if endpoint.key not in exclude:
                     return endpoint
         if not self._keys.isdisjoint(exclude):
-            allowed = [e for e in endpoints if e.key not in exclude]
+            allowed = [e for key, e in self._keyed if key not in exclude]
             if allowed:
                 return self._choose_among(allowed)
             if not fallback:
