@@ -2,7 +2,8 @@
 writes its results, and the relations that must hold do hold.
 
 Durations are seconds, so the relations are the robust ones: stage 3 fails no read when a
-local node is killed while plain ``minio.Minio`` pinned to that node does; a flipped health
+local node is killed while plain ``minio.Minio`` pinned to that node is disturbed until it
+returns; a flipped health
 check takes the node out of the stage-3 pool while Consul-blind peers keep using it.
 """
 
@@ -43,7 +44,10 @@ async def test_short_mode_runs_and_key_relations_hold(tmp_path: Path) -> None:
     query, plain = kill["peers"]["mcresolve-query"], kill["peers"]["plain"]
     assert query["requests"] > 50
     assert query["failed_reads"] == 0, query["phases"]
-    assert plain["failed"] > 0, "plain minio pinned to the killed node must lose requests"
+    # Pinned to the killed node, plain minio's requests fail or wait out urllib3's retries
+    # (0.4 s, 0.8 s, 1.6 s, ... between them) until the node is back: never steady.
+    assert plain["steady_s"] is None, plain["phases"]["during"]
+    assert plain["victim_after_fault"]["attempts"] > 10
     assert query["victim_dropped_after_s"] is not None
     assert plain["consul_requests"]["during"] == 0
     haproxy = kill["peers"]["haproxy"]
