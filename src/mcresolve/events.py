@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from mcresolve.endpoint import Endpoint
+from mcresolve.lifecycle import AsyncClosing
 from mcresolve.outlier import FailureKind
 
 __all__ = ["EventHub", "EventKind", "EventStream", "PoolEvent"]
@@ -90,7 +91,7 @@ class PoolEvent:
 Callback = Callable[[PoolEvent], None]
 
 
-class EventStream:
+class EventStream(AsyncClosing):
     """An async iterator over the events of one hub (see :meth:`EventHub.stream`)."""
 
     def __init__(self, hub: EventHub, maxlen: int) -> None:
@@ -130,12 +131,6 @@ class EventStream:
         """Stop receiving events."""
         self._hub._remove_stream(self)
         self._end()
-
-    async def __aenter__(self) -> EventStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 class EventHub:

@@ -32,12 +32,12 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulUnavailable, ServerError
+from mcresolve.lifecycle import AsyncStartStop
 from mcresolve.target import format_duration
 from mcresolve.tasks import cancel_and_wait
 
@@ -255,7 +255,7 @@ def classify_failure(error: ConsulError) -> FailureAction:
 # --- the I/O loop ----------------------------------------------------------------------------
 
 
-class ConsulRegistration:
+class ConsulRegistration(AsyncStartStop):
     """Keeps one service instance registered with the local Consul agent.
 
     Use as an async context manager (or :meth:`start` / :meth:`stop`). Entering registers once:
@@ -302,18 +302,6 @@ class ConsulRegistration:
     def registered(self) -> bool:
         """Whether the last registration succeeded and nothing showed the agent lost it."""
         return self._registered.is_set()
-
-    async def __aenter__(self) -> ConsulRegistration:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Register once, then keep the registration alive in a background task.

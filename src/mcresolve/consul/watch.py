@@ -39,7 +39,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
 from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
@@ -55,6 +54,7 @@ from mcresolve.consul.models import (
     to_endpoints,
 )
 from mcresolve.endpoint import Endpoint
+from mcresolve.lifecycle import AsyncClosing
 from mcresolve.tasks import cancel_and_wait
 
 log = logging.getLogger("mcresolve.consul.watch")
@@ -197,7 +197,7 @@ WatchEvent = WatchUpdate[T] | WatchFailure[T]
 EventCallback = Callable[[WatchUpdate[Any] | WatchFailure[Any]], None]
 
 
-class Subscription(Generic[T]):
+class Subscription(AsyncClosing, Generic[T]):
     """One consumer's view of a :class:`Watch`: an async iterator of events (and/or a callback).
 
     A slow consumer never blocks the watch: only the newest pending :class:`WatchUpdate` is kept
@@ -285,17 +285,6 @@ class Subscription(Generic[T]):
             result = on_close(self)
             if asyncio.iscoroutine(result):
                 await result
-
-    async def __aenter__(self) -> Subscription[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class Watch(Generic[T]):
@@ -465,7 +454,7 @@ class Watch(Generic[T]):
                 self._emit(update)
 
 
-class WatchRegistry:
+class WatchRegistry(AsyncClosing):
     """One shared :class:`Watch` per spec for a client; subscribers share it, and it is stopped
     when the last subscriber closes.
 
@@ -526,17 +515,6 @@ class WatchRegistry:
         watches, self._watches = list(self._watches.values()), {}
         for watch in watches:
             await watch.aclose()
-
-    async def __aenter__(self) -> WatchRegistry:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 #: Per-process key of the token digest in :class:`ConsulIdentity` (a digest is not reversible, and

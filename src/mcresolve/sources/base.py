@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from mcresolve.endpoint import Endpoint
+from mcresolve.lifecycle import AsyncStartStop
 from mcresolve.tasks import cancel_and_wait
 
 __all__ = ["PublishingSource", "Resolution", "Source"]
@@ -141,7 +142,7 @@ class Source(Protocol):
     ) -> None: ...
 
 
-class PublishingSource(ABC):
+class PublishingSource(AsyncStartStop):
     """Base class: lifecycle, one background task running :meth:`_run`, and fan-out of
     publications to iterators and listeners. Subclasses implement :meth:`_run` and call
     :meth:`_publish`."""
@@ -247,18 +248,6 @@ class PublishingSource(ABC):
 
     def refresh_now(self) -> None:
         return None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def __str__(self) -> str:
         return self._description

@@ -45,6 +45,7 @@ from typing import Any, Final, TypeVar
 import minio
 import urllib3
 
+from mcresolve.lifecycle import AsyncStartStop
 from mcresolve.testing.faultproxy import FaultProxy
 
 __all__ = [
@@ -628,7 +629,7 @@ class StorageNode(ClusterServer):
 # -- the cluster -------------------------------------------------------------------------------
 
 
-class StorageCluster:
+class StorageCluster(AsyncStartStop):
     """A real SeaweedFS cluster on 127.0.0.1 with S3 gateways grouped into datacenters.
 
     >>> with StorageCluster(datacenters={"dc1": 2, "dc2": 2}) as cluster:   # doctest: +SKIP
@@ -768,18 +769,6 @@ class StorageCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop_blocking()
-
-    async def __aenter__(self) -> StorageCluster:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start every process and wait until each node serves the readiness bucket."""

@@ -23,7 +23,6 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -31,6 +30,7 @@ import minio
 
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
+from mcresolve.lifecycle import AsyncStartStop
 from mcresolve.target import format_duration
 from mcresolve.testing.consul import AgentConfig, ConsulEmulator, Datacenter
 from mcresolve.testing.storage import StorageCluster, StorageNode
@@ -86,7 +86,7 @@ class RegisteredNode:
         return self.storage.port
 
 
-class MultiCloudTopology:
+class MultiCloudTopology(AsyncStartStop):
     """Emulated Consul datacenters plus a real storage cluster, registered and queryable.
 
     Args:
@@ -284,18 +284,6 @@ class MultiCloudTopology:
         return f"{where}?{urlencode(items, safe=':,')}"
 
     # -- life cycle -------------------------------------------------------------------------
-
-    async def __aenter__(self) -> MultiCloudTopology:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start the emulator and (unless shared) the storage cluster, register every storage

@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
+
+from mcresolve.lifecycle import AsyncStartStop
 
 from .agent import AgentConfig
 from .contracts import DatacenterUnreachable, DatacenterView
@@ -20,7 +21,7 @@ from .datacenter import Datacenter
 from .timebase import EmulatorClock
 
 
-class ConsulEmulator:
+class ConsulEmulator(AsyncStartStop):
     """An in-process emulation of Consul 1.0.8 dev agents, one per datacenter, WAN-joined.
 
     ``rtt_ms`` gives the round-trip time between datacenter pairs (symmetric; missing pairs
@@ -91,17 +92,6 @@ class ConsulEmulator:
         for dc in self._dcs.values():
             await dc.close()
         self._started = False
-
-    async def __aenter__(self) -> ConsulEmulator:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --------------------------------------------------------------------------- access
 
