@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# Debian's chromium for the headless browser test (no-op when installed).
-bash scripts/install-browser.sh
+# Debian's chromium (browser test) and haproxy (benchmark peer); no-op when installed.
+bash scripts/install-debian-tools.sh chromium haproxy
 paths=""
 for d in src tests examples benchmarks; do [ -d "$d" ] && paths="$paths $d"; done
 .venv/bin/ruff check $paths

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 CHROMIUM = Path("/usr/bin/chromium")
-INSTALL_HINT = "run scripts/install-browser.sh (installs Debian's chromium)"
+INSTALL_HINT = "run scripts/install-debian-tools.sh chromium (installs Debian's chromium)"
 
 CHROMIUM_FLAGS = (
     "--headless",
