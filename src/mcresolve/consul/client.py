@@ -275,6 +275,16 @@ class ConsulClient:
     def _consistency_params(consistency: Consistency) -> list[tuple[str, str]]:
         return [(consistency.value, "")] if consistency.value else []
 
+    @classmethod
+    def _near_meta_consistency_params(
+        cls, near: str | None, node_meta: Mapping[str, str] | None, consistency: Consistency
+    ) -> list[tuple[str, str]]:
+        """``near``, then ``node-meta`` (one per pair), then the consistency mode: the filters
+        shared by the health and catalog listings, in the order they send them."""
+        params = [("near", near)] if near else []
+        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
+        return params + cls._consistency_params(consistency)
+
     @staticmethod
     def _json(raw: RawResponse, method: str, path: str) -> Any:
         try:
@@ -289,6 +299,14 @@ class ConsulClient:
     ) -> tuple[Any, RawResponse]:
         raw = await self.request("GET", path, params=params, time_limit=time_limit)
         return self._json(raw, "GET", path), raw
+
+    async def _get_json_blocking(
+        self, path: str, params: list[tuple[str, str]], index: int | None, wait: float | None
+    ) -> tuple[Any, RawResponse]:
+        """:meth:`_get_json` with the blocking parameters (if ``index`` is given) appended and
+        the client timeout that their ``wait`` needs."""
+        blocking, timeout = self._blocking_params(index, wait)
+        return await self._get_json(path, params + blocking, timeout)
 
     @staticmethod
     def _indexed_meta(raw: RawResponse, path: str, blocking: bool) -> QueryMeta:
@@ -336,12 +354,8 @@ class ConsulClient:
         if passing:
             params.append(("passing", "1"))
         params += [("tag", t) for t in wanted]
-        if near:
-            params.append(("near", near))
-        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
-        params += self._consistency_params(consistency)
-        blocking, timeout = self._blocking_params(index, wait)
-        body, raw = await self._get_json(path, params + blocking, timeout)
+        params += self._near_meta_consistency_params(near, node_meta, consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
         entries = parse_entries(body, f"GET {path}")
         if len(wanted) > 1:
             entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
@@ -367,12 +381,8 @@ class ConsulClient:
         wanted = tuple(tags)
         path = f"/v1/catalog/service/{_segment(service)}"
         params = self._dc_params(dc) + [("tag", t) for t in wanted]
-        if near:
-            params.append(("near", near))
-        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
-        params += self._consistency_params(consistency)
-        blocking, timeout = self._blocking_params(index, wait)
-        body, raw = await self._get_json(path, params + blocking, timeout)
+        params += self._near_meta_consistency_params(near, node_meta, consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
         items = expect_list(body, f"GET {path}")
         records = tuple(
             CatalogService.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items)
@@ -391,9 +401,8 @@ class ConsulClient:
     ) -> Indexed[dict[str, tuple[str, ...]]]:
         """``GET /v1/catalog/services``: every service name with the union of its tags."""
         path = "/v1/catalog/services"
-        blocking, timeout = self._blocking_params(index, wait)
-        params = self._dc_params(dc) + self._consistency_params(consistency) + blocking
-        body, raw = await self._get_json(path, params, timeout)
+        params = self._dc_params(dc) + self._consistency_params(consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
         mapping = expect_mapping(body, f"GET {path}")
         result: dict[str, tuple[str, ...]] = {}
         for name, tags in mapping.items():
@@ -425,12 +434,8 @@ class ConsulClient:
         """``GET /v1/catalog/nodes``."""
         path = "/v1/catalog/nodes"
         params = self._dc_params(dc)
-        if near:
-            params.append(("near", near))
-        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
-        params += self._consistency_params(consistency)
-        blocking, timeout = self._blocking_params(index, wait)
-        body, raw = await self._get_json(path, params + blocking, timeout)
+        params += self._near_meta_consistency_params(near, node_meta, consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
         items = expect_list(body, f"GET {path}")
         nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
         return Indexed(nodes, self._indexed_meta(raw, path, index is not None))
