@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import inspect
+import sys
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import minio.api
 import pytest
 import urllib3
 from minio import Minio
@@ -17,11 +18,13 @@ from minio.datatypes import Object
 
 from mcresolve.minio import (
     AsyncResilientMinio,
+    AwaitableAsyncIterable,
     ExternalEndpoint,
     HttpPolicy,
     ResilientMinio,
     make_http_client,
 )
+from mcresolve.minio.aio import ITERATING_METHODS, AsyncResultIterator
 from mcresolve.minio.client import _multipart_etag
 from mcresolve.minio.operations import OPERATIONS, Runner
 
@@ -34,20 +37,31 @@ MINIO_METHODS = public_methods(Minio)
 NO_ANNOTATION = inspect.Signature.empty
 #: Where minio leaves the return type out but documents and returns a value, we may name it.
 NAMED_WHERE_MINIO_IS_SILENT: dict[str, object] = {"list_objects": Iterator[Object]}
-#: Known differences, asserted as they are so that a fix shows up here (the owner of
-#: ``mcresolve/minio`` should remove them): ``listen_bucket_notification`` returns the endpoint
-#: client's ``EventIterable`` but is annotated ``Any``.
-SYNC_RETURN_DEVIATIONS: dict[str, object] = {"listen_bucket_notification": Any}
-#: The async iterating methods return an async iterator but keep minio's synchronous annotation
-#: (their ``__signature__`` is copied from ``minio.Minio``).
-ASYNC_ITERATING = ("list_objects", "remove_objects")
 
 
-def return_type(function: Callable[..., Any], namespace: dict[str, Any] | None = None) -> object:
-    """The evaluated return annotation (``NO_ANNOTATION`` when there is none). ``namespace``:
-    where string annotations copied from another module are evaluated."""
-    hints = typing.get_type_hints(function, globalns=namespace)
-    return hints.get("return", NO_ANNOTATION)
+def hints(function: Callable[..., Any]) -> dict[str, object]:
+    """Evaluated annotations of ``function``, in the module it says it comes from (the
+    generated forwarders and coroutines carry minio's string annotations and module)."""
+    return typing.get_type_hints(function, globalns=vars(sys.modules[function.__module__]))
+
+
+def return_type(function: Callable[..., Any]) -> object:
+    """The evaluated return annotation (``NO_ANNOTATION`` when there is none)."""
+    return hints(function).get("return", NO_ANNOTATION)
+
+
+def minio_return_type(name: str) -> object:
+    """What ``minio.Minio.<name>`` returns (documented, where it does not annotate)."""
+    theirs = return_type(getattr(Minio, name))
+    return NAMED_WHERE_MINIO_IS_SILENT.get(name, theirs) if theirs is NO_ANNOTATION else theirs
+
+
+def iterated_type(annotation: object) -> object | None:
+    """``T`` when ``annotation`` is ``Iterator[T]`` (typing or collections.abc), else None."""
+    if typing.get_origin(annotation) is collections.abc.Iterator:
+        (item,) = typing.get_args(annotation)
+        return item
+    return None
 
 
 def same_or_narrower(ours: object, theirs: object) -> bool:
@@ -58,6 +72,16 @@ def same_or_narrower(ours: object, theirs: object) -> bool:
     if origin is not None and origin == typing.get_origin(theirs):  # typing.X vs abc.X
         return typing.get_args(ours) == typing.get_args(theirs)
     return isinstance(ours, type) and isinstance(theirs, type) and issubclass(ours, theirs)
+
+
+def same_parameter_annotations(cls: type, name: str) -> None:
+    """Every parameter of ``cls.<name>`` is annotated exactly as in ``minio.Minio`` (``Any``
+    where minio is precise would hide type errors from callers)."""
+    theirs = {k: v for k, v in hints(getattr(Minio, name)).items() if k != "return"}
+    ours = {k: v for k, v in hints(getattr(cls, name)).items() if k not in ("return", "self")}
+    assert ours.keys() == theirs.keys(), (cls.__name__, name, ours.keys() ^ theirs.keys())
+    for param, annotation in theirs.items():
+        assert ours[param] == annotation, (cls.__name__, name, param, ours[param], annotation)
 
 
 def test_operation_table_covers_exactly_the_public_minio_methods() -> None:
@@ -77,14 +101,16 @@ def test_sync_client_defines_every_public_method_itself_with_the_same_signature(
             assert (mine.kind, mine.default) == (param.kind, param.default), (name, param.name)
 
 
+def test_sync_client_annotates_parameters_as_minio() -> None:
+    for name in sorted(MINIO_METHODS):
+        same_parameter_annotations(ResilientMinio, name)
+
+
 def test_sync_client_returns_the_same_types_as_minio() -> None:
     for name in sorted(MINIO_METHODS):
         theirs = return_type(getattr(Minio, name))
         ours = return_type(getattr(ResilientMinio, name))
-        if name in SYNC_RETURN_DEVIATIONS:
-            assert not same_or_narrower(ours, theirs), f"{name} was fixed: drop the deviation"
-            assert ours == SYNC_RETURN_DEVIATIONS[name], name
-        elif theirs is NO_ANNOTATION:
+        if theirs is NO_ANNOTATION:
             # minio returns None here (or what NAMED_WHERE_MINIO_IS_SILENT says)
             expected = NAMED_WHERE_MINIO_IS_SILENT.get(name, type(None))
             assert ours in (NO_ANNOTATION, expected), (name, ours)
@@ -92,26 +118,44 @@ def test_sync_client_returns_the_same_types_as_minio() -> None:
             assert same_or_narrower(ours, theirs), (name, ours, theirs)
 
 
-def test_async_client_awaits_to_the_same_types_as_minio() -> None:
+def test_async_client_follows_the_documented_return_rule() -> None:
+    """A coroutine awaiting to minio's return type, except where minio returns ``Iterator[T]``:
+    a plain method returning ``AwaitableAsyncIterable[T]`` (see ``mcresolve.minio.aio``)."""
+    iterating = {name for name in MINIO_METHODS if iterated_type(minio_return_type(name))}
+    assert iterating == ITERATING_METHODS == {"list_objects", "remove_objects"}
     for name in sorted(MINIO_METHODS):
-        theirs = return_type(getattr(Minio, name))
-        ours = return_type(getattr(AsyncResilientMinio, name), vars(minio.api))
-        if name in ASYNC_ITERATING:
-            assert not inspect.iscoroutinefunction(getattr(AsyncResilientMinio, name))
-            continue  # see ASYNC_ITERATING: annotation copied, returns an async iterator
-        assert ours == theirs, (name, ours, theirs)
+        method = getattr(AsyncResilientMinio, name)
+        theirs = minio_return_type(name)
+        ours = return_type(method)
+        item = iterated_type(theirs)
+        if item is not None:
+            assert not inspect.iscoroutinefunction(method), name
+            assert ours == AwaitableAsyncIterable[item], (name, ours)  # type: ignore[valid-type]
+        else:
+            assert inspect.iscoroutinefunction(method), name
+            assert ours == return_type(getattr(Minio, name)), (name, ours, theirs)
 
 
-def test_async_client_has_every_method_as_a_coroutine_with_the_same_parameters() -> None:
+def test_async_iterating_results_implement_the_protocol() -> None:
+    result = AsyncResultIterator(lambda: iter([1, 2]), run=lambda fn, *a: fn(*a))
+    assert isinstance(result, collections.abc.AsyncIterable)
+    assert isinstance(result, collections.abc.Awaitable)
+    protocol_members = {"__aiter__", "__await__"}
+    assert protocol_members <= set(vars(AwaitableAsyncIterable))
+    assert protocol_members <= set(vars(AsyncResultIterator))
+
+
+def test_async_client_has_every_method_with_minios_parameters() -> None:
     assert public_methods(AsyncResilientMinio) >= MINIO_METHODS
     for name in MINIO_METHODS:
         method = getattr(AsyncResilientMinio, name)
-        params = list(inspect.signature(method).parameters)
-        assert params == list(inspect.signature(getattr(Minio, name)).parameters), name
-        if name in ("list_objects", "remove_objects"):
-            assert not inspect.iscoroutinefunction(method)  # returns an awaitable async iterator
-        else:
-            assert inspect.iscoroutinefunction(method), name
+        ours = inspect.signature(method)
+        theirs = inspect.signature(getattr(Minio, name))
+        assert list(ours.parameters) == list(theirs.parameters), name
+        for param in theirs.parameters.values():
+            mine = ours.parameters[param.name]
+            assert (mine.kind, mine.default) == (param.kind, param.default), (name, param.name)
+        same_parameter_annotations(AsyncResilientMinio, name)
 
 
 def test_http_client_never_retries_and_has_short_timeouts() -> None:

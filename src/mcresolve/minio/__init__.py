@@ -4,7 +4,7 @@
 See ``docs/minio.md`` for configuration, retry rules and error types.
 """
 
-from mcresolve.minio.aio import AsyncResilientMinio
+from mcresolve.minio.aio import AsyncResilientMinio, AwaitableAsyncIterable
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.errors import (
     Affects,
@@ -21,6 +21,7 @@ from mcresolve.minio.stream import ResumableResponse
 __all__ = [
     "Affects",
     "AsyncResilientMinio",
+    "AwaitableAsyncIterable",
     "ExternalEndpoint",
     "HttpPolicy",
     "ObjectChangedDuringRead",

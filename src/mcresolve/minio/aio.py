@@ -6,8 +6,11 @@ same number (``HttpPolicy.max_connections``), so no thread waits for a connectio
 never logs "Connection pool is full". The endpoint pool lives on the caller's event loop; the
 worker threads use it through its thread-safe ``call_sync``.
 
-Iterators: ``list_objects`` and ``remove_objects`` return an :class:`AsyncResultIterator`, both
-awaitable (a list) and async-iterable (lazy, page by page). ``get_object`` returns the same
+Return types: a coroutine awaits to what ``minio.Minio``'s method returns. The two methods
+where minio returns an ``Iterator[T]`` (``list_objects``, ``remove_objects``) are not
+coroutines: they return an :class:`AwaitableAsyncIterable` ``[T]`` (an
+:class:`AsyncResultIterator`), both awaitable (a ``list[T]``) and async-iterable (lazy, page by
+page); their parameters are minio's. ``get_object`` returns the same
 :class:`~mcresolve.minio.stream.ResumableResponse` as the synchronous client: read it with
 ``await asyncio.to_thread(response.read)`` (or :meth:`AsyncResilientMinio.read_object`).
 """
@@ -19,12 +22,15 @@ import concurrent.futures
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from minio import Minio
+from minio.datatypes import Object
+from minio.deleteobjects import DeleteError, DeleteObject
+from minio.helpers import DictType
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
@@ -35,7 +41,13 @@ from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
-__all__ = ["DEFAULT_WORKERS", "AsyncResilientMinio", "AsyncResultIterator"]
+__all__ = [
+    "DEFAULT_WORKERS",
+    "ITERATING_METHODS",
+    "AsyncResilientMinio",
+    "AsyncResultIterator",
+    "AwaitableAsyncIterable",
+]
 
 T = TypeVar("T")
 _END: Any = object()
@@ -45,7 +57,20 @@ DEFAULT_WORKERS = 16
 ``min(32, cpu + 4)`` threads; 16 keeps a small machine responsive and is above the ~10
 concurrent requests per client a MinIO node serves at low latency."""
 
-_ITERATORS = frozenset({"list_objects", "remove_objects"})
+ITERATING_METHODS = frozenset({"list_objects", "remove_objects"})
+"""The methods for which ``minio.Minio`` returns an ``Iterator[T]``: here they return an
+:class:`AwaitableAsyncIterable` ``[T]`` instead of a coroutine."""
+
+
+class AwaitableAsyncIterable(Protocol[T]):
+    """What the asyncio facade's listing methods return for minio's ``Iterator[T]``:
+    ``async for item in result`` yields the items lazily (each page fetched in a worker thread)
+    and ``await result`` gives all of them as a ``list[T]``. :class:`AsyncResultIterator`
+    implements it."""
+
+    def __aiter__(self) -> AsyncIterator[T]: ...
+
+    def __await__(self) -> Generator[Any, None, list[T]]: ...
 
 
 class AsyncResultIterator(Generic[T]):
@@ -211,6 +236,63 @@ class AsyncResilientMinio:
         return self.sync.public_url(bucket_name, object_name)
 
 
+# The iterating methods (see ITERATING_METHODS), installed on AsyncResilientMinio below like
+# the generated coroutines (statically the class answers every minio method through
+# ``__getattr__``; at run time these carry their own, honest return annotations).
+
+
+def _list_objects(
+    self: AsyncResilientMinio,
+    bucket_name: str,
+    prefix: str | None = None,
+    recursive: bool = False,
+    start_after: str | None = None,
+    include_user_meta: bool = False,
+    include_version: bool = False,
+    use_api_v1: bool = False,
+    use_url_encoding_type: bool = True,
+    fetch_owner: bool = False,
+    extra_headers: DictType | None = None,
+    extra_query_params: DictType | None = None,
+) -> AwaitableAsyncIterable[Object]:
+    """As ``minio.Minio.list_objects`` (resumed across endpoints like
+    :meth:`ResilientMinio.list_objects`): ``async for`` fetches page by page in worker
+    threads, ``await`` gives the whole listing as a list."""
+    return AsyncResultIterator(
+        functools.partial(
+            self.sync.list_objects,
+            bucket_name,
+            prefix,
+            recursive,
+            start_after,
+            include_user_meta,
+            include_version,
+            use_api_v1,
+            use_url_encoding_type,
+            fetch_owner,
+            extra_headers,
+            extra_query_params,
+        ),
+        self._in_thread,
+    )
+
+
+def _remove_objects(
+    self: AsyncResilientMinio,
+    bucket_name: str,
+    delete_object_list: Iterable[DeleteObject],
+    bypass_governance_mode: bool = False,
+) -> AwaitableAsyncIterable[DeleteError]:
+    """As ``minio.Minio.remove_objects``: the deletion errors, sent in batches of 1000
+    (each retried on its own) while ``async for`` iterates, or all at once with ``await``."""
+    return AsyncResultIterator(
+        functools.partial(
+            self.sync.remove_objects, bucket_name, delete_object_list, bypass_governance_mode
+        ),
+        self._in_thread,
+    )
+
+
 def _coroutine(name: str) -> Callable[..., Any]:
     original = getattr(Minio, name)
 
@@ -236,24 +318,16 @@ def _local(name: str) -> Callable[..., Any]:
     return method
 
 
-def _iterating(name: str) -> Callable[..., Any]:
-    original = getattr(Minio, name)
-
-    def method(self: AsyncResilientMinio, *args: Any, **kwargs: Any) -> AsyncResultIterator[Any]:
-        bound = getattr(self.sync, name)
-        return AsyncResultIterator(functools.partial(bound, *args, **kwargs), self._in_thread)
-
-    functools.update_wrapper(method, original)
-    del method.__wrapped__  # type: ignore[attr-defined]
-    method.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
-    return method
-
-
 def _install_coroutines() -> None:
+    for function in (_list_objects, _remove_objects):
+        name = function.__name__.lstrip("_")
+        function.__name__ = name
+        function.__qualname__ = f"AsyncResilientMinio.{name}"
+        setattr(AsyncResilientMinio, name, function)
     for name, operation in OPERATIONS.items():
-        if name in _ITERATORS:
-            setattr(AsyncResilientMinio, name, _iterating(name))
-        elif operation.runner is Runner.LOCAL:
+        if name in ITERATING_METHODS:
+            continue
+        if operation.runner is Runner.LOCAL:
             setattr(AsyncResilientMinio, name, _local(name))
         else:
             setattr(AsyncResilientMinio, name, _coroutine(name))

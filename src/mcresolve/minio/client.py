@@ -30,17 +30,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, BinaryIO, Self, TypeVar, cast
+from typing import Any, BinaryIO, Self, TextIO, TypeVar, cast
 
 from minio import Minio
 from minio.commonconfig import Tags
-from minio.datatypes import Object
+from minio.credentials.providers import Provider
+from minio.datatypes import EventIterable, Object, PostPolicy
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.error import S3Error
 from minio.helpers import (
     MIN_PART_SIZE,
+    DictType,
     ObjectWriteResult,
     ProgressType,
     genheaders,
@@ -141,7 +143,7 @@ class ResilientMinio(Minio):
         session_token: str | None = None,
         secure: bool = False,
         region: str | None = None,
-        credentials: Any = None,
+        credentials: Provider | None = None,
         http: HttpPolicy | None = None,
         call_policy: CallPolicy | None = None,
         external: ExternalEndpoint | None = None,
@@ -407,7 +409,7 @@ class ResilientMinio(Minio):
             raise ValueError("Application name/version cannot be empty.")
         self._apply_setting("set_app_info", app_name, app_version)
 
-    def trace_on(self, stream: Any) -> None:
+    def trace_on(self, stream: TextIO) -> None:
         """Trace HTTP requests and responses of every endpoint's client to ``stream``."""
         self._apply_setting("trace_on", stream)
 
@@ -471,10 +473,10 @@ class ResilientMinio(Minio):
         bucket_name: str,
         object_name: str,
         expires: timedelta = timedelta(days=7),
-        response_headers: Any = None,
-        request_date: Any = None,
+        response_headers: DictType | None = None,
+        request_date: datetime | None = None,
         version_id: str | None = None,
-        extra_query_params: Any = None,
+        extra_query_params: DictType | None = None,
     ) -> str:
         """As ``minio.Minio.get_presigned_url``, for the external host (see :meth:`presigner`)."""
         return self.presigner().get_presigned_url(
@@ -493,10 +495,10 @@ class ResilientMinio(Minio):
         bucket_name: str,
         object_name: str,
         expires: timedelta = timedelta(days=7),
-        response_headers: Any = None,
-        request_date: Any = None,
+        response_headers: DictType | None = None,
+        request_date: datetime | None = None,
         version_id: str | None = None,
-        extra_query_params: Any = None,
+        extra_query_params: DictType | None = None,
     ) -> str:
         """As ``minio.Minio.presigned_get_object``, for the external host."""
         return self.presigner().presigned_get_object(
@@ -515,7 +517,7 @@ class ResilientMinio(Minio):
         """As ``minio.Minio.presigned_put_object``, for the external host."""
         return self.presigner().presigned_put_object(bucket_name, object_name, expires)
 
-    def presigned_post_policy(self, policy: Any) -> dict[str, str]:
+    def presigned_post_policy(self, policy: PostPolicy) -> dict[str, str]:
         """As ``minio.Minio.presigned_post_policy``, for the external host."""
         return self.presigner().presigned_post_policy(policy)
 
@@ -536,7 +538,7 @@ class ResilientMinio(Minio):
         data: BinaryIO,
         length: int,
         content_type: str = "application/octet-stream",
-        metadata: Any = None,
+        metadata: DictType | None = None,
         sse: Sse | None = None,
         progress: ProgressType | None = None,
         part_size: int = 0,
@@ -628,7 +630,7 @@ class ResilientMinio(Minio):
         object_name: str,
         payload: bytes,
         content_type: str,
-        metadata: Any,
+        metadata: DictType | None,
         sse: Sse | None,
         tags: Tags | None,
         retention: Retention | None,
@@ -818,7 +820,7 @@ class ResilientMinio(Minio):
         object_name: str,
         file_path: str,
         content_type: str = "application/octet-stream",
-        metadata: Any = None,
+        metadata: DictType | None = None,
         sse: Sse | None = None,
         progress: ProgressType | None = None,
         part_size: int = 0,
@@ -853,7 +855,7 @@ class ResilientMinio(Minio):
         length: int,
         chunk_size: int | None = None,
         progress: ProgressType | None = None,
-        extra_headers: Any = None,
+        extra_headers: DictType | None = None,
     ) -> ObjectWriteResult:
         """As ``minio.Minio.append_object``. Appending twice would append twice, so it is sent
         again only when it cannot have executed *and* ``data`` is seekable (rewound to where it
@@ -887,10 +889,10 @@ class ResilientMinio(Minio):
         object_name: str,
         offset: int = 0,
         length: int = 0,
-        request_headers: Any = None,
+        request_headers: DictType | None = None,
         ssec: SseCustomerKey | None = None,
         version_id: str | None = None,
-        extra_query_params: Any = None,
+        extra_query_params: DictType | None = None,
     ) -> BaseHTTPResponse:
         """As ``minio.Minio.get_object``; the returned response resumes a body that breaks
         mid-way with a Range request on another endpoint, checking the ETag
@@ -964,8 +966,8 @@ class ResilientMinio(Minio):
         use_api_v1: bool = False,
         use_url_encoding_type: bool = True,
         fetch_owner: bool = False,
-        extra_headers: Any = None,
-        extra_query_params: Any = None,
+        extra_headers: DictType | None = None,
+        extra_query_params: DictType | None = None,
     ) -> Iterator[Object]:
         """As ``minio.Minio.list_objects`` (a lazy iterator). When a page request fails
         mid-listing, the listing resumes on another endpoint after the last entry already
@@ -1077,7 +1079,7 @@ class ResilientMinio(Minio):
             "s3:ObjectRemoved:*",
             "s3:ObjectAccessed:*",
         ),
-    ) -> Any:
+    ) -> EventIterable:
         """As ``minio.Minio.listen_bucket_notification``, on one healthy endpoint (a
         long-lived stream: it is not resumed when that endpoint dies; listen again)."""
         endpoint = self._pool.pick()
