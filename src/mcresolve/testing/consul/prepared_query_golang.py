@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
@@ -89,48 +90,41 @@ class _JsonScanner:
             raise self._bad("looking for beginning of value")
 
     def _object(self) -> None:
-        self.pos += 1
+        self._elements(ord("}"), self._member, "after object key:value pair")
+
+    def _member(self) -> None:
         self._skip_ws()
-        if self._peek() == ord("}"):
-            self.pos += 1
-            return
-        while True:
-            self._skip_ws()
-            if self._peek() != ord('"'):
-                raise self._bad("looking for beginning of object key string")
-            self._string()
-            self._skip_ws()
-            if self._peek() != ord(":"):
-                raise self._bad("after object key")
-            self.pos += 1
-            self.value()
-            self._skip_ws()
-            char = self._peek()
-            if char == ord(","):
-                self.pos += 1
-                continue
-            if char == ord("}"):
-                self.pos += 1
-                return
-            raise self._bad("after object key:value pair")
+        if self._peek() != ord('"'):
+            raise self._bad("looking for beginning of object key string")
+        self._string()
+        self._skip_ws()
+        if self._peek() != ord(":"):
+            raise self._bad("after object key")
+        self.pos += 1
+        self.value()
 
     def _array(self) -> None:
+        self._elements(ord("]"), self.value, "after array element")
+
+    def _elements(self, close: int, element: Callable[[], None], after_element: str) -> None:
+        """An object's or array's comma-separated ``element``s from the opening bracket (at
+        ``pos``) through ``close``; ``after_element`` is Go's context for a bad delimiter."""
         self.pos += 1
         self._skip_ws()
-        if self._peek() == ord("]"):
+        if self._peek() == close:
             self.pos += 1
             return
         while True:
-            self.value()
+            element()
             self._skip_ws()
             char = self._peek()
             if char == ord(","):
                 self.pos += 1
                 continue
-            if char == ord("]"):
+            if char == close:
                 self.pos += 1
                 return
-            raise self._bad("after array element")
+            raise self._bad(after_element)
 
     def _string(self) -> None:
         self.pos += 1
@@ -166,24 +160,26 @@ class _JsonScanner:
         # read reports the missing delimiter as an unexpected EOF.
         if self._peek() == ord("-"):
             self.pos += 1
-            if not ord("0") <= self._peek() <= ord("9"):
-                raise self._bad("in numeric literal")
+            self._expect_digit("in numeric literal")
         if self._peek() == ord("0"):
             self.pos += 1
         else:
             self._digits()
         if self._peek_or_end() == ord("."):
             self.pos += 1
-            if not ord("0") <= self._peek() <= ord("9"):
-                raise self._bad("after decimal point in numeric literal")
+            self._expect_digit("after decimal point in numeric literal")
             self._digits()
         if self._peek_or_end() in (ord("e"), ord("E")):
             self.pos += 1
             if self._peek() in b"+-":
                 self.pos += 1
-            if not ord("0") <= self._peek() <= ord("9"):
-                raise self._bad("in exponent of numeric literal")
+            self._expect_digit("in exponent of numeric literal")
             self._digits()
+
+    def _expect_digit(self, context: str) -> None:
+        """Fail with Go's ``context`` unless a digit comes next (``unexpected EOF`` at the end)."""
+        if not ord("0") <= self._peek() <= ord("9"):
+            raise self._bad(context)
 
     def _literal(self) -> None:
         word = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}[self._peek()]
