@@ -11,7 +11,7 @@ import json
 import random
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, unquote
@@ -24,6 +24,7 @@ from .catalog import (
     CRITICAL,
     PASSING,
     WARNING,
+    CatalogState,
     CheckRecord,
     NodeRecord,
     ServiceRecord,
@@ -104,6 +105,19 @@ def read_headers(index: int, consistency: str | None) -> dict[str, str]:
     if consistency is not None:
         headers["X-Consul-Effective-Consistency"] = consistency
     return headers
+
+
+def _instances_matching(
+    catalog: CatalogState, name: str, tag: str | None, meta: Mapping[str, str]
+) -> list[ServiceRecord]:
+    """The instances of service ``name`` carrying ``tag`` (any tag when ``None``) on nodes whose
+    metadata matches every ``meta`` filter, in :meth:`CatalogState.instances` order."""
+    return [
+        s
+        for s in catalog.instances(name)
+        if (tag is None or tag_matches(s.tags, tag))
+        and meta_matches(catalog.nodes[s.node.lower()].meta, meta)
+    ]
 
 
 FAILED_RPC_HEADERS = {
@@ -321,6 +335,17 @@ class AgentHttpApi:
         finally:
             self._parked -= 1
 
+    async def _blocking_read(
+        self,
+        query: Query,
+        target: Datacenter,
+        consistency: str | None,
+        compute: Callable[[], tuple[int, Any]],
+    ) -> web.Response:
+        """:meth:`_blocking`, answered as JSON with the read headers (``X-Consul-Index`` etc.)."""
+        index, body = await self._blocking(query, target, compute)
+        return json_response(body, headers=read_headers(index, consistency))
+
     # --------------------------------------------------------------------------- agent
 
     async def agent_self(self, req: ApiRequest) -> web.StreamResponse:
@@ -498,8 +523,7 @@ class AgentHttpApi:
             body = [target.catalog.render_node(n) for n in nodes]
             return target.catalog.max_index("nodes"), body
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     async def catalog_services(self, req: ApiRequest) -> web.StreamResponse:
         mode = consistency_mode(req.query)
@@ -520,8 +544,7 @@ class AgentHttpApi:
                 return catalog.max_index("services"), dict(sorted(summary.items()))
             return catalog.max_index("services"), catalog.services_summary()
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     def _service_name(self, req: ApiRequest) -> str:
         if not req.tail:
@@ -538,12 +561,7 @@ class AgentHttpApi:
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
-            instances = [
-                s
-                for s in catalog.instances(name)
-                if (tag is None or tag_matches(s.tags, tag))
-                and meta_matches(catalog.nodes[s.node.lower()].meta, meta)
-            ]
+            instances = _instances_matching(catalog, name, tag, meta)
             if near:
                 distances = target.distances_from(near)
                 if distances is not None:
@@ -551,8 +569,7 @@ class AgentHttpApi:
             body = [catalog.catalog_entry(s) for s in instances]
             return catalog.service_read_index(name, with_checks=False), body
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     async def catalog_node(self, req: ApiRequest) -> web.StreamResponse:
         mode = consistency_mode(req.query)
@@ -573,8 +590,7 @@ class AgentHttpApi:
             }
             return index, {"Node": catalog.render_node(node), "Services": services}
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     # -------------------------------------------------------------------------- health
 
@@ -590,10 +606,7 @@ class AgentHttpApi:
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
             entries = [
-                catalog.health_entry(s)
-                for s in catalog.instances(name)
-                if (tag is None or tag_matches(s.tags, tag))
-                and meta_matches(catalog.nodes[s.node.lower()].meta, meta)
+                catalog.health_entry(s) for s in _instances_matching(catalog, name, tag, meta)
             ]
             if near:
                 entries = target.sort_near(entries, near)
@@ -601,8 +614,7 @@ class AgentHttpApi:
                 entries = filter_passing(entries)
             return catalog.service_read_index(name, with_checks=True), entries
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     async def health_checks(self, req: ApiRequest) -> web.StreamResponse:
         name = self._service_name(req)
@@ -618,8 +630,7 @@ class AgentHttpApi:
             ]
             return catalog.service_read_index(name, with_checks=True), checks
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     async def health_state(self, req: ApiRequest) -> web.StreamResponse:
         state = req.tail
@@ -637,8 +648,7 @@ class AgentHttpApi:
             ]
             return catalog.max_index("checks"), checks
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     async def health_node(self, req: ApiRequest) -> web.StreamResponse:
         if not req.tail:
@@ -651,8 +661,7 @@ class AgentHttpApi:
             checks = [catalog.render_check(c) for c in catalog.node_checks(req.tail)]
             return catalog.max_index("checks"), checks
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, mode))
+        return await self._blocking_read(req.query, target, mode, compute)
 
     # ------------------------------------------------------------------ coordinates etc.
 
@@ -684,8 +693,7 @@ class AgentHttpApi:
             coords = [catalog.coordinates[k] for k in sorted(catalog.coordinates)]
             return catalog.max_index("coords"), [dict(c) for c in coords]
 
-        index, body = await self._blocking(req.query, target, compute)
-        return json_response(body, headers=read_headers(index, None))
+        return await self._blocking_read(req.query, target, None, compute)
 
     async def status_leader(self, req: ApiRequest) -> web.StreamResponse:
         return json_response(f"{self.dc.host}:{self.dc.server_port}")
