@@ -8,14 +8,13 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
+from manual_source import eps
 from mcresolve.endpoint import Endpoint
 from mcresolve.events import EventHub, EventKind, PoolEvent
 from mcresolve.metrics import PoolMetrics
 from mcresolve.outlier import FailureKind
 from mcresolve.pool import EndpointPool
 from mcresolve.sources.static import StaticSource
-
-from .helpers import eps
 
 
 async def test_metrics_count_attempts_events_and_states() -> None:

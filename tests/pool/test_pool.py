@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from manual_source import ManualSource, eps
 from mcresolve.attempts import AttemptContext, AttemptRecord, AttemptVerdict, Fault
 from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.call_policy import CallPolicy
@@ -33,7 +34,7 @@ from mcresolve.retry_budget import RetryBudgetPolicy
 from mcresolve.sources.base import Resolution
 from mcresolve.sources.static import StaticSource
 
-from .helpers import ManualSource, eps, next_event
+from .helpers import next_event
 
 FAST_BACKOFF = BackoffPolicy(base=0.01, cap=0.02, jitter=Jitter.NONE)
 FAST = CallPolicy(deadline=5.0, attempt_timeout=2.0, backoff=FAST_BACKOFF)

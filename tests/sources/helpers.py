@@ -1,44 +1,14 @@
-"""A source driven by the test (publishes exactly what the test tells it to), waiting for
-resolutions, and the prepared query the stage 1 and stage 3 tests share."""
+"""Waiting for resolutions, and the prepared query the stage 1 and stage 3 tests share (the source
+the test drives is in ``tests/manual_source.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import PublishingSource, Resolution
 
 from .conftest import SERVICE, Cluster
-
-
-def eps(*ports: int, dc: str = "dc1") -> tuple[Endpoint, ...]:
-    """Endpoints 127.0.0.1:<port> in ``dc``."""
-    return tuple(Endpoint("127.0.0.1", p, datacenter=dc) for p in ports)
-
-
-class ManualSource(PublishingSource):
-    """Publishes answers and errors when the test calls :meth:`answer` / :meth:`fail`."""
-
-    def __init__(self, description: str = "manual://primary") -> None:
-        super().__init__(description)
-        self.refreshes = 0
-        self.started = asyncio.Event()
-
-    async def start(self) -> None:
-        self.started.set()
-
-    async def _run(self) -> None:
-        return None
-
-    def answer(self, endpoints: Sequence[Endpoint], datacenter: str | None = "dc1") -> None:
-        self._publish(Resolution.answered(endpoints, self.description, datacenter))
-
-    def fail(self, error: Exception) -> None:
-        self._publish_error(error)
-
-    def refresh_now(self) -> None:
-        self.refreshes += 1
 
 
 async def next_matching(

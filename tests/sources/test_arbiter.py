@@ -5,11 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manual_source import eps
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy
 from mcresolve.sources.base import Resolution
 from mcresolve.target import parse_target
-
-from .helpers import eps
 
 DESC = "consul://svc"
 

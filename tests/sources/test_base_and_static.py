@@ -6,11 +6,10 @@ import asyncio
 
 import pytest
 
+from manual_source import ManualSource, eps
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources import Resolution, Source, StaticSource
 from mcresolve.target import StaticTarget, parse_target
-
-from .helpers import ManualSource, eps
 
 
 async def test_static_source_publishes_its_list_at_start() -> None:

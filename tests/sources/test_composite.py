@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from manual_source import ManualSource, eps
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources import Resolution, StaticSource
 from mcresolve.sources.arbiter import ArbiterPolicy
 from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.snapshot import load_snapshot, save_snapshot
 
-from .helpers import ManualSource, eps, next_matching
+from .helpers import next_matching
 
 
 def test_snapshot_round_trip(tmp_path: Path) -> None:
