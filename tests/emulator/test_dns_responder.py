@@ -13,14 +13,13 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
+from emulator_fakes import FakeCluster, FakeDatacenter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcresolve.testing.consul.contracts import (
-    DatacenterUnreachable,
     EmulatorError,
     HealthEntry,
-    QueryNotFound,
 )
 from mcresolve.testing.consul.dns_records import (
     meta_txt,
@@ -63,56 +62,6 @@ def make_entry(
     }
 
 
-class View:
-    def __init__(self, name: str, entries: list[HealthEntry]) -> None:
-        self._name = name
-        self.entries = entries
-        self.queries: dict[str, dict[str, Any] | Exception] = {}
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def agent_node(self) -> str:
-        return "n1"
-
-    def health_service(self, service: str) -> list[HealthEntry]:
-        return [dict(e) for e in self.entries if e["Service"]["Service"].lower() == service.lower()]
-
-    def node(self, node: str) -> dict[str, Any] | None:
-        for e in self.entries:
-            if e["Node"]["Node"].lower() == node.lower():
-                return dict(e["Node"])
-        return None
-
-    def sort_near(self, entries: Sequence[HealthEntry], near: str) -> list[HealthEntry]:
-        return list(entries)
-
-    def next_index(self) -> int:
-        return 1
-
-    def execute_prepared_query(self, name_or_id: str) -> dict[str, Any]:
-        result = self.queries.get(name_or_id, QueryNotFound())
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-
-class Cluster:
-    def __init__(self, *views: View) -> None:
-        self.views = {view.name: view for view in views}
-        self.unreachable: set[str] = set()
-
-    def reach(self, origin: str, target: str) -> View:
-        if target not in self.views or target in self.unreachable:
-            raise DatacenterUnreachable()
-        return self.views[target]
-
-    def datacenters_by_rtt(self, origin: str) -> list[str]:
-        return list(self.views)
-
-
 def six_instances() -> list[HealthEntry]:
     return [
         make_entry("n1", 9001, tags=["primary", "v1"], meta=AGENT_META, node_status="passing"),
@@ -124,9 +73,9 @@ def six_instances() -> list[HealthEntry]:
     ]
 
 
-def responder(*views: View, seed: int = 1, **kwargs: Any) -> DnsResponder:
+def responder(*views: FakeDatacenter, seed: int = 1, **kwargs: Any) -> DnsResponder:
     return DnsResponder(
-        "dc1", Cluster(*views), rng=random.Random(seed), clock=lambda: NOW, **kwargs
+        "dc1", FakeCluster(views), rng=random.Random(seed), clock=lambda: NOW, **kwargs
     )
 
 
@@ -168,7 +117,7 @@ def soa_only(message: dns.message.Message) -> bool:
 
 
 def test_flags_are_qr_aa_and_the_questions_rd_never_ra() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     with_rd = ask(resp, "web.service.consul")
     assert with_rd.flags == dns.flags.QR | dns.flags.AA | dns.flags.RD
     without_rd = ask(resp, "web.service.consul", rd=False)
@@ -176,7 +125,7 @@ def test_flags_are_qr_aa_and_the_questions_rd_never_ra() -> None:
 
 
 def test_edns_payload_is_echoed_and_absent_without_edns() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     assert ask(resp, "web.service.consul", payload=1232).payload == 1232
     assert ask(resp, "web.service.consul", payload=4096).payload == 4096
     assert ask(resp, "web.service.consul").edns == -1
@@ -186,7 +135,7 @@ def test_edns_payload_is_echoed_and_absent_without_edns() -> None:
 
 
 def test_udp_without_edns_answers_three_srv_with_one_address_per_target() -> None:
-    message = ask(responder(View("dc1", six_instances())), "web.service.consul")
+    message = ask(responder(FakeDatacenter("dc1", six_instances())), "web.service.consul")
     assert len(message.answer) == 3
     targets = [rrset[0].target.to_text() for rrset in message.answer]
     extra_names = [rrset.name.to_text() for rrset in message.additional]
@@ -198,7 +147,9 @@ def test_udp_without_edns_answers_three_srv_with_one_address_per_target() -> Non
 def test_udp_answer_limit_applies_only_to_plain_512_byte_udp(
     payload: int | None, expected: int
 ) -> None:
-    message = ask(responder(View("dc1", six_instances())), "web.service.consul", payload=payload)
+    message = ask(
+        responder(FakeDatacenter("dc1", six_instances())), "web.service.consul", payload=payload
+    )
     assert len(message.answer) == expected
 
 
@@ -207,7 +158,11 @@ def test_tcp_and_large_edns_answer_every_instance_with_txt_per_answer(
     transport: str, payload: int | None
 ) -> None:
     message = ask(
-        responder(View("dc1", six_instances())), "web.service.consul", "SRV", transport, payload
+        responder(FakeDatacenter("dc1", six_instances())),
+        "web.service.consul",
+        "SRV",
+        transport,
+        payload,
     )
     assert sorted(rrset[0].port for rrset in message.answer) == list(range(9001, 9007))
     # like Consul: the node's A and TXT are repeated for each of its four answers
@@ -219,7 +174,9 @@ def test_tcp_and_large_edns_answer_every_instance_with_txt_per_answer(
 
 
 def test_srv_rdata_is_priority_1_weight_1_and_target_names_the_datacenter() -> None:
-    message = ask(responder(View("dc1", six_instances())), "web.service.consul", "SRV", "tcp")
+    message = ask(
+        responder(FakeDatacenter("dc1", six_instances())), "web.service.consul", "SRV", "tcp"
+    )
     assert sorted(records(message)) == sorted(
         [f"1 1 {port} n1.node.dc1.consul." for port in (9001, 9002, 9003, 9004)]
         + ["1 1 9005 x1.node.dc1.consul.", "1 1 9006 x2.node.dc1.consul."]
@@ -229,20 +186,20 @@ def test_srv_rdata_is_priority_1_weight_1_and_target_names_the_datacenter() -> N
 
 def test_a_records_are_deduplicated_by_address() -> None:
     entries = [*six_instances(), make_entry("x3", 9007, address="10.0.0.7")]
-    message = ask(responder(View("dc1", entries)), "web.service.consul", "A", "tcp")
+    message = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "A", "tcp")
     assert sorted(records(message)) == ["10.0.0.7", "127.0.0.1"]
     assert message.additional == []
 
 
 def test_udp_limit_also_applies_to_distinct_addresses() -> None:
     entries = [make_entry(f"n{i}", 1, node_address=f"10.0.0.{i}") for i in range(5)]
-    resp = responder(View("dc1", entries))
+    resp = responder(FakeDatacenter("dc1", entries))
     assert len(records(ask(resp, "web.service.consul", "A"))) == 3
     assert len(records(ask(resp, "web.service.consul", "A", "tcp"))) == 5
 
 
 def test_any_answers_addresses_only_and_txt_aaaa_of_ipv4_give_soa() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     assert records(ask(resp, "web.service.consul", "ANY")) == ["127.0.0.1"]
     for qtype in ("AAAA", "TXT"):
         message = ask(resp, "web.service.consul", qtype)
@@ -253,14 +210,14 @@ def test_any_answers_addresses_only_and_txt_aaaa_of_ipv4_give_soa() -> None:
 
 def test_ipv6_service_address_gives_aaaa() -> None:
     entries = [make_entry("n1", 1, address="2001:db8::1")]
-    message = ask(responder(View("dc1", entries)), "web.service.consul", "AAAA")
+    message = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "AAAA")
     assert records(message) == ["2001:db8::1"]
-    assert ask(responder(View("dc1", entries)), "web.service.consul", "A").answer == []
+    assert ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "A").answer == []
 
 
 def test_hostname_service_address_gives_cname() -> None:
     entries = [make_entry("n1", 1, address="storage.example.com")]
-    resp = responder(View("dc1", entries))
+    resp = responder(FakeDatacenter("dc1", entries))
     assert records(ask(resp, "web.service.consul", "A")) == ["storage.example.com."]
     srv = ask(resp, "web.service.consul", "SRV")
     assert types(srv, "additional") == ["CNAME"]
@@ -274,14 +231,14 @@ def test_warning_is_returned_and_critical_left_out_including_node_checks() -> No
         make_entry("n2", 3, node_status="critical"),
         make_entry("n3", 4, node_status="warning", status="passing"),
     ]
-    message = ask(responder(View("dc1", entries)), "web.service.consul", "SRV", "tcp")
+    message = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "SRV", "tcp")
     assert sorted(rrset[0].port for rrset in message.answer) == [1, 4]
 
 
 @pytest.mark.parametrize("qtype", ["A", "SRV", "AAAA"])
 def test_no_healthy_instance_unknown_service_and_unknown_tag_are_nxdomain(qtype: str) -> None:
     critical = [make_entry("n1", 1, status="critical")]
-    resp = responder(View("dc1", critical), View("dc2", six_instances()))
+    resp = responder(FakeDatacenter("dc1", critical), FakeDatacenter("dc2", six_instances()))
     for name in ("web.service.consul", "nope.service.consul", "x.web.service.dc2.consul"):
         message = ask(resp, name, qtype)
         assert message.rcode() == dns.rcode.NXDOMAIN
@@ -291,13 +248,13 @@ def test_no_healthy_instance_unknown_service_and_unknown_tag_are_nxdomain(qtype:
 
 def test_service_lookup_never_fails_over() -> None:
     critical = [make_entry("n1", 1, status="critical")]
-    resp = responder(View("dc1", critical), View("dc2", six_instances()))
+    resp = responder(FakeDatacenter("dc1", critical), FakeDatacenter("dc2", six_instances()))
     assert ask(resp, "web.service.consul").rcode() == dns.rcode.NXDOMAIN
     assert ask(resp, "web.service.dc2.consul").rcode() == dns.rcode.NOERROR
 
 
 def test_tags_names_and_datacenters_match_case_insensitively() -> None:
-    resp = responder(View("dc1", six_instances()), View("dc2", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()), FakeDatacenter("dc2", six_instances()))
     message = ask(resp, "V1.WEB.service.DC2.consul", "SRV", "tcp")
     assert sorted(rrset[0].port for rrset in message.answer) == [9001, 9002, 9004, 9005]
     assert {rrset.name.to_text() for rrset in message.answer} == {"V1.WEB.service.DC2.consul."}
@@ -305,7 +262,7 @@ def test_tags_names_and_datacenters_match_case_insensitively() -> None:
 
 
 def test_rfc2782_names() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     tcp = ask(resp, "_web._tcp.service.consul", "SRV", "tcp")
     assert len(tcp.answer) == 6
     primary = ask(resp, "_web._primary.service.consul", "SRV", "tcp")
@@ -315,8 +272,10 @@ def test_rfc2782_names() -> None:
 
 
 def test_unreachable_or_unknown_datacenter_is_servfail_with_empty_sections() -> None:
-    cluster = Cluster(View("dc1", six_instances()), View("dc2", six_instances()))
-    cluster.unreachable.add("dc2")
+    cluster = FakeCluster(
+        [FakeDatacenter("dc1", six_instances()), FakeDatacenter("dc2", six_instances())]
+    )
+    cluster.down.add("dc2")
     resp = DnsResponder("dc1", cluster, rng=random.Random(1), clock=lambda: NOW)
     for name in ("web.service.dc2.consul", "web.service.nodc.consul", "n1.node.dc2.consul"):
         message = ask(resp, name, "A", payload=1232)
@@ -327,7 +286,7 @@ def test_unreachable_or_unknown_datacenter_is_servfail_with_empty_sections() -> 
 
 
 def test_emulator_errors_become_servfail() -> None:
-    view = View("dc1", [])
+    view = FakeDatacenter("dc1", [])
     view.queries["boom"] = EmulatorError(500, "rpc error")
     message = ask(responder(view), "boom.query.consul")
     assert message.rcode() == dns.rcode.SERVFAIL
@@ -335,7 +294,7 @@ def test_emulator_errors_become_servfail() -> None:
 
 def test_duplicate_instances_give_one_srv() -> None:
     entries = [make_entry("n1", 1), make_entry("n1", 1)]
-    message = ask(responder(View("dc1", entries)), "web.service.consul", "SRV", "tcp")
+    message = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "SRV", "tcp")
     assert records(message) == ["1 1 1 n1.node.dc1.consul."]
 
 
@@ -344,25 +303,28 @@ def test_udp_answers_are_cut_to_512_bytes_and_lose_their_txt() -> None:
     entries = [
         make_entry(f"{long_node}{i}", 9000 + i, meta={"k" * 50: "v" * 100}) for i in range(3)
     ]
-    message = ask(responder(View("dc1", entries)), "web.service.consul", "SRV")
+    message = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "SRV")
     assert 0 < len(message.answer) < 3
     assert set(types(message, "additional")) == {"A"}
     assert len(message.to_wire()) <= 512
     # with room (TCP), all three and their TXT records are there
-    tcp = ask(responder(View("dc1", entries)), "web.service.consul", "SRV", "tcp")
+    tcp = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "SRV", "tcp")
     assert len(tcp.answer) == 3 and types(tcp, "additional").count("TXT") == 3
 
 
 def test_tcp_caps_srv_answers_and_size() -> None:
     entries = [make_entry(f"node-{i:04d}", 1000 + i) for i in range(900)]
-    message = ask(responder(View("dc1", entries)), "web.service.consul", "SRV", "tcp")
+    message = ask(responder(FakeDatacenter("dc1", entries)), "web.service.consul", "SRV", "tcp")
     assert 0 < len(message.answer) <= 640
     assert len(message.to_wire()) <= 65535
 
 
 def test_order_and_subset_are_random_on_every_answer() -> None:
     resp = DnsResponder(
-        "dc1", Cluster(View("dc1", six_instances())), rng=random.Random(3), clock=lambda: NOW
+        "dc1",
+        FakeCluster([FakeDatacenter("dc1", six_instances())]),
+        rng=random.Random(3),
+        clock=lambda: NOW,
     )
     orders = set()
     seen_ports: set[int] = set()
@@ -379,7 +341,7 @@ def test_order_and_subset_are_random_on_every_answer() -> None:
 
 
 def test_node_lookups() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     assert records(ask(resp, "n1.node.consul", "A")) == ["127.0.0.1"]
     assert records(ask(resp, "N1.node.dc1.consul", "TXT")) == ['"consul-network-segment="']
     assert records(ask(resp, "n1.node.consul", "ANY")) == [
@@ -395,7 +357,7 @@ def test_node_lookups() -> None:
 
 
 def test_addr_lookups() -> None:
-    resp = responder(View("dc1", []))
+    resp = responder(FakeDatacenter("dc1", []))
     assert records(ask(resp, "7f000001.addr.consul", "A")) == ["127.0.0.1"]
     assert records(ask(resp, "20010db8000000000000000000000001.addr.dc1.consul", "A")) == [
         "2001:db8::1"
@@ -405,7 +367,7 @@ def test_addr_lookups() -> None:
 
 
 def test_malformed_names_are_nxdomain_with_soa() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     for name in ("web.consul", "consul", "service.consul", "a.b.c.service.dc1.x.consul"):
         message = ask(resp, name, "A")
         assert message.rcode() == dns.rcode.NXDOMAIN and soa_only(message)
@@ -419,7 +381,7 @@ def query_result(entries: list[HealthEntry], dc: str = "dc1", ttl: str = "") -> 
 
 
 def test_prepared_query_ttl_and_failover_datacenter() -> None:
-    view = View("dc1", [])
+    view = FakeDatacenter("dc1", [])
     remote = [make_entry("n2", 9101, dc="dc2", meta=AGENT_META)]
     view.queries["q"] = query_result(remote, dc="dc2", ttl="10s")
     message = ask(responder(view), "q.query.consul", "SRV")
@@ -430,16 +392,16 @@ def test_prepared_query_ttl_and_failover_datacenter() -> None:
 
 @pytest.mark.parametrize(("ttl", "seconds"), [("", 0), ("1m30s", 90), ("1.9s", 1), ("ten", 0)])
 def test_prepared_query_ttl_parsing(ttl: str, seconds: int) -> None:
-    view = View("dc1", [])
+    view = FakeDatacenter("dc1", [])
     view.queries["q"] = query_result([make_entry("n1", 1)], ttl=ttl)
     assert ask(responder(view), "q.query.consul", "A").answer[0].ttl == seconds
 
 
 def test_prepared_query_not_found_or_empty_is_nxdomain_and_remote_lookup_servfail() -> None:
-    dc1 = View("dc1", [])
+    dc1 = FakeDatacenter("dc1", [])
     dc1.queries["empty"] = query_result([])
     dc1.queries["only-here"] = query_result([make_entry("n1", 1)])
-    resp = responder(dc1, View("dc2", []))
+    resp = responder(dc1, FakeDatacenter("dc2", []))
     for name in ("nope.query.consul", "empty.query.consul", "nope.query.dc1.consul"):
         message = ask(resp, name)
         assert message.rcode() == dns.rcode.NXDOMAIN and soa_only(message)
@@ -449,7 +411,7 @@ def test_prepared_query_not_found_or_empty_is_nxdomain_and_remote_lookup_servfai
 
 
 def test_prepared_query_keeps_the_order_the_query_engine_chose() -> None:
-    view = View("dc1", [])
+    view = FakeDatacenter("dc1", [])
     entries = [make_entry(f"n{i}", 9000 + i, node_address=f"10.0.0.{i}") for i in range(3)]
     view.queries["q"] = query_result(entries)
     message = ask(responder(view), "q.query.consul", "A", "tcp")
@@ -461,7 +423,7 @@ def test_prepared_query_keeps_the_order_the_query_engine_chose() -> None:
 
 def test_soa_ns_and_axfr_questions() -> None:
     servers = [make_entry("n1", 8300, service="consul")]
-    resp = responder(View("dc1", servers))
+    resp = responder(FakeDatacenter("dc1", servers))
     soa = ask(resp, "consul", "SOA")
     assert types(soa, "answer") == ["SOA"] and types(soa, "authority") == ["NS"]
     assert records(soa, "authority") == ["n1.node.dc1.consul."]
@@ -475,7 +437,7 @@ def test_soa_ns_and_axfr_questions() -> None:
 
 
 def test_names_outside_the_domain_are_servfail_without_aa() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     other = ask(resp, "example.com", "A")
     assert other.rcode() == dns.rcode.SERVFAIL
     assert not other.flags & dns.flags.AA
@@ -484,7 +446,7 @@ def test_names_outside_the_domain_are_servfail_without_aa() -> None:
 
 
 def test_undecodable_messages_and_responses_are_dropped() -> None:
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     assert resp.respond_wire(b"\x00\x01garbage", "udp") is None
     query = dns.message.make_query("web.service.consul", "A")
     reply = dns.message.make_response(query)
@@ -493,7 +455,7 @@ def test_undecodable_messages_and_responses_are_dropped() -> None:
 
 def test_message_without_question_is_servfail() -> None:
     query = dns.message.Message(id=7)
-    wire = responder(View("dc1", [])).respond_wire(query.to_wire(), "udp")
+    wire = responder(FakeDatacenter("dc1", [])).respond_wire(query.to_wire(), "udp")
     assert wire is not None
     message = dns.message.from_wire(wire)
     assert message.rcode() == dns.rcode.SERVFAIL and message.id == 7
@@ -543,7 +505,7 @@ def test_uncompressed_length_counts_every_name_in_full() -> None:
 
 def test_sync_extra_keeps_first_record_per_target_and_follows_cnames() -> None:
     entries = [make_entry("n1", 1, address="alias.consul"), make_entry("n2", 2)]
-    resp = responder(View("dc1", entries))
+    resp = responder(FakeDatacenter("dc1", entries))
     message = ask(resp, "web.service.consul", "SRV", "tcp")
     index = {rrset.name.to_text().lower(): rrset for rrset in message.additional}
     extra = sync_extra(list(message.answer), index)
@@ -576,7 +538,7 @@ def test_srv_answers_follow_the_rules_for_any_catalog(
         for e in entries
         if all(c["Status"] != "critical" for c in e["Checks"])
     }
-    resp = responder(View("dc1", entries), seed=seed)
+    resp = responder(FakeDatacenter("dc1", entries), seed=seed)
     tcp = ask(resp, "web.service.consul", "SRV", "tcp")
     udp = ask(resp, "web.service.consul", "SRV", "udp")
     if not healthy:
@@ -605,7 +567,7 @@ def test_any_question_gets_an_answer_with_the_same_id(name: str, qtype: str) -> 
         qname = dns.name.from_text(name, origin=dns.name.from_text("consul"))
     except Exception:
         return
-    resp = responder(View("dc1", six_instances()))
+    resp = responder(FakeDatacenter("dc1", six_instances()))
     query = dns.message.make_query(qname, qtype)
     wire = resp.respond_wire(query.to_wire(), "udp")
     assert wire is not None

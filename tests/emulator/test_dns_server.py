@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import dns.asyncquery
@@ -15,12 +15,9 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from emulator_fakes import FakeCluster, FakeDatacenter
 
-from mcresolve.testing.consul.contracts import (
-    DatacenterUnreachable,
-    HealthEntry,
-    QueryNotFound,
-)
+from mcresolve.testing.consul.contracts import HealthEntry
 from mcresolve.testing.consul.dns_server import ConsulDnsServer
 
 SERVICE = "storage-object-minio"
@@ -49,60 +46,9 @@ def entry(
     }
 
 
-class FakeDatacenter:
-    def __init__(self, name: str, agent: str, entries: list[HealthEntry]) -> None:
-        self._name = name
-        self._agent = agent
-        self.entries = entries
-        self.queries: dict[str, dict[str, Any]] = {}
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def agent_node(self) -> str:
-        return self._agent
-
-    def health_service(self, service: str) -> list[HealthEntry]:
-        return [dict(e) for e in self.entries if e["Service"]["Service"].lower() == service.lower()]
-
-    def node(self, node_name: str) -> dict[str, Any] | None:
-        for e in self.entries:
-            if e["Node"]["Node"].lower() == node_name.lower():
-                return dict(e["Node"])
-        return None
-
-    def sort_near(self, entries: Sequence[HealthEntry], near: str) -> list[HealthEntry]:
-        return list(entries)
-
-    def next_index(self) -> int:
-        return 1
-
-    def execute_prepared_query(self, name_or_id: str) -> dict[str, Any]:
-        if name_or_id not in self.queries:
-            raise QueryNotFound()
-        return self.queries[name_or_id]
-
-
-class FakeCluster:
-    def __init__(self, dcs: list[FakeDatacenter]) -> None:
-        self.dcs = {dc.name: dc for dc in dcs}
-        self.down: set[str] = set()
-
-    def reach(self, origin: str, target: str) -> FakeDatacenter:
-        if target not in self.dcs or target in self.down:
-            raise DatacenterUnreachable()
-        return self.dcs[target]
-
-    def datacenters_by_rtt(self, origin: str) -> list[str]:
-        return sorted(self.dcs, key=lambda dc: dc != origin)
-
-
 def recorded_cluster() -> FakeCluster:
     dc1 = FakeDatacenter(
         "dc1",
-        "n1",
         [
             entry("minio-node-x1", "dc1", "minio-dc1-x1", 9005, ["external", "v1"]),
             entry("minio-node-x2", "dc1", "minio-dc1-x2", 9006, ["external", "v2"]),
@@ -111,15 +57,16 @@ def recorded_cluster() -> FakeCluster:
             entry("n1", "dc1", "minio-dc1-c", 9003, ["v2"]),
             entry("n1", "dc1", "minio-dc1-http", 9004, ["http", "v1"]),
         ],
+        agent_node="n1",
     )
     dc2 = FakeDatacenter(
         "dc2",
-        "n2",
         [
             entry("minio-node-y1", "dc2", "minio-dc2-y1", 9105, ["external", "v1"]),
             entry("n2", "dc2", "minio-dc2-a", 9101, ["primary", "v1"]),
             entry("n2", "dc2", "minio-dc2-b", 9102, ["secondary", "v1"]),
         ],
+        agent_node="n2",
     )
     dc1.queries[SERVICE] = {
         "Service": SERVICE,

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from emulator_fakes import FakeCluster
 
 from mcresolve.testing.consul.contracts import (
-    DatacenterUnreachable,
     EmulatorError,
     HealthEntry,
     HttpAnswer,
@@ -106,22 +106,6 @@ class FakeDatacenter:
         for entry in self.instances:
             if entry["Service"]["Service"] == service:
                 entry["Checks"][-1]["Status"] = status
-
-
-class FakeCluster:
-    """A ``ClusterView``: datacenters nearest-first in list order; ``down`` ones unreachable."""
-
-    def __init__(self, dcs: list[FakeDatacenter]) -> None:
-        self.dcs = {dc.name: dc for dc in dcs}
-        self.down: set[str] = set()
-
-    def reach(self, origin: str, target: str) -> FakeDatacenter:
-        if target not in self.dcs or target in self.down:
-            raise DatacenterUnreachable()
-        return self.dcs[target]
-
-    def datacenters_by_rtt(self, origin: str) -> list[str]:
-        return [origin, *(name for name in self.dcs if name != origin)]
 
 
 def topology() -> tuple[FakeDatacenter, FakeDatacenter, FakeCluster]:
