@@ -106,23 +106,10 @@ def describe_resolution(resolution: Resolution, stage: Stage, now: float) -> lis
     return lines
 
 
-def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
-    """One endpoint as JSON."""
-    return {
-        "address": endpoint.address,
-        "port": endpoint.port,
-        "node": endpoint.node,
-        "datacenter": endpoint.datacenter,
-        "service_id": endpoint.service_id,
-        "tags": list(endpoint.tags),
-        "meta": dict(endpoint.meta),
-    }
-
-
 def resolution_json(resolution: Resolution, now: float) -> dict[str, Any]:
     """A resolution as JSON (``mcresolve resolve --json``, one line per change in ``watch``)."""
     return {
-        "endpoints": [endpoint_json(e) for e in resolution.endpoints],
+        "endpoints": [e.to_json() for e in resolution.endpoints],
         "source": resolution.source,
         "datacenter": resolution.datacenter,
         "age": round(resolution.age(now), 3),

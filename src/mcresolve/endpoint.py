@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,19 @@ class Endpoint:
         if ":" in self.address and not self.address.startswith("["):
             return f"[{self.address}]:{self.port}"
         return f"{self.address}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as a JSON object (``tags`` a list, ``meta`` a plain dict): the form of the
+        CLI's ``--json`` output and of last-known-good snapshot files."""
+        return {
+            "address": self.address,
+            "port": self.port,
+            "node": self.node,
+            "datacenter": self.datacenter,
+            "service_id": self.service_id,
+            "tags": list(self.tags),
+            "meta": dict(self.meta),
+        }
 
     def __str__(self) -> str:
         where = f" {self.datacenter}" if self.datacenter else ""

@@ -17,7 +17,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import Resolution
@@ -26,18 +25,6 @@ __all__ = ["SNAPSHOT_VERSION", "load_snapshot", "save_snapshot"]
 
 SNAPSHOT_VERSION = 1
 _log = logging.getLogger(__name__)
-
-
-def _endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
-    return {
-        "address": endpoint.address,
-        "port": endpoint.port,
-        "node": endpoint.node,
-        "datacenter": endpoint.datacenter,
-        "service_id": endpoint.service_id,
-        "tags": list(endpoint.tags),
-        "meta": dict(endpoint.meta),
-    }
 
 
 def save_snapshot(path: str | os.PathLike[str], resolution: Resolution, target: str) -> None:
@@ -50,7 +37,7 @@ def save_snapshot(path: str | os.PathLike[str], resolution: Resolution, target: 
         "source": resolution.source,
         "datacenter": resolution.datacenter,
         "resolved_at": resolution.resolved_at,
-        "endpoints": [_endpoint_json(e) for e in resolution.endpoints],
+        "endpoints": [e.to_json() for e in resolution.endpoints],
     }
     fd, temporary = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
