@@ -66,6 +66,7 @@ from mcresolve.errors import (
 from mcresolve.outlier import FailureKind
 
 __all__ = [
+    "REFUSED_ERRNOS",
     "Attempt",
     "AttemptContext",
     "AttemptRecord",
@@ -162,7 +163,7 @@ class AttemptContext:
 Classifier = Callable[[BaseException, AttemptContext], VerdictLike]
 """Maps an attempt's exception to a verdict."""
 
-_REFUSED_ERRNOS = frozenset(
+REFUSED_ERRNOS = frozenset(
     {
         errno.ECONNREFUSED,
         errno.EHOSTUNREACH,
@@ -172,6 +173,8 @@ _REFUSED_ERRNOS = frozenset(
         errno.EADDRNOTAVAIL,
     }
 )
+"""Network ``OSError`` errnos that mean the peer was never reached (nothing was sent): refused
+like ``ConnectionRefusedError``, always safe to replay elsewhere."""
 
 
 def default_classify(exc: BaseException, context: AttemptContext) -> AttemptVerdict:
@@ -189,7 +192,7 @@ def default_classify(exc: BaseException, context: AttemptContext) -> AttemptVerd
     if isinstance(exc, ConnectionRefusedError) or (
         isinstance(exc, OSError)
         and not isinstance(exc, ConnectionError | TimeoutError)
-        and exc.errno in _REFUSED_ERRNOS
+        and exc.errno in REFUSED_ERRNOS
     ):
         return AttemptVerdict(Fault.NODE, FailureKind.CONNECT, True, reason=f"refused: {exc!r}")
     if isinstance(exc, ConnectionError):

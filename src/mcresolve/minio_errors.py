@@ -35,6 +35,7 @@ from typing import Any
 import urllib3.exceptions as u3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from mcresolve.attempts import REFUSED_ERRNOS
 from mcresolve.outlier import FailureKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -438,16 +439,6 @@ def parse_retry_after(value: str | None, now_epoch: float | None = None) -> floa
 
 # --- mapping real exceptions ------------------------------------------------------------------
 
-_REFUSED_ERRNOS = frozenset(
-    {
-        errno.ECONNREFUSED,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.EHOSTDOWN,
-        errno.ENETDOWN,
-        errno.EADDRNOTAVAIL,
-    }
-)
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
 
 
@@ -490,7 +481,7 @@ def transport_of(exc: BaseException) -> Transport | None:
     if isinstance(exc, OSError) and exc.errno is not None:
         # Only network errnos: an OSError from a file (the caller's upload stream) falls
         # through to None, i.e. not a storage failure.
-        if exc.errno in _REFUSED_ERRNOS:
+        if exc.errno in REFUSED_ERRNOS:
             return Transport.REFUSED
         if exc.errno in _RESET_ERRNOS:
             return Transport.RESET
