@@ -10,19 +10,11 @@ from consul_replay import ReplayServer
 
 @pytest.fixture
 async def replay() -> AsyncIterator[ReplayServer]:
-    server = ReplayServer()
-    await server.start()
-    try:
+    async with ReplayServer() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def replay2() -> AsyncIterator[ReplayServer]:
-    server = ReplayServer()
-    await server.start()
-    try:
+    async with ReplayServer() as server:
         yield server
-    finally:
-        await server.stop()

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 from multidict import MultiDict
 
+from mcresolve.lifecycle import AsyncStartStop
 from mcresolve.testing.consul.golden_files import golden_dir
 
 GOLDEN = golden_dir()
@@ -83,8 +84,9 @@ class Seen:
     peer_cert: dict[str, Any] | None = None
 
 
-class ReplayServer:
-    """Serves planned answers in order on 127.0.0.1 and records every request."""
+class ReplayServer(AsyncStartStop):
+    """Serves planned answers in order on 127.0.0.1 and records every request (``async with``
+    starts it on a free port and stops it)."""
 
     def __init__(self) -> None:
         self.plan: deque[Planned] = deque()
