@@ -61,6 +61,17 @@ def _kill_marked(token: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _reap(process: subprocess.Popen[str], token: str) -> list[int]:
+    """Kill the demo if it still runs, wait (bounded) for everything it started to end, kill what
+    did not; returns the PIDs that had survived it."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    leftovers = _await_no_marked(token)
+    _kill_marked(token)
+    return leftovers
+
+
 def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
     token = uuid.uuid4().hex
     result_path = tmp_path / "demo.json"
@@ -68,11 +79,7 @@ def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
     try:
         output, _ = process.communicate(timeout=400)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        leftovers = _await_no_marked(token)
-        _kill_marked(token)
+        leftovers = _reap(process, token)
     print(output)
     assert leftovers == [], f"processes survived the demo: {leftovers}"
     assert process.returncode == 0, output[-4000:]
@@ -123,10 +130,6 @@ def test_interrupt_stops_everything(tmp_path: Path) -> None:
         rest, _ = process.communicate(timeout=60)
         lines.append(rest)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        leftovers = _await_no_marked(token)
-        _kill_marked(token)
+        leftovers = _reap(process, token)
     assert leftovers == [], f"processes survived Ctrl-C: {leftovers}"
     assert process.returncode == 130, "".join(lines)[-3000:]
