@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -449,25 +449,16 @@ class MultiCloudTopology(AsyncStartStop):
         (with the status and output it had) after ``timeout`` seconds.
         """
         node = self.node(ref)
-        catalog = self.dc(node.datacenter).catalog
-        started = time.monotonic()
-        deadline = started + timeout
-        while True:
-            changed = catalog.changed_event()
-            current = self.check_status(node.service_id)
-            if current == status:
-                return time.monotonic() - started
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CheckTimeout(
-                    f"{node.service_id} check is {current!r} after {timeout:g} s, expected "
-                    f"{status!r} (output: {self.check_output(node.service_id)!r})"
-                )
-            try:
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
-                continue
+        return await self._wait_for_catalog(
+            node.datacenter,
+            timeout,
+            lambda: self.check_status(node.service_id) == status,
+            lambda: (
+                f"{node.service_id} check is {self.check_status(node.service_id)!r} after "
+                f"{timeout:g} s, expected {status!r} "
+                f"(output: {self.check_output(node.service_id)!r})"
+            ),
+        )
 
     async def wait_for_passing(
         self,
@@ -479,20 +470,41 @@ class MultiCloudTopology(AsyncStartStop):
         """Wait until ``count`` storage registrations of ``datacenter`` pass (default: all of
         them); returns the seconds waited."""
         wanted = len(self.nodes_in(datacenter)) if count is None else count
+
+        def failure() -> str:
+            passing = self.passing_service_ids(datacenter)
+            return (
+                f"{datacenter}: {len(passing)} passing storage nodes {passing} after "
+                f"{timeout:g} s, expected {wanted}"
+            )
+
+        return await self._wait_for_catalog(
+            datacenter,
+            timeout,
+            lambda: len(self.passing_service_ids(datacenter)) == wanted,
+            failure,
+        )
+
+    async def _wait_for_catalog(
+        self,
+        datacenter: str,
+        timeout: float,  # noqa: ASYNC109 - a deadline for polling emulator state
+        reached: Callable[[], bool],
+        failure: Callable[[], str],
+    ) -> float:
+        """Evaluate ``reached`` now and after every catalog write of ``datacenter`` until it holds
+        (returns the seconds waited) or ``timeout`` seconds pass (:class:`CheckTimeout` with the
+        text of ``failure``, evaluated on the same state as the last ``reached``)."""
         catalog = self.dc(datacenter).catalog
         started = time.monotonic()
         deadline = started + timeout
         while True:
             changed = catalog.changed_event()
-            passing = self.passing_service_ids(datacenter)
-            if len(passing) == wanted:
+            if reached():
                 return time.monotonic() - started
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise CheckTimeout(
-                    f"{datacenter}: {len(passing)} passing storage nodes {passing} after "
-                    f"{timeout:g} s, expected {wanted}"
-                )
+                raise CheckTimeout(failure())
             try:
                 async with asyncio.timeout(remaining):
                     await changed.wait()
