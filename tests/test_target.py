@@ -224,6 +224,7 @@ def test_defaults() -> None:
         ("consul://svc name", "consul://: expected a service name"),
         ("consul://a/b/c", "expected consul://<service> or consul://<agent host:port>/<service>"),
         ("consul://127.0.0.1/svc", "expected the agent as host:port"),
+        ("consul+query://127.0.0.1/q", "consul+query://127.0.0.1/...: expected the agent as"),
         ("consul+query://q?limit=0", "limit: expected an integer >= 1"),
         ("consul+query://q?limit=two", "limit: expected an integer"),
         ("consul+query://q?refresh=0", "refresh: expected a positive duration"),

@@ -340,8 +340,7 @@ class HealthTarget:
             raise TargetError(
                 f"consistency: expected one of {', '.join(_CONSISTENCY)}, got {self.consistency!r}"
             )
-        if self.agent is not None and self.agent.port is None:
-            raise TargetError(f"consul://{self.agent.host}/...: expected the agent as host:port")
+        _check_agent(self.agent, "consul")
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -387,10 +386,7 @@ class PreparedQueryTarget:
             _check_name(self.near, "near", "_agent or a node name")
         if not (math.isfinite(self.refresh) and self.refresh > 0):
             raise TargetError(f"refresh: expected a positive duration, got {self.refresh}")
-        if self.agent is not None and self.agent.port is None:
-            raise TargetError(
-                f"consul+query://{self.agent.host}/...: expected the agent as host:port"
-            )
+        _check_agent(self.agent, "consul+query")
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -816,6 +812,11 @@ def _check_name(name: str, what: str, expected: str) -> None:
 def _check_dc(dc: str) -> None:
     if not _DC_RE.match(dc):
         raise TargetError(f"dc: expected a datacenter name (letters, digits, '-', '_'), got {dc!r}")
+
+
+def _check_agent(agent: HostPort | None, scheme: str) -> None:
+    if agent is not None and agent.port is None:
+        raise TargetError(f"{scheme}://{agent.host}/...: expected the agent as host:port")
 
 
 def _check_hostname(name: str, what: str) -> None:
