@@ -22,14 +22,14 @@ How a lookup goes (``dns://<name>``):
   non-empty one with suspicion). SERVFAIL (unknown or unreachable datacenter), timeouts and
   refused connections are errors: the last good set is kept (``stale``).
 * Answers are cached (``cachetools.TLRUCache``) for their TTL, at least ``ttl-floor`` (Consul
-  answers TTL 0); the source re-resolves every ``refresh`` seconds (±20 % jitter), at once on
-  :meth:`DnsSource.refresh_now` (bypassing the cache), and after failures with a backoff.
+  answers TTL 0); the source re-resolves every ``refresh`` seconds (±20 % jitter), on
+  :meth:`DnsSource.refresh_now` (bypassing the cache; at once after a change, then damped while
+  the answer stays the same: :mod:`mcresolve.sources.refresh`), and after failures with a
+  backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import logging
 import random
@@ -49,6 +49,8 @@ from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import PublishingSource, Resolution
 from mcresolve.sources.prepared_query import jittered
+from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
+from mcresolve.sources.wakeup import RefreshTrigger, Wake
 from mcresolve.target import DnsTarget
 
 __all__ = [
@@ -142,7 +144,11 @@ def _single_datacenter(endpoints: Iterable[Endpoint], fallback: str | None) -> s
 
 
 class DnsSource(PublishingSource):
-    """Resolves a :class:`~mcresolve.target.DnsTarget` periodically (see the module doc)."""
+    """Resolves a :class:`~mcresolve.target.DnsTarget` periodically (see the module doc).
+
+    ``damping`` rules how often :meth:`refresh_now` may re-query while the answer stays the same
+    (default :class:`~mcresolve.sources.refresh.RefreshDamping`).
+    """
 
     def __init__(
         self,
@@ -150,6 +156,7 @@ class DnsSource(PublishingSource):
         *,
         cache: DnsCache | None = None,
         backoff: BackoffPolicy | None = None,
+        damping: RefreshDamping | None = None,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(str(target))
@@ -159,8 +166,7 @@ class DnsSource(PublishingSource):
         self._backoff = Backoff(
             backoff or BackoffPolicy(base=0.25, cap=max(target.refresh, 1.0)), random_source
         )
-        self._trigger = asyncio.Event()
-        self._force = False
+        self._trigger = RefreshTrigger(RefreshDamper(damping, random_source))
         self._resolver = self._make_resolver(target)
         meaning = target.consul_name
         self._name_dc = None if meaning is None else meaning.dc
@@ -182,8 +188,8 @@ class DnsSource(PublishingSource):
         return resolver
 
     def refresh_now(self) -> None:
-        self._force = True
-        self._trigger.set()
+        """Re-resolve bypassing the cache: at once after a change, else damped."""
+        self._trigger.request()
 
     async def resolve(self, *, use_cache: bool = True) -> DnsAnswer:
         """One resolution of the target (raises dnspython's errors for failures)."""
@@ -202,11 +208,12 @@ class DnsSource(PublishingSource):
 
     async def _run(self) -> None:
         previous: DnsAnswer | None = None
+        wake = Wake.PERIODIC
         while True:
-            force, self._force = self._force, False
-            self._trigger.clear()
+            forced = wake is Wake.FORCED
+            outcome: object
             try:
-                answer = await self.resolve(use_cache=not force)
+                answer = await self.resolve(use_cache=not forced)
             except (dns.exception.DNSException, OSError, DnsLookupError) as exc:
                 retry_in = self._backoff.failure()
                 _log.log(
@@ -219,6 +226,7 @@ class DnsSource(PublishingSource):
                 )
                 self._publish_error(exc)
                 previous = None
+                outcome = type(exc)
                 delay = retry_in
             else:
                 self._backoff.success()
@@ -229,10 +237,10 @@ class DnsSource(PublishingSource):
                         Resolution.answered(answer.endpoints, self.description, answer.datacenter)
                     )
                 previous = answer
+                outcome = (frozenset(answer.endpoints), answer.datacenter)  # Consul shuffles
                 delay = jittered(self._target.refresh, self._random())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._trigger.wait()
+            self._trigger.observe(outcome, forced=forced)
+            wake = await self._trigger.wait(delay)
 
     # --- lookups -------------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ Prepared queries cannot block (``X-Consul-Index`` is always 0), so the source re
   ``?passing`` blocking watch: all local instances going critical makes Consul fail over to
   another datacenter, their recovery makes it fail back), and in the datacenter that answered
   after a failover; also when that watch fails or recovers (the agent went away or came back);
-* at once when :meth:`PreparedQuerySource.refresh_now` is called (the pool calls it when every
-  endpoint is ejected);
+* when :meth:`PreparedQuerySource.refresh_now` is called (the pool calls it when every endpoint
+  is ejected, and again each time it finds nothing usable): at once after the answer changed,
+  then damped while executions keep returning the same answer (50 ms doubling to 2 s, see
+  :mod:`mcresolve.sources.refresh`); health-watch events are never damped;
 * after a failed execution, after a jittered exponential backoff (capped by ``refresh``).
 
 Executions are at least ``min_interval`` apart, so a burst of triggers costs one execution.
@@ -19,7 +21,6 @@ Endpoints carry the datacenter that answered (``Datacenter`` in the response).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from mcresolve.consul.watch import (
 )
 from mcresolve.sources.base import PublishingSource, Resolution
 from mcresolve.sources.health import entries_to_endpoints
+from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
+from mcresolve.sources.wakeup import RefreshTrigger, Wake
 from mcresolve.target import PreparedQueryTarget
 
 __all__ = ["PreparedQuerySource", "jittered"]
@@ -54,6 +57,8 @@ class PreparedQuerySource(PublishingSource):
     """Publishes the result of a prepared query, re-executed as described in the module doc.
 
     ``registry`` provides the local health watch (``None``: periodic refresh only).
+    ``damping`` rules how often :meth:`refresh_now` may re-execute while the answer stays the
+    same (default :class:`~mcresolve.sources.refresh.RefreshDamping`).
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class PreparedQuerySource(PublishingSource):
         *,
         min_interval: float = 0.05,
         backoff: BackoffPolicy | None = None,
+        damping: RefreshDamping | None = None,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(str(target))
@@ -75,30 +81,31 @@ class PreparedQuerySource(PublishingSource):
             backoff or BackoffPolicy(base=0.25, cap=min(target.refresh, 10.0)), random_source
         )
         self._random = random_source
-        self._trigger = asyncio.Event()
+        self._trigger = RefreshTrigger(RefreshDamper(damping, random_source))
         self._watches: dict[HealthServiceSpec, Subscription[Any]] = {}
         #: Executions sent so far (observability and tests).
         self.executions = 0
 
     def refresh_now(self) -> None:
-        self._trigger.set()
+        """Re-execute: at once after a change, else damped."""
+        self._trigger.request()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         last_sent = -self._min_interval
+        wake = Wake.PERIODIC
         while True:
             wait_min = last_sent + self._min_interval - loop.time()
             if wait_min > 0:
                 await asyncio.sleep(wait_min)
-            self._trigger.clear()
             last_sent = loop.time()
-            delay = await self._execute_once()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._trigger.wait()
+            outcome, delay = await self._execute_once()
+            self._trigger.observe(outcome, forced=wake is Wake.FORCED)
+            wake = await self._trigger.wait(delay)
 
-    async def _execute_once(self) -> float:
-        """Execute once, publish, and return the delay before the next periodic execution."""
+    async def _execute_once(self) -> tuple[object, float]:
+        """Execute once and publish; return the outcome (the endpoints and answering
+        datacenter, or the error's type) and the delay before the next periodic execution."""
         target = self._target
         self.executions += 1
         try:
@@ -116,12 +123,13 @@ class PreparedQuerySource(PublishingSource):
                 exc,
             )
             self._publish_error(exc)
-            return retry_in
+            return type(exc), retry_in
         self._backoff.success()
         endpoints = entries_to_endpoints(result.entries, result.datacenter, target.options.port)
         self._publish(Resolution.answered(endpoints, self.description, result.datacenter))
         await self._watch_health(result.service, result.datacenter if result.failovers else None)
-        return jittered(target.refresh, self._random())
+        outcome = (frozenset(endpoints), result.datacenter)  # Consul shuffles the nodes
+        return outcome, jittered(target.refresh, self._random())
 
     async def _watch_health(self, service: str, remote_dc: str | None) -> None:
         """Keep watches on ``service`` in the local datacenter and in ``remote_dc``."""
@@ -145,7 +153,7 @@ class PreparedQuerySource(PublishingSource):
             # execution and the watch's first read must not wait for the periodic refresh), and
             # a failure (the agent may be down: executing reports it now, not at the refresh).
             _log.debug("prepared query %s: %s event", self._target.query, spec.describe())
-            self._trigger.set()
+            self._trigger.signal()
 
         return on_event
 
