@@ -340,17 +340,19 @@ class Demo:
         elif fault is Fault.STORAGE_DATACENTER:
             await storage.kill_datacenter(local)
         elif fault is Fault.STOREFRONT_DATACENTER:
-            await asyncio.gather(
-                *(
-                    sf.process.kill()
-                    for sf in self.storefronts
-                    if sf.datacenter == local and sf.service == STOREFRONT_SERVICE
-                )
-            )
+            await asyncio.gather(*(sf.process.kill() for sf in self._local_query_storefronts()))
         elif fault is Fault.CONSUL_AGENT:
             await consul.stop_agent(local)
         elif fault is Fault.WAN_LINK:
             consul.partition(local, remote)
+
+    def _local_query_storefronts(self) -> list[_Storefront]:
+        """The stage-3 storefronts of the local datacenter (what the storefront fault kills)."""
+        return [
+            sf
+            for sf in self.storefronts
+            if sf.datacenter == self.local_dc and sf.service == STOREFRONT_SERVICE
+        ]
 
     async def _repair(self, fault: Fault) -> None:
         storage, consul = self.stack.storage, self.stack.consul
@@ -367,11 +369,7 @@ class Demo:
             await storage.restart_datacenter(local)
         elif fault is Fault.STOREFRONT_DATACENTER:
             await asyncio.gather(
-                *(
-                    self._start_storefront(sf)
-                    for sf in self.storefronts
-                    if sf.datacenter == local and sf.service == STOREFRONT_SERVICE
-                )
+                *(self._start_storefront(sf) for sf in self._local_query_storefronts())
             )
         elif fault is Fault.CONSUL_AGENT:
             await consul.start_agent(local)
