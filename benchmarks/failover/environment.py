@@ -18,7 +18,6 @@ import io
 import os
 from dataclasses import dataclass
 
-import aiohttp
 from benchmarks.failover.relay import ConsulRelays
 
 from mcresolve.testing.topology import MultiCloudTopology, RegisteredNode
@@ -140,22 +139,18 @@ class BenchEnvironment:
     # -- set-up -----------------------------------------------------------------------------
 
     async def _register_maintenance_checks(self) -> None:
-        # ConsulClient has no check registration; one plain PUT per node does it.
-        async with aiohttp.ClientSession() as session:
-            for dc in self.topology.datacenters:
-                url = f"{self.topology.dc(dc).http_url}/v1/agent/check/register"
+        for dc in self.topology.datacenters:
+            async with self.topology.consul_client(dc) as consul:
                 for node in self.nodes(dc):
-                    body = {
-                        "CheckID": maintenance_check_id(node),
-                        "Name": f"maintenance flag of {node.service_id}",
-                        "ServiceID": node.service_id,
-                        "TTL": "24h",
-                        "Status": "passing",
-                    }
-                    async with session.put(url, json=body) as response:
-                        if response.status != 200:
-                            text = await response.text()
-                            raise RuntimeError(f"check registration failed: {text}")
+                    await consul.agent_check_register(
+                        {
+                            "CheckID": maintenance_check_id(node),
+                            "Name": f"maintenance flag of {node.service_id}",
+                            "ServiceID": node.service_id,
+                            "TTL": "24h",
+                            "Status": "passing",
+                        }
+                    )
         for dc in self.topology.datacenters:
             await self.topology.wait_for_passing(dc, timeout=30)
 

@@ -22,6 +22,8 @@ from mcresolve.consul import (
     PermissionDenied,
     ServerError,
 )
+from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.testing.consul.http_api import AgentHttpApi
 
 TOKEN = "s3cr3t-aa11bb22-token"
 SVC = "/v1/health/service/storage-object-minio"
@@ -457,3 +459,53 @@ async def test_closed_client_refuses_calls() -> None:
     await consul.close()
     with pytest.raises(Exception, match="closed"):
         await consul.status_leader()
+
+
+async def test_check_register_and_deregister_against_the_emulator() -> None:
+    async with ConsulEmulator(["dc1"]) as emulator:
+        dc1 = emulator.dc("dc1")
+        api = AgentHttpApi.of(dc1)
+        async with client_for(dc1.http_url) as consul:
+            await consul.agent_service_register({"Name": "svc", "ID": "svc-1", "Port": 9001})
+            check = {
+                "CheckID": "svc-1-maintenance",
+                "Name": "maintenance flag of svc-1",
+                "ServiceID": "svc-1",
+                "TTL": "24h",
+                "Status": "passing",
+            }
+            await consul.agent_check_register(check)
+            assert api.requests_served("/v1/agent/check/register") == 1
+            checks = await consul.agent_checks()
+            registered = checks["svc-1-maintenance"]
+            assert registered["ServiceID"] == "svc-1" and registered["Status"] == "passing"
+            assert len((await consul.health_service("svc", passing=True)).value) == 1
+            await consul.agent_check_fail("svc-1-maintenance", note="drained")
+            assert (await consul.health_service("svc", passing=True)).value == ()
+            await consul.agent_check_register({**check, "Status": "warning"})  # replaces it
+            assert (await consul.agent_checks())["svc-1-maintenance"]["Status"] == "warning"
+            await consul.agent_check_deregister("svc-1-maintenance")
+            assert "svc-1-maintenance" not in await consul.agent_checks()
+            assert len((await consul.health_service("svc", passing=True)).value) == 1
+            await consul.agent_check_deregister("svc-1-maintenance")  # unknown: not an error
+            assert api.requests_served("/v1/agent/check/deregister/svc-1-maintenance") == 2
+
+
+@pytest.mark.parametrize(
+    ("definition", "error", "message"),
+    [
+        ({"CheckID": "x", "TTL": "10s"}, BadRequest, "Missing check name"),
+        ({"Name": "x", "ServiceID": "nope", "TTL": "10s"}, ServerError, 'ServiceID "nope"'),
+        ({"Name": "x", "TTL": "10s", "Status": "bogus"}, BadRequest, "Invalid check status"),
+    ],
+)
+async def test_check_register_refusals_are_typed(
+    definition: dict[str, str], error: type[ConsulHTTPError], message: str
+) -> None:
+    async with (
+        ConsulEmulator(["dc1"]) as emulator,
+        client_for(emulator.dc("dc1").http_url) as consul,
+    ):
+        with pytest.raises(error) as raised:
+            await consul.agent_check_register(definition)
+    assert message in raised.value.message

@@ -522,6 +522,19 @@ class ConsulClient:
         """``PUT /v1/agent/service/deregister/<id>`` (unknown IDs are not an error)."""
         await self.request("PUT", f"/v1/agent/service/deregister/{_segment(service_id)}")
 
+    async def agent_check_register(self, definition: Mapping[str, Any]) -> None:
+        """``PUT /v1/agent/check/register`` with a check definition (``{"Name", "CheckID",
+        "ServiceID", "TTL" | "HTTP" + "Interval" | ..., "Status", "Notes",
+        "DeregisterCriticalServiceAfter"}``). Registering an existing ``CheckID`` replaces it.
+        Consul's refusals are typed: ``BadRequest`` (e.g. ``Missing check name``),
+        ``ServerError`` (e.g. ``ServiceID "x" does not exist``), ``PermissionDenied``."""
+        await self.request("PUT", "/v1/agent/check/register", body=dict(definition))
+
+    async def agent_check_deregister(self, check_id: str) -> None:
+        """``PUT /v1/agent/check/deregister/<id>`` (unknown IDs are not an error on Consul
+        1.0.8: recorded in ``08_errors.json``)."""
+        await self.request("PUT", f"/v1/agent/check/deregister/{_segment(check_id)}")
+
     async def _ttl(self, verb: str, check_id: str, note: str | None) -> None:
         params = [("note", note)] if note is not None else []
         await self.request("PUT", f"/v1/agent/check/{verb}/{_segment(check_id)}", params=params)
