@@ -34,6 +34,10 @@ ReportFailure = Callable[[Endpoint, BaseException], None]
 """Tell the pool that ``endpoint`` failed mid-body with this exception."""
 
 _CHUNK = 64 * 1024
+#: ``read()`` of a body of known length asks for the rest in reads of at most this size: a
+#: small body in one read (as ``urllib3`` does), a large one in steps so that a break loses at
+#: most one step's bytes (the resume starts from the last byte delivered by a completed read).
+_READ_ALL_STEP = 1024 * 1024
 
 
 def _content_length(response: BaseHTTPResponse) -> int | None:
@@ -90,7 +94,8 @@ class ResumableResponse(BaseHTTPResponse):
         self._total = _content_length(first)
         self._etag_value = _etag(first)
         encoding = first.headers.get("Content-Encoding", "identity").strip().lower()
-        self._resumable = resumable and encoding in ("", "identity")
+        self._identity = encoding in ("", "identity")
+        self._resumable = resumable and self._identity
         self._max_resumes = max_resumes
         self._position = 0
         self._body: bytes | None = None
@@ -151,7 +156,7 @@ class ResumableResponse(BaseHTTPResponse):
     ) -> bytes:
         """Up to ``amt`` bytes (``None``: the rest of the body), resuming on failure."""
         if amt is None:
-            return b"".join(iter(lambda: self.read(_CHUNK, decode_content), b""))
+            return self._read_rest(decode_content)
         if amt == 0:
             return b""
         while True:
@@ -175,6 +180,19 @@ class ResumableResponse(BaseHTTPResponse):
             if self._total is not None:
                 self.length_remaining = self._total - self._position
             return data
+
+    def _read_rest(self, decode_content: bool | None) -> bytes:
+        """The rest of the body. With a known length and no content coding: exactly the bytes
+        missing, in one read for a body up to ``_READ_ALL_STEP`` (no trailing read to find the
+        end: ``http.client`` closes, and urllib3 releases, the connection at the last byte),
+        each read resuming on a break as :meth:`read` does. Otherwise chunks until the end."""
+        if self._total is None or not self._identity:
+            return b"".join(iter(lambda: self.read(_CHUNK, decode_content), b""))
+        parts: list[bytes] = []
+        while (remaining := self._total - self._position) > 0:
+            # Never empty: a body ending early resumes (or raises) inside read().
+            parts.append(self.read(min(remaining, _READ_ALL_STEP), decode_content))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read1(self, amt: int | None = None, decode_content: bool | None = None) -> bytes:
         """Like :meth:`read` (one chunk at most)."""
