@@ -20,6 +20,8 @@ from resilient_minio_bed import (
     wait_until,
 )
 
+from mcresolve.attempts import AttemptRecord
+from mcresolve.call_policy import CallPolicy
 from mcresolve.minio import AsyncResilientMinio, ResilientMinio
 from mcresolve.testing.storage import StorageCluster
 
@@ -134,6 +136,57 @@ def test_whole_datacenter_storage_lost_is_survived_by_the_prepared_query(
             work.wait_calls(10)
         assert work.failures == []
         assert work.listing_problems == []
+        verify_written(client, bucket, work.written)
+
+
+class ConsecutiveRefusals:
+    """Per calling thread, the longest run of refused attempts (connections to dead nodes)
+    that ended in a success: all within one call, as the workload records no failure."""
+
+    def __init__(self) -> None:
+        self._runs = threading.local()
+        self.longest = 0
+        self.refused = 0
+
+    def __call__(self, record: AttemptRecord) -> None:
+        run = getattr(self._runs, "count", 0)
+        if record.refused:
+            self._runs.count = run + 1
+            self.refused += 1
+        elif record.error is None:
+            self.longest = max(self.longest, run)
+            self._runs.count = 0
+
+
+def test_whole_datacenter_lost_with_two_attempts_per_call_costs_no_call(
+    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+) -> None:
+    """Guards the pool's rule that refused connections are not charged against
+    ``max_attempts``: with two attempts per call and two dead nodes in dc1, a call during the
+    loss (before Consul's checks turn critical and the prepared query answers with dc2) would
+    otherwise fail after trying both."""
+    from resilient_minio_bed import READ_TIMEOUT
+
+    wait_all_passing(consul_bed, storage)
+    prefix = unique("dcloss2") + "/"
+    two = CallPolicy(attempt_timeout=READ_TIMEOUT, deadline=30.0, max_attempts=2)
+    assert len(storage.nodes_in("dc1")) == two.max_attempts
+    refusals = ConsecutiveRefusals()
+    with consul_client(storage, consul_bed, QUERY, call_policy=two) as client:
+        client.pool.add_attempt_listener(refusals)
+        with Workload(client, bucket, prefix, threads=2) as work:
+            work.wait_calls(6)
+            storage.run(storage.kill_datacenter("dc1"))
+            dc2_ports = {n.port for n in storage.nodes_in("dc2")}
+            wait_until(
+                lambda: {e.port for e in client.pool.snapshot().by_state("active")} <= dc2_ports,
+                what="dc2 active",
+            )
+            work.wait_calls(6)
+        assert work.failures == []
+        assert work.listing_problems == []
+        # Some call went through at least max_attempts refused attempts and still succeeded.
+        assert refusals.longest >= two.max_attempts, (refusals.longest, refusals.refused)
         verify_written(client, bucket, work.written)
 
 
