@@ -19,7 +19,7 @@ for a new set within the deadline.
 Threading: the pool lives on one event loop (its "loop thread"). ``pick``, ``snapshot``,
 ``call_sync``, :meth:`EndpointPool.attempt` and ``report_*`` are thread-safe; ``call_sync`` must
 not run on a thread with a running event loop (it blocks). :class:`BackgroundPool` runs a pool on
-a private loop thread for synchronous programs.
+the process-wide loop thread of :mod:`mcresolve.loop_thread` for synchronous programs.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ from mcresolve.locality import (
     step,
     usable_datacenters,
 )
+from mcresolve.loop_thread import SHARED_LOOP_THREAD
 from mcresolve.outlier import Ejection, FailureKind, OutlierDetector, OutlierPolicy
 from mcresolve.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, build_picker
 from mcresolve.retry_budget import RetryBudget, RetryBudgetPolicy
@@ -1250,7 +1251,8 @@ class EndpointPool:
         ready_timeout: float | None = 10.0,
         **kwargs: Any,
     ) -> BackgroundPool:
-        """Run a pool on a private event-loop thread (for synchronous programs); returns the
+        """Run a pool on the process-wide event-loop thread (for synchronous programs; pools
+        started this way share it, and with it their Consul watches); returns the
         started :class:`BackgroundPool` once the pool has an endpoint
         (:class:`~mcresolve.errors.NoEndpointAvailable` after ``ready_timeout`` seconds), or
         at once with ``ready_timeout=None``. See :class:`BackgroundPool`."""
@@ -1264,24 +1266,31 @@ def _fault(verdict: VerdictLike | FailureKind) -> Fault:
 
 
 class BackgroundPool:
-    """An :class:`EndpointPool` running on its own event-loop thread.
+    """An :class:`EndpointPool` running on the process-wide event-loop thread
+    (:data:`~mcresolve.loop_thread.SHARED_LOOP_THREAD`), for synchronous programs.
+
+    Every background pool of the process (each synchronous
+    :class:`~mcresolve.minio.ResilientMinio` built from a target has one) runs on that one
+    loop, so sources built from targets share their Consul watches
+    (:data:`~mcresolve.consul.watch.SHARED_WATCHES` keys them by configuration and loop). The
+    thread starts with the first background pool and stops when the last one closes.
 
     ``source``: a target string / parsed target, or a zero-argument factory returning a
-    :class:`~mcresolve.sources.Source` (called on the pool's thread, so the source binds to its
+    :class:`~mcresolve.sources.Source` (called on the loop thread, so the source binds to its
     loop). Keyword arguments go to :class:`EndpointPool`. Use as a context manager, or call
-    :meth:`start` / :meth:`close`. :meth:`close` closes the pool, stops the loop and joins the
-    thread.
+    :meth:`start` / :meth:`close`. :meth:`close` closes the pool (and a source from the
+    factory) and releases the loop thread. Do not call :meth:`start` or :meth:`close` on the
+    loop thread itself (from a callback of the pool).
     """
 
     def __init__(self, source: str | Target | Callable[[], Source], **pool_kwargs: Any) -> None:
         self._source_spec = source
         self._kwargs = pool_kwargs
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._pool: EndpointPool | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._factory_source: Source | None = None
 
     @property
     def pool(self) -> EndpointPool:
@@ -1292,59 +1301,57 @@ class BackgroundPool:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The pool's event loop."""
+        """The pool's event loop (the process-wide one)."""
         if self._loop is None:
             raise PoolClosed("background pool is not running")
         return self._loop
 
     def start(self, *, ready_timeout: float | None = 10.0) -> None:
-        """Start the thread, wait for the pool to start and, when ``ready_timeout`` is not None,
-        for its first endpoint (:class:`NoEndpointAvailable` after that many seconds)."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self._main, args=(ready_timeout,), name="mcresolve-pool", daemon=True
-        )
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            self._thread = None
-            raise self._error
+        """Start the pool on the shared loop thread (starting the thread if needed) and, when
+        ``ready_timeout`` is not None, wait for its first endpoint
+        (:class:`NoEndpointAvailable` after that many seconds). Idempotent."""
+        with self._lock:
+            if self._loop is not None:
+                return
+            loop = SHARED_LOOP_THREAD.acquire()
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._open(ready_timeout), loop)
+                self._pool = future.result()
+            except BaseException:
+                SHARED_LOOP_THREAD.release()
+                raise
+            self._loop = loop
+            self._thread = SHARED_LOOP_THREAD.thread
 
-    def _main(self, ready_timeout: float | None) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready_timeout))
-        except BaseException as exc:  # reported to start() if it happens before ready
-            if not self._ready.is_set():
-                self._error = exc
-            else:
-                _log.exception("background pool stopped on an error")
-        finally:
-            self._ready.set()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _serve(self, ready_timeout: float | None) -> None:
-        self._stop = asyncio.Event()
+    async def _open(self, ready_timeout: float | None) -> EndpointPool:
         spec = self._source_spec
         source: Source | str | Target = spec() if callable(spec) else spec
-        pool = EndpointPool(source, **self._kwargs)
+        if isinstance(source, Source) and callable(spec):
+            self._factory_source = source
         try:
-            await pool.start()
-            if ready_timeout is not None:
-                await pool.wait_ready(ready_timeout)
-            self._pool = pool
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            self._pool = None
+            pool = EndpointPool(source, **self._kwargs)
+            try:
+                await pool.start()
+                if ready_timeout is not None:
+                    await pool.wait_ready(ready_timeout)
+            except BaseException:
+                await pool.close()
+                raise
+        except BaseException:
+            await self._stop_factory_source()
+            raise
+        return pool
+
+    async def _shutdown(self, pool: EndpointPool) -> None:
+        try:
             await pool.close()
-            if callable(spec) and isinstance(source, Source):
-                await source.stop()
+        finally:
+            await self._stop_factory_source()
+
+    async def _stop_factory_source(self) -> None:
+        source, self._factory_source = self._factory_source, None
+        if source is not None:
+            await source.stop()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the pool's loop and wait for its result (from another thread)."""
@@ -1366,15 +1373,24 @@ class BackgroundPool:
         return self.pool.snapshot()
 
     def close(self, timeout: float | None = 10.0) -> None:
-        """Close the pool, stop the loop and join the thread (idempotent)."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        """Close the pool (waiting up to ``timeout`` seconds) and release the shared loop
+        thread; the last background pool to close stops it (idempotent)."""
+        with self._lock:
+            loop, pool = self._loop, self._pool
+            self._loop = self._pool = self._thread = None
+        if loop is None:
             return
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
+        try:
+            if pool is not None:
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(pool), loop)
+                try:
+                    future.result(timeout)
+                except concurrent.futures.TimeoutError:
+                    _log.warning("background pool %s did not close within %s s", pool, timeout)
+                except Exception:
+                    _log.exception("closing background pool %s failed", pool)
+        finally:
+            SHARED_LOOP_THREAD.release(timeout)
 
     def __enter__(self) -> Self:
         self.start()
