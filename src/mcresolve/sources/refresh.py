@@ -20,14 +20,14 @@ application instance). The rule:
 * Other re-resolutions (periodic, a health-watch event) are never delayed by this rule.
 
 So a source hammered with ``refresh_now()`` whose answer never changes re-resolves at most
-:meth:`RefreshDamping.max_forced` times in any window (with the defaults: 7 in the first 1.6 s,
-then one per second at most, ~0.67 per second on average).
+:meth:`RefreshDamping.max_forced` times in any window of continuous hammering (defaults: 7 in
+the first 1.6 s, then one per second at most, ~0.67 per second on average).
 
 Precedents: gRPC's DNS resolver rate-limits re-resolution requests to one per 30 s
-(``min_time_between_resolutions``); consul-template never polls faster than every 100 ms. Ours
-starts faster (the first request is free and the next ones start at 50 ms) because a re-execution
-is how stage 3 fails over, and caps lower because Consul's answers change within seconds of a
-check failing.
+(``grpc.dns_min_time_between_resolutions_ms``); consul-template never polls faster than every
+100 ms. Ours starts faster (the first request is free and the next ones start at 50 ms) because
+a re-execution is how stage 3 fails over, and caps lower because Consul's answers change within
+seconds of a check failing.
 """
 
 from __future__ import annotations
