@@ -17,6 +17,7 @@ from mcresolve.sources.dns import DnsCache, DnsSource
 from mcresolve.sources.factory import from_target
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.prepared_query import PreparedQuerySource
+from mcresolve.sources.refresh import RefreshDamping
 from mcresolve.sources.snapshot import load_snapshot, save_snapshot
 from mcresolve.sources.static import StaticSource
 
@@ -29,6 +30,7 @@ __all__ = [
     "HealthSource",
     "PreparedQuerySource",
     "PublishingSource",
+    "RefreshDamping",
     "ResilientSource",
     "Resolution",
     "Source",
