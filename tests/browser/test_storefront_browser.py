@@ -1,9 +1,9 @@
 """The storefront in a real browser, through the loss of a storage node (issue 5, "Done means").
 
-Debian's headless chromium (install it with ``scripts/install-debian-tools.sh chromium``) loads the storefront
-and checks that every seeded product image is rendered; then the storage node the storefront was
-reading from is SIGKILLed, the page is reloaded (cache bypassed) and must show every image again;
-a screenshot goes to ``test-output/browser/storefront.png``.
+Debian's headless chromium (install it with ``scripts/install-debian-tools.sh chromium``) loads
+the storefront and checks that every seeded product image is rendered; then the storage node the
+storefront was reading from is SIGKILLed, the page is reloaded (cache bypassed) and must show every
+image again; a screenshot goes to ``test-output/browser/storefront.png``.
 
 Stage: the storefront reads storage through its own client, mcresolve's ``AsyncResilientMinio``
 built by ``build_object_client`` from ``MINIO_HOST``: here the stage-3 target of the multi-cloud
