@@ -78,7 +78,8 @@ class SharedLoopThread:
         assert loop is not None and thread is not None
         if thread is threading.current_thread():
             raise RuntimeError("the shared loop thread cannot stop itself")
-        loop.call_soon_threadsafe(loop.stop)
+        with contextlib.suppress(RuntimeError):  # the loop already closed (its thread died)
+            loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
         if thread.is_alive():
             _log.warning("shared event-loop thread did not stop within %s s", timeout)

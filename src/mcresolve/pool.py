@@ -1310,6 +1310,8 @@ class BackgroundPool:
         """Start the pool on the shared loop thread (starting the thread if needed) and, when
         ``ready_timeout`` is not None, wait for its first endpoint
         (:class:`NoEndpointAvailable` after that many seconds). Idempotent."""
+        if threading.current_thread() is SHARED_LOOP_THREAD.thread:
+            raise RuntimeError("BackgroundPool.start() would block the shared loop thread")
         with self._lock:
             if self._loop is not None:
                 return
@@ -1375,6 +1377,8 @@ class BackgroundPool:
     def close(self, timeout: float | None = 10.0) -> None:
         """Close the pool (waiting up to ``timeout`` seconds) and release the shared loop
         thread; the last background pool to close stops it (idempotent)."""
+        if threading.current_thread() is SHARED_LOOP_THREAD.thread:
+            raise RuntimeError("BackgroundPool.close() would block the shared loop thread")
         with self._lock:
             loop, pool = self._loop, self._pool
             self._loop = self._pool = self._thread = None

@@ -122,3 +122,18 @@ def test_a_pool_that_fails_to_start_releases_the_shared_thread() -> None:
         EndpointPool.start_in_thread(lambda: StaticSource(()), ready_timeout=0.05)
     assert SHARED_LOOP_THREAD.users == 0 and SHARED_LOOP_THREAD.thread is None
     assert not any(t.name == "mcresolve-loop" for t in threading.enumerate())
+
+
+def test_a_background_pool_refuses_to_close_from_its_own_loop_thread() -> None:
+    background = EndpointPool.start_in_thread("static://127.0.0.1:9301")
+    try:
+
+        async def close_inside() -> None:
+            background.close()  # would wait for the loop it runs on
+
+        with pytest.raises(RuntimeError, match="shared loop thread"):
+            background.run(close_inside(), timeout=10)
+        assert background.pool.snapshot().usable == 1  # still running
+    finally:
+        background.close()
+    assert SHARED_LOOP_THREAD.users == 0
