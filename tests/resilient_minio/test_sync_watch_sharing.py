@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from resilient_minio_bed import SERVICE, ConsulBed, wait_until
 
+import mcresolve.pool
 from mcresolve.consul.watch import SHARED_WATCHES
 from mcresolve.loop_thread import SHARED_LOOP_THREAD, SharedLoopThread
 from mcresolve.minio import ResilientMinio
@@ -46,14 +47,22 @@ def consul() -> Iterator[ConsulBed]:
         bed.close()
 
 
+@pytest.fixture
+def loop_thread(monkeypatch: pytest.MonkeyPatch) -> SharedLoopThread:
+    """A fresh process-wide loop thread for background pools, so that a client another test
+    left open cannot keep it alive."""
+    fresh = SharedLoopThread(name="mcresolve-loop-test")
+    monkeypatch.setattr(mcresolve.pool, "SHARED_LOOP_THREAD", fresh)
+    return fresh
+
+
 def ports(client: ResilientMinio) -> set[int]:
     return {e.port for e in client.pool.snapshot().by_state("active")}
 
 
 def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
-    consul: ConsulBed,
+    consul: ConsulBed, loop_thread: SharedLoopThread
 ) -> None:
-    assert SHARED_LOOP_THREAD.users == 0, "a synchronous client of another test is still open"
     config = consul.config("dc1")
     api = AgentHttpApi.of(consul.emulator.dc("dc1"))
     before = api.requests_served(PATH)
@@ -70,8 +79,8 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
         first.close()
         raise
     try:
-        thread = SHARED_LOOP_THREAD.thread
-        assert thread is not None and thread.is_alive() and SHARED_LOOP_THREAD.users == 2
+        thread = loop_thread.thread
+        assert thread is not None and thread.is_alive() and loop_thread.users == 2
         assert first.pool is not second.pool
         assert first.pool._loop is second.pool._loop  # one loop for both pools
         registry = SHARED_WATCHES.registry_for(config, first.pool._loop)
@@ -88,14 +97,15 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
         assert served == watch.requests <= 3
     finally:
         first.close()
-        assert SHARED_LOOP_THREAD.users == 1 and thread.is_alive()
+        assert loop_thread.users == 1 and thread.is_alive()
         second.close()
-    assert SHARED_LOOP_THREAD.users == 0 and SHARED_LOOP_THREAD.thread is None
+    assert loop_thread.users == 0 and loop_thread.thread is None
     assert not thread.is_alive()
     assert SHARED_WATCHES.registry_for(config, first.pool._loop) is None
 
 
 def test_the_shared_loop_thread_restarts_after_the_last_user_left() -> None:
+    assert mcresolve.pool.SHARED_LOOP_THREAD is SHARED_LOOP_THREAD  # what background pools use
     loops = SharedLoopThread(name="test-shared-loop")
     first = loops.acquire()
     thread = loops.thread
@@ -113,18 +123,21 @@ def test_the_shared_loop_thread_restarts_after_the_last_user_left() -> None:
         loops.release()
 
 
-def test_a_pool_that_fails_to_start_releases_the_shared_thread() -> None:
+def test_a_pool_that_fails_to_start_releases_the_shared_thread(
+    loop_thread: SharedLoopThread,
+) -> None:
     from mcresolve.errors import NoEndpointAvailable
     from mcresolve.sources.static import StaticSource
 
-    assert SHARED_LOOP_THREAD.users == 0
     with pytest.raises(NoEndpointAvailable):
         EndpointPool.start_in_thread(lambda: StaticSource(()), ready_timeout=0.05)
-    assert SHARED_LOOP_THREAD.users == 0 and SHARED_LOOP_THREAD.thread is None
-    assert not any(t.name == "mcresolve-loop" for t in threading.enumerate())
+    assert loop_thread.users == 0 and loop_thread.thread is None
+    assert not any(t.name == "mcresolve-loop-test" for t in threading.enumerate())
 
 
-def test_a_background_pool_refuses_to_close_from_its_own_loop_thread() -> None:
+def test_a_background_pool_refuses_to_close_from_its_own_loop_thread(
+    loop_thread: SharedLoopThread,
+) -> None:
     background = EndpointPool.start_in_thread("static://127.0.0.1:9301")
     try:
 
@@ -136,4 +149,4 @@ def test_a_background_pool_refuses_to_close_from_its_own_loop_thread() -> None:
         assert background.pool.snapshot().usable == 1  # still running
     finally:
         background.close()
-    assert SHARED_LOOP_THREAD.users == 0
+    assert loop_thread.users == 0
