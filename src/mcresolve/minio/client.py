@@ -118,7 +118,9 @@ class ResilientMinio(Minio):
     ...), a parsed :class:`~mcresolve.target.Target`, a started
     :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
     loop's thread), or a :class:`~mcresolve.pool.BackgroundPool`. A target is resolved by a
-    pool this client runs on a private loop thread and closes in :meth:`close`.
+    pool this client starts and closes in :meth:`close`; it runs on the process-wide loop
+    thread of every synchronous client (:mod:`mcresolve.loop_thread`), so clients on the same
+    Consul target share its watches.
 
     ``access_key``, ``secret_key``, ``session_token``, ``secure``, ``region``, ``credentials`` are
     those of ``minio.Minio``. Give ``region`` when you know it: without it every per-endpoint
