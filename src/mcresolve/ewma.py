@@ -94,6 +94,18 @@ class EndpointLoad:
             if latency is not None:
                 self.ewma.observe(latency, now)
 
+    def abandon(self, now: float, elapsed: float) -> None:
+        """An attempt cancelled after ``elapsed`` seconds (a hedge that lost, a caller that
+        gave up) ends at ``now``. Its latency is unknown but at least ``elapsed``: a censored
+        observation, which raises the estimate when above it and is otherwise ignored (a lower
+        bound says nothing about a node that may be faster). Without it, a slow node whose
+        attempts always lose to hedges would keep its old, fast estimate and keep being picked.
+        """
+        with self._lock:
+            self._inflight = max(0, self._inflight - 1)
+            if elapsed > self.ewma.value(now):
+                self.ewma.observe(elapsed, now)
+
     def cost(self, now: float) -> float:
         """``(latency estimate + 1 µs) × (in-flight + 1)``: lower is better (linkerd/tower's
         peak-EWMA cost)."""

@@ -212,9 +212,12 @@ class AttemptHandle:
             self._pool._report(self.endpoint, verdict, self._load, self.started, penalty, True)
 
     def abandoned(self) -> None:
-        """The attempt was cancelled by the caller: not counted either way."""
+        """The attempt was cancelled by the caller: not counted for or against the endpoint's
+        health; its elapsed time still raises the latency estimate when above it (see
+        :meth:`~mcresolve.ewma.EndpointLoad.abandon`)."""
         if self._finish():
-            self._load.finish(self._pool._clock(), None)
+            now = self._pool._clock()
+            self._load.abandon(now, now - self.started)
 
     def __enter__(self) -> Self:
         return self
@@ -987,7 +990,8 @@ class EndpointPool:
             async with scope:
                 value = await fn(endpoint)
         except asyncio.CancelledError:
-            load.finish(self._clock(), None)
+            now = self._clock()
+            load.abandon(now, now - started)
             raise
         except Exception as exc:
             timed_out = scope.expired() and isinstance(exc, TimeoutError)

@@ -97,3 +97,15 @@ def test_estimate_stays_between_zero_and_the_largest_latency_seen(
         top = max(top, latency)
         assert 0.0 <= ewma.value(now) <= top + 1e-12
         assert ewma.value(now) >= latency - 1e-12 or latency <= ewma.value(now) + 1e-12
+
+
+def test_an_abandoned_attempt_raises_the_estimate_only_above_it() -> None:
+    load = EndpointLoad(0.0, PeakEwma(0.0, decay=10.0, initial=0.010))
+    load.start()
+    load.abandon(1.0, 0.500)  # a hedge loser that had waited 500 ms: the node is at least that slow
+    assert load.inflight == 0
+    assert load.ewma.value(1.0) == pytest.approx(0.500)
+    load.start()
+    load.abandon(1.0, 0.001)  # cancelled after 1 ms: says nothing about a 500 ms estimate
+    assert load.inflight == 0
+    assert load.ewma.value(1.0) == pytest.approx(0.500)

@@ -278,6 +278,9 @@ async def test_hedging_wins_against_a_slow_endpoint_and_cancels_it() -> None:
         snap = pool.snapshot()
         assert all(s.in_flight == 0 for s in snap.endpoints)
         assert all(s.state == "active" for s in snap.endpoints)  # the loser is not blamed
+        # ... but its wait counts as a latency of at least that long, so P2C stops preferring it
+        loser = next(s for s in snap.endpoints if s.endpoint == slow)
+        assert loser.latency_ewma >= 0.04
 
 
 async def test_no_hedging_for_non_idempotent_calls() -> None:
