@@ -848,20 +848,7 @@ class EndpointPool:
         try:
             while True:
                 if not running:
-                    self._check_open()
-                    picker = self._picker
-                    now = self._clock()
-                    budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
-                    action = plan(
-                        state,
-                        self._view(picker),
-                        now,
-                        call_policy,
-                        budget_ok=budget_ok,
-                        random=self._rng.random(),
-                    )
-                    if isinstance(action, GiveUp):
-                        raise action.error
+                    action, picker, now = self._plan_next(state, call_policy)
                     if isinstance(action, Wait):
                         generation = self._generation
                         if action.refresh:
@@ -913,6 +900,27 @@ class EndpointPool:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    def _plan_next(
+        self, state: CallState, call_policy: CallPolicy
+    ) -> tuple[Attempt | Wait, Picker, float]:
+        """The planner's next step for a call in ``state``, on the current picker, now (shared by
+        :meth:`call` and :meth:`call_sync`). Raises the planner's error when it gives up."""
+        self._check_open()
+        picker = self._picker
+        now = self._clock()
+        budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
+        action = plan(
+            state,
+            self._view(picker),
+            now,
+            call_policy,
+            budget_ok=budget_ok,
+            random=self._rng.random(),
+        )
+        if isinstance(action, GiveUp):
+            raise action.error
+        return action, picker, now
 
     def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
         try:
@@ -1126,20 +1134,7 @@ class EndpointPool:
     ) -> T:
         """The planner-driven part of :meth:`call_sync` (after the fast path)."""
         while True:
-            self._check_open()
-            picker = self._picker
-            now = self._clock()
-            budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
-            action = plan(
-                state,
-                self._view(picker),
-                now,
-                call_policy,
-                budget_ok=budget_ok,
-                random=self._rng.random(),
-            )
-            if isinstance(action, GiveUp):
-                raise action.error
+            action, picker, now = self._plan_next(state, call_policy)
             if isinstance(action, Wait):
                 generation = self._generation
                 if action.refresh:
