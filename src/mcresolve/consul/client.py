@@ -8,6 +8,7 @@ connect (see :meth:`ConsulClient.request`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -19,13 +20,18 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import yarl
 from multidict import CIMultiDictProxy
 
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
 from mcresolve.consul.errors import (
+    ConsulAnswerError,
+    ConsulAnswerTooLarge,
+    ConsulBodyStalled,
     ConsulError,
     ConsulProtocolError,
+    ConsulRedirect,
     ConsulTimeout,
     ConsulUnavailable,
     http_error,
@@ -45,6 +51,9 @@ from mcresolve.consul.models import (
 )
 
 log = logging.getLogger("mcresolve.consul")
+
+#: Largest piece of an answer's body read at once, bytes.
+_READ_SIZE = 64 * 1024
 
 Params = Sequence[tuple[str, str]]
 
@@ -122,7 +131,14 @@ class ConsulClient:
             raise ConsulError("the Consul client is closed")
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl else True)
-            self._session = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+            # No cookies (Consul sets none; an agent must not plant any) and no proxy from the
+            # environment (the token goes to the agent only).
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
         return self._session
 
     def _headers(self, has_body: bool) -> dict[str, str]:
@@ -185,11 +201,26 @@ class ConsulClient:
                     data=data,
                     headers=headers,
                     timeout=client_timeout_,
+                    allow_redirects=False,
                     server_hostname=self._config.tls_server_name if self._ssl else None,
                 ) as response:
-                    payload = await response.read()
                     status = response.status
                     response_headers = response.headers
+                    if 300 <= status < 400:
+                        # Consul never redirects: following would hand the token to the host
+                        # the answer names. The body is not read.
+                        self._current = position
+                        raise ConsulRedirect(
+                            address.base_url,
+                            status,
+                            _location_host(response_headers),
+                            method=method,
+                            path=path,
+                        )
+                    payload = await self._read_body(response, address, method, path, tried)
+            except ConsulBodyStalled:
+                self._advance_from(position)
+                raise
             except aiohttp.ServerTimeoutError as exc:
                 if _is_connect_timeout(exc):
                     tried.append((address.base_url, "connect timeout"))
@@ -235,12 +266,62 @@ class ConsulClient:
             if 200 <= status < 300:
                 return RawResponse(status, response_headers, payload, address, elapsed)
             message = payload.decode("utf-8", errors="replace").strip()
-            if status >= 400:
+            if 400 <= status < 600:
                 raise http_error(status, message, method=method, path=path)
             raise ConsulProtocolError(
                 f"unexpected status {status} from {address} for {method} {path}"
             )
         raise ConsulUnavailable(f"no Consul agent reachable for {method} {path}", tried)
+
+    async def _read_body(
+        self,
+        response: aiohttp.ClientResponse,
+        address: ConsulAddress,
+        method: str,
+        path: str,
+        tried: list[tuple[str, str]],
+    ) -> bytes:
+        """The answer's body, read piece by piece: at most ``config.max_answer_bytes`` (a
+        larger ``Content-Length``, or one byte more streamed, raises
+        :class:`ConsulAnswerTooLarge` without reading on), and no pause between pieces longer
+        than ``config.body_idle_timeout`` (else :class:`ConsulBodyStalled`)."""
+        limit = self._config.max_answer_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise ConsulAnswerTooLarge(
+                address.base_url, method, path, limit=limit, received=0, declared=declared
+            )
+        idle = self._config.body_idle_timeout
+        pieces: list[bytes] = []
+        received = 0
+        while True:
+            # Never ask for more than one byte past the limit: the excess is not buffered.
+            want = min(_READ_SIZE, limit + 1 - received)
+            pause = asyncio.timeout(idle)
+            try:
+                async with pause:
+                    piece = await response.content.read(want)
+            except TimeoutError:
+                if not pause.expired():
+                    raise  # the call's own (total) timeout, handled by the caller
+                raise ConsulBodyStalled(
+                    f"Consul agent {address.base_url} stopped sending the answer to "
+                    f"{method} {path}",
+                    [*tried, (address.base_url, f"no body data for {idle:.3g} s")],
+                ) from None
+            if not piece:
+                return b"".join(pieces)
+            received += len(piece)
+            if received > limit:
+                raise ConsulAnswerTooLarge(
+                    address.base_url,
+                    method,
+                    path,
+                    limit=limit,
+                    received=received,
+                    declared=declared,
+                )
+            pieces.append(piece)
 
     def _advance_from(self, position: int) -> None:
         self._current = (position + 1) % len(self._config.addresses)
@@ -287,12 +368,10 @@ class ConsulClient:
 
     @staticmethod
     def _json(raw: RawResponse, method: str, path: str) -> Any:
-        try:
-            return json.loads(raw.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConsulProtocolError(
-                f"invalid JSON from {raw.address} for {method} {path}: {exc}"
-            ) from None
+        """The answer's JSON value; anything that is not strict JSON (invalid, nested too
+        deeply for the decoder, ``NaN``/``Infinity``, numbers beyond Python's digit limit)
+        raises :class:`ConsulAnswerError` naming the agent and path."""
+        return decode_json(raw.body, raw.address.base_url, method, path)
 
     async def _get_json(
         self, path: str, params: Params = (), time_limit: float | None = None
@@ -586,6 +665,35 @@ class ConsulClient:
         if not isinstance(body, str):
             raise ConsulProtocolError(f"GET {path}: expected a string")
         return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(body: bytes, agent: str, method: str, path: str) -> Any:
+    """Decode an answer body as strict JSON, or raise :class:`ConsulAnswerError` naming the
+    agent (base URL) and the request path: invalid JSON or UTF-8, ``NaN``/``Infinity``,
+    integers beyond Python's digit limit, nesting deeper than the decoder's recursion limit."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        problem = "nested too deeply to decode"
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"invalid JSON: {exc}"
+    raise ConsulAnswerError(agent, method, path, problem)
+
+
+def _location_host(headers: Mapping[str, str]) -> str | None:
+    """The host a ``Location`` header names (``None`` without one or when unparsable); only
+    the host, so that no user-info or query of the target URL ends up in an error."""
+    location = headers.get("Location")
+    if not location:
+        return None
+    try:
+        return yarl.URL(location).host
+    except (ValueError, TypeError):
+        return None
 
 
 def _segment(value: str) -> str:

@@ -7,7 +7,9 @@ put in log lines or exception messages.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,10 +21,26 @@ from mcresolve.consul.errors import ConsulConfigError
 DEFAULT_PORT = 8500
 #: Address used when none is configured (the consul CLI's default).
 DEFAULT_ADDRESS = "127.0.0.1:8500"
+#: Default bound on one answer's body: 64 MiB. A ``?passing`` health answer for 1,000 instances
+#: is about 1.85 MB (Consul 1.0.8 shape, measured on the emulator), so 10,000 instances are about
+#: 19 MB; 64 MiB leaves more than three times that.
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: Default longest pause while an answer's body is arriving, seconds. Consul encodes the whole
+#: answer first and writes it at once (also after a blocking wait, which happens before the
+#: headers), so a healthy body flows without pause; 5 s outlasts four successive TCP
+#: retransmissions of one segment (200 ms minimum RTO, doubling: 0.2+0.4+0.8+1.6+... = 3 s).
+DEFAULT_BODY_IDLE_TIMEOUT = 5.0
 
 # Go's strconv.ParseBool, which the consul CLI uses for its boolean variables.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def _show(part: str) -> str:
+    """A part of an address quoted for an error message: ``repr`` (control characters escaped),
+    cut to 80 characters. Only parts already known to hold no user-info are shown."""
+    shown = repr(part)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -36,9 +54,113 @@ def parse_bool(name: str, value: str) -> bool:
     )
 
 
+#: One host-name label: RFC 1123 letters, digits and inner hyphens, plus the underscore, which
+#: the system resolver and Docker's embedded DNS accept in container and service names.
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+#: The refusal for ``user:password@host``: it must not quote the address (it holds a secret).
+_NO_CREDENTIALS = (
+    "credentials in the address are not supported; use CONSUL_HTTP_TOKEN (or "
+    "CONSUL_HTTP_TOKEN_FILE) for the ACL token"
+)
+
+
+def check_host(host: str) -> str | None:
+    """Why ``host`` is not a usable agent host, or ``None`` when it is one.
+
+    Accepted: an IPv4 literal (dotted quad), an IPv6 literal (without brackets and without a
+    ``%zone``), or a DNS host name of at most 253 characters whose dot-separated labels are 1-63
+    letters, digits, hyphens (not first or last) or underscores, with an optional final dot and
+    a last label that is not all digits (``999.1.1.1`` is neither a name nor an address).
+    """
+    if not host:
+        return "the host is empty"
+    if not host.isascii() or not host.isprintable() or any(c.isspace() for c in host):
+        return "the host contains spaces, control or non-ASCII characters"
+    if ":" in host:
+        if "%" in host:
+            return "IPv6 zones (%interface) are not supported"
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "the host is not a valid IPv6 address"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253:
+        return "the host name is longer than 253 characters"
+    labels = name.split(".")
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        return "the host is not a valid host name or IP address"
+    if labels[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return "the host is not a valid IPv4 address"
+    return None
+
+
+class _AddressProblem(Exception):
+    """What is wrong with an address text (internal: turned into a ConsulConfigError)."""
+
+
+def _split_address(text: str, default_scheme: str) -> tuple[str, int, str]:
+    """``(host, port, scheme)`` of an address text (see :meth:`ConsulAddress.parse`)."""
+    raw = text.strip()
+    if "@" in raw:
+        raise _AddressProblem(f"{_NO_CREDENTIALS}")
+    if not raw.isprintable() or any(c.isspace() for c in raw):
+        raise _AddressProblem(
+            "contains white space or control characters (line breaks, tabs...) inside the address"
+        )
+    scheme = default_scheme
+    if "://" in raw:
+        scheme, raw = raw.split("://", 1)
+        scheme = scheme.lower()
+        if scheme == "unix":
+            raise _AddressProblem(
+                "unix:// sockets are not supported, use http://host:port or https://host:port"
+            )
+        if scheme not in ("http", "https"):
+            raise _AddressProblem(f"scheme must be http or https, got {_show(scheme)}")
+    if raw.endswith("/"):
+        raw = raw[:-1]
+    if any(c in raw for c in "/?#"):
+        raise _AddressProblem("expected [scheme://]host[:port], without a path, query or fragment")
+    host, port_text = raw, ""
+    if raw.startswith("["):
+        end = raw.find("]")
+        if end < 0:
+            raise _AddressProblem("unclosed '[' in an IPv6 address")
+        host, rest = raw[1:end], raw[end + 1 :]
+        if ":" not in host:
+            raise _AddressProblem(f"brackets are for IPv6 addresses, got {_show(host)}")
+        if rest and not rest.startswith(":"):
+            raise _AddressProblem("expected [ipv6]:port")
+        port_text = rest[1:]
+        if not port_text and rest:
+            raise _AddressProblem("empty port after ':'")
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+        if not port_text:
+            raise _AddressProblem("empty port after ':'")
+    elif raw.count(":") > 1:
+        raise _AddressProblem("put IPv6 addresses in brackets, e.g. [::1]:8500")
+    port = DEFAULT_PORT
+    if port_text:
+        if not _PORT.fullmatch(port_text):
+            raise _AddressProblem(f"port must be a number in 1..65535, got {_show(port_text)}")
+        port = int(port_text)
+    return host, port, scheme
+
+
 @dataclass(frozen=True, slots=True)
 class ConsulAddress:
-    """One agent's HTTP API address."""
+    """One agent's HTTP API address.
+
+    ``host`` is an IP literal (IPv6 without brackets) or a DNS host name (see
+    :func:`check_host`); anything else is refused with :class:`ConsulConfigError`, so that no
+    malformed name reaches the resolver and no header can be smuggled through an address.
+    """
 
     host: str
     port: int = DEFAULT_PORT
@@ -46,9 +168,14 @@ class ConsulAddress:
 
     def __post_init__(self) -> None:
         if self.scheme not in ("http", "https"):
-            raise ConsulConfigError(f"Consul scheme must be http or https, got {self.scheme!r}")
-        if not self.host:
-            raise ConsulConfigError("Consul address has an empty host")
+            raise ConsulConfigError("Consul scheme must be http or https")
+        if not isinstance(self.host, str) or "@" in self.host:
+            raise ConsulConfigError(f"Consul address: {_NO_CREDENTIALS}")
+        problem = check_host(self.host)
+        if problem is not None:
+            raise ConsulConfigError(f"Consul address: {problem} ({_show(self.host)})")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConsulConfigError("Consul port must be an integer")
         if not 0 < self.port < 65536:
             raise ConsulConfigError(f"Consul port must be in 1..65535, got {self.port!r}")
 
@@ -58,45 +185,16 @@ class ConsulAddress:
 
         A scheme in the text wins over ``default_scheme`` (as with the consul CLI, where
         ``CONSUL_HTTP_ADDR=http://...`` is plain HTTP even with ``CONSUL_HTTP_SSL=true``).
-        ``unix://`` sockets are not supported.
+        Surrounding white space and one trailing ``/`` are ignored. Refused with
+        :class:`ConsulConfigError`: ``unix://`` sockets, other schemes, user-info
+        (``user:password@``: the message never repeats the address), a path, query or fragment,
+        white space or control characters inside, an invalid host (see :func:`check_host`), a
+        port outside 1-65535. Error messages quote only the part at fault, never the whole text.
         """
-        raw = text.strip()
-        scheme = default_scheme
-        if "://" in raw:
-            scheme, raw = raw.split("://", 1)
-            scheme = scheme.lower()
-            if scheme == "unix":
-                raise ConsulConfigError(
-                    f"Consul address {text!r}: unix:// sockets are not supported, "
-                    "use http://host:port or https://host:port"
-                )
-            if scheme not in ("http", "https"):
-                raise ConsulConfigError(
-                    f"Consul address {text!r}: scheme must be http or https, got {scheme!r}"
-                )
-        raw = raw.rstrip("/")
-        if "/" in raw:
-            raise ConsulConfigError(f"Consul address {text!r}: expected host:port without a path")
-        host, port_text = raw, ""
-        if raw.startswith("["):
-            end = raw.find("]")
-            if end < 0:
-                raise ConsulConfigError(f"Consul address {text!r}: unclosed '[' in IPv6 address")
-            host, rest = raw[1:end], raw[end + 1 :]
-            if rest and not rest.startswith(":"):
-                raise ConsulConfigError(f"Consul address {text!r}: expected [ipv6]:port")
-            port_text = rest[1:]
-        elif raw.count(":") == 1:
-            host, port_text = raw.split(":")
-        elif raw.count(":") > 1:
-            raise ConsulConfigError(
-                f"Consul address {text!r}: put IPv6 addresses in brackets, e.g. [::1]:8500"
-            )
-        port = DEFAULT_PORT
-        if port_text:
-            if not port_text.isdigit():
-                raise ConsulConfigError(f"Consul address {text!r}: port must be a number")
-            port = int(port_text)
+        try:
+            host, port, scheme = _split_address(text, default_scheme)
+        except _AddressProblem as problem:
+            raise ConsulConfigError(f"Consul address: {problem}") from None
         return cls(host=host, port=port, scheme=scheme)
 
     @property
@@ -107,6 +205,30 @@ class ConsulAddress:
 
     def __str__(self) -> str:
         return self.base_url
+
+
+def parse_addresses(text: str, scheme: str, origin: str) -> tuple[ConsulAddress, ...]:
+    """Parse a comma-separated list of addresses (``CONSUL_HTTP_ADDR``, ``--consul-addr``) with
+    :meth:`ConsulAddress.parse`; ``origin`` names where the text came from in error messages
+    (which say which address is at fault by position, never quoting the text)."""
+    parts = [p.strip() for p in text.split(",")]
+    parts = [p for p in parts if p]
+    if not parts:
+        raise ConsulConfigError(f"{origin} holds no address")
+    addresses = []
+    for number, part in enumerate(parts, 1):
+        try:
+            addresses.append(ConsulAddress.parse(part, scheme))
+        except ConsulConfigError as error:
+            where = f"{origin} (address {number} of {len(parts)})" if len(parts) > 1 else origin
+            raise ConsulConfigError(f"{where}: {error}") from None
+    return tuple(addresses)
+
+
+def _is_header_safe(value: str) -> bool:
+    """Whether ``value`` can be sent as an HTTP header value as it is: printable ASCII, no white
+    space (Consul's tokens are UUIDs)."""
+    return value.isascii() and value.isprintable() and not any(c.isspace() for c in value)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -129,6 +251,15 @@ class ConsulConfig:
             writes complete in milliseconds (1–3 ms measured on Consul 1.0.8); a remote-datacenter
             call that hangs this long is better reported as an error. Blocking calls compute their
             own timeout from ``wait`` (see :mod:`mcresolve.consul.blocking`).
+        body_idle_timeout: longest pause, in seconds, between two pieces of an answer's body once
+            its headers have arrived (see :data:`DEFAULT_BODY_IDLE_TIMEOUT`); a longer pause
+            raises :class:`~mcresolve.consul.errors.ConsulBodyStalled` at once instead of
+            waiting for the call's whole timeout (``wait + wait/16 + 3 s`` for a blocking
+            query, since the wait happens before the headers).
+        max_answer_bytes: largest answer body read, in bytes (see
+            :data:`DEFAULT_MAX_ANSWER_BYTES`); a larger ``Content-Length``, or more bytes
+            streamed, raises :class:`~mcresolve.consul.errors.ConsulAnswerTooLarge` without
+            reading the rest.
     """
 
     addresses: tuple[ConsulAddress, ...] = (ConsulAddress("127.0.0.1"),)
@@ -141,16 +272,30 @@ class ConsulConfig:
     verify: bool = True
     connect_timeout: float = 2.0
     request_timeout: float = 10.0
+    body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
 
     def __post_init__(self) -> None:
         if not self.addresses:
             raise ConsulConfigError("at least one Consul address is needed")
+        if not all(isinstance(a, ConsulAddress) for a in self.addresses):
+            raise ConsulConfigError(
+                "Consul addresses must be ConsulAddress values (use ConsulConfig.for_addresses)"
+            )
         if bool(self.client_cert) != bool(self.client_key):
             raise ConsulConfigError("a TLS client certificate needs its key, and the key its cert")
-        if not self.connect_timeout > 0 or not self.request_timeout > 0:
+        timeouts = (self.connect_timeout, self.request_timeout, self.body_idle_timeout)
+        if not all(t > 0 for t in timeouts):
             raise ConsulConfigError("Consul timeouts must be > 0 seconds")
-        if self.token is not None and any(c in self.token for c in "\r\n"):
-            raise ConsulConfigError("the Consul token must not contain line breaks")
+        if isinstance(self.max_answer_bytes, bool) or not isinstance(self.max_answer_bytes, int):
+            raise ConsulConfigError("max_answer_bytes must be an integer number of bytes")
+        if self.max_answer_bytes < 1:
+            raise ConsulConfigError(f"max_answer_bytes must be >= 1, got {self.max_answer_bytes}")
+        if self.token is not None and not _is_header_safe(self.token):
+            raise ConsulConfigError(
+                "the Consul token must be printable ASCII without white space (no line breaks "
+                "or control characters)"
+            )
 
     @classmethod
     def for_addresses(
@@ -182,11 +327,9 @@ class ConsulConfig:
         ssl_flag = get("CONSUL_HTTP_SSL")
         if ssl_flag is not None and parse_bool("CONSUL_HTTP_SSL", ssl_flag):
             scheme = "https"
-        addr_text = get("CONSUL_HTTP_ADDR") or DEFAULT_ADDRESS
-        parts = [p for p in (s.strip() for s in addr_text.split(",")) if p]
-        if not parts:
-            raise ConsulConfigError(f"CONSUL_HTTP_ADDR holds no address: {addr_text!r}")
-        addresses = tuple(ConsulAddress.parse(p, scheme) for p in parts)
+        addresses = parse_addresses(
+            get("CONSUL_HTTP_ADDR") or DEFAULT_ADDRESS, scheme, "CONSUL_HTTP_ADDR"
+        )
 
         token = get("CONSUL_HTTP_TOKEN")
         token_file = get("CONSUL_HTTP_TOKEN_FILE")
@@ -241,7 +384,9 @@ class ConsulConfig:
             f"datacenter={self.datacenter!r}, ca_file={self.ca_file!r}, "
             f"client_cert={self.client_cert!r}, client_key={self.client_key!r}, "
             f"tls_server_name={self.tls_server_name!r}, verify={self.verify!r}, "
-            f"connect_timeout={self.connect_timeout!r}, request_timeout={self.request_timeout!r})"
+            f"connect_timeout={self.connect_timeout!r}, request_timeout={self.request_timeout!r}, "
+            f"body_idle_timeout={self.body_idle_timeout!r}, "
+            f"max_answer_bytes={self.max_answer_bytes!r})"
         )
 
     __str__ = __repr__

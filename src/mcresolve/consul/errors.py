@@ -14,7 +14,10 @@ _QUOTE_LIMIT = 200
 
 
 def _quote(text: str) -> str:
-    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+    """At most :data:`_QUOTE_LIMIT` characters of an agent's text, control characters (line
+    breaks, terminal escapes) shown as ``\\xNN`` so an error stays one harmless line."""
+    cut = text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
 
 
 class ConsulError(Exception):
@@ -43,9 +46,89 @@ class ConsulTimeout(ConsulUnavailable):
     """The agent accepted the request but did not answer within the client timeout."""
 
 
+class ConsulBodyStalled(ConsulTimeout):
+    """The agent sent its answer's headers, then stopped sending the body for longer than the
+    body idle timeout (``ConsulConfig.body_idle_timeout``). Consul writes a whole answer at
+    once after a blocking wait, so a body that stops flowing is a stuck connection or agent.
+    """
+
+
 class ConsulProtocolError(ConsulError):
     """The agent answered something that is not what the Consul API promises (invalid JSON,
     unexpected shape, missing ``X-Consul-Index`` on a blocking endpoint)."""
+
+
+class ConsulRedirect(ConsulProtocolError):
+    """The agent answered with a redirect (3xx). Consul's HTTP API never redirects clients, so
+    the redirect is not followed: following it would send the request, and its ACL token, to
+    whatever host the answer names.
+
+    Attributes:
+        agent: the base URL of the agent that answered (``scheme://host:port``).
+        status: the 3xx status.
+        location_host: the host the ``Location`` header names (``None`` when there is none or
+            it cannot be parsed); only the host, never the rest of the URL.
+    """
+
+    def __init__(
+        self, agent: str, status: int, location_host: str | None, *, method: str, path: str
+    ) -> None:
+        self.agent = agent
+        self.status = status
+        self.location_host = location_host
+        target = "" if location_host is None else f" to host {_quote(location_host)!r}"
+        super().__init__(
+            f"Consul agent {agent} answered {status} (redirect{target}) for {method} {path}; "
+            "Consul's API never redirects, so it was not followed"
+        )
+
+
+class ConsulAnswerError(ConsulProtocolError):
+    """An answer could not be decoded: not JSON, nested deeper than the decoder handles, a
+    non-finite number (``NaN``), or a top-level value of the wrong type.
+
+    Attributes:
+        agent: the base URL of the agent that answered.
+        path: the request path.
+    """
+
+    def __init__(self, agent: str, method: str, path: str, problem: str) -> None:
+        self.agent = agent
+        self.path = path
+        super().__init__(f"malformed answer from {agent} for {method} {path}: {_quote(problem)}")
+
+
+class ConsulAnswerTooLarge(ConsulProtocolError):
+    """An answer was larger than the configured limit (``ConsulConfig.max_answer_bytes``);
+    reading stopped at the limit.
+
+    Attributes:
+        agent: the base URL of the agent that answered.
+        limit: the limit in bytes.
+        received: body bytes read before giving up (at most ``limit + 1``), or 0 when the
+            ``Content-Length`` header alone exceeded the limit.
+        declared: the answer's ``Content-Length``, if it had one.
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        method: str,
+        path: str,
+        *,
+        limit: int,
+        received: int,
+        declared: int | None,
+    ) -> None:
+        self.agent = agent
+        self.limit = limit
+        self.received = received
+        self.declared = declared
+        size = f"declares {declared} bytes" if declared is not None else "exceeds it"
+        super().__init__(
+            f"answer from {agent} for {method} {path} is larger than the {limit}-byte limit "
+            f"({size}); not read further"
+        )
 
 
 class ConsulHTTPError(ConsulError):
