@@ -13,7 +13,8 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -435,10 +436,11 @@ class ConsulClient:
         params += [("tag", t) for t in wanted]
         params += self._near_meta_consistency_params(near, node_meta, consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
-        entries = parse_entries(body, f"GET {path}")
-        if len(wanted) > 1:
-            entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
-        return Indexed(entries, self._indexed_meta(raw, path, index is not None))
+        with _answer(raw, "GET", path):
+            entries = parse_entries(body, f"GET {path}")
+            if len(wanted) > 1:
+                entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
+            return Indexed(entries, self._indexed_meta(raw, path, index is not None))
 
     # --- catalog -------------------------------------------------------------------------------
 
@@ -462,13 +464,14 @@ class ConsulClient:
         params = self._dc_params(dc) + [("tag", t) for t in wanted]
         params += self._near_meta_consistency_params(near, node_meta, consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
-        items = expect_list(body, f"GET {path}")
-        records = tuple(
-            CatalogService.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items)
-        )
-        if len(wanted) > 1:
-            records = tuple(r for r in records if has_tags(r.service_tags, wanted))
-        return Indexed(records, self._indexed_meta(raw, path, index is not None))
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            records = tuple(
+                CatalogService.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items)
+            )
+            if len(wanted) > 1:
+                records = tuple(r for r in records if has_tags(r.service_tags, wanted))
+            return Indexed(records, self._indexed_meta(raw, path, index is not None))
 
     async def catalog_services(
         self,
@@ -482,23 +485,25 @@ class ConsulClient:
         path = "/v1/catalog/services"
         params = self._dc_params(dc) + self._consistency_params(consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
-        mapping = expect_mapping(body, f"GET {path}")
-        result: dict[str, tuple[str, ...]] = {}
-        for name, tags in mapping.items():
-            tag_list = [] if tags is None else expect_list(tags, f"GET {path}.{name}")
-            if not all(isinstance(t, str) for t in tag_list):
-                raise ConsulProtocolError(f"GET {path}.{name}: expected an array of strings")
-            result[name] = tuple(tag_list)
-        return Indexed(result, self._indexed_meta(raw, path, index is not None))
+        with _answer(raw, "GET", path):
+            mapping = expect_mapping(body, f"GET {path}")
+            result: dict[str, tuple[str, ...]] = {}
+            for name, tags in mapping.items():
+                tag_list = [] if tags is None else expect_list(tags, f"GET {path}.{name}")
+                if not all(isinstance(t, str) for t in tag_list):
+                    raise ConsulProtocolError(f"GET {path}.{name}: expected an array of strings")
+                result[name] = tuple(tag_list)
+            return Indexed(result, self._indexed_meta(raw, path, index is not None))
 
     async def catalog_datacenters(self) -> list[str]:
         """``GET /v1/catalog/datacenters``: every known datacenter, nearest first."""
         path = "/v1/catalog/datacenters"
-        body, _ = await self._get_json(path)
-        items = expect_list(body, f"GET {path}")
-        if not all(isinstance(d, str) for d in items):
-            raise ConsulProtocolError(f"GET {path}: expected an array of strings")
-        return list(items)
+        body, raw = await self._get_json(path)
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            if not all(isinstance(d, str) for d in items):
+                raise ConsulProtocolError(f"GET {path}: expected an array of strings")
+            return list(items)
 
     async def catalog_nodes(
         self,
@@ -515,9 +520,10 @@ class ConsulClient:
         params = self._dc_params(dc)
         params += self._near_meta_consistency_params(near, node_meta, consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
-        items = expect_list(body, f"GET {path}")
-        nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
-        return Indexed(nodes, self._indexed_meta(raw, path, index is not None))
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
+            return Indexed(nodes, self._indexed_meta(raw, path, index is not None))
 
     # --- prepared queries ----------------------------------------------------------------------
 
@@ -540,38 +546,45 @@ class ConsulClient:
             params.append(("limit", str(limit)))
         params += self._consistency_params(consistency)
         body, raw = await self._get_json(path, params)
-        return PreparedQueryResult.from_json(body, raw.meta)
+        with _answer(raw, "GET", path):
+            return PreparedQueryResult.from_json(body, raw.meta)
 
     async def query_explain(self, name_or_id: str, *, dc: str | None = None) -> dict[str, Any]:
         """``GET /v1/query/<name or id>/explain``: the rendered definition (``{"Query": ...}``)."""
         path = f"/v1/query/{_segment(name_or_id)}/explain"
-        body, _ = await self._get_json(path, self._dc_params(dc))
-        return dict(expect_mapping(body, f"GET {path}"))
+        body, raw = await self._get_json(path, self._dc_params(dc))
+        with _answer(raw, "GET", path):
+            return dict(expect_mapping(body, f"GET {path}"))
 
     async def query_create(self, definition: Mapping[str, Any], *, dc: str | None = None) -> str:
         """``POST /v1/query``: create a prepared query; returns its ID."""
         path = "/v1/query"
         raw = await self.request("POST", path, params=self._dc_params(dc), body=dict(definition))
-        body = expect_mapping(self._json(raw, "POST", path), f"POST {path}")
-        query_id = body.get("ID")
-        if not isinstance(query_id, str) or not query_id:
-            raise ConsulProtocolError(f"POST {path}: answer has no ID")
-        return query_id
+        with _answer(raw, "POST", path):
+            body = expect_mapping(self._json(raw, "POST", path), f"POST {path}")
+            query_id = body.get("ID")
+            if not isinstance(query_id, str) or not query_id:
+                raise ConsulProtocolError(f"POST {path}: answer has no ID")
+            return query_id
 
     async def query_list(self, *, dc: str | None = None) -> list[dict[str, Any]]:
         """``GET /v1/query``: every prepared query definition."""
         path = "/v1/query"
-        body, _ = await self._get_json(path, self._dc_params(dc))
-        return [dict(expect_mapping(q, f"GET {path}[]")) for q in expect_list(body, f"GET {path}")]
+        body, raw = await self._get_json(path, self._dc_params(dc))
+        with _answer(raw, "GET", path):
+            return [
+                dict(expect_mapping(q, f"GET {path}[]")) for q in expect_list(body, f"GET {path}")
+            ]
 
     async def query_get(self, query_id: str, *, dc: str | None = None) -> dict[str, Any]:
         """``GET /v1/query/<id>``: one definition (by ID only; Consul rejects names)."""
         path = f"/v1/query/{_segment(query_id)}"
-        body, _ = await self._get_json(path, self._dc_params(dc))
-        items = expect_list(body, f"GET {path}")
-        if len(items) != 1:
-            raise ConsulProtocolError(f"GET {path}: expected one query, got {len(items)}")
-        return dict(expect_mapping(items[0], f"GET {path}[0]"))
+        body, raw = await self._get_json(path, self._dc_params(dc))
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            if len(items) != 1:
+                raise ConsulProtocolError(f"GET {path}: expected one query, got {len(items)}")
+            return dict(expect_mapping(items[0], f"GET {path}[0]"))
 
     async def query_update(
         self, query_id: str, definition: Mapping[str, Any], *, dc: str | None = None
@@ -641,30 +654,56 @@ class ConsulClient:
     async def agent_services(self) -> dict[str, dict[str, Any]]:
         """``GET /v1/agent/services``: the services registered on this agent, by ID."""
         path = "/v1/agent/services"
-        body, _ = await self._get_json(path)
-        mapping = expect_mapping(body, f"GET {path}")
-        return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
+        body, raw = await self._get_json(path)
+        with _answer(raw, "GET", path):
+            mapping = expect_mapping(body, f"GET {path}")
+            return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
 
     async def agent_checks(self) -> dict[str, dict[str, Any]]:
         """``GET /v1/agent/checks``: the checks registered on this agent, by ID."""
         path = "/v1/agent/checks"
-        body, _ = await self._get_json(path)
-        mapping = expect_mapping(body, f"GET {path}")
-        return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
+        body, raw = await self._get_json(path)
+        with _answer(raw, "GET", path):
+            mapping = expect_mapping(body, f"GET {path}")
+            return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
 
     async def agent_self(self) -> dict[str, Any]:
         """``GET /v1/agent/self``: the agent's configuration and member record."""
         path = "/v1/agent/self"
-        body, _ = await self._get_json(path)
-        return dict(expect_mapping(body, f"GET {path}"))
+        body, raw = await self._get_json(path)
+        with _answer(raw, "GET", path):
+            return dict(expect_mapping(body, f"GET {path}"))
 
     async def status_leader(self) -> str:
         """``GET /v1/status/leader``: the leader's ``host:port`` (``""`` without a leader)."""
         path = "/v1/status/leader"
-        body, _ = await self._get_json(path)
-        if not isinstance(body, str):
-            raise ConsulProtocolError(f"GET {path}: expected a string")
-        return body
+        body, raw = await self._get_json(path)
+        with _answer(raw, "GET", path):
+            if not isinstance(body, str):
+                raise ConsulProtocolError(f"GET {path}: expected a string")
+            return body
+
+
+@contextmanager
+def _answer(raw: RawResponse, method: str, path: str) -> Iterator[None]:
+    """Turn any failure to make sense of an answer into one :class:`ConsulAnswerError` naming
+    the agent and the path: the parsers' :class:`ConsulProtocolError` (wrong shape), and, as a
+    last line, any ``ValueError``/``TypeError``/``KeyError``/``RecursionError`` a parser lets
+    out on a hostile value, so that no answer makes the client raise a non-Consul error."""
+    try:
+        yield
+    except ConsulAnswerError:
+        raise
+    except ConsulProtocolError as exc:
+        raise ConsulAnswerError(raw.address.base_url, method, path, str(exc)) from None
+    except RecursionError:
+        raise ConsulAnswerError(
+            raw.address.base_url, method, path, "nested too deeply to parse"
+        ) from None
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise ConsulAnswerError(
+            raw.address.base_url, method, path, f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _reject_constant(name: str) -> Any:
