@@ -249,6 +249,14 @@ class ConsulClient:
                 raise ConsulProtocolError(
                     f"incomplete answer from {address} for {method} {path}: {_reason(exc)}"
                 ) from None
+            except aiohttp.ClientResponseError as exc:
+                # The agent answered something that is not HTTP (bad status line, headers or
+                # framing): a broken agent, not an unreachable one.
+                self._advance_from(position)
+                raise ConsulProtocolError(
+                    f"malformed HTTP answer from {address} for {method} {path}: "
+                    f"{_first_line(exc.message)}"
+                ) from None
             except aiohttp.ClientError as exc:
                 tried.append((address.base_url, _reason(exc)))
                 continue
@@ -745,6 +753,14 @@ def _is_connect_timeout(exc: aiohttp.ServerTimeoutError) -> bool:
     if connection_timeout is not None and isinstance(exc, connection_timeout):
         return True
     return "Connection timeout" in str(exc)
+
+
+def _first_line(text: str, limit: int = 120) -> str:
+    """The first line of an aiohttp message, cut, control characters escaped (it may quote
+    the agent's bytes)."""
+    line = (text or "unparsable answer").splitlines()[0] if text else "unparsable answer"
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _reason(exc: BaseException) -> str:
