@@ -28,7 +28,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from mcresolve.consul.config import ConsulAddress, ConsulConfig
+from mcresolve.consul.config import ConsulConfig, parse_addresses
 from mcresolve.consul.errors import ConsulConfigError
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources import Resolution, Source, from_target
@@ -222,12 +222,11 @@ def consul_config(consul_addr: str | None, timeout: float) -> ConsulConfig:
     ``--consul-addr``, each call bounded by 3/4 of ``timeout`` (so that a silent agent shows
     up as a call error before the command's own deadline). Raises :class:`ConsulConfigError`."""
     config = ConsulConfig.from_env()
-    if consul_addr:
+    if consul_addr is not None:
         scheme = config.addresses[0].scheme
-        parts = [p.strip() for p in consul_addr.split(",") if p.strip()]
-        if not parts:
-            raise ConsulConfigError(f"--consul-addr holds no address: {consul_addr!r}")
-        config = config.with_options(addresses=tuple(ConsulAddress.parse(p, scheme) for p in parts))
+        config = config.with_options(
+            addresses=parse_addresses(consul_addr, scheme, "--consul-addr")
+        )
     return config.with_options(
         connect_timeout=min(config.connect_timeout, timeout * 0.75),
         request_timeout=timeout * 0.75,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import ssl
+import string
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mcresolve.consul import ConsulAddress, ConsulConfig, ConsulConfigError
+from mcresolve.consul import ConsulAddress, ConsulClient, ConsulConfig, ConsulConfigError
+from mcresolve.consul.config import parse_addresses
 
 TOKEN = "s3cr3t-7f1e0c2a-token"
 
@@ -145,3 +151,162 @@ def test_for_addresses_and_with_options() -> None:
     assert ConsulAddress.parse("h:1").base_url == "http://h:1"
     with pytest.raises(ConsulConfigError):
         ConsulConfig(addresses=())
+
+
+# --- address validation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("consul_1:8500", "http://consul_1:8500"),  # Docker Compose style names resolve
+        ("consul.service.consul.:8501", "http://consul.service.consul.:8501"),
+        ("CONSUL-1.Example.COM", "http://CONSUL-1.Example.COM:8500"),
+        ("[2001:db8::1]:8500", "http://[2001:db8::1]:8500"),
+        ("[::1]", "http://[::1]:8500"),
+        ("https://10.1.2.3:8501/", "https://10.1.2.3:8501"),
+        ("  127.0.0.1:8500\n", "http://127.0.0.1:8500"),  # surrounding white space ignored
+    ],
+)
+def test_valid_addresses(addr: str, expected: str) -> None:
+    assert ConsulAddress.parse(addr).base_url == expected
+
+
+@pytest.mark.parametrize(
+    ("addr", "message"),
+    [
+        ("exa mple:8500", "white space or control characters"),
+        ("127.0.0.1:1\r\nX-Injected: 1", "white space or control characters"),
+        ("h\tx:1", "white space or control characters"),
+        ("h\x00:1", "white space or control characters"),
+        ("http://admin:secret@127.0.0.1:1", "credentials in the address are not supported"),
+        ("token@127.0.0.1", "credentials in the address are not supported"),
+        ("http://h:1?token=x", "without a path, query or fragment"),
+        ("http://h:1#x", "without a path, query or fragment"),
+        ("-h:1", "not a valid host name"),
+        ("h-.example:1", "not a valid host name"),
+        ("a..b:1", "not a valid host name"),
+        ("a" * 64 + ".example", "not a valid host name"),
+        ("b." * 127 + "c", "longer than 253"),
+        ("exämple.com", "non-ASCII"),
+        ("999.1.1.1", "not a valid IPv4 address"),
+        ("[fe80::1%eth0]:1", "zones"),
+        ("[h]:1", "brackets are for IPv6"),
+        ("[::g]:1", "not a valid IPv6 address"),
+        ("[::1:1", "unclosed"),
+        ("[::1]x", "expected [ipv6]:port"),
+        ("h:", "empty port"),
+        ("h:0", "1..65535"),
+        ("h:+80", "port must be a number"),
+        ("h:\u0663", "port must be a number"),
+        (":8500", "the host is empty"),
+    ],
+)
+def test_invalid_addresses_are_refused(addr: str, message: str) -> None:
+    with pytest.raises(ConsulConfigError, match=re.escape(message)):
+        ConsulAddress.parse(addr)
+
+
+def test_a_direct_address_is_validated_too() -> None:
+    with pytest.raises(ConsulConfigError, match="not a valid host name"):
+        ConsulAddress("exa mple".replace(" ", "_") + "/x")
+    with pytest.raises(ConsulConfigError, match="contains spaces"):
+        ConsulAddress("bad host")
+    with pytest.raises(ConsulConfigError, match=re.escape("1..65535")):
+        ConsulAddress("h", 70000)
+
+
+def test_which_address_is_wrong_is_said_by_position() -> None:
+    with pytest.raises(ConsulConfigError) as info:
+        ConsulConfig.from_env({"CONSUL_HTTP_ADDR": "127.0.0.1:8500,http://u:pw@h:1"})
+    text = str(info.value)
+    assert text.startswith("CONSUL_HTTP_ADDR (address 2 of 2): ") and "pw" not in text
+
+
+def test_limits_are_configurable_and_checked() -> None:
+    config = ConsulConfig(max_answer_bytes=1024, body_idle_timeout=0.5)
+    assert "max_answer_bytes=1024" in repr(config) and "body_idle_timeout=0.5" in repr(config)
+    assert ConsulConfig().max_answer_bytes == 64 * 1024 * 1024
+    with pytest.raises(ConsulConfigError, match="max_answer_bytes"):
+        ConsulConfig(max_answer_bytes=0)
+    with pytest.raises(ConsulConfigError, match="timeouts must be > 0"):
+        ConsulConfig(body_idle_timeout=0)
+
+
+# --- secrets never leak (hypothesis) ---------------------------------------------------------
+
+SECRETS = st.text(alphabet=string.ascii_letters + string.digits + "-_.~!$&'()*+,;=", min_size=6)
+HOSTS = st.sampled_from(["127.0.0.1", "consul.example", "[::1]", "h", "", "exa mple", "[::1"])
+PORTS = st.sampled_from(["", ":8500", ":1", ":70000", ":x", ":"])
+SCHEMES = st.sampled_from(["", "http://", "https://", "ftp://", "unix://", "HTTP://"])
+JUNK = st.sampled_from(["", "\r\n", " ", "\x00", "\t", "/", "é"])
+
+
+@st.composite
+def addresses_with_a_secret(draw: st.DrawFn) -> tuple[str, str]:
+    secret = "SeCrEt" + draw(SECRETS)
+    scheme, host, port, junk = draw(SCHEMES), draw(HOSTS), draw(PORTS), draw(JUNK)
+    user = draw(st.sampled_from(["admin", "", "a b", "x%40y"]))
+    form = draw(
+        st.sampled_from(
+            [
+                f"{scheme}{user}:{secret}@{host}{port}",
+                f"{scheme}{secret}@{host}{port}",
+                f"{scheme}{secret}:@{host}{port}{junk}",
+                f"{scheme}{host}{port}/{secret}",
+                f"{scheme}{host}{port}/v1?token={secret}",
+                f"{scheme}{host}{port}#{secret}",
+                f"{scheme}{host}{port}{junk}X-Consul-Token: {secret}",
+                f"{junk}{scheme}{user}:{secret}@{host}{port}{junk}",
+                f"127.0.0.1:8500,{scheme}{user}:{secret}@{host}{port}",
+            ]
+        )
+    )
+    return form, secret
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(addresses_with_a_secret(), SECRETS)
+def test_no_secret_in_an_address_ever_shows(
+    caplog: pytest.LogCaptureFixture, case: tuple[str, str], token_tail: str
+) -> None:
+    address, secret = case
+    token = "ToKeN" + token_tail
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    attempts = [
+        lambda: ConsulConfig.from_env({"CONSUL_HTTP_ADDR": address, "CONSUL_HTTP_TOKEN": token}),
+        lambda: ConsulConfig.for_addresses(*address.split(","), token=token),
+        lambda: parse_addresses(address, "http", "--consul-addr"),
+        lambda: ConsulAddress(address),
+    ]
+    for attempt in attempts:
+        try:
+            result = attempt()
+        except ConsulConfigError as error:
+            texts += [str(error), repr(error), *map(str, error.args)]
+        else:  # an accepted address holds no secret: its repr is all there is to check
+            texts.append(repr(result))
+            if isinstance(result, ConsulConfig):
+                texts += [str(result), repr(ConsulClient(result))]
+    texts += [r.getMessage() for r in caplog.records]
+    for text in texts:
+        assert secret not in text and token not in text
+        assert "\n" not in text and "\r" not in text  # one line, nothing smuggled
+
+
+@settings(max_examples=100, deadline=None)
+@given(SECRETS, st.sampled_from(["", "\n", "\r", " ", "\x00", "\x7f", "é", "\t"]))
+def test_a_token_is_never_echoed_even_when_refused(tail: str, bad: str) -> None:
+    token = "ToKeN" + tail + bad
+    try:
+        config = ConsulConfig(token=token)
+    except ConsulConfigError as error:
+        assert bad != "" and token not in str(error) and "ToKeN" + tail not in str(error)
+    else:
+        assert bad == ""
+        for text in (repr(config), str(config), repr(ConsulClient(config))):
+            assert token not in text

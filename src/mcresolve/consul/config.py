@@ -36,11 +36,15 @@ _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
 
+#: What an address part may look like to be quoted in an error message.
+_QUOTABLE = re.compile(r"[A-Za-z0-9._:\[\]-]{1,80}")
+
+
 def _show(part: str) -> str:
-    """A part of an address quoted for an error message: ``repr`` (control characters escaped),
-    cut to 80 characters. Only parts already known to hold no user-info are shown."""
-    shown = repr(part)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
+    """An address part for an error message: `` ('part')`` when it is made only of host-name,
+    IP and port characters (at most 80), else nothing. Anything else (white space, control
+    characters, ``@``, ``/``, ``?``...) could be, or hide, a secret or an injected header."""
+    return f" ({part!r})" if _QUOTABLE.fullmatch(part) else ""
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -121,7 +125,7 @@ def _split_address(text: str, default_scheme: str) -> tuple[str, int, str]:
                 "unix:// sockets are not supported, use http://host:port or https://host:port"
             )
         if scheme not in ("http", "https"):
-            raise _AddressProblem(f"scheme must be http or https, got {_show(scheme)}")
+            raise _AddressProblem(f"scheme must be http or https{_show(scheme)}")
     if raw.endswith("/"):
         raw = raw[:-1]
     if any(c in raw for c in "/?#"):
@@ -133,7 +137,7 @@ def _split_address(text: str, default_scheme: str) -> tuple[str, int, str]:
             raise _AddressProblem("unclosed '[' in an IPv6 address")
         host, rest = raw[1:end], raw[end + 1 :]
         if ":" not in host:
-            raise _AddressProblem(f"brackets are for IPv6 addresses, got {_show(host)}")
+            raise _AddressProblem(f"brackets are for IPv6 addresses{_show(host)}")
         if rest and not rest.startswith(":"):
             raise _AddressProblem("expected [ipv6]:port")
         port_text = rest[1:]
@@ -148,7 +152,7 @@ def _split_address(text: str, default_scheme: str) -> tuple[str, int, str]:
     port = DEFAULT_PORT
     if port_text:
         if not _PORT.fullmatch(port_text):
-            raise _AddressProblem(f"port must be a number in 1..65535, got {_show(port_text)}")
+            raise _AddressProblem(f"port must be a number in 1..65535{_show(port_text)}")
         port = int(port_text)
     return host, port, scheme
 
@@ -173,7 +177,7 @@ class ConsulAddress:
             raise ConsulConfigError(f"Consul address: {_NO_CREDENTIALS}")
         problem = check_host(self.host)
         if problem is not None:
-            raise ConsulConfigError(f"Consul address: {problem} ({_show(self.host)})")
+            raise ConsulConfigError(f"Consul address: {problem}{_show(self.host)}")
         if isinstance(self.port, bool) or not isinstance(self.port, int):
             raise ConsulConfigError("Consul port must be an integer")
         if not 0 < self.port < 65536:
