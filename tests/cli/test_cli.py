@@ -171,6 +171,35 @@ async def test_usage_errors_exit_2(args: list[str], env: dict[str, str], message
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("where", "address", "message"),
+    [
+        ("env", "exa mple:8500", "white space or control characters"),
+        ("option", "exa mple:8500", "white space or control characters"),
+        ("env", "http://admin:hunter2pw@127.0.0.1:1", "credentials in the address are not"),
+        ("option", "http://admin:hunter2pw@127.0.0.1:1", "credentials in the address are not"),
+        ("env", "127.0.0.1:1\r\nX-Consul-Token: hunter2pw", "white space or control"),
+        ("option", "http://127.0.0.1:1/?token=hunter2pw", "without a path, query or fragment"),
+        ("env", "999.1.1.1:8500", "not a valid IPv4 address"),
+    ],
+)
+async def test_bad_consul_addresses_exit_2_with_one_line_and_no_secret(
+    where: str, address: str, message: str
+) -> None:
+    args = ["resolve", f"consul://{SERVICE}", "--timeout", "2"]
+    env = cli_env(CONSUL_HTTP_TOKEN="tok-hunter3")
+    if where == "env":
+        env["CONSUL_HTTP_ADDR"] = address
+    else:
+        args += ["--consul-addr", address]
+    code, out, err, _ = await run_cli(*args, "-vv", env=env)
+    assert code == 2, (out, err)
+    assert message in err and "--consul-addr" in err if where == "option" else message in err
+    errors = [line for line in err.splitlines() if " DEBUG " not in line]  # -vv logs
+    assert len(errors) == 1 and errors[0].startswith("mcresolve: Consul configuration: ")
+    assert "hunter2pw" not in out + err and "tok-hunter3" not in out + err
+
+
 async def test_unreachable_consul_exits_3_at_once() -> None:
     port = free_port()
     code, _, err, elapsed = await run_cli(
