@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
-from consul_replay import Planned, ReplayServer
+from consul_replay import Planned, ReplayServer, golden
 
 from mcresolve.consul import (
     ConsulAnswerError,
@@ -165,18 +165,20 @@ async def test_a_declared_oversized_answer_is_refused_before_reading() -> None:
 
 
 async def test_the_default_limit_reads_a_large_realistic_answer(replay: ReplayServer) -> None:
-    """10,000 instances in Consul's health-answer shape (about 19 MB) are read in full."""
-    entry = {
-        "Node": {"ID": "", "Node": "node-{i}", "Address": "10.0.0.1", "Datacenter": "dc1"},
-        "Service": {"ID": "web-{i}", "Service": "web", "Address": "10.1.2.3", "Port": 8080},
-        "Checks": [],
-    }
-    one = json.dumps(entry)
-    body = ("[" + ",".join(one.replace("{i}", str(i)) for i in range(10_000)) + "]").encode()
+    """10,000 instances shaped like Consul 1.0.8's recorded health entries, indented as the
+    agent sent them (about 16 MB), are read in full under the default limit."""
+    recorded = golden("02_reads.json", "GET", "/v1/health/service/storage-object-minio")
+    entry = recorded["response"]["body"][0]
+    entries = []
+    for i in range(10_000):
+        service = dict(entry["Service"], ID=f"web-{i}")
+        entries.append(dict(entry, Service=service))
+    body = json.dumps(entries, indent=4).encode()
+    assert len(body) > 10_000_000
     replay.answer(Planned(body=body, headers={"X-Consul-Index": "4"}))
     async with client(replay.address) as consul:
         result = await consul.health_service("web")
-    assert len(result.value) == 10_000
+    assert len(result.value) == 10_000 and result.value[-1].service.id == "web-9999"
 
 
 # --- stalled bodies ----------------------------------------------------------------------------

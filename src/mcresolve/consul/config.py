@@ -21,9 +21,11 @@ from mcresolve.consul.errors import ConsulConfigError
 DEFAULT_PORT = 8500
 #: Address used when none is configured (the consul CLI's default).
 DEFAULT_ADDRESS = "127.0.0.1:8500"
-#: Default bound on one answer's body: 64 MiB. A ``?passing`` health answer for 1,000 instances
-#: is about 1.85 MB (Consul 1.0.8 shape, measured on the emulator), so 10,000 instances are about
-#: 19 MB; 64 MiB leaves more than three times that.
+#: Default bound on one answer's body: 64 MiB. A health entry (node, service, checks) recorded
+#: from Consul 1.0.8 is 0.98 kB compact and 1.6 kB as the agent indents it; today's entries carry
+#: more fields (``TaggedAddresses``, ``Weights``, ``Proxy``, ``Connect``), about 1.85 kB, so a
+#: ``?passing`` answer for 1,000 instances is about 1.85 MB and for 10,000 about 19 MB. 64 MiB
+#: leaves more than three times the largest of these.
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 #: Default longest pause while an answer's body is arriving, seconds. Consul encodes the whole
 #: answer first and writes it at once (also after a blocking wait, which happens before the

@@ -105,9 +105,10 @@ class ConsulAnswerTooLarge(ConsulProtocolError):
     Attributes:
         agent: the base URL of the agent that answered.
         limit: the limit in bytes.
-        received: body bytes read before giving up (at most ``limit + 1``), or 0 when the
-            ``Content-Length`` header alone exceeded the limit.
-        declared: the answer's ``Content-Length``, if it had one.
+        received: body bytes read (after decompression) before giving up, at most
+            ``limit + 1``; 0 when the ``Content-Length`` header alone exceeded the limit.
+        declared: the answer's ``Content-Length``, if it had one (the compressed size for a
+            compressed answer: the limit applies to the decompressed bytes).
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class ConsulAnswerTooLarge(ConsulProtocolError):
         self.limit = limit
         self.received = received
         self.declared = declared
-        size = f"declares {declared} bytes" if declared is not None else "exceeds it"
+        size = f"declares {declared} bytes" if received == 0 else "more bytes were sent"
         super().__init__(
             f"answer from {agent} for {method} {path} is larger than the {limit}-byte limit "
             f"({size}); not read further"
