@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -162,6 +163,19 @@ async def test_a_declared_oversized_answer_is_refused_before_reading() -> None:
             await consul.agent_self()
         release.set()
     assert info.value.declared == 2**40 and info.value.received == 0
+
+
+async def test_the_limit_applies_to_the_decompressed_answer(replay: ReplayServer) -> None:
+    """A 64 KiB gzip answer that inflates to 64 MiB (a compression bomb) stops at the limit."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = packer.compress(b"[") + packer.compress(b" " * (64 * 2**20)) + packer.compress(b"]")
+    body += packer.flush()
+    assert len(body) < LIMIT
+    replay.answer(Planned(body=body, headers={"Content-Encoding": "gzip", "X-Consul-Index": "2"}))
+    async with client(replay.address, max_answer_bytes=LIMIT) as consul:
+        with pytest.raises(ConsulAnswerTooLarge) as info:
+            await consul.health_service("web")
+    assert info.value.received == LIMIT + 1 and info.value.declared == len(body)
 
 
 async def test_the_default_limit_reads_a_large_realistic_answer(replay: ReplayServer) -> None:
