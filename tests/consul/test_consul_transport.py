@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from consul_replay import Planned, ReplayServer, golden
 
+from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import (
     ConsulAnswerError,
     ConsulAnswerTooLarge,
@@ -22,6 +23,14 @@ from mcresolve.consul import (
     ConsulConfig,
     ConsulProtocolError,
     ConsulRedirect,
+)
+from mcresolve.consul.blocking import BlockingPolicy
+from mcresolve.consul.watch import (
+    HealthServiceSpec,
+    WatchFailure,
+    WatchPolicy,
+    WatchRegistry,
+    WatchUpdate,
 )
 
 TOKEN = "s3cr3t-redirect-token-77"
@@ -265,3 +274,47 @@ async def test_undecodable_answers_are_typed_and_name_agent_and_path(
     assert problem in text and replay.url in text and SVC in text
     assert info.value.agent == replay.url and info.value.path == SVC
     assert isinstance(info.value, ConsulProtocolError)
+
+
+async def test_a_watch_reports_a_stalled_blocking_answer_and_recovers() -> None:
+    """Through a watch (wait 60 s): the blocking answer stalls mid-body; the watch reports a
+    ConsulBodyStalled failure while the agent is still stalling, then recovers by itself."""
+    entry = {"Node": {"Node": "n", "Address": "10.0.0.1"}, "Service": {"ID": "a", "Port": 1}}
+    entry["Service"]["Service"] = "web"
+    good = json.dumps([entry]).encode()
+    stalled = asyncio.Event()
+    release = asyncio.Event()
+    requests: list[str] = []
+
+    async def agent(request: web.Request) -> web.StreamResponse:
+        requests.append(request.query.get("index", ""))
+        if len(requests) != 2:  # the first read, and every request after the stalled one
+            return web.Response(body=good, headers={"X-Consul-Index": str(10 + len(requests))})
+        response = web.StreamResponse(headers={"X-Consul-Index": "12", "Content-Length": "99"})
+        await response.prepare(request)
+        await response.write(good[:20])
+        stalled.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(release.wait(), 20)
+        return response
+
+    policy = WatchPolicy(
+        blocking=BlockingPolicy(wait=60.0, min_interval=0.0),
+        backoff=BackoffPolicy(base=0.01, cap=0.01),
+    )
+    async with serving(agent) as address:
+        consul = client(address, body_idle_timeout=0.3)
+        async with consul, WatchRegistry(consul, policy) as registry:
+            events: list[object] = []
+            async with asyncio.timeout(15):
+                async for event in registry.subscribe(HealthServiceSpec("web")):
+                    events.append(event)
+                    if isinstance(event, WatchFailure):
+                        assert isinstance(event.error, ConsulBodyStalled)
+                        assert stalled.is_set() and not release.is_set()
+                    if isinstance(event, WatchUpdate) and event.recovered:
+                        break
+            release.set()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "WatchUpdate" and "WatchFailure" in kinds and kinds[-1] == "WatchUpdate"
+    assert requests[:2] == ["0", "11"]  # an immediate read, then a blocking request on its index
