@@ -284,7 +284,7 @@ def test_no_answer_makes_the_client_raise_anything_but_a_consul_error() -> None:
     async def exchange(script: Script, call: str) -> None:
         agent.script = script
         config = ConsulConfig.for_addresses(
-            f"127.0.0.1:{agent.port}", request_timeout=1.0, body_idle_timeout=0.2
+            f"127.0.0.1:{agent.port}", request_timeout=3.0, body_idle_timeout=0.5
         )
         async with ConsulClient(config) as consul:
             try:

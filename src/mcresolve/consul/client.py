@@ -758,7 +758,8 @@ def _is_connect_timeout(exc: aiohttp.ServerTimeoutError) -> bool:
 def _first_line(text: str, limit: int = 120) -> str:
     """The first line of an aiohttp message, cut, control characters escaped (it may quote
     the agent's bytes)."""
-    line = (text or "unparsable answer").splitlines()[0] if text else "unparsable answer"
+    lines = (text or "").splitlines()
+    line = lines[0] if lines and lines[0] else "unparsable answer"
     line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
     return line if len(line) <= limit else line[:limit] + "..."
 
