@@ -310,3 +310,10 @@ def test_a_token_is_never_echoed_even_when_refused(tail: str, bad: str) -> None:
         assert bad == ""
         for text in (repr(config), str(config), repr(ConsulClient(config))):
             assert token not in text
+
+
+def test_tls_server_name_must_be_a_host_name() -> None:
+    assert ConsulConfig(tls_server_name="server.dc1.consul").tls_server_name == "server.dc1.consul"
+    for bad in ("server dc1", "s\r\nX: y", "::1", "a/b"):
+        with pytest.raises(ConsulConfigError, match="TLS server name must be a host name"):
+            ConsulConfig.from_env({"CONSUL_TLS_SERVER_NAME": bad})

@@ -297,6 +297,13 @@ class ConsulConfig:
             raise ConsulConfigError("max_answer_bytes must be an integer number of bytes")
         if self.max_answer_bytes < 1:
             raise ConsulConfigError(f"max_answer_bytes must be >= 1, got {self.max_answer_bytes}")
+        if self.tls_server_name is not None and (
+            ":" in self.tls_server_name or check_host(self.tls_server_name) is not None
+        ):
+            raise ConsulConfigError(
+                "the TLS server name must be a host name "
+                f"(CONSUL_TLS_SERVER_NAME){_show(self.tls_server_name)}"
+            )
         if self.token is not None and not _is_header_safe(self.token):
             raise ConsulConfigError(
                 "the Consul token must be printable ASCII without white space (no line breaks "
