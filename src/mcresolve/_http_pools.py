@@ -68,7 +68,7 @@ def split_targets(
         if isinstance(value, EndpointPool | BackgroundPool):
             key = f"{_GIVEN}{name}"
             strings[name] = key
-            given[key] = value  # type: ignore[assignment]
+            given[key] = value
         elif isinstance(value, str | Target):
             strings[name] = str(value)
         else:
@@ -192,6 +192,6 @@ def final_answer(error: CallFailed) -> object | None:
     once its retries are exhausted), else None (raise ``error``)."""
     last = error.attempts[-1].error if error.attempts else None
     if isinstance(last, StatusFailure):
-        return last.response
+        response: object = last.response
+        return response
     return None
-

@@ -247,11 +247,11 @@ def classify_http(
     if failure is TransportFailure.REFUSED:
         return AttemptVerdict(Fault.NODE, FailureKind.CONNECT, True, reason=f"refused{why}")
     if failure is TransportFailure.CONNECT_TIMEOUT:
-        return AttemptVerdict(
-            Fault.NODE, FailureKind.TIMEOUT, True, reason=f"connect timeout{why}"
-        )
+        return AttemptVerdict(Fault.NODE, FailureKind.TIMEOUT, True, reason=f"connect timeout{why}")
     if failure is TransportFailure.RESET:
-        return AttemptVerdict(Fault.NODE, FailureKind.RESET, request.replayable, reason=f"reset{why}")
+        return AttemptVerdict(
+            Fault.NODE, FailureKind.RESET, request.replayable, reason=f"reset{why}"
+        )
     if failure is TransportFailure.TIMEOUT:
         what = "attempt timeout" if context.timed_out else "timeout"
         return AttemptVerdict(

@@ -203,7 +203,7 @@ class AsyncPoolTransport(httpx.AsyncBaseTransport):
             raise TypeError("AsyncPoolTransport targets: pools must be EndpointPool instances")
         self._router = _Router(strings, policy or HttpFailoverPolicy())
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
-        self._pools = AsyncPools(given, pool_options or {})  # type: ignore[arg-type]
+        self._pools = AsyncPools(given, pool_options or {})
 
     @property
     def pools(self) -> dict[str, EndpointPool]:
@@ -281,7 +281,7 @@ class PoolTransport(httpx.BaseTransport):
             raise TypeError("PoolTransport targets: pools must be BackgroundPool instances")
         self._router = _Router(strings, policy or HttpFailoverPolicy())
         self._inner = inner if inner is not None else httpx.HTTPTransport()
-        self._pools = SyncPools(given, pool_options or {})  # type: ignore[arg-type]
+        self._pools = SyncPools(given, pool_options or {})
 
     @property
     def pools(self) -> dict[str, BackgroundPool]:
