@@ -114,13 +114,22 @@ async def test_post_is_not_replayed_after_a_reset(billing: Billing) -> None:
 async def test_post_is_replayed_after_a_refused_connection(billing: Billing) -> None:
     billing.proxies[0].refuse()
     billing.proxies[1].refuse()
-    strategy = PoolPolicy(call=policy().call, strategy=PickStrategy.ROUND_ROBIN)
-    t = transport(billing, policy=strategy)
-    async with httpx.AsyncClient(transport=t) as client:
+    records: list[AttemptRecord] = []
+    pool = EndpointPool(
+        "billing.service.consul",
+        **billing.pool_options,
+        policy=PoolPolicy(call=policy().call, strategy=PickStrategy.ROUND_ROBIN),
+    )
+    pool.add_attempt_listener(records.append)
+    async with (
+        pool,
+        httpx.AsyncClient(transport=AsyncPoolTransport({"billing.service.consul": pool})) as client,
+    ):
         for _ in range(3):
             response = await client.post(URL, content=b'{"amount": 10}')
             assert response.status_code == 201
-    # Round robin sends at least one POST to a refusing node first: it went elsewhere.
+    refused = [r for r in records if r.error is not None]
+    assert refused and all(r.verdict.failure_kind is FailureKind.CONNECT for r in refused)  # type: ignore[union-attr]
     assert billing.servers[2].count("POST") == 3
     assert billing.total("POST") == 3
 
