@@ -2,7 +2,12 @@
 
 ::
 
+    try:
     import httpx
+except ImportError as missing:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "mcresolve.httpx needs httpx: pip install 'mcresolve[httpx]'"
+    ) from missing
     from mcresolve.httpx import AsyncPoolTransport
 
     async with httpx.AsyncClient(transport=AsyncPoolTransport()) as client:
