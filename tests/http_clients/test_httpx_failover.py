@@ -218,8 +218,8 @@ async def test_hedging_answers_from_the_fast_node(billing: Billing) -> None:
             assert response.status_code == 200
             assert response.extensions["mcresolve.endpoint"].port == fast.port
     hedged = [r for r in records if r.hedge]
-    assert len(hedged) == 1 and hedged[0].error is None
-    assert hedged[0].endpoint.port == fast.port
+    assert hedged, "round robin sends at least one of the two requests to the slow node first"
+    assert all(r.error is None and r.endpoint.port == fast.port for r in hedged)
 
 
 def sync_transport(billing: Billing, **call: Any) -> PoolTransport:
