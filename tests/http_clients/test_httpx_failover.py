@@ -262,3 +262,32 @@ async def test_sync_attempts_are_cut_at_the_attempt_timeout(billing: Billing) ->
     # wait for the client's 60 s read timeout and the call would make a single attempt.
     assert len(error.attempts) >= 2
     assert all(isinstance(r.error, httpx.ReadTimeout) for r in error.attempts)
+
+
+async def test_sync_post_is_not_replayed_and_503s_return_the_last_answer(
+    billing: Billing,
+) -> None:
+    transport = sync_transport(billing)
+    client = httpx.Client(transport=transport)
+    try:
+        for proxy in billing.proxies:
+            proxy.reset(methods={"POST"})
+        with pytest.raises(httpx.TransportError):
+            await asyncio.to_thread(client.post, URL, content=b"{}")
+        assert sum(p.stats.total_requests for p in billing.proxies) == 1  # not replayed
+        for proxy in billing.proxies:
+            proxy.pass_through()
+            proxy.reset_stats()
+            proxy.answer_error(S3ErrorSpec("ServiceUnavailable", 503, "busy", 120))
+        response = await asyncio.to_thread(client.get, URL)
+    finally:
+        await asyncio.to_thread(client.close)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "120"
+    # At most one attempt per node (the POST's node is ejected, and comes back only in panic
+    # mode); once every endpoint of the round answered 503 with Retry-After 120 the call gave
+    # up at once with the last answer instead of waiting past its deadline.
+    assert [p.stats.total_requests for p in billing.proxies] in ([1, 1, 1], *_two_of_three())
+
+
+def _two_of_three() -> list[list[int]]:
+    return [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
