@@ -291,3 +291,25 @@ async def test_sync_post_is_not_replayed_and_503s_return_the_last_answer(
 
 def _two_of_three() -> list[list[int]]:
     return [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+
+
+async def test_sync_transport_uses_a_given_background_pool_and_leaves_it_open(
+    billing: Billing,
+) -> None:
+    billing.proxies[0].refuse()
+    endpoints = ",".join(f"127.0.0.1:{p.port}" for p in billing.proxies)
+
+    def run() -> tuple[list[int], bool]:
+        background = EndpointPool.start_in_thread(f"static://{endpoints}")
+        try:
+            transport = PoolTransport({"billing": background})
+            with httpx.Client(transport=transport) as client:
+                statuses = [client.get("http://billing/invoices").status_code for _ in range(6)]
+            still_open = background.snapshot() is not None and background.pick() is not None
+            return statuses, still_open
+        finally:
+            background.close()
+
+    statuses, still_open = await asyncio.to_thread(run)
+    assert statuses == [200] * 6 and still_open
+    assert {s.host for server in billing.servers for s in server.seen} == {"billing"}
