@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.errors import CallFailed, PoolClosed
-from mcresolve.http_failover import StatusFailure
+from mcresolve.http_failover import HttpFailoverPolicy, StatusFailure
 from mcresolve.pool import BackgroundPool, EndpointPool
 from mcresolve.target import Target
 
@@ -26,6 +26,7 @@ __all__ = [
     "RequestOptions",
     "SyncPools",
     "call_policy",
+    "check_options",
     "final_answer",
     "split_targets",
 ]
@@ -59,6 +60,11 @@ def split_targets(
 ) -> tuple[dict[str, str], dict[str, P]]:
     """Host → target-string mapping (pool-valued entries get a private key) and the given
     pools by that key."""
+    if targets is not None and not isinstance(targets, Mapping):
+        raise TypeError(
+            "targets must be a mapping of host name to target or pool, got "
+            f"{type(targets).__name__}"
+        )
     strings: dict[str, str] = {}
     given: dict[str, P] = {}
     for host, value in (targets or {}).items():
@@ -157,6 +163,20 @@ class SyncPools:
             owned, self._owned = self._owned, {}
         for pool in owned.values():
             pool.close()
+
+
+def check_options(policy: object, pool_options: object) -> None:
+    """TypeError naming the parameter for a ``policy`` / ``pool_options`` of the wrong type."""
+    if policy is not None and not isinstance(policy, HttpFailoverPolicy):
+        raise TypeError(
+            f"policy must be a mcresolve.http_failover.HttpFailoverPolicy, got "
+            f"{type(policy).__name__}"
+        )
+    if pool_options is not None and not isinstance(pool_options, Mapping):
+        raise TypeError(
+            f"pool_options must be a mapping of EndpointPool keyword arguments, got "
+            f"{type(pool_options).__name__}"
+        )
 
 
 def call_policy(pool: EndpointPool, options: RequestOptions) -> CallPolicy:

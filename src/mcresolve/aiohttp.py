@@ -29,6 +29,7 @@ from mcresolve._http_pools import (
     AsyncPools,
     RequestOptions,
     call_policy,
+    check_options,
     final_answer,
     split_targets,
 )
@@ -156,6 +157,13 @@ class PoolSession:
     ) -> None:
         if session is not None and session_kwargs:
             raise TypeError("PoolSession: pass either session= or ClientSession arguments")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            )
+        if base_url is not None and not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+        check_options(policy, pool_options)
         strings, given = split_targets(targets)
         self._targets = strings
         self._policy = policy or HttpFailoverPolicy()

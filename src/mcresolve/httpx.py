@@ -39,6 +39,7 @@ from mcresolve._http_pools import (
     RequestOptions,
     SyncPools,
     call_policy,
+    check_options,
     final_answer,
     split_targets,
 )
@@ -203,6 +204,11 @@ class AsyncPoolTransport(httpx.AsyncBaseTransport):
         policy: HttpFailoverPolicy | None = None,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
+        check_options(policy, pool_options)
+        if inner is not None and not isinstance(inner, httpx.AsyncBaseTransport):
+            raise TypeError(
+                f"inner must be an httpx.AsyncBaseTransport, got {type(inner).__name__}"
+            )
         strings, given = split_targets(targets)
         if not all(isinstance(pool, EndpointPool) for pool in given.values()):
             raise TypeError("AsyncPoolTransport targets: pools must be EndpointPool instances")
@@ -281,6 +287,9 @@ class PoolTransport(httpx.BaseTransport):
         policy: HttpFailoverPolicy | None = None,
         pool_options: Mapping[str, Any] | None = None,
     ) -> None:
+        check_options(policy, pool_options)
+        if inner is not None and not isinstance(inner, httpx.BaseTransport):
+            raise TypeError(f"inner must be an httpx.BaseTransport, got {type(inner).__name__}")
         strings, given = split_targets(targets)
         if not all(isinstance(pool, BackgroundPool) for pool in given.values()):
             raise TypeError("PoolTransport targets: pools must be BackgroundPool instances")

@@ -113,3 +113,36 @@ async def test_other_hosts_pass_through(billing: Billing) -> None:
         async with s.get(f"http://127.0.0.1:{server.port}/direct") as response:
             assert response.status == 200
         assert s.pools == {}
+
+
+async def test_streaming_body_is_sent_once(billing: Billing) -> None:
+    for proxy in billing.proxies:
+        proxy.reset(methods={"PUT"})
+
+    async def chunks() -> Any:
+        yield b"part-1"
+        yield b"part-2"
+
+    async with session(billing) as s:
+        with pytest.raises(aiohttp.ClientError):
+            await s.put(URL, data=chunks())
+    assert sum(p.stats.total_requests for p in billing.proxies) == 1
+
+
+async def test_hedging_answers_from_the_fast_node(billing: Billing) -> None:
+    slow, fast = billing.proxies[0], billing.proxies[1]
+    slow.delay(30.0)
+    target = f"static://127.0.0.1:{slow.port},127.0.0.1:{fast.port}"
+    records: list[AttemptRecord] = []
+    pool = EndpointPool(target, policy=PoolPolicy(strategy=PickStrategy.RANDOM))
+    pool.add_attempt_listener(records.append)
+    options = RequestOptions(hedge_delay=0.05, attempt_timeout=60, deadline=60)
+    async with pool, PoolSession({"billing": pool}) as s:
+        for _ in range(30):  # the slow node comes first in half the requests
+            async with s.get("http://billing/x", mcresolve=options) as response:
+                assert response.status == 200
+                assert (await response.json())["server"] == "billing-1"
+            if any(r.hedge for r in records):
+                break
+    hedged = [r for r in records if r.hedge]
+    assert hedged and all(r.error is None and r.endpoint.port == fast.port for r in hedged)
