@@ -28,14 +28,17 @@ Rules, in order (``last`` = the latest finished attempt):
    :class:`~mcresolve.errors.RetryBudgetExhausted` (checked before waiting, so a doomed call
    does not sleep first). Attempts after refused ones only are not retries: the refused
    attempts put no load on any server, which is what the budget limits.
-5. ``last`` failed with a CLUSTER verdict and no wait happened since: wait ``Retry-After`` (the
+5. ``last`` failed with a CLUSTER verdict that is not ``confirmed`` (an attribute a verdict may
+   have; MinIO's quorum answers from one node's own view) and an endpoint not tried in this
+   round exists: attempt it at once, to confirm or refute the condition.
+6. ``last`` failed with a CLUSTER verdict and no wait happened since: wait ``Retry-After`` (the
    server's hint) or the cluster backoff; if that wait would not end before the deadline,
    :class:`~mcresolve.errors.ClusterUnavailable` now (waiting only to fail is worse).
-6. No endpoint to pick from: wait for one (until the deadline), asking the source to
+7. No endpoint to pick from: wait for one (until the deadline), asking the source to
    re-resolve.
-7. An endpoint not tried in this round exists: attempt it at once (retries go to a *different*
+8. An endpoint not tried in this round exists: attempt it at once (retries go to a *different*
    endpoint without delay).
-8. Every endpoint has been tried: back off (jittered, ``policy.backoff``) and start a new round;
+9. Every endpoint has been tried: back off (jittered, ``policy.backoff``) and start a new round;
    re-resolve first when no endpoint is usable (all ejected). If the backoff would not end
    before the deadline: with nothing usable, wait for a new set until the deadline (then
    :class:`~mcresolve.errors.DeadlineExceeded`); else
@@ -409,6 +412,21 @@ def plan(
             RetryBudgetExhausted(
                 "retry budget exhausted: too many retries across calls right now", attempts
             )
+        )
+    if (
+        last is not None
+        and verdict is not None
+        and last.error is not None
+        and fault_of(verdict) is Fault.CLUSTER
+        and not getattr(verdict, "confirmed", True)
+        and view.candidates
+        and not view.candidates <= state.tried
+    ):
+        return Attempt(
+            exclude=state.tried,
+            timeout=min(policy.attempt_timeout, remaining),
+            cut_by_deadline=remaining < policy.attempt_timeout,
+            retry=is_retry,
         )
     if (
         last is not None

@@ -58,26 +58,17 @@ from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
-from mcresolve.errors import (
-    CallFailed,
-    ClusterUnavailable,
-)
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
-    UploadNotRetryable,
-    WriteOutcomeUnknown,
+    TriedAttempt,
+    failure_of_call,
 )
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.minio_errors import (
-    Affects,
-    ErrorClass,
-    StorageClusterDegraded,
-    Verdict,
-    classify_exception,
-)
+from mcresolve.minio_errors import ErrorClass, classify_exception
+from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -88,16 +79,6 @@ T = TypeVar("T")
 _END: Any = object()
 _DEFAULT_REGION = "us-east-1"
 _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects batches
-
-
-class _CallRecord:
-    """What the classifier saw during one call (the pool does not return verdicts)."""
-
-    __slots__ = ("endpoint", "verdict")
-
-    def __init__(self) -> None:
-        self.verdict: Verdict | None = None
-        self.endpoint: Endpoint | None = None
 
 
 def _seekable_start(data: Any) -> int | None:
@@ -296,111 +277,109 @@ class ResilientMinio(Minio):
         replayable: Callable[[], bool] | None = None,
         prepare: Callable[[], None] | None = None,
         exclude: Collection[tuple[str, int]] = (),
+        subject: Callable[[], tuple[str | None, str | None]] | None = None,
+        expected_etag: str | None = None,
+        outcome_matters: bool = True,
     ) -> T:
         """Run ``fn(client, endpoint)`` with failover; translate the pool's outcome.
 
         ``replayable()`` says, after a failure, whether the request body can be sent again;
         ``prepare()`` runs before every attempt (rewinding a stream). ``exclude``: endpoint
         keys to avoid while another endpoint is left (a resumed stream or listing moves away
-        from the node it broke on even when that node was not ejected).
+        from the node it broke on even when that node was not ejected). ``subject()``: the
+        (bucket, object) a failed write names; ``expected_etag``: the ETag the object has if the
+        write happened; ``outcome_matters=False`` for intermediate steps of a write (a part of
+        a multipart upload), whose failure cannot leave an object behind.
 
         Dead endpoints (refused connections) do not use up the call's attempts: the pool
         keeps probing them with backoff and re-resolving until the deadline, so a whole
         datacenter's storage lost is survived once the source answers with another one.
+
+        A quorum answer from one node is that node's own view: the planner asks another node
+        at once; when that node serves, the first one is reported as failed (``GATEWAY``:
+        ejected), so later calls avoid it while its view is stale.
         """
-        record = _CallRecord()
+        tried: list[TriedAttempt] = []
 
         def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
+            here = context.endpoint.key
             verdict = classify_exception(
                 exc,
                 method=http_method,
                 from_every_endpoint=context.every_endpoint_tried,
+                confirmed_elsewhere=any(
+                    t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
+                    for t in tried
+                ),
                 body_replayable=replayable() if replayable is not None else True,
                 idempotent=idempotent,
                 now_epoch=time.time(),
             )
-            record.verdict = verdict
-            record.endpoint = context.endpoint
+            tried.append(TriedAttempt(context.endpoint, exc, verdict))
             return verdict
+
+        served: list[Endpoint] = []
 
         def attempt(endpoint: Endpoint) -> T:
             if prepare is not None:
                 prepare()
-            return fn(self.client_for(endpoint), endpoint)
+            value = fn(self.client_for(endpoint), endpoint)
+            served.append(endpoint)
+            return value
 
         try:
-            return self._pool.call_sync(
+            value = self._pool.call_sync(
                 attempt,
                 idempotent=idempotent,
                 classify=classify,
                 policy=self.call_policy,
                 exclude=exclude,
             )
-        except CallFailed as exc:
-            verdict = record.verdict
-            if isinstance(exc, ClusterUnavailable) or (
-                verdict is not None and verdict.error_class is ErrorClass.CLUSTER
-            ):
-                raise self._degraded(exc, verdict, http_method) from exc
-            raise
         except Exception as exc:
-            verdict = record.verdict
-            if verdict is None or verdict.error_class is ErrorClass.CLIENT:
+            bucket_name, object_name = subject() if subject is not None else (None, None)
+            error = failure_of_call(
+                exc,
+                tried,
+                operation=operation,
+                http_method=http_method,
+                bucket_name=bucket_name,
+                object_name=object_name,
+                expected_etag=expected_etag,
+                body_replayable=replayable() if replayable is not None else True,
+                outcome_matters=outcome_matters,
+            )
+            if error is exc:
                 raise
-            # A storage failure that was not retried: the request may have executed (or the
-            # body cannot be sent again).
-            body_ok = replayable() if replayable is not None else True
-            if not body_ok:
-                raise UploadNotRetryable(
-                    operation,
-                    verdict.reason,
-                    endpoint=record.endpoint,
-                    may_have_executed=verdict.may_have_executed,
-                    why_not_retried=(
-                        "its data came from a stream that is not seekable and was already "
-                        "consumed (pass bytes, io.BytesIO or a seekable file to make it retryable)"
-                    ),
-                ) from exc
-            raise WriteOutcomeUnknown(
-                operation,
-                verdict.reason,
-                endpoint=record.endpoint,
-                may_have_executed=verdict.may_have_executed,
-                why_not_retried=f"{operation} is not idempotent",
-            ) from exc
+            raise error from exc
+        if tried and served:
+            self._refuted(tried, served[-1])
+        return value
 
-    @staticmethod
-    def _degraded(
-        exc: CallFailed, verdict: Verdict | None, http_method: str
-    ) -> StorageClusterDegraded:
-        if verdict is None and isinstance(exc, ClusterUnavailable):
-            candidate = exc.verdict
-            verdict = candidate if isinstance(candidate, Verdict) else None
-        affects = verdict.affects if verdict is not None else None
-        if affects is None:
-            affects = Affects.READS if http_method in ("GET", "HEAD") else Affects.WRITES
-        last = exc.last_error
-        code = getattr(last, "code", None) if isinstance(last, S3Error) else None
-        status = None
-        if isinstance(last, S3Error):
-            status = getattr(last.response, "status", None)
-        elif last is not None:
-            status = getattr(last, "status_code", None)
-        return StorageClusterDegraded(
-            affects,
-            verdict.reason if verdict is not None else exc.reason,
-            code=code,
-            status=status if isinstance(status, int) else None,
-            retry_after=verdict.retry_after if verdict is not None else None,
-            attempts=len(exc.attempts),
-        )
+    def _refuted(self, tried: list[TriedAttempt], served: Endpoint) -> None:
+        """The call succeeded after nodes answered a cluster condition by their own view only:
+        another node served, so those views were wrong; hold them against their nodes."""
+        for t in tried:
+            if t.verdict.unconfirmed_cluster and t.endpoint.key != served.key:
+                _log.info(
+                    "%s answered %s by its own view; another node served: ejecting it",
+                    t.endpoint.host_port,
+                    t.verdict.reason,
+                )
+                self._pool.report_failure(t.endpoint, FailureKind.GATEWAY)
 
     def _forward(self, name: str, operation: Operation, args: Any, kwargs: Any) -> Any:
         def fn(client: Minio, _endpoint: Endpoint) -> Any:
             return getattr(client, name)(*args, **kwargs)
 
+        def subject() -> tuple[str | None, str | None]:
+            return _subject_of(name, args, kwargs)
+
         return self._run(
-            name, fn, http_method=operation.http_method, idempotent=operation.idempotent
+            name,
+            fn,
+            http_method=operation.http_method,
+            idempotent=operation.idempotent,
+            subject=subject,
         )
 
     # --- local methods -----------------------------------------------------------------------
@@ -654,7 +633,19 @@ class ResilientMinio(Minio):
                 write_offset=write_offset,
             )
 
-        return self._run("put_object", fn, http_method="PUT", idempotent=write_offset is None)
+        return self._run(
+            "put_object",
+            fn,
+            http_method="PUT",
+            idempotent=write_offset is None,
+            subject=lambda: (bucket_name, object_name),
+            # With SSE the ETag is not the MD5 of the data; an append's is the whole object's.
+            expected_etag=(
+                hashlib.md5(payload, usedforsecurity=False).hexdigest()
+                if sse is None and write_offset is None
+                else None
+            ),
+        )
 
     def _put_multipart(
         self,
@@ -677,6 +668,7 @@ class ResilientMinio(Minio):
             lambda c, _e: c._create_multipart_upload(bucket_name, object_name, dict(headers)),
             http_method="POST",
             idempotent=True,
+            outcome_matters=False,  # no object until completed
         )
         ssec_headers: Any = sse.headers() if isinstance(sse, SseCustomerKey) else None
 
@@ -688,6 +680,7 @@ class ResilientMinio(Minio):
                 ),
                 http_method="PUT",
                 idempotent=True,
+                outcome_matters=False,  # a failed part aborts the upload: no object
             )
             return number, etag, hashlib.md5(payload, usedforsecurity=False).digest()
 
@@ -798,7 +791,14 @@ class ResilientMinio(Minio):
                 location=result.location,
             )
 
-        return self._run("put_object", fn, http_method="POST", idempotent=True)
+        return self._run(
+            "put_object",
+            fn,
+            http_method="POST",
+            idempotent=True,
+            subject=lambda: (bucket_name, object_name),
+            expected_etag=expected if sse is None else None,
+        )
 
     def _abort_quietly(self, bucket_name: str, object_name: str, upload_id: str) -> None:
         try:
@@ -806,6 +806,7 @@ class ResilientMinio(Minio):
                 "put_object",
                 lambda c, _e: c._abort_multipart_upload(bucket_name, object_name, upload_id),
                 http_method="DELETE",
+                outcome_matters=False,
             )
         except Exception as exc:  # the upload failed already; an orphan upload is only garbage
             _log.warning(
@@ -881,6 +882,7 @@ class ResilientMinio(Minio):
             idempotent=False,
             replayable=lambda: start is not None,
             prepare=prepare,
+            subject=lambda: (bucket_name, object_name),
         )
 
     # --- downloads ---------------------------------------------------------------------------
@@ -1088,6 +1090,21 @@ class ResilientMinio(Minio):
         return self.client_for(endpoint).listen_bucket_notification(
             bucket_name, prefix, suffix, events
         )
+
+
+def _subject_of(name: str, args: Any, kwargs: Any) -> tuple[str | None, str | None]:
+    """``bucket_name`` and ``object_name`` of a forwarded ``minio.Minio`` call, where it has
+    them (for the errors of a failed write)."""
+    try:
+        bound = inspect.signature(getattr(Minio, name)).bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None, None
+    bucket = bound.arguments.get("bucket_name")
+    obj = bound.arguments.get("object_name")
+    return (
+        bucket if isinstance(bucket, str) else None,
+        obj if isinstance(obj, str) else None,
+    )
 
 
 def _multipart_etag(part_etags: list[str]) -> str:
