@@ -290,10 +290,25 @@ def test_foreign_verdicts_are_understood_by_value() -> None:
 
 
 def test_minio_verdicts_plug_in_directly() -> None:
-    quorum = classify(Outcome("GET", status=503, code="XMinioReadQuorum", retry_after=120.0))
-    assert fault_of(quorum) is Fault.CLUSTER
+    # A quorum answer from the first node is that node's view: confirm it on another one now.
+    view = classify(Outcome("GET", status=503, code="XMinioReadQuorum", retry_after=120.0))
+    assert fault_of(view) is Fault.CLUSTER and not view.confirmed
+    state = failed(start(), EPS[0], view, 0.0)  # type: ignore[arg-type]
+    action = plan(state, ALL, 0.0, NO_JITTER)
+    assert isinstance(action, Attempt) and EPS[0].key in action.exclude
+    quorum = classify(
+        Outcome(
+            "GET", status=503, code="XMinioReadQuorum", retry_after=120.0, from_every_endpoint=True
+        )
+    )
+    assert fault_of(quorum) is Fault.CLUSTER and quorum.confirmed
     state = failed(start(), EPS[0], quorum, 0.0)  # type: ignore[arg-type]
     action = plan(state, ALL, 0.0, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
+    # Unconfirmed, but no other endpoint is left to ask: the cluster rule applies.
+    state = failed(start(), EPS[0], view, 0.0)  # type: ignore[arg-type]
+    alone = PoolView.of(frozenset({EPS[0].key}), 1)
+    action = plan(state, alone, 0.0, NO_JITTER)
     assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
     refused = classify(Outcome("PUT", transport=Transport.REFUSED))
     state = failed(start(), EPS[0], refused, 0.0)  # type: ignore[arg-type]
