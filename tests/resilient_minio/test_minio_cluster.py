@@ -162,7 +162,9 @@ def test_read_quorum_with_short_retry_after_waits_once_then_reports_reads_affect
     assert info.value.reads_affected and info.value.writes_affected
     assert 1.0 <= took < 2.5  # waited Retry-After (1 s) once within the 2.5 s deadline
     attempts = sum(node.proxy.stats.requests[FaultMode.ERROR] for node in dc1)
-    assert 2 <= attempts <= 4  # confirmed on the second node, then one per wait: not a storm
+    # Each round asks every node once (a quorum answer stands when a second node confirms it);
+    # one round per Retry-After wait: at most three rounds fit in 2.5 s. Not a storm.
+    assert 2 <= attempts <= 3 * len(dc1)
 
 
 def test_node_not_initialized_ejects_it_and_the_call_succeeds_elsewhere(

@@ -68,7 +68,6 @@ from mcresolve.minio.http import HttpPolicy, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
 from mcresolve.minio_errors import ErrorClass, classify_exception
-from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -295,9 +294,9 @@ class ResilientMinio(Minio):
         keeps probing them with backoff and re-resolving until the deadline, so a whole
         datacenter's storage lost is survived once the source answers with another one.
 
-        A quorum answer from one node is that node's own view: the planner asks another node
-        at once; when that node serves, the first one is reported as failed (``GATEWAY``:
-        ejected), so later calls avoid it while its view is stale.
+        A quorum answer from one node is that node's own view (``verdict.confirmed`` False): the
+        planner asks another node at once and the pool avoids the node for a while; only a
+        confirmed condition ends the call (:class:`~mcresolve.minio_errors.StorageClusterDegraded`).
         """
         tried: list[TriedAttempt] = []
 
@@ -318,14 +317,10 @@ class ResilientMinio(Minio):
             tried.append(TriedAttempt(context.endpoint, exc, verdict))
             return verdict
 
-        served: list[Endpoint] = []
-
         def attempt(endpoint: Endpoint) -> T:
             if prepare is not None:
                 prepare()
-            value = fn(self.client_for(endpoint), endpoint)
-            served.append(endpoint)
-            return value
+            return fn(self.client_for(endpoint), endpoint)
 
         try:
             value = self._pool.call_sync(
@@ -351,21 +346,7 @@ class ResilientMinio(Minio):
             if error is exc:
                 raise
             raise error from exc
-        if tried and served:
-            self._refuted(tried, served[-1])
         return value
-
-    def _refuted(self, tried: list[TriedAttempt], served: Endpoint) -> None:
-        """The call succeeded after nodes answered a cluster condition by their own view only:
-        another node served, so those views were wrong; hold them against their nodes."""
-        for t in tried:
-            if t.verdict.unconfirmed_cluster and t.endpoint.key != served.key:
-                _log.info(
-                    "%s answered %s by its own view; another node served: ejecting it",
-                    t.endpoint.host_port,
-                    t.verdict.reason,
-                )
-                self._pool.report_failure(t.endpoint, FailureKind.GATEWAY)
 
     def _forward(self, name: str, operation: Operation, args: Any, kwargs: Any) -> Any:
         def fn(client: Minio, _endpoint: Endpoint) -> Any:
