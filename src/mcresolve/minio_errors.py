@@ -75,6 +75,10 @@ class Transport(enum.Enum):
     BROKEN_RESPONSE = "broken_response"
     """A response started and its body was cut (incomplete read, bad chunk): the request was
     executed; a read can resume with a Range request."""
+    MALFORMED = "malformed"
+    """A response arrived but could not be understood (:class:`MalformedAnswer`: an error body
+    that is not XML although it says so, a status minio cannot handle): the node is at fault;
+    the request may have executed."""
 
 
 _NOT_SENT = frozenset({Transport.REFUSED, Transport.CONNECT_TIMEOUT, Transport.TLS})
@@ -262,6 +266,19 @@ class StorageClusterDegraded(McResolveError):
         return self.affects.writes
 
 
+class MalformedAnswer(McResolveError):
+    """A storage node answered, and its answer could not be understood: ``minio`` failed while
+    reading it with an error that is not one of its own (an XML ``ParseError`` from a truncated
+    or garbage error body, a ``ValueError`` from a status it does not expect). Raised in place of
+    that error (its ``__cause__``) so that it is classified as the node's fault
+    (:attr:`Transport.MALFORMED`) and retried elsewhere, not mistaken for a bug in the caller."""
+
+    def __init__(self, where: str, error: BaseException) -> None:
+        self.where = where
+        self.error = error
+        super().__init__(f"{where} answered something unreadable ({type(error).__name__}: {error})")
+
+
 # --- the decision -----------------------------------------------------------------------------
 
 
@@ -305,6 +322,7 @@ _TRANSPORT_KIND = {
     Transport.READ_TIMEOUT: FailureKind.TIMEOUT,
     Transport.RESET: FailureKind.RESET,
     Transport.BROKEN_RESPONSE: FailureKind.RESET,
+    Transport.MALFORMED: FailureKind.SERVER_ERROR,
 }
 
 
@@ -313,8 +331,9 @@ def classify(outcome: Outcome) -> Verdict:
 
     Rules, first match wins:
 
-    1. **Transport failures** (no complete response) are NODE: refused / unreachable / TLS →
-       ``CONNECT``; connect or read timeout → ``TIMEOUT``; reset / broken body → ``RESET``.
+    1. **Transport failures** (no complete response, or one that cannot be understood) are
+       NODE: refused / unreachable / TLS → ``CONNECT``; connect or read timeout → ``TIMEOUT``;
+       reset / broken body → ``RESET``; a malformed answer → ``SERVER_ERROR``.
        From every endpoint: a *read timeout* becomes CLUSTER (the nodes accept connections but
        none answers in time: MinIO 2019 with write quorum lost hangs PUTs ~600 s, then 500); a
        *TLS* failure becomes CLIENT (a certificate no node can satisfy is a configuration
@@ -489,6 +508,8 @@ def transport_of(exc: BaseException) -> Transport | None:
     transport failure. Unwraps ``urllib3`` ``MaxRetryError``/``ProtocolError``/``ProxyError``
     wrappers; order matters because urllib3's ``NewConnectionError`` subclasses
     ``ConnectTimeoutError``."""
+    if isinstance(exc, MalformedAnswer):
+        return Transport.MALFORMED
     if isinstance(exc, u3.MaxRetryError):
         return transport_of(exc.reason) if exc.reason is not None else None
     if isinstance(exc, u3.ProxyError):

@@ -39,7 +39,7 @@ from minio.commonconfig import Tags
 from minio.credentials.providers import Provider
 from minio.datatypes import EventIterable, Object, PostPolicy
 from minio.deleteobjects import DeleteError, DeleteObject
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 from minio.helpers import (
     MIN_PART_SIZE,
     DictType,
@@ -58,16 +58,22 @@ from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import McResolveError
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     TriedAttempt,
     failure_of_call,
 )
 from mcresolve.minio.external import ExternalEndpoint
-from mcresolve.minio.http import HttpPolicy, make_http_client
+from mcresolve.minio.http import HttpPolicy, answers_received, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.minio_errors import ErrorClass, classify_exception
+from mcresolve.minio_errors import (
+    ErrorClass,
+    MalformedAnswer,
+    classify_exception,
+    transport_of,
+)
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -320,7 +326,17 @@ class ResilientMinio(Minio):
         def attempt(endpoint: Endpoint) -> T:
             if prepare is not None:
                 prepare()
-            return fn(self.client_for(endpoint), endpoint)
+            answered = answers_received()
+            try:
+                return fn(self.client_for(endpoint), endpoint)
+            except (MinioException, McResolveError):
+                raise
+            except Exception as exc:
+                # An error that is not minio's, not a transport failure, raised after the node
+                # answered: minio could not make sense of the answer.
+                if answers_received() > answered and transport_of(exc) is None:
+                    raise MalformedAnswer(endpoint.host_port, exc) from exc
+                raise
 
         try:
             value = self._pool.call_sync(
