@@ -8,8 +8,8 @@ when the script is empty:
 * ``relay=True``: the request goes to the real node (it executes); its real answer is sent, or
   ``forged`` instead when given (an error after executing);
 * ``relay=False``: the request never reaches the node; ``forged`` is sent;
-* ``cut``: only the first ``cut`` bytes of the answer are sent, then the connection is reset
-  (``reset=True``) or closed.
+* ``cut`` (or ``cut_after``): only the first ``cut`` bytes of the answer are sent, then the
+  connection is reset (``reset=True``) or closed.
 
 ``SignedHeaders`` of minio's SigV4 never include ``Connection``, so adding it keeps the
 signature valid.
@@ -36,6 +36,9 @@ class Answer:
     forged: bytes | None = None
     cut: int | None = None
     reset: bool = True
+    cut_after: bytes | None = None
+    """Cut one byte after the first occurrence of these bytes in the answer (instead of
+    ``cut``): ``b"Content-Length: "`` keeps the first digit of the length only."""
 
 
 def _recv_until(sock: socket.socket, buffer: bytearray, marker: bytes) -> int:
@@ -147,8 +150,11 @@ class HostileS3:
             response = _exchange(self.upstream, request) if answer.relay else b""
             if answer.forged is not None:
                 response = answer.forged
-            if answer.cut is not None:
-                sock.sendall(response[: answer.cut])
+            cut = answer.cut
+            if answer.cut_after is not None and answer.cut_after in response:
+                cut = response.index(answer.cut_after) + len(answer.cut_after) + 1
+            if cut is not None:
+                sock.sendall(response[:cut])
                 if answer.reset:
                     _reset(sock)
                 return

@@ -194,3 +194,67 @@ def test_whatever_a_node_answers_the_caller_gets_the_data_or_a_documented_error(
         with contextlib.suppress(DOCUMENTED):
             assert client.stat_object(bucket, stable).size == len(STABLE)
     event(f"hostile node asked {min(len(hostile.requests), 3)}+ times")
+
+
+# --- the shapes the invariant found, pinned ---------------------------------------------------
+
+
+def _client_over(hostile: HostileS3, storage_cluster: StorageCluster) -> ResilientMinio:
+    """Hostile node first: round robin starts anywhere, so one warm-up call decides."""
+    return make_client(
+        storage_cluster,
+        f"static://{hostile.endpoint},{_healthy(storage_cluster)}",
+        http=HTTP,
+        call_policy=CALLS,
+        pool_policy=ROUND_ROBIN,
+    )
+
+
+def _read_twice(client: ResilientMinio, bucket: str, name: str) -> list[bytes]:
+    """Two reads: with round robin over two nodes one of them starts on the hostile node."""
+    out = []
+    for _ in range(2):
+        response = client.get_object(bucket, name)
+        try:
+            out.append(response.read())
+        finally:
+            response.close()
+    return out
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # An error body that says XML and is not: ParseError inside minio.
+        Answer(
+            relay=False,
+            forged=b"HTTP/1.1 503 Busy\r\nContent-Type: application/xml\r\n"
+            b"Content-Length: 9\r\nConnection: close\r\n\r\n<Error><C",
+        ),
+        # The head cut right after the status line: an empty "object".
+        Answer(relay=True, cut=len(b"HTTP/1.1 200"), reset=False),
+        # The head cut inside Content-Length ("20000" -> "2"), then closed.
+        Answer(relay=True, cut_after=b"Content-Length: ", reset=False),
+    ],
+    ids=["truncated-xml", "cut-after-status", "cut-inside-length"],
+)
+def test_pinned_hostile_answers_never_yield_wrong_bytes(
+    storage_cluster: StorageCluster, bucket: str, hostile: HostileS3, stable: str, answer: Answer
+) -> None:
+    hostile.script([answer, answer])
+    with _client_over(hostile, storage_cluster) as client:
+        assert _read_twice(client, bucket, stable) == [STABLE, STABLE]
+    assert len(hostile.requests) >= 1  # the hostile answer was given
+
+
+def test_an_answer_minio_cannot_parse_is_retried_elsewhere(
+    storage_cluster: StorageCluster, bucket: str, hostile: HostileS3, stable: str
+) -> None:
+    """A bodiless 409 to a HEAD: minio's own error table raises ValueError (a 1-tuple where it
+    unpacks two), which escaped as is."""
+    forged = b"HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    hostile.script([Answer(relay=False, forged=forged)] * 2)
+    with _client_over(hostile, storage_cluster) as client:
+        sizes = [client.stat_object(bucket, stable).size for _ in range(2)]
+    assert sizes == [len(STABLE)] * 2
+    assert len(hostile.requests) >= 1

@@ -77,13 +77,15 @@ def answers_received() -> int:
 
 
 def _unframed(method: str, url: str, response: BaseHTTPResponse) -> bool:
-    """A successful GET/HEAD answer about an *object* (path ``/bucket/key``) with neither
-    ``Content-Length`` nor chunked encoding.
+    """A successful GET/HEAD answer about an *object* (path ``/bucket/key``) without an
+    ``ETag``, or with neither ``Content-Length`` nor chunked encoding: its head was cut.
 
-    S3 servers send ``Content-Length`` with every object (``GetObject``, ``HeadObject``; MinIO
-    and SeaweedFS alike). Without framing the body ends where the connection closes, so an
-    answer cut anywhere in its head ("HTTP/1.1 200" and nothing more) would read as a complete,
-    empty object, and a HEAD as an object of no size. Listings and bucket calls are left
+    S3 servers send ``ETag`` and ``Content-Length`` with every object (``GetObject``,
+    ``HeadObject``; MinIO and SeaweedFS alike). Without framing the body ends where the
+    connection closes, so an answer cut anywhere in its head ("HTTP/1.1 200" and nothing more)
+    would read as a complete, empty object, and a HEAD as an object of no size. Go servers
+    (MinIO, SeaweedFS) write headers sorted by name, ``Content-Length`` before ``Etag``: a head
+    cut inside the length ("20000" -> "2") has no ETag. Listings and bucket calls are left
     alone: a proxy may legitimately delimit those by closing, and a cut one fails to parse.
     """
     if method.upper() not in ("GET", "HEAD") or not 200 <= response.status < 300:
@@ -94,6 +96,8 @@ def _unframed(method: str, url: str, response: BaseHTTPResponse) -> bool:
     if response.status == 204:
         return False
     headers = response.headers
+    if not headers.get("etag", "").strip():
+        return True
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return False
     length = headers.get("content-length")
