@@ -74,6 +74,7 @@ from mcresolve.minio_errors import (
     classify_exception,
     transport_of,
 )
+from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -308,10 +309,18 @@ class ResilientMinio(Minio):
 
         def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
             here = context.endpoint.key
+            # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
+            # other endpoints to have been reached: one that refused says nothing about the
+            # cluster (a PUT timing out on one node while the other is down is that node's).
+            latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
+            reached = not any(
+                v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
+                for v in latest.values()
+            )
             verdict = classify_exception(
                 exc,
                 method=http_method,
-                from_every_endpoint=context.every_endpoint_tried,
+                from_every_endpoint=context.every_endpoint_tried and reached,
                 confirmed_elsewhere=any(
                     t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
                     for t in tried
