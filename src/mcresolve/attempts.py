@@ -33,7 +33,9 @@ first):
    does not sleep first). Attempts after refused ones only are not retries: the refused
    attempts put no load on any server, which is what the budget limits.
 5. A CLUSTER verdict in this round *stands* once a second endpoint has confirmed it in the
-   round, or once no endpoint is left untried in the round (candidates and reserve). Until
+   round, once no endpoint is left untried in the round (candidates and reserve), or at once
+   when the verdict itself says it is ``confirmed`` (an optional attribute: the classifier
+   knows the condition is cluster-wide, e.g. the same failure from every node). Until
    then the next untried endpoint is attempted at once (rules 7 and 8): one node's answer about
    the whole cluster may be its own view (a MinIO node that has just restarted answers
    ``XMinioReadQuorum`` while the others serve). When it stands and no wait happened since:
@@ -137,7 +139,10 @@ class Fault(enum.Enum):
 @runtime_checkable
 class VerdictLike(Protocol):
     """What a classifier returns. ``error_class`` is any enum whose value is ``"node"``,
-    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``)."""
+    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``). A verdict may
+    also have a boolean ``confirmed`` (read with ``getattr``; absent means False): for CLUSTER,
+    the classifier knows the condition is cluster-wide and no other node need confirm it
+    (planner rule 5)."""
 
     @property
     def error_class(self) -> enum.Enum: ...
@@ -178,6 +183,9 @@ class AttemptVerdict:
     retry_after: float | None = None
     """For CLUSTER: the server's hint, seconds."""
     reason: str = ""
+    confirmed: bool = False
+    """For CLUSTER: known to be cluster-wide (it stands at once, planner rule 5). False: one
+    node's answer, asked of another node before the call waits or gives up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +258,8 @@ class AttemptTime:
     timeout: float
     """``min(attempt_timeout, time left in the call)`` when the attempt started."""
     ends: float
-    """Pool-clock time at which the attempt's time is up (its start plus ``timeout``)."""
+    """Pool-clock time at which the attempt's time is up (when it was planned plus ``timeout``;
+    never after the call's deadline)."""
     clock: Callable[[], float]
     """The pool's clock."""
 
@@ -283,11 +292,11 @@ def attempt_time_left() -> float | None:
 
 @contextlib.contextmanager
 def running_attempt(
-    timeout: float, started: float, clock: Callable[[], float]
+    timeout: float, ends: float, clock: Callable[[], float]
 ) -> Iterator[AttemptTime]:
-    """Make ``timeout`` (from ``started``, on ``clock``) the running attempt's time in this
+    """Make ``timeout``, up at ``ends`` on ``clock``, the running attempt's time in this
     context (thread or task) while the ``with`` block runs (used by the pool)."""
-    current = AttemptTime(timeout, started + timeout, clock)
+    current = AttemptTime(timeout, ends, clock)
     token = _ATTEMPT_TIME.set(current)
     try:
         yield current
@@ -417,12 +426,17 @@ class CallState:
 
     def cluster_stands(self, view: PoolView) -> AttemptRecord | None:
         """The CLUSTER attempt of this round whose verdict stands now (planner rule 5): it was
-        confirmed by a second endpoint in the round, or no endpoint is left untried in it.
+        confirmed by a second endpoint in the round or by the classifier, or no endpoint is
+        left untried in it.
         None when the round has no CLUSTER verdict or it is still unconfirmed."""
         last = self.cluster_round_last
         if last is None:
             return None
-        if len(self.cluster_round) >= 2 or self.tried >= view.everything:
+        if (
+            len(self.cluster_round) >= 2
+            or getattr(last.verdict, "confirmed", False) is True
+            or self.tried >= view.everything
+        ):
             return last
         return None
 
@@ -479,6 +493,9 @@ class Attempt:
     """An attempt after a charged one (withdraw from the retry budget)."""
     probe: Key | None = None
     """Rule 8: run the attempt on this endpoint of the reserve (not a pick from the picker)."""
+    ends: float = math.inf
+    """Clock time at which the attempt's time is up: the planning time plus ``timeout``, never
+    after the call's deadline (what :func:`attempt_time_left` counts down to)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,13 +589,12 @@ def plan(
         return Wait(remaining, "no_endpoint", refresh=True)
     timeout = min(policy.attempt_timeout, remaining)
     cut = remaining < policy.attempt_timeout
+    ends = state.deadline if cut else now + timeout
     if not view.candidates <= state.tried:
-        return Attempt(exclude=state.tried, timeout=timeout, cut_by_deadline=cut, retry=is_retry)
+        return Attempt(state.tried, timeout, cut, is_retry, ends=ends)
     probe = next((key for key in view.reserve if key not in state.tried), None)
     if probe is not None:
-        return Attempt(
-            exclude=state.tried, timeout=timeout, cut_by_deadline=cut, retry=is_retry, probe=probe
-        )
+        return Attempt(state.tried, timeout, cut, is_retry, probe=probe, ends=ends)
     delay = policy.backoff.delay(state.backoffs + 1, 0.0, lambda: random)
     if delay >= remaining:
         if view.usable == 0:  # every endpoint ejected: a new set may still come in time

@@ -1012,11 +1012,13 @@ class EndpointPool:
         endpoint = self._pick_untried(picker, state.tried)
         if endpoint is None or not self._budget.try_retry(now):
             return None
+        cut = remaining < policy.attempt_timeout
         action = Attempt(
             exclude=state.tried,
             timeout=min(policy.attempt_timeout, remaining),
-            cut_by_deadline=remaining < policy.attempt_timeout,
+            cut_by_deadline=cut,
             retry=True,
+            ends=state.deadline if cut else now + policy.attempt_timeout,
         )
         task = self._spawn_attempt(fn, endpoint, state, action, picker, classifier, True, True)
         running[task] = endpoint
@@ -1061,7 +1063,7 @@ class EndpointPool:
         scope = asyncio.timeout(limit)
         probe = action.probe is not None
         try:
-            with running_attempt(action.timeout, started, self._clock):
+            with running_attempt(action.timeout, action.ends, self._clock):
                 async with scope:
                     value = await fn(endpoint)
         except asyncio.CancelledError:
@@ -1173,7 +1175,7 @@ class EndpointPool:
         load.start()
         timeout = min(call_policy.attempt_timeout, call_policy.deadline)
         try:
-            with running_attempt(timeout, started, clock):
+            with running_attempt(timeout, started + timeout, clock):
                 value = fn(endpoint)
         except Exception as exc:
             state = CallState.begin(started, call_policy, excluded)
@@ -1182,6 +1184,7 @@ class EndpointPool:
                 timeout=timeout,
                 cut_by_deadline=call_policy.deadline < call_policy.attempt_timeout,
                 retry=False,
+                ends=started + timeout,
             )
             context = AttemptContext(
                 endpoint, 1, idempotent, self._every_endpoint_tried(state, key, picker)
@@ -1269,7 +1272,7 @@ class EndpointPool:
             load.start()
             started = self._clock()
             try:
-                with running_attempt(action.timeout, started, self._clock):
+                with running_attempt(action.timeout, action.ends, self._clock):
                     value = fn(endpoint)
             except Exception as exc:
                 state = self._sync_failed(exc, context, classifier, load, started, action, state)

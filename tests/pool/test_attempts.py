@@ -272,6 +272,15 @@ def test_one_nodes_cluster_verdict_is_checked_on_another_node_at_once() -> None:
     assert isinstance(action, Attempt) and action.probe == EPS[2].key
 
 
+def test_a_verdict_the_classifier_confirmed_stands_at_once() -> None:
+    """Throttling from a shared limiter, or the same failure from every node: the classifier
+    says the condition is cluster-wide, so no other node is asked."""
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, 2.0, "slow down", confirmed=True)
+    state = failed(start(), EPS[0], verdict, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (2.0, "cluster")
+
+
 def test_cluster_verdict_confirmed_by_a_second_node_waits_then_gives_up() -> None:
     verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=2.0, reason="quorum")
     state = failed(start(), EPS[0], verdict, 0.1)
