@@ -1080,7 +1080,10 @@ class EndpointPool:
                 timed_out,
             )
             verdict = self._classify_safely(classifier, exc, context)
-            counted = not (timed_out and action.cut_by_deadline)
+            # Given the time left and ended by the deadline: the deadline's failure, not the
+            # endpoint's (the same rule as call_sync's).
+            ran_out = timed_out or self._clock() >= action.ends - _DEADLINE_SLACK
+            counted = not (action.cut_by_deadline and ran_out)
             self._report(endpoint, verdict, load, started, action.timeout, counted)
             record = AttemptRecord(
                 endpoint,

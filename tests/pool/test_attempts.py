@@ -67,7 +67,7 @@ def start(now: float = 0.0, policy: CallPolicy = NO_JITTER) -> CallState:
 
 def test_first_attempt_at_once_with_the_attempt_timeout() -> None:
     action = plan(start(), ALL, 0.0, NO_JITTER)
-    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False)
+    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False, ends=10.0)
 
 
 def test_retry_goes_to_a_different_endpoint_at_once() -> None:
@@ -107,6 +107,7 @@ def test_timeout_is_cut_to_the_time_left() -> None:
     action = plan(state, ALL, 25.0, NO_JITTER)
     assert isinstance(action, Attempt)
     assert action.timeout == pytest.approx(5.0) and action.cut_by_deadline
+    assert action.ends == state.deadline == 30.0  # the time given ends with the call
 
 
 def test_client_verdict_raises_the_callee_error() -> None:
@@ -502,6 +503,7 @@ def test_planner_properties(
         assert action.retry == (state.charged_attempts > 0)
         assert 0 < action.timeout <= policy.attempt_timeout
         assert now + action.timeout <= state.deadline + 1e-6
+        assert action.ends <= state.deadline and action.ends == pytest.approx(now + action.timeout)
         assert not (action.exclude >= KEYS)  # an untried endpoint exists
         if action.retry:
             assert budget
