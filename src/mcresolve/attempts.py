@@ -85,7 +85,7 @@ import errno
 import math
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from mcresolve.call_policy import CallPolicy
@@ -467,11 +467,12 @@ class PoolView:
     """The pool's other endpoints (``picker.reserve_keys``: ejected, avoided, or in a
     datacenter that is not active), least recently failed first: probed in this order once
     every candidate has been tried in a round (rule 8)."""
-    everything: frozenset[Key] = field(init=False, repr=False, compare=False)
-    """Candidates and reserve: every endpoint of the pool."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "everything", self.candidates | frozenset(self.reserve))
+    @property
+    def everything(self) -> frozenset[Key]:
+        """Candidates and reserve: every endpoint of the pool (computed when asked: the
+        planner needs it only once every candidate has been tried)."""
+        return self.candidates.union(self.reserve)
 
     @staticmethod
     def of(candidates: frozenset[Key], usable: int, reserve: tuple[Key, ...] = ()) -> PoolView:
