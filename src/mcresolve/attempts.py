@@ -79,14 +79,13 @@ and an :class:`AttemptContext` to any object shaped like :class:`VerdictLike` â€
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import errno
 import math
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
@@ -116,9 +115,10 @@ __all__ = [
     "attempt_time",
     "attempt_time_left",
     "default_classify",
+    "enter_attempt",
     "fault_of",
+    "leave_attempt",
     "plan",
-    "running_attempt",
 ]
 
 Key = tuple[str, int]
@@ -251,9 +251,9 @@ def default_classify(exc: BaseException, context: AttemptContext) -> AttemptVerd
     return AttemptVerdict(Fault.CLIENT, None, False, reason=f"not a node failure: {exc!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptTime:
-    """The time a running attempt was given (read it with :func:`attempt_time_left`)."""
+class AttemptTime(NamedTuple):
+    """The time a running attempt was given (read it with :func:`attempt_time_left`). A named
+    tuple: one is built per attempt, on the synchronous fast path too."""
 
     timeout: float
     """``min(attempt_timeout, time left in the call)`` when the attempt started."""
@@ -290,18 +290,18 @@ def attempt_time_left() -> float | None:
     return None if current is None else current.left()
 
 
-@contextlib.contextmanager
-def running_attempt(
+def enter_attempt(
     timeout: float, ends: float, clock: Callable[[], float]
-) -> Iterator[AttemptTime]:
+) -> Token[AttemptTime | None]:
     """Make ``timeout``, up at ``ends`` on ``clock``, the running attempt's time in this
-    context (thread or task) while the ``with`` block runs (used by the pool)."""
-    current = AttemptTime(timeout, ends, clock)
-    token = _ATTEMPT_TIME.set(current)
-    try:
-        yield current
-    finally:
-        _ATTEMPT_TIME.reset(token)
+    context (thread or task) until :func:`leave_attempt` (used by the pool around each
+    attempt; a pair of calls rather than a context manager: it is on the fast path)."""
+    return _ATTEMPT_TIME.set(AttemptTime(timeout, ends, clock))
+
+
+def leave_attempt(token: Token[AttemptTime | None]) -> None:
+    """End the attempt :func:`enter_attempt` started."""
+    _ATTEMPT_TIME.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

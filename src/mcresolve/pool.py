@@ -50,9 +50,10 @@ from mcresolve.attempts import (
     VerdictLike,
     Wait,
     default_classify,
+    enter_attempt,
     fault_of,
+    leave_attempt,
     plan,
-    running_attempt,
 )
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
@@ -1062,15 +1063,16 @@ class EndpointPool:
         limit = None if math.isinf(action.timeout) else action.timeout
         scope = asyncio.timeout(limit)
         probe = action.probe is not None
+        token = enter_attempt(action.timeout, action.ends, self._clock)
         try:
-            with running_attempt(action.timeout, action.ends, self._clock):
-                async with scope:
-                    value = await fn(endpoint)
+            async with scope:
+                value = await fn(endpoint)
         except asyncio.CancelledError:
             now = self._clock()
             load.abandon(now, now - started)
             raise
         except Exception as exc:
+            leave_attempt(token)
             timed_out = scope.expired() and isinstance(exc, TimeoutError)
             context = AttemptContext(
                 context.endpoint,
@@ -1098,6 +1100,7 @@ class EndpointPool:
             )
             self._notify_attempt(record)
             return _Finished(record)
+        leave_attempt(token)
         self._report(endpoint, None, load, started, None, True)
         if probe:
             self._probe_succeeded(endpoint)
@@ -1177,10 +1180,11 @@ class EndpointPool:
         load = self._load_of(key)
         load.start()
         timeout = min(call_policy.attempt_timeout, call_policy.deadline)
+        token = enter_attempt(timeout, started + timeout, clock)
         try:
-            with running_attempt(timeout, started + timeout, clock):
-                value = fn(endpoint)
+            value = fn(endpoint)
         except Exception as exc:
+            leave_attempt(token)
             state = CallState.begin(started, call_policy, excluded)
             first = Attempt(
                 exclude=excluded,
@@ -1197,8 +1201,10 @@ class EndpointPool:
             )
             return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
         except BaseException:
+            leave_attempt(token)
             load.finish(clock(), None)
             raise
+        leave_attempt(token)
         ended = clock()
         load.finish(ended, ended - started)
         if key in self._failing:
@@ -1274,15 +1280,18 @@ class EndpointPool:
             load = self._load_of(endpoint.key)
             load.start()
             started = self._clock()
+            token = enter_attempt(action.timeout, action.ends, self._clock)
             try:
-                with running_attempt(action.timeout, action.ends, self._clock):
-                    value = fn(endpoint)
+                value = fn(endpoint)
             except Exception as exc:
+                leave_attempt(token)
                 state = self._sync_failed(exc, context, classifier, load, started, action, state)
                 continue
             except BaseException:
+                leave_attempt(token)
                 load.finish(self._clock(), None)
                 raise
+            leave_attempt(token)
             self._report(endpoint, None, load, started, None, True)
             if action.probe is not None:
                 self._probe_succeeded(endpoint)
