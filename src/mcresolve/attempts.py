@@ -33,7 +33,9 @@ first):
    does not sleep first). Attempts after refused ones only are not retries: the refused
    attempts put no load on any server, which is what the budget limits.
 5. A CLUSTER verdict in this round *stands* once a second endpoint has confirmed it in the
-   round, or once no endpoint is left untried in the round (candidates and reserve). Until
+   round, once no endpoint is left untried in the round (candidates and reserve), or at once
+   when the verdict itself says it is ``confirmed`` (an optional attribute: the classifier
+   knows the condition is cluster-wide, e.g. the same failure from every node). Until
    then the next untried endpoint is attempted at once (rules 7 and 8): one node's answer about
    the whole cluster may be its own view (a MinIO node that has just restarted answers
    ``XMinioReadQuorum`` while the others serve). When it stands and no wait happened since:
@@ -77,14 +79,13 @@ and an :class:`AttemptContext` to any object shaped like :class:`VerdictLike` â€
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import errno
 import math
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, replace
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
@@ -114,9 +115,10 @@ __all__ = [
     "attempt_time",
     "attempt_time_left",
     "default_classify",
+    "enter_attempt",
     "fault_of",
+    "leave_attempt",
     "plan",
-    "running_attempt",
 ]
 
 Key = tuple[str, int]
@@ -137,7 +139,10 @@ class Fault(enum.Enum):
 @runtime_checkable
 class VerdictLike(Protocol):
     """What a classifier returns. ``error_class`` is any enum whose value is ``"node"``,
-    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``)."""
+    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``). A verdict may
+    also have a boolean ``confirmed`` (read with ``getattr``; absent means False): for CLUSTER,
+    the classifier knows the condition is cluster-wide and no other node need confirm it
+    (planner rule 5)."""
 
     @property
     def error_class(self) -> enum.Enum: ...
@@ -178,6 +183,9 @@ class AttemptVerdict:
     retry_after: float | None = None
     """For CLUSTER: the server's hint, seconds."""
     reason: str = ""
+    confirmed: bool = False
+    """For CLUSTER: known to be cluster-wide (it stands at once, planner rule 5). False: one
+    node's answer, asked of another node before the call waits or gives up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,14 +251,15 @@ def default_classify(exc: BaseException, context: AttemptContext) -> AttemptVerd
     return AttemptVerdict(Fault.CLIENT, None, False, reason=f"not a node failure: {exc!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptTime:
-    """The time a running attempt was given (read it with :func:`attempt_time_left`)."""
+class AttemptTime(NamedTuple):
+    """The time a running attempt was given (read it with :func:`attempt_time_left`). A named
+    tuple: one is built per attempt, on the synchronous fast path too."""
 
     timeout: float
     """``min(attempt_timeout, time left in the call)`` when the attempt started."""
     ends: float
-    """Pool-clock time at which the attempt's time is up (its start plus ``timeout``)."""
+    """Pool-clock time at which the attempt's time is up (when it was planned plus ``timeout``;
+    never after the call's deadline)."""
     clock: Callable[[], float]
     """The pool's clock."""
 
@@ -281,18 +290,18 @@ def attempt_time_left() -> float | None:
     return None if current is None else current.left()
 
 
-@contextlib.contextmanager
-def running_attempt(
-    timeout: float, started: float, clock: Callable[[], float]
-) -> Iterator[AttemptTime]:
-    """Make ``timeout`` (from ``started``, on ``clock``) the running attempt's time in this
-    context (thread or task) while the ``with`` block runs (used by the pool)."""
-    current = AttemptTime(timeout, started + timeout, clock)
-    token = _ATTEMPT_TIME.set(current)
-    try:
-        yield current
-    finally:
-        _ATTEMPT_TIME.reset(token)
+def enter_attempt(
+    timeout: float, ends: float, clock: Callable[[], float]
+) -> Token[AttemptTime | None]:
+    """Make ``timeout``, up at ``ends`` on ``clock``, the running attempt's time in this
+    context (thread or task) until :func:`leave_attempt` (used by the pool around each
+    attempt; a pair of calls rather than a context manager: it is on the fast path)."""
+    return _ATTEMPT_TIME.set(AttemptTime(timeout, ends, clock))
+
+
+def leave_attempt(token: Token[AttemptTime | None]) -> None:
+    """End the attempt :func:`enter_attempt` started."""
+    _ATTEMPT_TIME.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,12 +426,17 @@ class CallState:
 
     def cluster_stands(self, view: PoolView) -> AttemptRecord | None:
         """The CLUSTER attempt of this round whose verdict stands now (planner rule 5): it was
-        confirmed by a second endpoint in the round, or no endpoint is left untried in it.
+        confirmed by a second endpoint in the round or by the classifier, or no endpoint is
+        left untried in it.
         None when the round has no CLUSTER verdict or it is still unconfirmed."""
         last = self.cluster_round_last
         if last is None:
             return None
-        if len(self.cluster_round) >= 2 or self.tried >= view.everything:
+        if (
+            len(self.cluster_round) >= 2
+            or getattr(last.verdict, "confirmed", False) is True
+            or self.tried >= view.everything
+        ):
             return last
         return None
 
@@ -453,11 +467,12 @@ class PoolView:
     """The pool's other endpoints (``picker.reserve_keys``: ejected, avoided, or in a
     datacenter that is not active), least recently failed first: probed in this order once
     every candidate has been tried in a round (rule 8)."""
-    everything: frozenset[Key] = field(init=False, repr=False, compare=False)
-    """Candidates and reserve: every endpoint of the pool."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "everything", self.candidates | frozenset(self.reserve))
+    @property
+    def everything(self) -> frozenset[Key]:
+        """Candidates and reserve: every endpoint of the pool (computed when asked: the
+        planner needs it only once every candidate has been tried)."""
+        return self.candidates.union(self.reserve)
 
     @staticmethod
     def of(candidates: frozenset[Key], usable: int, reserve: tuple[Key, ...] = ()) -> PoolView:
@@ -479,6 +494,9 @@ class Attempt:
     """An attempt after a charged one (withdraw from the retry budget)."""
     probe: Key | None = None
     """Rule 8: run the attempt on this endpoint of the reserve (not a pick from the picker)."""
+    ends: float = math.inf
+    """Clock time at which the attempt's time is up: the planning time plus ``timeout``, never
+    after the call's deadline (what :func:`attempt_time_left` counts down to)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,13 +590,12 @@ def plan(
         return Wait(remaining, "no_endpoint", refresh=True)
     timeout = min(policy.attempt_timeout, remaining)
     cut = remaining < policy.attempt_timeout
+    ends = state.deadline if cut else now + timeout
     if not view.candidates <= state.tried:
-        return Attempt(exclude=state.tried, timeout=timeout, cut_by_deadline=cut, retry=is_retry)
+        return Attempt(state.tried, timeout, cut, is_retry, ends=ends)
     probe = next((key for key in view.reserve if key not in state.tried), None)
     if probe is not None:
-        return Attempt(
-            exclude=state.tried, timeout=timeout, cut_by_deadline=cut, retry=is_retry, probe=probe
-        )
+        return Attempt(state.tried, timeout, cut, is_retry, probe=probe, ends=ends)
     delay = policy.backoff.delay(state.backoffs + 1, 0.0, lambda: random)
     if delay >= remaining:
         if view.usable == 0:  # every endpoint ejected: a new set may still come in time

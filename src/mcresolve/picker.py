@@ -69,7 +69,16 @@ class NoEndpointAvailable(LookupError):
 class Picker:
     """Base of all pickers: the candidate snapshot and the exclusion rule. Immutable."""
 
-    __slots__ = ("_keyed", "_keys", "endpoints", "panic", "reserve", "rng", "total")
+    __slots__ = (
+        "_keyed",
+        "_keys",
+        "_reserve_keys",
+        "endpoints",
+        "panic",
+        "reserve",
+        "rng",
+        "total",
+    )
 
     def __init__(
         self,
@@ -92,11 +101,12 @@ class Picker:
         self.reserve: tuple[Endpoint, ...] = tuple(e for e in reserve if e.key not in self._keys)
         """Endpoints that are not candidates, least recently failed first (probed in this
         order by a call that has tried every candidate)."""
+        self._reserve_keys = tuple(e.key for e in self.reserve)
 
     @property
     def reserve_keys(self) -> tuple[Key, ...]:
         """The reserve's keys, in probe order."""
-        return tuple(e.key for e in self.reserve)
+        return self._reserve_keys
 
     def reserved(self, key: Key) -> Endpoint | None:
         """The reserve endpoint with ``key`` (None when it is not in the reserve)."""

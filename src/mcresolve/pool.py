@@ -50,9 +50,10 @@ from mcresolve.attempts import (
     VerdictLike,
     Wait,
     default_classify,
+    enter_attempt,
     fault_of,
+    leave_attempt,
     plan,
-    running_attempt,
 )
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
@@ -1012,11 +1013,13 @@ class EndpointPool:
         endpoint = self._pick_untried(picker, state.tried)
         if endpoint is None or not self._budget.try_retry(now):
             return None
+        cut = remaining < policy.attempt_timeout
         action = Attempt(
             exclude=state.tried,
             timeout=min(policy.attempt_timeout, remaining),
-            cut_by_deadline=remaining < policy.attempt_timeout,
+            cut_by_deadline=cut,
             retry=True,
+            ends=state.deadline if cut else now + policy.attempt_timeout,
         )
         task = self._spawn_attempt(fn, endpoint, state, action, picker, classifier, True, True)
         running[task] = endpoint
@@ -1060,15 +1063,16 @@ class EndpointPool:
         limit = None if math.isinf(action.timeout) else action.timeout
         scope = asyncio.timeout(limit)
         probe = action.probe is not None
+        token = enter_attempt(action.timeout, action.ends, self._clock)
         try:
-            with running_attempt(action.timeout, started, self._clock):
-                async with scope:
-                    value = await fn(endpoint)
+            async with scope:
+                value = await fn(endpoint)
         except asyncio.CancelledError:
             now = self._clock()
             load.abandon(now, now - started)
             raise
         except Exception as exc:
+            leave_attempt(token)
             timed_out = scope.expired() and isinstance(exc, TimeoutError)
             context = AttemptContext(
                 context.endpoint,
@@ -1078,7 +1082,10 @@ class EndpointPool:
                 timed_out,
             )
             verdict = self._classify_safely(classifier, exc, context)
-            counted = not (timed_out and action.cut_by_deadline)
+            # Given the time left and ended by the deadline: the deadline's failure, not the
+            # endpoint's (the same rule as call_sync's).
+            ran_out = timed_out or self._clock() >= action.ends - _DEADLINE_SLACK
+            counted = not (action.cut_by_deadline and ran_out)
             self._report(endpoint, verdict, load, started, action.timeout, counted)
             record = AttemptRecord(
                 endpoint,
@@ -1093,6 +1100,7 @@ class EndpointPool:
             )
             self._notify_attempt(record)
             return _Finished(record)
+        leave_attempt(token)
         self._report(endpoint, None, load, started, None, True)
         if probe:
             self._probe_succeeded(endpoint)
@@ -1172,16 +1180,18 @@ class EndpointPool:
         load = self._load_of(key)
         load.start()
         timeout = min(call_policy.attempt_timeout, call_policy.deadline)
+        token = enter_attempt(timeout, started + timeout, clock)
         try:
-            with running_attempt(timeout, started, clock):
-                value = fn(endpoint)
+            value = fn(endpoint)
         except Exception as exc:
+            leave_attempt(token)
             state = CallState.begin(started, call_policy, excluded)
             first = Attempt(
                 exclude=excluded,
                 timeout=timeout,
                 cut_by_deadline=call_policy.deadline < call_policy.attempt_timeout,
                 retry=False,
+                ends=started + timeout,
             )
             context = AttemptContext(
                 endpoint, 1, idempotent, self._every_endpoint_tried(state, key, picker)
@@ -1191,8 +1201,10 @@ class EndpointPool:
             )
             return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
         except BaseException:
+            leave_attempt(token)
             load.finish(clock(), None)
             raise
+        leave_attempt(token)
         ended = clock()
         load.finish(ended, ended - started)
         if key in self._failing:
@@ -1268,15 +1280,18 @@ class EndpointPool:
             load = self._load_of(endpoint.key)
             load.start()
             started = self._clock()
+            token = enter_attempt(action.timeout, action.ends, self._clock)
             try:
-                with running_attempt(action.timeout, started, self._clock):
-                    value = fn(endpoint)
+                value = fn(endpoint)
             except Exception as exc:
+                leave_attempt(token)
                 state = self._sync_failed(exc, context, classifier, load, started, action, state)
                 continue
             except BaseException:
+                leave_attempt(token)
                 load.finish(self._clock(), None)
                 raise
+            leave_attempt(token)
             self._report(endpoint, None, load, started, None, True)
             if action.probe is not None:
                 self._probe_succeeded(endpoint)

@@ -67,7 +67,7 @@ def start(now: float = 0.0, policy: CallPolicy = NO_JITTER) -> CallState:
 
 def test_first_attempt_at_once_with_the_attempt_timeout() -> None:
     action = plan(start(), ALL, 0.0, NO_JITTER)
-    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False)
+    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False, ends=10.0)
 
 
 def test_retry_goes_to_a_different_endpoint_at_once() -> None:
@@ -107,6 +107,7 @@ def test_timeout_is_cut_to_the_time_left() -> None:
     action = plan(state, ALL, 25.0, NO_JITTER)
     assert isinstance(action, Attempt)
     assert action.timeout == pytest.approx(5.0) and action.cut_by_deadline
+    assert action.ends == state.deadline == 30.0  # the time given ends with the call
 
 
 def test_client_verdict_raises_the_callee_error() -> None:
@@ -270,6 +271,15 @@ def test_one_nodes_cluster_verdict_is_checked_on_another_node_at_once() -> None:
     view = PoolView(frozenset({EPS[0].key}), 1, (EPS[2].key, EPS[1].key))
     action = plan(state, view, 0.1, NO_JITTER)
     assert isinstance(action, Attempt) and action.probe == EPS[2].key
+
+
+def test_a_verdict_the_classifier_confirmed_stands_at_once() -> None:
+    """Throttling from a shared limiter, or the same failure from every node: the classifier
+    says the condition is cluster-wide, so no other node is asked."""
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, 2.0, "slow down", confirmed=True)
+    state = failed(start(), EPS[0], verdict, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (2.0, "cluster")
 
 
 def test_cluster_verdict_confirmed_by_a_second_node_waits_then_gives_up() -> None:
@@ -493,6 +503,7 @@ def test_planner_properties(
         assert action.retry == (state.charged_attempts > 0)
         assert 0 < action.timeout <= policy.attempt_timeout
         assert now + action.timeout <= state.deadline + 1e-6
+        assert action.ends <= state.deadline and action.ends == pytest.approx(now + action.timeout)
         assert not (action.exclude >= KEYS)  # an untried endpoint exists
         if action.retry:
             assert budget

@@ -51,9 +51,11 @@ from minio.helpers import (
 )
 from minio.retention import Retention
 from minio.sse import Sse, SseCustomerKey
+from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
+from urllib3.util import Timeout
 
-from mcresolve.attempts import AttemptContext, VerdictLike
+from mcresolve.attempts import AttemptContext, VerdictLike, attempt_time_left
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
@@ -85,6 +87,33 @@ T = TypeVar("T")
 _END: Any = object()
 _DEFAULT_REGION = "us-east-1"
 _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects batches
+
+
+def _within_attempt_time(http: PoolManager, policy: HttpPolicy) -> PoolManager:
+    """``http`` whose requests made inside a pool attempt wait at most the attempt's time left
+    (:func:`~mcresolve.attempts.attempt_time_left`): connect and read timeouts become
+    ``min(policy timeout, time left)``, so a node that accepts and never answers cannot hold a
+    call past its deadline (``pool.call_sync`` cannot interrupt a running request). Outside an
+    attempt (the pages of a listing after the first, a download's body read by the caller)
+    the policy's timeouts apply, and a body read later keeps the read timeout its request got.
+    """
+    urlopen = http.urlopen
+
+    def bounded(method: str, url: str, redirect: bool = True, **kw: Any) -> BaseHTTPResponse:
+        left = attempt_time_left()
+        if (
+            left is not None
+            and "timeout" not in kw
+            and left < max(policy.connect_timeout, policy.read_timeout)
+        ):
+            left = max(left, 0.001)  # 0 would mean non-blocking to urllib3
+            kw["timeout"] = Timeout(
+                connect=min(policy.connect_timeout, left), read=min(policy.read_timeout, left)
+            )
+        return urlopen(method, url, redirect=redirect, **kw)
+
+    http.urlopen = bounded  # type: ignore[method-assign]
+    return http
 
 
 def _seekable_start(data: Any) -> int | None:
@@ -254,7 +283,7 @@ class ResilientMinio(Minio):
             kwargs["region"] = region
         client = Minio(
             netloc,
-            http_client=make_http_client(self.http_policy),
+            http_client=_within_attempt_time(make_http_client(self.http_policy), self.http_policy),
             cert_check=self.http_policy.cert_check,
             **kwargs,
         )
