@@ -8,9 +8,13 @@ the tests compare both). Each call runs through an :class:`~mcresolve.pool.Endpo
 
 * node failures (refused, reset, timeout, 502/504, ``XMinioServerNotInitialized``) eject the
   endpoint and retry at once on another one, when replaying the request is safe;
-* cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere) wait ``Retry-After`` within the
-  deadline, then raise :class:`~mcresolve.minio_errors.StorageClusterDegraded`;
-* answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried.
+* cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere), once a second node confirms
+  them, wait ``Retry-After`` within the deadline, then raise
+  :class:`~mcresolve.minio_errors.StorageClusterDegraded` (whatever the number of endpoints);
+* answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried;
+* a write that failed after an attempt that may have executed it raises
+  :class:`~mcresolve.minio.errors.WriteOutcomeUnknown` (the object may be stored: stat it and
+  compare the ETag); :func:`~mcresolve.minio.errors.failure_of_call` decides.
 
 Uploads replay their data (each part is held in memory, as ``minio.Minio`` itself does) and
 multipart uploads retry per part; listings resume after the last key yielded; downloads resume

@@ -13,9 +13,12 @@
   was not sent again because that would be unsafe. :class:`ClusterDegradedWriteOutcomeUnknown`
   is both this and :class:`StorageClusterDegraded`.
 
-:func:`failure_of_call` is the one decision which of these a failed call raises.
 * :class:`ObjectChangedDuringRead` — a download broke mid-body and the object changed before it
   could be resumed.
+* :class:`~mcresolve.minio_errors.MalformedAnswer` — only after every retry: a node answered
+  something minio could not make sense of.
+
+:func:`failure_of_call` is the one decision which of these a failed call raises.
 """
 
 from __future__ import annotations
