@@ -193,6 +193,12 @@ def test_whatever_a_node_answers_the_caller_gets_the_data_or_a_documented_error(
             assert data == STABLE, f"read {len(data)} bytes that are not the object's"
         with contextlib.suppress(DOCUMENTED):
             assert client.stat_object(bucket, stable).size == len(STABLE)
+        try:
+            names = [o.object_name for o in client.list_objects(bucket, prefix=stable)]
+        except DOCUMENTED as exc:
+            event(f"list: {type(exc).__name__}")
+        else:
+            assert names == [stable]
     event(f"hostile node asked {min(len(hostile.requests), 3)}+ times")
 
 

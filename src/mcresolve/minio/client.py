@@ -371,14 +371,11 @@ class ResilientMinio(Minio):
             answered = answers_received()
             try:
                 return fn(self.client_for(endpoint), endpoint)
-            except (MinioException, McResolveError):
-                raise
             except Exception as exc:
-                # An error that is not minio's, not a transport failure, raised after the node
-                # answered: minio could not make sense of the answer.
-                if answers_received() > answered and transport_of(exc) is None:
-                    raise MalformedAnswer(endpoint.host_port, exc) from exc
-                raise
+                malformed = _malformed(exc, answered, endpoint)
+                if malformed is None:
+                    raise
+                raise malformed from exc
 
         try:
             value = self._pool.call_sync(
@@ -1064,8 +1061,15 @@ class ResilientMinio(Minio):
                     yield item
                     last_name, last_version = name, item.version_id
                     progressed = True
+                answered = answers_received()
                 try:
-                    item = next(iterator, _END)
+                    try:
+                        item = next(iterator, _END)
+                    except Exception as exc:  # a page minio could not parse: the node's fault
+                        malformed = _malformed(exc, answered, endpoint)
+                        if malformed is None:
+                            raise
+                        raise malformed from exc
                 except Exception as exc:
                     verdict = classify_exception(exc, method="GET")
                     if verdict.error_class is ErrorClass.CLIENT or not verdict.replay_safe:
@@ -1129,6 +1133,18 @@ class ResilientMinio(Minio):
         return self.client_for(endpoint).listen_bucket_notification(
             bucket_name, prefix, suffix, events
         )
+
+
+def _malformed(exc: Exception, answered: int, endpoint: Endpoint) -> MalformedAnswer | None:
+    """``exc`` as a :class:`~mcresolve.minio_errors.MalformedAnswer` when it is neither minio's
+    nor mcresolve's nor a transport failure and was raised after the node answered
+    (``answers_received()`` grew past ``answered``): minio could not make sense of the answer.
+    None otherwise (the caller's own error, raised before anything was received)."""
+    if isinstance(exc, MinioException | McResolveError):
+        return None
+    if answers_received() <= answered or transport_of(exc) is not None:
+        return None
+    return MalformedAnswer(endpoint.host_port, exc)
 
 
 def _subject_of(name: str, args: Any, kwargs: Any) -> tuple[str | None, str | None]:
