@@ -28,6 +28,7 @@ from .catalog import (
 )
 from .contracts import ClusterView, HealthEntry, QueryNotFound
 from .faults import AgentFaults
+from .profile import LEGACY, ConsulProfile
 from .queries import sort_near
 from .timebase import EmulatorClock
 
@@ -52,8 +53,11 @@ class Datacenter:
         agent_config: AgentConfig | None = None,
         lookup: Callable[[str], Datacenter] | None = None,
         seed: int | None = None,
+        profile: ConsulProfile = LEGACY,
     ) -> None:
         self._name = name
+        #: which Consul this datacenter's agent answers like (see ``profile.py``)
+        self.profile = profile
         self._agent_node = agent_node
         self.cluster = cluster
         self._lookup: Callable[[str], Datacenter] = lookup or (lambda _name: self)
@@ -67,7 +71,7 @@ class Datacenter:
         #: the fictional server RPC port (dc1 8320, dc2 8330, ... as in the recordings);
         #: serf LAN is +1, serf WAN +2. Nothing listens there; it appears in texts only.
         self.server_port = 8310 + 10 * ordinal
-        self.catalog = CatalogState(name)
+        self.catalog = CatalogState(name, profile)
         #: seeds the agent's and the HTTP API's random choices (check staggers, wait jitter)
         self.seed: str | None = None if seed is None else f"{seed}-{name}"
         self.agent = LocalAgent(self.catalog, agent_node, clock, agent_config, seed=self.seed)
@@ -159,12 +163,19 @@ class Datacenter:
     def _bootstrap(self) -> None:
         """The state a fresh dev agent has: its node, the ``consul`` service and serfHealth."""
         self.catalog.index = 4
+        tagged = {"lan": self.host, "wan": self.host}
+        meta = {"consul-network-segment": ""}
+        if self.profile.modern:
+            # the published 1.21.3 answer: lan/lan_ipv4/wan/wan_ipv4 and consul-version
+            tagged = {"lan": self.host, "lan_ipv4": self.host, "wan": self.host}
+            tagged["wan_ipv4"] = self.host
+            meta["consul-version"] = self.profile.version
         node = NodeRecord(
             name=self.agent_node,
             address=self.host,
             node_id=self.node_id,
-            tagged_addresses={"lan": self.host, "wan": self.host},
-            meta={"consul-network-segment": ""},
+            tagged_addresses=tagged,
+            meta=meta,
         )
         self.catalog.register(
             node,
@@ -263,7 +274,7 @@ class Datacenter:
     def member(self, *, wan: bool) -> dict[str, Any]:
         """This agent as a serf member (LAN or WAN pool)."""
         tags = {
-            "build": "1.0.8dev:",
+            "build": "1.0.8dev:" if not self.profile.modern else f"{self.profile.version}:",
             "dc": self.name,
             "id": self.node_id,
             "port": str(self.server_port),

@@ -18,6 +18,7 @@ from mcresolve.lifecycle import AsyncStartStop
 from .agent import AgentConfig
 from .contracts import DatacenterUnreachable, DatacenterView
 from .datacenter import Datacenter
+from .profile import ConsulProfile, profile_for
 from .timebase import EmulatorClock
 
 
@@ -33,7 +34,10 @@ class ConsulEmulator(AsyncStartStop):
     :attr:`time_scale`. ``agent_config`` sets agent timing knobs (check_update_interval,
     reap_interval, min_deregister_critical_after, anti_entropy_interval, first_coordinate_after).
     ``seed`` makes the random choices (HTTP/TCP check first-run staggers, blocking-wait jitter)
-    reproducible.
+    reproducible. ``version`` chooses which Consul the agents answer like: ``"1.0.8"`` (the
+    recorded default), ``"1.21"`` or ``"2.x"`` (modern Community Edition; see
+    :mod:`~mcresolve.testing.consul.profile`), one for all or a mapping per datacenter
+    (missing datacenters: 1.0.8).
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class ConsulEmulator(AsyncStartStop):
         host: str = "127.0.0.1",
         agent_config: AgentConfig | None = None,
         seed: int | None = None,
+        version: str | ConsulProfile | Mapping[str, str | ConsulProfile] = "1.0.8",
     ) -> None:
         if not datacenters:
             raise ValueError("at least one datacenter is needed")
@@ -59,6 +64,7 @@ class ConsulEmulator(AsyncStartStop):
         self._dcs: dict[str, Datacenter] = {}
         for ordinal, name in enumerate(datacenters, start=1):
             node = (node_names or {}).get(name, f"n{ordinal}")
+            chosen = version.get(name, "1.0.8") if isinstance(version, Mapping) else version
             self._dcs[name] = Datacenter(
                 name,
                 agent_node=node,
@@ -71,6 +77,7 @@ class ConsulEmulator(AsyncStartStop):
                 agent_config=AgentConfig(**vars(agent_config)) if agent_config else None,
                 lookup=self.dc,
                 seed=seed,
+                profile=profile_for(chosen),
             )
         self._started = False
 

@@ -127,6 +127,56 @@ FAILED_RPC_HEADERS = {
 }
 
 
+#: query parameters that do not select a cache entry
+_NOT_KEY = frozenset({"index", "wait", "cached"})
+
+ENTERPRISE_FEATURE = {
+    "ns": "Namespaces are a Consul Enterprise feature",
+    "partition": "Partitions are a Consul Enterprise feature",
+}
+
+
+def reject_enterprise_meta(headers: Mapping[str, str], query: Query) -> None:
+    """A Community Edition agent answers 400 to any non-empty namespace or partition, even
+    ``default``, in the header or the query (agent/http_ce.go ``parseEntMeta``,
+    ``parseEntMetaPartition``: header first, then the parameter)."""
+    checks = (
+        ("X-Consul-Namespace", "ns"),
+        ("X-Consul-Partition", "partition"),
+    )
+    for header, param in checks:
+        if headers.get(header):
+            raise EmulatorError(400, f'Invalid header: "{header}" - {ENTERPRISE_FEATURE[param]}')
+        if first(query, param):
+            raise EmulatorError(
+                400, f'Invalid query parameter: "{param}" - {ENTERPRISE_FEATURE[param]}'
+            )
+
+
+def modern_headers(response: web.StreamResponse, profile: Any) -> None:
+    """Headers every modern answer of a wrapped endpoint carries (agent/http.go):
+    ``X-Consul-Default-Acl-Policy``; with query meta, ``X-Consul-Query-Backend``
+    (``blocking-query`` unless streaming) and an ``X-Consul-Index`` never 0 (``setIndex``)."""
+    headers = response.headers
+    headers["X-Consul-Default-Acl-Policy"] = profile.acl_default_policy
+    if "X-Consul-Index" in headers:
+        if headers["X-Consul-Index"] == "0":
+            headers["X-Consul-Index"] = "1"
+        headers.setdefault("X-Consul-Query-Backend", "blocking-query")
+
+
+def not_found_modern(path: str) -> web.Response:
+    """A modern agent's answer to an unknown path (agent/http.go ``Index``, ``Fprintln``)."""
+    if "/v1/" in path:
+        text = "Invalid URL path: not a recognized HTTP API endpoint\n"
+    else:
+        text = (
+            "Invalid URL path: if attempting to use the HTTP API, ensure the path starts "
+            "with '/v1/'\n"
+        )
+    return text_response(text, status=404)
+
+
 class ForwardedError(EmulatorError):
     """An error from a server-backed read: sent with zeroed query meta headers."""
 
@@ -137,6 +187,8 @@ class Route:
     methods: tuple[str, ...]
     handler: Handler
     exact: bool = True
+    #: whether a modern CE agent parses ``ns``/``partition`` here (``parseEntMeta``)
+    enterprise_meta: bool = True
 
 
 async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -162,14 +214,15 @@ class AgentHttpApi:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._parked = 0
         self._paths: Counter[str] = Counter()
+        self._cache: dict[tuple[str, Any], tuple[int, float]] = {}
         AgentHttpApi._by_datacenter[dc] = self
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.on_response_prepare.append(_drop_server_header)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         get, put = ("GET",), ("PUT",)
         self.routes: list[Route] = [
-            Route("/v1/agent/self", get, self.agent_self),
-            Route("/v1/agent/members", get, self.agent_members),
+            Route("/v1/agent/self", get, self.agent_self, True, False),
+            Route("/v1/agent/members", get, self.agent_members, True, False),
             Route("/v1/agent/services", get, self.agent_services),
             Route("/v1/agent/checks", get, self.agent_checks),
             Route("/v1/agent/service/register", put, self.agent_service_register),
@@ -182,7 +235,7 @@ class AgentHttpApi:
             Route("/v1/agent/check/update/", put, self.agent_check_update, False),
             Route("/v1/catalog/register", put, self.catalog_register),
             Route("/v1/catalog/deregister", put, self.catalog_deregister),
-            Route("/v1/catalog/datacenters", get, self.catalog_datacenters),
+            Route("/v1/catalog/datacenters", get, self.catalog_datacenters, True, False),
             Route("/v1/catalog/nodes", get, self.catalog_nodes),
             Route("/v1/catalog/services", get, self.catalog_services),
             Route("/v1/catalog/service/", get, self.catalog_service, False),
@@ -191,10 +244,10 @@ class AgentHttpApi:
             Route("/v1/health/checks/", get, self.health_checks, False),
             Route("/v1/health/state/", get, self.health_state, False),
             Route("/v1/health/node/", get, self.health_node, False),
-            Route("/v1/coordinate/datacenters", get, self.coordinate_datacenters),
-            Route("/v1/coordinate/nodes", get, self.coordinate_nodes),
-            Route("/v1/status/leader", get, self.status_leader),
-            Route("/v1/status/peers", get, self.status_peers),
+            Route("/v1/coordinate/datacenters", get, self.coordinate_datacenters, True, False),
+            Route("/v1/coordinate/nodes", get, self.coordinate_nodes, True, False),
+            Route("/v1/status/leader", get, self.status_leader, True, False),
+            Route("/v1/status/peers", get, self.status_peers, True, False),
             Route("/v1/query", ("GET", "POST"), self.prepared_query),
             Route("/v1/query/", ("GET", "PUT", "DELETE"), self.prepared_query, False),
         ]
@@ -247,6 +300,12 @@ class AgentHttpApi:
                 self._in_flight.discard(task)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        response = await self._serve_routed(request)
+        if self.dc.profile.modern and self._route(request.path) is not None:
+            modern_headers(response, self.dc.profile)
+        return response
+
+    async def _serve_routed(self, request: web.Request) -> web.StreamResponse:
         self._paths[request.path] += 1
         faults = self.dc.faults
         if faults.delay > 0:
@@ -260,6 +319,8 @@ class AgentHttpApi:
             return text_response(injected.message, status=injected.status)
         found = self._route(request.path)
         if found is None:
+            if self.dc.profile.modern:
+                return not_found_modern(request.path)
             return empty_response(404)
         route, tail = found
         if request.method not in route.methods:
@@ -276,6 +337,8 @@ class AgentHttpApi:
         body = await request.read()
         api_request = ApiRequest(request.method, request.path, unquote(tail), query, body)
         try:
+            if self.dc.profile.modern and route.enterprise_meta:
+                reject_enterprise_meta(request.headers, query)
             return await route.handler(api_request)
         except ForwardedError as exc:
             return text_response(exc.message, status=exc.status, headers=dict(FAILED_RPC_HEADERS))
@@ -341,10 +404,50 @@ class AgentHttpApi:
         target: Datacenter,
         consistency: str | None,
         compute: Callable[[], tuple[int, Any]],
+        *,
+        streaming: bool = False,
+        cacheable: str | None = None,
     ) -> web.Response:
-        """:meth:`_blocking`, answered as JSON with the read headers (``X-Consul-Index`` etc.)."""
+        """:meth:`_blocking`, answered as JSON with the read headers (``X-Consul-Index`` etc.).
+
+        On a modern agent, ``streaming`` endpoints (health) answer from the streaming backend
+        when ``?index`` > 0 or ``?cached`` is given (agent/rpcclient/health/health.go), and
+        ``cacheable`` ones (named by their cache key) add ``X-Cache``/``Age`` with ``?cached``.
+        """
+        modern = self.dc.profile.modern
+        cached = modern and cacheable is not None and "cached" in query
+        if cached and "consistent" in query:
+            raise EmulatorError(
+                400, "Cannot specify ?cached with ?consistent, conflicting semantics."
+            )
         index, body = await self._blocking(query, target, compute)
-        return json_response(body, headers=read_headers(index, consistency))
+        if not modern:
+            return json_response(body, headers=read_headers(index, consistency))
+        use_streaming = (
+            streaming and "near" not in query and (cached or parse_blocking(query).index > 0)
+        )
+        if use_streaming:
+            # streaming answers carry no LastContact/KnownLeader (api-docs/features/streaming)
+            headers = {"X-Consul-Index": str(index), "X-Consul-Query-Backend": "streaming"}
+        else:
+            headers = read_headers(index, consistency)
+        if cached and cacheable is not None:
+            headers |= self._cache_meta(cacheable, query, index)
+        return json_response(body, headers=headers)
+
+    def _cache_meta(self, path: str, query: Query, index: int) -> dict[str, str]:
+        """``X-Cache``/``Age`` of the agent cache (agent/http.go ``setCacheMeta``): MISS on the
+        first read of a key, HIT afterwards, ``Age`` = seconds since the entry was last
+        fetched; the cache refreshes itself in the background, so a change makes it fresh."""
+        key = (path, tuple(sorted((k, tuple(v)) for k, v in query.items() if k not in _NOT_KEY)))
+        now = self.dc.clock.consul_now()
+        entry = self._cache.get(key)
+        if entry is None:
+            self._cache[key] = (index, now)
+            return {"X-Cache": "MISS"}
+        if entry[0] != index:
+            self._cache[key] = entry = (index, now)
+        return {"X-Cache": "HIT", "Age": f"{max(0.0, now - entry[1]):.0f}"}
 
     # --------------------------------------------------------------------------- agent
 
@@ -359,7 +462,7 @@ class AgentHttpApi:
                     "NodeID": dc.node_id,
                     "Server": True,
                     "Revision": "",
-                    "Version": "1.0.8",
+                    "Version": dc.profile.version,
                 },
                 "DebugConfig": {"Datacenter": dc.name, "NodeName": dc.agent_node},
                 "Coord": dict(ZERO_COORD),
@@ -569,7 +672,7 @@ class AgentHttpApi:
             body = [catalog.catalog_entry(s) for s in instances]
             return catalog.service_read_index(name, with_checks=False), body
 
-        return await self._blocking_read(req.query, target, mode, compute)
+        return await self._blocking_read(req.query, target, mode, compute, cacheable=req.path)
 
     async def catalog_node(self, req: ApiRequest) -> web.StreamResponse:
         mode = consistency_mode(req.query)
@@ -614,7 +717,9 @@ class AgentHttpApi:
                 entries = filter_passing(entries)
             return catalog.service_read_index(name, with_checks=True), entries
 
-        return await self._blocking_read(req.query, target, mode, compute)
+        return await self._blocking_read(
+            req.query, target, mode, compute, streaming=True, cacheable=req.path
+        )
 
     async def health_checks(self, req: ApiRequest) -> web.StreamResponse:
         name = self._service_name(req)
