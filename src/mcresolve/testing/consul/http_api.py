@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from . import bexpr
 from .agent import ZERO_COORD
 from .catalog import (
     CHECK_STATES,
@@ -364,6 +365,27 @@ class AgentHttpApi:
         assert isinstance(target, Datacenter)
         return target
 
+    def _filter(self, query: Query, target: Datacenter | None) -> bexpr.Expr | None:
+        """``?filter=`` on a modern agent (ignored, like any unknown parameter, by 1.0.8).
+
+        An expression go-bexpr refuses is a 500 with its text (issues #7338, #9441: the
+        filter is built in the RPC, so the HTTP layer cannot tell it from other errors);
+        server reads carry the zeroed query meta, ``?dc=`` reads the ``rpc error making
+        call: `` prefix of a forwarded RPC; ``target`` ``None`` = an agent-local endpoint.
+        """
+        expression = first(query, "filter")
+        if not self.dc.profile.modern or not expression:
+            return None
+        try:
+            return bexpr.parse(expression)
+        except bexpr.FilterSyntaxError as exc:
+            message = bexpr.ERROR_PREFIX + str(exc)
+            if target is None:
+                raise EmulatorError(500, message) from None
+            if target is not self.dc:
+                message = "rpc error making call: " + message
+            raise ForwardedError(500, message) from None
+
     async def _blocking(
         self, query: Query, target: Datacenter, compute: Callable[[], tuple[int, Any]]
     ) -> tuple[int, Any]:
@@ -485,10 +507,18 @@ class AgentHttpApi:
         return json_response([self.dc.member(wan=False)])
 
     async def agent_services(self, req: ApiRequest) -> web.StreamResponse:
-        return json_response(self.dc.agent.render_services())
+        expr = self._filter(req.query, None)
+        services = self.dc.agent.render_services()
+        if expr is not None:
+            services = {k: v for k, v in services.items() if bexpr.evaluate(expr, v)}
+        return json_response(services)
 
     async def agent_checks(self, req: ApiRequest) -> web.StreamResponse:
-        return json_response(self.dc.agent.render_checks())
+        expr = self._filter(req.query, None)
+        checks = self.dc.agent.render_checks()
+        if expr is not None:
+            checks = {k: v for k, v in checks.items() if bexpr.evaluate(expr, v)}
+        return json_response(checks)
 
     async def agent_service_register(self, req: ApiRequest) -> web.StreamResponse:
         self.dc.agent.register_service(decode_object(req.body))
@@ -632,9 +662,20 @@ class AgentHttpApi:
         mode = consistency_mode(req.query)
         target = self._target(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
+            if expr is not None:
+                kept: dict[str, list[str]] = {}
+                for svc in sorted(catalog.services.values(), key=lambda s: (s.node, s.service_id)):
+                    node = catalog.nodes[svc.node.lower()]
+                    if meta_matches(node.meta, meta) and bexpr.evaluate(
+                        expr, catalog.catalog_entry(svc)
+                    ):
+                        tags = kept.setdefault(svc.name, [])
+                        tags.extend(t for t in svc.tags if t not in tags)
+                return catalog.max_index("services"), dict(sorted(kept.items()))
             if meta:
                 allowed = {
                     n.name.lower() for n in catalog.nodes.values() if meta_matches(n.meta, meta)
@@ -661,6 +702,7 @@ class AgentHttpApi:
         tag = first(req.query, "tag")
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
@@ -670,6 +712,8 @@ class AgentHttpApi:
                 if distances is not None:
                     instances = sort_near(instances, lambda s: s.node, distances)
             body = [catalog.catalog_entry(s) for s in instances]
+            if expr is not None:
+                body = [entry for entry in body if bexpr.evaluate(expr, entry)]
             return catalog.service_read_index(name, with_checks=False), body
 
         return await self._blocking_read(req.query, target, mode, compute, cacheable=req.path)
@@ -705,12 +749,15 @@ class AgentHttpApi:
         tag = first(req.query, "tag")
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
             entries = [
                 catalog.health_entry(s) for s in _instances_matching(catalog, name, tag, meta)
             ]
+            if expr is not None:
+                entries = [entry for entry in entries if bexpr.evaluate(expr, entry)]
             if near:
                 entries = target.sort_near(entries, near)
             if passing:
@@ -725,6 +772,7 @@ class AgentHttpApi:
         name = self._service_name(req)
         mode = consistency_mode(req.query)
         target = self._target(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
@@ -733,6 +781,8 @@ class AgentHttpApi:
                 for c in catalog.sorted_checks()
                 if c.service_id and c.service_name.lower() == name.lower()
             ]
+            if expr is not None:
+                checks = [check for check in checks if bexpr.evaluate(expr, check)]
             return catalog.service_read_index(name, with_checks=True), checks
 
         return await self._blocking_read(req.query, target, mode, compute)
@@ -743,6 +793,7 @@ class AgentHttpApi:
             raise EmulatorError(400, "Bad check state")
         mode = consistency_mode(req.query)
         target = self._target(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
@@ -751,6 +802,8 @@ class AgentHttpApi:
                 for c in catalog.sorted_checks()
                 if state == "any" or c.status == state
             ]
+            if expr is not None:
+                checks = [check for check in checks if bexpr.evaluate(expr, check)]
             return catalog.max_index("checks"), checks
 
         return await self._blocking_read(req.query, target, mode, compute)
@@ -760,10 +813,13 @@ class AgentHttpApi:
             raise EmulatorError(400, "Missing node name")
         mode = consistency_mode(req.query)
         target = self._target(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
             checks = [catalog.render_check(c) for c in catalog.node_checks(req.tail)]
+            if expr is not None:
+                checks = [check for check in checks if bexpr.evaluate(expr, check)]
             return catalog.max_index("checks"), checks
 
         return await self._blocking_read(req.query, target, mode, compute)
