@@ -26,6 +26,7 @@ from .catalog import (
     NodeRecord,
     ServiceRecord,
 )
+from .connlimit import ConnectionLimiter, LimitedSite
 from .contracts import ClusterView, HealthEntry, QueryNotFound
 from .faults import AgentFaults
 from .profile import LEGACY, ConsulProfile
@@ -76,13 +77,18 @@ class Datacenter:
         self.seed: str | None = None if seed is None else f"{seed}-{name}"
         self.agent = LocalAgent(self.catalog, agent_node, clock, agent_config, seed=self.seed)
         self.faults = AgentFaults()
+        #: ``limits.http_max_conns_per_client`` (modern default 200, ``None`` = no limit);
+        #: may be changed at any time, new connections see the new value
+        self.http_max_conns_per_client: int | None = profile.http_max_conns_per_client
+        #: open HTTP connections per client IP (``.open``) and refusals (``.refused``)
+        self.connections = ConnectionLimiter(lambda: self.http_max_conns_per_client)
         self.http_port = http_port
         self.dns_port = dns_port
         self.running = False
         self.stopped_at: float | None = None
         self.down_event = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: LimitedSite | None = None
         self._api: AgentHttpApi | None = None
         self._dns: Any = None
         self.prepared_queries: Any = None
@@ -227,7 +233,13 @@ class Datacenter:
             self._api.app, access_log=None, handle_signals=False, shutdown_timeout=0.05
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.http_port, reuse_address=True)
+        self._site = LimitedSite(
+            self._runner,
+            self.connections,
+            host=self.host,
+            port=self.http_port,
+            reuse_address=True,
+        )
         await self._site.start()
         server = self._site._server
         if self.http_port == 0 and server is not None:

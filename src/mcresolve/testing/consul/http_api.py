@@ -324,6 +324,10 @@ class AgentHttpApi:
                 return not_found_modern(request.path)
             return empty_response(404)
         route, tail = found
+        if not route.prefix.startswith("/v1/agent/"):
+            limited = faults.take_rate_limit()
+            if limited is not None:
+                return text_response(limited.message, status=limited.status)
         if request.method not in route.methods:
             if request.method == "OPTIONS":
                 return empty_response(200, {"Allow": ",".join(("OPTIONS", *route.methods))})
