@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -35,6 +35,41 @@ from .timebase import EmulatorClock
 
 if TYPE_CHECKING:
     from .http_api import AgentHttpApi
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """A cluster peering as the importing side sees it: the peer's name here, the exporting
+    datacenter and the services it exports (``None`` = all)."""
+
+    name: str
+    remote: Datacenter
+    services: frozenset[str] | None = None
+
+    def exports(self, service: str) -> bool:
+        return self.services is None or service.lower() in self.services
+
+
+def with_peer_name(entry: HealthEntry, peer: str) -> HealthEntry:
+    """A health entry imported from a peer: ``PeerName`` on the node (after ``Meta``), the
+    service and each check (after ``Definition``), as structs.Node/NodeService/HealthCheck
+    render it when set (PR #13835; the field positions are *inferred* from the structs)."""
+    node: dict[str, Any] = {}
+    for key, value in entry["Node"].items():
+        if key == "CreateIndex":
+            node["PeerName"] = peer
+        node[key] = value
+    service = dict(entry["Service"])
+    service["PeerName"] = peer
+    checks = []
+    for check in entry["Checks"]:
+        out: dict[str, Any] = {}
+        for key, value in check.items():
+            if key == "CreateIndex":
+                out["PeerName"] = peer
+            out[key] = value
+        checks.append(out)
+    return {"Node": node, "Service": service, "Checks": checks}
 
 
 class Datacenter:
@@ -92,6 +127,8 @@ class Datacenter:
         self._api: AgentHttpApi | None = None
         self._dns: Any = None
         self.prepared_queries: Any = None
+        #: cluster peers this datacenter imports services from (name -> link)
+        self.peers: dict[str, PeerLink] = {}
         self._bootstrap()
 
     # ---------------------------------------------------------------- DatacenterView
@@ -111,6 +148,16 @@ class Datacenter:
 
     def health_service(self, service: str) -> list[HealthEntry]:
         return [self.catalog.health_entry(s) for s in self.catalog.instances(service)]
+
+    def peer_health_service(self, peer: str, service: str) -> list[HealthEntry] | None:
+        """Every instance of ``service`` imported from cluster peer ``peer`` (``None`` when
+        no peer has that name; ``[]`` when the peer does not export the service)."""
+        link = self.peers.get(peer)
+        if link is None:
+            return None
+        if not link.exports(service):
+            return []
+        return [with_peer_name(e, peer) for e in link.remote.health_service(service)]
 
     def node(self, node: str) -> dict[str, Any] | None:
         record = self.catalog.node(node)

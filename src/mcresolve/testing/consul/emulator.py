@@ -139,6 +139,27 @@ class ConsulEmulator(AsyncStartStop):
         with ``No path to datacenter``)."""
         self._partitions.add(frozenset((a, b)))
 
+    def peer(
+        self,
+        local: str,
+        remote: str,
+        *,
+        name: str | None = None,
+        services: Sequence[str] | None = None,
+    ) -> None:
+        """Establish a cluster peering in which ``local`` imports from ``remote`` under the
+        peer ``name`` (default: the remote datacenter's name) the ``services`` it exports
+        (default: all). Both must run a modern profile (peering is GA since 1.14). Reads:
+        ``?peer=<name>`` on health/catalog service, prepared-query ``Failover.Targets``
+        ``[{"Peer": name}]`` and DNS ``<svc>.service.<name>.peer.consul``."""
+        from .datacenter import PeerLink
+
+        here, there = self._dcs[local], self._dcs[remote]
+        if not (here.profile.modern and there.profile.modern):
+            raise ValueError("cluster peering needs modern profiles on both sides (1.14+)")
+        exported = None if services is None else frozenset(s.lower() for s in services)
+        here.peers[name or remote] = PeerLink(name or remote, there, exported)
+
     def heal(self, a: str, b: str) -> None:
         """Restore the WAN link between two datacenters."""
         self._partitions.discard(frozenset((a, b)))

@@ -178,6 +178,17 @@ def not_found_modern(path: str) -> web.Response:
     return text_response(text, status=404)
 
 
+def _with_peer(entry: dict[str, Any], peer: str) -> dict[str, Any]:
+    """A ``/v1/catalog/service`` element imported from a peer: ``PeerName`` before the
+    indexes (structs.ServiceNode, omitempty)."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key == "CreateIndex":
+            out["PeerName"] = peer
+        out[key] = value
+    return out
+
+
 class ForwardedError(EmulatorError):
     """An error from a server-backed read: sent with zeroed query meta headers."""
 
@@ -368,6 +379,18 @@ class AgentHttpApi:
 
         assert isinstance(target, Datacenter)
         return target
+
+    def _peer(self, query: Query) -> str | None:
+        """``?peer=`` on a modern agent (health/catalog service reads)."""
+        if not self.dc.profile.modern:
+            return None
+        return first(query, "peer") or None
+
+    def _peer_target(self, peer: str) -> Datacenter:
+        """Whose catalog a peer read follows (the exporting datacenter; this one for an
+        unknown peer, which answers an empty list)."""
+        link = self.dc.peers.get(peer)
+        return self.dc if link is None else link.remote
 
     def _filter(self, query: Query, target: Datacenter | None) -> bexpr.Expr | None:
         """``?filter=`` on a modern agent (ignored, like any unknown parameter, by 1.0.8).
@@ -707,15 +730,24 @@ class AgentHttpApi:
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
         expr = self._filter(req.query, target)
+        peer = self._peer(req.query)
+        if peer is not None:
+            target = self._peer_target(peer)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
             instances = _instances_matching(catalog, name, tag, meta)
+            if peer is not None:
+                link = self.dc.peers.get(peer)
+                if link is None or not link.exports(name):
+                    instances = []
             if near:
                 distances = target.distances_from(near)
                 if distances is not None:
                     instances = sort_near(instances, lambda s: s.node, distances)
             body = [catalog.catalog_entry(s) for s in instances]
+            if peer is not None:
+                body = [_with_peer(entry, peer) for entry in body]
             if expr is not None:
                 body = [entry for entry in body if bexpr.evaluate(expr, entry)]
             return catalog.service_read_index(name, with_checks=False), body
@@ -754,12 +786,23 @@ class AgentHttpApi:
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
         expr = self._filter(req.query, target)
+        peer = self._peer(req.query)
+        if peer is not None:
+            target = self._peer_target(peer)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
-            entries = [
-                catalog.health_entry(s) for s in _instances_matching(catalog, name, tag, meta)
-            ]
+            if peer is not None:
+                entries = [
+                    e
+                    for e in self.dc.peer_health_service(peer, name) or []
+                    if (tag is None or tag_matches(e["Service"]["Tags"] or [], tag))
+                    and meta_matches(e["Node"]["Meta"], meta)
+                ]
+            else:
+                entries = [
+                    catalog.health_entry(s) for s in _instances_matching(catalog, name, tag, meta)
+                ]
             if expr is not None:
                 entries = [entry for entry in entries if bexpr.evaluate(expr, entry)]
             if near:
