@@ -302,7 +302,12 @@ class Datacenter:
             module = importlib.import_module(".dns_server", __package__)
         except ImportError:
             return
-        self._dns = module.ConsulDnsServer(self.name, self.cluster)
+        self._dns = module.ConsulDnsServer(
+            self.name,
+            self.cluster,
+            a_record_limit=self.profile.a_record_limit,
+            modern=self.profile.modern,
+        )
         self.dns_port = int(await self._dns.start(self.host, self.dns_port))
 
     async def stop(self) -> None:
