@@ -23,7 +23,8 @@ from .timebase import EmulatorClock
 
 
 class ConsulEmulator(AsyncStartStop):
-    """An in-process emulation of Consul 1.0.8 dev agents, one per datacenter, WAN-joined.
+    """An in-process emulation of Consul dev agents (1.0.8 by default, or 1.21 / 2.x CE per
+    datacenter), one per datacenter, WAN-joined.
 
     ``rtt_ms`` gives the round-trip time between datacenter pairs (symmetric; missing pairs
     count as 1000 ms after the given ones, then by name) and orders ``/v1/catalog/datacenters``.
