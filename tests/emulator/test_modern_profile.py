@@ -76,6 +76,17 @@ async def get(
         return resp.status, dict(resp.headers), body
 
 
+def keys(value: Any) -> Any:
+    """Only the keys, in order, of every object (``null`` counts as an empty list)."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [(key, keys(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [keys(item) for item in value]
+    return None
+
+
 def consul_headers(headers: dict[str, str]) -> set[str]:
     return {name for name in headers if name.lower().startswith("x-consul-")}
 
@@ -312,3 +323,30 @@ def test_profiles_by_name() -> None:
 )
 def test_go_duration_strings(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
+
+
+async def test_prepared_query_answers_carry_modern_nodes_and_headers(
+    modern: ConsulEmulator, http: aiohttp.ClientSession
+) -> None:
+    dc1 = modern.dc("dc1")
+    dc1.agent.register_service(
+        {
+            "Name": "pq",
+            "Tags": ["a"],
+            "Address": "127.0.0.1",
+            "Port": 1,
+            "Check": {"CheckID": "pq-ttl", "TTL": "10m", "Status": "passing"},
+        }
+    )
+    definition = {"Name": "pq", "Service": {"Service": "pq"}}
+    async with http.post(f"{dc1.http_url}/v1/query", json=definition, timeout=TIMEOUT) as resp:
+        assert resp.status == 200
+    status, headers, result = await get(http, f"{dc1.http_url}/v1/query/pq/execute")
+    assert status == 200 and len(result["Nodes"]) == 1
+    _, _, health = await get(http, f"{dc1.http_url}/v1/health/service/pq")
+    # the same modern entries (execute leaves empty tag lists null: compare the keys)
+    assert keys(result["Nodes"]) == keys(health)
+    assert result["Nodes"][0]["Service"]["Weights"] == {"Passing": 1, "Warning": 1}
+    assert headers["X-Consul-Query-Backend"] == "blocking-query"
+    assert headers["X-Consul-Default-Acl-Policy"] == "allow"
+    assert headers["X-Consul-Index"] != "0"  # agent/http.go setIndex
