@@ -134,6 +134,11 @@ def test_error_texts(expression: str, message: str) -> None:
     assert str(caught.value) == message
 
 
+def test_a_bad_regular_expression_is_refused_when_parsing() -> None:
+    with pytest.raises(FilterSyntaxError, match=r"^error parsing regexp: "):
+        parse('Service.ID matches "("')
+
+
 def test_and_or_need_blanks_around_them() -> None:
     with pytest.raises(FilterSyntaxError):
         parse("(a == 1)and(b == 2)")
@@ -156,13 +161,12 @@ values = st.one_of(
     string_values.map(lambda text: Value("string", text)),
     st.integers(-999, 999).map(lambda n: Value("number", str(n))),
 )
+patterns = st.from_regex(r"\^?[abc .xyz_-]{0,6}\$?", fullmatch=True).map(
+    lambda t: Value("string", t)
+)
 matches = st.one_of(
-    st.builds(
-        Match,
-        st.sampled_from(["==", "!=", "contains", "not contains", "matches", "not matches"]),
-        selectors,
-        values,
-    ),
+    st.builds(Match, st.sampled_from(["==", "!=", "contains", "not contains"]), selectors, values),
+    st.builds(Match, st.sampled_from(["matches", "not matches"]), selectors, patterns),
     st.builds(Match, st.sampled_from(["is empty", "is not empty"]), selectors),
     st.builds(Match, st.sampled_from(["in", "not in"]), selectors, values),
 )

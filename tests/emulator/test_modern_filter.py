@@ -3,6 +3,7 @@ agent/service.mdx list the selectors), its error answer, and 1.0.8 ignoring it."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,6 +11,8 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcresolve.testing.consul import ConsulEmulator
 
@@ -148,3 +151,27 @@ async def test_the_1_0_8_profile_ignores_filter(http: aiohttp.ClientSession) -> 
         url = f"{legacy.dc('dc1').http_url}/v1/health/service/store?filter=foo"
         status, _, body = await get(http, url)
     assert status == 200 and len(body) == 2
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.lists(st.text(max_size=30), min_size=20, max_size=20))
+def test_hostile_filters_answer_200_or_the_documented_500(expressions: list[str]) -> None:
+    """Any text as ``filter=`` gets a 200 list or Consul's 500 with go-bexpr's message, never
+    another status, a dropped connection or a stuck agent."""
+
+    async def run() -> None:
+        async with ConsulEmulator(["dc1"], version="1.21") as emulator:
+            emulator.dc("dc1").agent.register_service(
+                {"Name": "store", "Tags": ["a"], "Meta": {"version": "2"}, "Port": 1}
+            )
+            async with aiohttp.ClientSession() as http:
+                for expression in expressions:
+                    url = f"{emulator.dc('dc1').http_url}/v1/health/service/store?{f(expression)}"
+                    status, _, body = await get(http, url)
+                    if status == 200:
+                        assert isinstance(body, list)
+                    else:
+                        assert status == 500, (expression, status, body)
+                        assert body.startswith("Failed to create boolean expression evaluator: ")
+
+    asyncio.run(run())

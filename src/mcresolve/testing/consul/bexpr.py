@@ -394,8 +394,27 @@ class _Parser:
 
 
 def parse(expression: str) -> Expr:
-    """Parse a filter expression (raises :class:`FilterSyntaxError` with go-bexpr's text)."""
-    return _Parser(expression).parse()
+    """Parse a filter expression (raises :class:`FilterSyntaxError` with go-bexpr's text).
+
+    Regular expressions of ``matches`` are compiled here, as go-bexpr does when it builds the
+    evaluator; a bad one is ``error parsing regexp: ...`` (Python's wording after Go's
+    prefix)."""
+    expr = _Parser(expression).parse()
+    _check_patterns(expr)
+    return expr
+
+
+def _check_patterns(expr: Expr) -> None:
+    if isinstance(expr, BinaryOp):
+        _check_patterns(expr.left)
+        _check_patterns(expr.right)
+    elif isinstance(expr, Not):
+        _check_patterns(expr.operand)
+    elif expr.operator in ("matches", "not matches") and expr.value is not None:
+        try:
+            re.compile(expr.value.text)
+        except re.error as exc:
+            raise FilterSyntaxError(f"error parsing regexp: {exc}") from None
 
 
 # ------------------------------------------------------------------------ the evaluator
