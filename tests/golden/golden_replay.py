@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,7 @@ from golden_loader import (
     RecordedFile,
     load_recordings,
 )
+from golden_timed import Interval, Moment, possible_answers, timed_exchange
 
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.durations import GoDurationError, parse_go_duration
@@ -117,6 +119,9 @@ def _set_stub(code: int) -> Callable[[GoldenReplay], Awaitable[None]]:
 
 async def _kill_dc2(replay: GoldenReplay) -> None:
     await replay.emulator.stop_agent("dc2")
+    killed_at = replay.emulator.dc("dc2").stopped_at
+    assert killed_at is not None
+    replay.events["kill dc2"] = Interval(killed_at, killed_at)
 
 
 async def _keepalive_then_expire(replay: GoldenReplay) -> None:
@@ -366,6 +371,9 @@ class GoldenReplay:
         self.reports: list[FileReport] = []
         self._session: aiohttp.ClientSession | None = None
         self.pq_available = _module_available("mcresolve.testing.consul.prepared_query")
+        #: when things happened in Consul time (the dc2 kill; every exchange sent, by label
+        #: prefix ``file#position``), for the answers that depend on it (golden_timed.py)
+        self.events: dict[str, Interval] = {}
 
     async def __aenter__(self) -> GoldenReplay:
         await self.stub.start()
@@ -449,6 +457,29 @@ class GoldenReplay:
             return [f"blocked its whole wait ({actual.elapsed_s:.3f}s); Consul returned early"]
         return []
 
+    def _compare(
+        self, exchange: HttpExchange, actual: Actual, ran: Interval
+    ) -> tuple[HttpExchange, list[str]]:
+        """The recorded answer compared with, and the mismatches (content and blocking time).
+        An exchange whose answer depends
+        on when Consul answered (``golden_timed.py``) is compared with each answer Consul gives
+        at that moment: none left if one matches (that one is returned), else every one's."""
+        timed = timed_exchange(exchange)
+        if timed is None:
+            ctx = CompareContext(exchange, self.rewrite_recorded, self.id_map)
+            found = list(compare_exchange(exchange, actual, ctx, self.rules))
+            return exchange, found + self._timing_problems(exchange, actual)
+        moment = Moment(ran, self.events.get(timed.event))
+        problems = []
+        for answer, expected in possible_answers(timed, exchange, moment):
+            ctx = CompareContext(expected, self.rewrite_recorded, self.id_map)
+            found = list(compare_exchange(expected, actual, ctx, self.rules))
+            found += self._timing_problems(expected, actual)
+            if not found:
+                return expected, []
+            problems += [f"[{answer.name}] {problem}" for problem in found]
+        return exchange, [f"{timed.name}: no answer Consul gives at {moment} matched", *problems]
+
     async def run_exchange(self, exchange: HttpExchange, plan: FilePlan) -> ExchangeResult:
         if exchange.route.startswith("/v1/query") and not self.pq_available:
             return ExchangeResult(exchange.label, False, reason="prepared_query.py not available")
@@ -456,17 +487,19 @@ class GoldenReplay:
         deadline = time.monotonic() + (
             self.emulator.clock.scaled(poll_slack) + 1.0 if poll_slack is not None else 0.0
         )
+        key = f"{exchange.file}#{exchange.position}"
         while True:
+            sent = self.emulator.clock.consul_now()
+            self.events[key] = Interval(sent, math.inf)
             actual = await self.send(exchange)
-            ctx = CompareContext(exchange, self.rewrite_recorded, self.id_map)
-            problems = list(compare_exchange(exchange, actual, ctx, self.rules))
-            problems += self._timing_problems(exchange, actual)
+            self.events[key] = Interval(sent, self.emulator.clock.consul_now())
+            expected, problems = self._compare(exchange, actual, self.events[key])
             if not problems or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.005)
-        rec_index = exchange.headers.get("X-Consul-Index")
+        rec_index = expected.headers.get("X-Consul-Index")
         act_index = actual.headers.get("X-Consul-Index")
-        if rec_index and act_index and rec_index != "0" and exchange.status == 200:
+        if rec_index and act_index and rec_index != "0" and expected.status == 200:
             problems += self.index_history.observe(
                 self._index_key(exchange), int(rec_index), int(act_index)
             )
