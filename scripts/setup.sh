@@ -31,7 +31,7 @@ say "installing mcresolve[$EXTRA] (editable) and its dependencies into .venv; pi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # pip's own lines, shortened, with the elapsed time: what it downloads and installs.
-if ! .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
+if ! PYTHONUNBUFFERED=1 .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off \
     -e ".[$EXTRA]" 2>&1 | tee "$log" | while IFS= read -r line; do
       case "$line" in
         Collecting*|"Installing collected"*|"Successfully installed"*|"  Building"*|"Building editable"*)
