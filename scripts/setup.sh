@@ -21,7 +21,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=".venv/.mcresolve-$EXTRA"
-digest=$(cat pyproject.toml setup.py | sha256sum | cut -c1-16)
+digest=$(cat pyproject.toml $([ -f setup.py ] && echo setup.py) | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ] && .venv/bin/python -c 'import mcresolve' 2>/dev/null; then
   say "mcresolve[$EXTRA] already installed in .venv (pyproject.toml unchanged)"
   exit 0
