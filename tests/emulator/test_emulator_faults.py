@@ -18,6 +18,7 @@ import pytest
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.datacenter import Datacenter
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import until
 
 DEADLINE = 10.0  # generous bound for a loaded machine; the states below take milliseconds
 
@@ -58,16 +59,10 @@ async def _parked(dc: Datacenter, count: int = 1) -> None:
             await asyncio.sleep(0.005)
 
 
-async def _until_body(
-    http: aiohttp.ClientSession, url: str, expected: tuple[int, Any]
-) -> tuple[int, Any]:
-    """Poll ``url`` (with a deadline) until it answers ``expected`` (status, body)."""
-    async with asyncio.timeout(DEADLINE):
-        while True:
-            status, _, body = await _get(http, url)
-            if (status, body) == expected:
-                return status, body
-            await asyncio.sleep(0.01)
+async def _answers(http: aiohttp.ClientSession, url: str, expected: tuple[int, Any]) -> bool:
+    """Whether ``url`` answers ``expected`` (status, body) now."""
+    status, _, body = await _get(http, url)
+    return (status, body) == expected
 
 
 async def test_fail_next_and_delay(consul: ConsulEmulator, http: aiohttp.ClientSession) -> None:
@@ -122,9 +117,9 @@ async def test_stop_and_start_agent(consul: ConsulEmulator, http: aiohttp.Client
     assert status == 500 and body.startswith("rpc error getting client: failed to get conn:")
     # later (no_path_after, 54.6 Consul seconds: 55 ms at this scale) the WAN pool gives up on it
     consul.time_scale = 0.001
-    await _until_body(
-        http, f"{dc1.http_url}/v1/health/service/web?dc=dc2", (500, "No path to datacenter")
-    )
+    url = f"{dc1.http_url}/v1/health/service/web?dc=dc2"
+    expected = (500, "No path to datacenter")
+    await until(lambda: _answers(http, url, expected), within=DEADLINE, what="no path to dc2")
     members = (await _get(http, f"{dc1.http_url}/v1/agent/members?wan=1"))[2]
     assert {m["Name"]: m["Status"] for m in members} == {"n1.dc1": 1, "n2.dc2": 4}
     # local reads are unaffected

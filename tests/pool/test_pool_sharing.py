@@ -15,9 +15,10 @@ from mcresolve.minio import AsyncResilientMinio
 from mcresolve.pool import EndpointPool, PoolSnapshot
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import register
 
-from .conftest import DC1, SERVICE, register
-from .helpers import until
+from .conftest import DC1, SERVICE
+from .helpers import snapshot_until
 
 TARGET = f"consul://{SERVICE}"
 PATH = f"/v1/health/service/{SERVICE}"
@@ -33,7 +34,7 @@ async def consul(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ConsulEmulato
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("CONSUL_HTTP_ADDR", url)
         async with ConsulClient(ConsulConfig.for_addresses(url)) as client:
-            await register(client, DC1)
+            await register(client, SERVICE, DC1)
         yield emulator
 
 
@@ -56,7 +57,7 @@ def ports(snapshot: PoolSnapshot) -> set[int]:
 
 async def all_see(pools: list[EndpointPool], predicate: Callable[[PoolSnapshot], bool]) -> None:
     for pool in pools:
-        await until(pool, predicate, within=DEADLINE)
+        await snapshot_until(pool, predicate, within=DEADLINE)
 
 
 async def served_when_parked(api: AgentHttpApi, watches: list[Watch[object]]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -20,6 +20,7 @@ from mcresolve.registration import (
     TtlCheck,
 )
 from mcresolve.testing.consul import AgentConfig, ConsulEmulator
+from support import until
 
 #: Fast retries so that recovery takes milliseconds instead of the production backoff.
 FAST = RegistrationPolicy(
@@ -61,15 +62,6 @@ def check_status(consul: ConsulEmulator, check_id: str) -> str | None:
             if check["CheckID"] == check_id:
                 return str(check["Status"])
     return None
-
-
-async def until(predicate: Callable[[], bool], *, within: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate()`` every 20 ms until it holds, failing after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_http_check_registration_passes_and_deregisters_on_exit() -> None:

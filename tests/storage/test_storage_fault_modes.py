@@ -22,9 +22,9 @@ BUCKET = f"faults-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def node(storage: StorageCluster) -> StorageNode:
+def node(mcresolve_storage: StorageCluster) -> StorageNode:
     """Node dc1-0 with bucket BUCKET holding object ``obj``; counters zeroed."""
-    target = storage.node("dc1", 0)
+    target = mcresolve_storage.node("dc1", 0)
     client = target.client(direct=True)
     if not client.bucket_exists(BUCKET):
         client.make_bucket(BUCKET)
@@ -174,8 +174,8 @@ async def test_retry_after_override(node: StorageNode) -> None:
     assert "Retry-After" not in failure.value.response.headers
 
 
-async def test_killed_node_refuses_through_its_proxy(storage: StorageCluster) -> None:
-    node = storage.node("dc2", 1)
+async def test_killed_node_refuses_through_its_proxy(mcresolve_storage: StorageCluster) -> None:
+    node = mcresolve_storage.node("dc2", 1)
     client = _client(node)
     assert await asyncio.to_thread(client.list_buckets)
     await node.kill()

@@ -125,11 +125,18 @@ def find_weed() -> Path:
 
 _LIVE_PROCESSES: dict[int, subprocess.Popen[bytes]] = {}
 _LIVE_LOCK = threading.Lock()
+_reaper_installed = False
 
 
 def _register(process: subprocess.Popen[bytes]) -> None:
+    """Track a started weed process; the first one installs the exit-time reaper (importing the
+    harness installs nothing)."""
+    global _reaper_installed
     with _LIVE_LOCK:
         _LIVE_PROCESSES[process.pid] = process
+        if not _reaper_installed:
+            atexit.register(_reap_all_at_exit)
+            _reaper_installed = True
 
 
 def _unregister(process: subprocess.Popen[bytes]) -> None:
@@ -151,7 +158,6 @@ def _kill_and_reap(processes: Iterable[subprocess.Popen[bytes]]) -> None:
         _unregister(process)
 
 
-@atexit.register
 def _reap_all_at_exit() -> None:
     with _LIVE_LOCK:
         processes = list(_LIVE_PROCESSES.values())
