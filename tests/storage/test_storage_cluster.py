@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import uuid
 import weakref
 from pathlib import Path
@@ -29,6 +28,7 @@ from mcresolve.testing.storage import (
     find_weed,
     live_weed_pids,
 )
+from support import until, until_sync
 
 pytestmark = pytest.mark.storage
 
@@ -137,11 +137,9 @@ async def test_killed_node_refuses_while_others_serve_the_same_objects(
 
     assert not victim.running and not _pid_alive(pid)
     assert pid not in live_weed_pids()
-    started = time.monotonic()
     with pytest.raises(urllib3.exceptions.NewConnectionError) as refused:
         await asyncio.to_thread(victim.client().list_buckets)
-    assert time.monotonic() - started < 1.5
-    assert isinstance(refused.value.__context__, ConnectionRefusedError)
+    assert isinstance(refused.value.__context__, ConnectionRefusedError)  # refused, not timed out
     for node in mcresolve_storage.nodes[1:]:
         assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"before the kill"
     await asyncio.to_thread(
@@ -172,10 +170,10 @@ async def test_killed_volume_server_loses_no_object(mcresolve_storage: StorageCl
 
     await victim.kill()
 
-    deadline = time.monotonic() + 10  # the master notices when its heartbeat stream breaks
-    while address in await mcresolve_storage.registered_volume_servers():
-        assert time.monotonic() < deadline, "master still lists the killed volume server"
-        await asyncio.sleep(0.02)
+    async def unlisted() -> bool:  # the master notices when its heartbeat stream breaks
+        return address not in await mcresolve_storage.registered_volume_servers()
+
+    await until(unlisted, within=10, what="the master to drop the killed volume server")
     for node in mcresolve_storage.nodes:
         reader = node.client()
         for key, data in objects.items():
@@ -323,7 +321,5 @@ def test_weed_processes_die_with_a_hard_killed_python(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL, child.stderr
     pids = json.loads(child.stdout)
     assert len(pids) == 5
-    deadline = time.monotonic() + 10  # the kernel delivers the parent-death signal at once
-    while any(_pid_alive(p) for p in pids):
-        assert time.monotonic() < deadline, "weed outlived its SIGKILLed parent"
-        time.sleep(0.02)
+    # the kernel delivers the parent-death signal at once
+    until_sync(lambda: not any(_pid_alive(p) for p in pids), within=10, what="weed to die")
