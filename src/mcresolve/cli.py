@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from mcresolve.consul.config import ConsulConfig, parse_addresses
 from mcresolve.consul.errors import ConsulConfigError
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import McResolveError
 from mcresolve.sources import Resolution, Source, from_target
 from mcresolve.target import Stage, Target, TargetError, parse_target
 
@@ -65,7 +66,7 @@ HEALTH_NOTE: dict[Stage, str] = {
 _COLUMNS = ("ADDRESS", "PORT", "NODE", "DC", "SERVICE ID", "TAGS")
 
 
-class UsageError(Exception):
+class UsageError(McResolveError):
     """Bad command-line input (exit 2)."""
 
 

@@ -36,6 +36,7 @@ import urllib3.exceptions as u3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from mcresolve.attempts import REFUSED_ERRNOS
+from mcresolve.errors import McResolveError
 from mcresolve.outlier import FailureKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -194,7 +195,7 @@ class Verdict:
         return self.error_class is ErrorClass.CLUSTER and self.replay_safe
 
 
-class StorageClusterDegraded(Exception):
+class StorageClusterDegraded(McResolveError):
     """The storage cluster as a whole cannot serve this request (quorum lost, throttling, or the
     same server failure from every node), and waiting within the caller's deadline did not
     help. :attr:`affects` says whether reads, writes or both are affected."""
