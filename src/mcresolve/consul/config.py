@@ -493,7 +493,7 @@ class ConsulConfig:
             if self.ca_path:
                 where += (" or " if where else "") + f"ca_path (CONSUL_CAPATH) {self.ca_path!r}"
             raise ConsulConfigError(
-                f"cannot load the Consul CA {where}: {_tls_reason(exc)}"
+                f"cannot load the Consul CA from {where}: {_tls_reason(exc)}"
             ) from None
         if self.client_cert and self.client_key:
             try:
