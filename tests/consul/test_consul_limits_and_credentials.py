@@ -296,3 +296,30 @@ async def test_namespace_and_partition_are_sent_on_every_request_when_set(
 def test_namespace_must_be_a_plain_name() -> None:
     with pytest.raises(ConsulConfigError, match="CONSUL_NAMESPACE"):
         ConsulConfig.from_env({"CONSUL_NAMESPACE": "a b"})
+
+
+@given(password=st.text(min_size=1, max_size=40))
+def test_no_basic_auth_password_in_any_repr_or_error(password: str) -> None:
+    """Whatever the password (control characters, colons, non-ASCII...), it never shows in the
+    config's or the credentials' ``repr``, nor in the refusal."""
+    secret = f"Zq{password}Zq"  # long and distinctive enough not to occur by chance
+    try:
+        config = ConsulConfig.from_env({"CONSUL_HTTP_AUTH": f"ops:{secret}"})
+    except ConsulConfigError as error:
+        assert secret not in str(error)
+        return
+    assert config.http_auth is not None and config.http_auth.password == secret
+    assert secret not in repr(config) + str(config) + repr(config.http_auth)
+
+
+def test_a_client_certificate_that_cannot_be_loaded_names_both_files(tmp_path: Path) -> None:
+    cert, key = tmp_path / "client.pem", tmp_path / "client-key.pem"
+    cert.write_text("not PEM\n")
+    key.write_text("not PEM either\n")
+    config = ConsulConfig.for_addresses(
+        "127.0.0.1:8501", scheme="https", client_cert=str(cert), client_key=str(key)
+    )
+    with pytest.raises(ConsulConfigError) as caught:
+        ConsulClient(config)
+    message = str(caught.value)
+    assert "CONSUL_CLIENT_CERT" in message and str(cert) in message and str(key) in message

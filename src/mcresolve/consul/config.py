@@ -277,10 +277,16 @@ class BasicAuth:
     __str__ = __repr__
 
 
+def _show_path(path: str) -> str:
+    """A file path for an error message: quoted, or a placeholder when it holds control
+    characters (an error stays one line) or is absurdly long. Paths are not secrets."""
+    return repr(path) if path.isprintable() and len(path) <= 300 else "(unprintable path)"
+
+
 def _check_readable(what: str, path: str, *, directory: bool = False) -> None:
     """Raise :class:`ConsulConfigError` naming ``what`` (the field and its variable) and
     ``path`` unless ``path`` is a readable file (or, with ``directory``, a listable directory)."""
-    shown = repr(path) if path.isprintable() and len(path) <= 300 else "(unprintable path)"
+    shown = _show_path(path)
     try:
         if directory:
             if not os.path.isdir(path):
@@ -489,9 +495,10 @@ class ConsulConfig:
         try:
             context = ssl.create_default_context(cafile=self.ca_file, capath=self.ca_path)
         except (OSError, ssl.SSLError) as exc:
-            where = f"ca_file (CONSUL_CACERT) {self.ca_file!r}" if self.ca_file else ""
+            where = f"ca_file (CONSUL_CACERT) {_show_path(self.ca_file)}" if self.ca_file else ""
             if self.ca_path:
-                where += (" or " if where else "") + f"ca_path (CONSUL_CAPATH) {self.ca_path!r}"
+                where += " or " if where else ""
+                where += f"ca_path (CONSUL_CAPATH) {_show_path(self.ca_path)}"
             raise ConsulConfigError(
                 f"cannot load the Consul CA from {where}: {_tls_reason(exc)}"
             ) from None
@@ -501,8 +508,8 @@ class ConsulConfig:
             except (OSError, ssl.SSLError) as exc:
                 raise ConsulConfigError(
                     "cannot load the Consul client certificate "
-                    f"(CONSUL_CLIENT_CERT {self.client_cert!r}, CONSUL_CLIENT_KEY "
-                    f"{self.client_key!r}): {_tls_reason(exc)}"
+                    f"(CONSUL_CLIENT_CERT {_show_path(self.client_cert)}, CONSUL_CLIENT_KEY "
+                    f"{_show_path(self.client_key)}): {_tls_reason(exc)}"
                 ) from None
         if not self.verify:
             context.check_hostname = False
@@ -542,7 +549,7 @@ def read_token_file(path: str) -> str | None:
     """The token in ``path`` (surrounding white space removed; ``None`` when the file is empty),
     or :class:`ConsulConfigError` naming ``CONSUL_HTTP_TOKEN_FILE`` and the file when it cannot
     be read or holds something that cannot be a token (the message never quotes the content)."""
-    shown = repr(path) if path.isprintable() and len(path) <= 300 else "(unprintable path)"
+    shown = _show_path(path)
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
