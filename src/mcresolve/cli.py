@@ -264,28 +264,28 @@ def _agents(config: ConsulConfig) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """How the command ends: exit code and the line for stderr (``None``: nothing to say)."""
+class ExitStatus:
+    """How the command ends: exit code and the line for stderr."""
 
     code: int
-    message: str | None = None
+    message: str
 
 
-def failure_verdict(spec: Target, source: str, error: Exception) -> Verdict:
+def failure_exit(spec: Target, source: str, error: Exception) -> ExitStatus:
     """The exit code and message when the first resolution failed with ``error`` (pure)."""
     if isinstance(spec, PreparedQueryTarget) and (
         isinstance(error, NotFound) or (isinstance(error, ServerError) and error.query_not_found)
     ):
         agent = getattr(error, "agent", "") or "Consul"
-        return Verdict(
+        return ExitStatus(
             EXIT_UNKNOWN, f"unknown prepared query {spec.query!r}: {agent} has no such query"
         )
-    return Verdict(EXIT_UNAVAILABLE, f"cannot resolve {source}: {error}")
+    return ExitStatus(EXIT_UNAVAILABLE, f"cannot resolve {source}: {error}")
 
 
-def empty_verdict(
+def empty_exit(
     spec: Target, source: str, known: bool | None, instances: int | None, agents: str
-) -> Verdict:
+) -> ExitStatus:
     """The exit code and message when the target resolved to no endpoint (pure).
 
     ``known``: whether Consul's catalog lists the service (``None``: not asked, or the
@@ -294,31 +294,33 @@ def empty_verdict(
     if isinstance(spec, HealthTarget):
         dc = f" in datacenter {spec.dc!r}" if spec.dc else ""
         if known is False:
-            return Verdict(
+            return ExitStatus(
                 EXIT_UNKNOWN,
                 f"unknown service {spec.service!r}: Consul ({agents}) knows no such service{dc}",
             )
-        if known:
-            tag = f" with tag {spec.tag!r}" if spec.tag else ""
+        tag = f" with tag {spec.tag!r}" if spec.tag else ""
+        if known is None:
+            count = " (Consul could not be asked whether it knows the service)"
+        else:
             count = "" if instances is None else f" ({instances} instance(s), none passing)"
-            return Verdict(
-                EXIT_NO_ENDPOINTS,
-                f"service {spec.service!r}{dc} has no passing instance{tag}{count}",
-            )
+        return ExitStatus(
+            EXIT_NO_ENDPOINTS,
+            f"service {spec.service!r}{dc} has no passing instance{tag}{count}",
+        )
     if isinstance(spec, PreparedQueryTarget):
-        return Verdict(
+        return ExitStatus(
             EXIT_NO_ENDPOINTS,
             f"prepared query {spec.query!r} found no instance without a critical check "
             "(in any datacenter its failover allows)",
         )
-    return Verdict(EXIT_NO_ENDPOINTS, f"{source} has no endpoint")
+    return ExitStatus(EXIT_NO_ENDPOINTS, f"{source} has no endpoint")
 
 
-async def _why_empty(spec: Target, source: str, config: ConsulConfig) -> Verdict:
+async def _why_empty(spec: Target, source: str, config: ConsulConfig) -> ExitStatus:
     """Ask Consul whether an empty stage-2 answer means an unknown service or one whose
     instances all fail; other targets need no question."""
     if not isinstance(spec, HealthTarget):
-        return empty_verdict(spec, source, None, None, _agents(config))
+        return empty_exit(spec, source, None, None, _agents(config))
     known: bool | None = None
     instances: int | None = None
     try:
@@ -327,11 +329,13 @@ async def _why_empty(spec: Target, source: str, config: ConsulConfig) -> Verdict
             known = spec.service in services.value
             if known:
                 tags = (spec.tag,) if spec.tag else ()
-                listed = await client.health_service(spec.service, tags=tags, dc=spec.dc)
+                listed = await client.health_service(
+                    spec.service, tags=tags, dc=spec.dc, node_meta=dict(spec.node_meta)
+                )
                 instances = len(listed.value)
     except ConsulError as error:
         logging.getLogger("mcresolve.cli").info("cannot tell why %s is empty: %s", source, error)
-    return empty_verdict(spec, source, known, instances, _agents(config))
+    return empty_exit(spec, source, known, instances, _agents(config))
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,7 +430,7 @@ async def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         await _stop(source)
     now = time.time()
     if resolution.error is not None and not resolution.endpoints:
-        failed = failure_verdict(spec, resolution.source, resolution.error)
+        failed = failure_exit(spec, resolution.source, resolution.error)
         _print(err, [f"mcresolve: {failed.message}"])
         return failed.code
     if args.json:
@@ -436,7 +440,7 @@ async def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         _print(out, describe_resolution(resolution, spec.stage, now))
     if not resolution.endpoints:
         if setup.consul is None:
-            empty = empty_verdict(spec, resolution.source, None, None, "")
+            empty = empty_exit(spec, resolution.source, None, None, "")
         else:
             empty = await _why_empty(spec, resolution.source, setup.consul)
         _print(err, [f"mcresolve: {empty.message}"])
@@ -483,7 +487,7 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     _print(err, [f"mcresolve: {_no_answer(setup, args.timeout)}"])
                     return EXIT_UNAVAILABLE
                 if resolution.error is not None and not resolution.endpoints:
-                    failed = failure_verdict(spec, resolution.source, resolution.error)
+                    failed = failure_exit(spec, resolution.source, resolution.error)
                     _print(err, [f"mcresolve: {failed.message}"])
                     return failed.code
                 await _follow(source, spec, resolution, stopping, out, args.json)

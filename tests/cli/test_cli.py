@@ -389,3 +389,31 @@ async def watching(target: str, *args: str, env: dict[str, str]) -> AsyncIterato
         if process.returncode is None:
             process.kill()
         await process.wait()
+
+
+def test_exit_status_decisions_are_pure_and_distinct() -> None:
+    from mcresolve.cli import (
+        EXIT_NO_ENDPOINTS,
+        EXIT_UNAVAILABLE,
+        EXIT_UNKNOWN,
+        empty_exit,
+        failure_exit,
+    )
+    from mcresolve.consul.errors import NotFound, ServerError
+    from mcresolve.target import parse_target
+
+    web = parse_target("consul://web?dc=dc2")
+    agents = "http://127.0.0.1:8500"
+    assert empty_exit(web, "consul://web", False, None, agents).code == EXIT_UNKNOWN
+    known = empty_exit(web, "consul://web", True, 3, agents)
+    assert known.code == EXIT_NO_ENDPOINTS and "(3 instance(s), none passing)" in known.message
+    unasked = empty_exit(web, "consul://web", None, None, agents)
+    assert unasked.code == EXIT_NO_ENDPOINTS and "could not be asked" in unasked.message
+    query = parse_target("consul+query://q")
+    missing = NotFound(404, "Query not found", agent=agents)
+    assert failure_exit(query, "consul+query://q", missing).code == EXIT_UNKNOWN
+    elsewhere = ServerError(500, "rpc error making call: Query not found", agent=agents)
+    assert failure_exit(query, "consul+query://q", elsewhere).code == EXIT_UNKNOWN
+    down = ServerError(500, "No cluster leader", agent=agents)
+    assert failure_exit(query, "consul+query://q", down).code == EXIT_UNAVAILABLE
+    assert failure_exit(web, "consul://web", missing).code == EXIT_UNAVAILABLE
