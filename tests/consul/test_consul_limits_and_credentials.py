@@ -24,8 +24,15 @@ from mcresolve.consul.client import (
     plan_refusal,
 )
 from mcresolve.consul.config import BasicAuth
-from mcresolve.consul.errors import Overloaded, PermissionDenied, RateLimited, ServerError
+from mcresolve.consul.errors import (
+    BadRequest,
+    Overloaded,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+)
 from mcresolve.consul.token_file import TokenFile
+from mcresolve.testing.consul import ConsulEmulator
 
 LEADER = Planned(body=b'"127.0.0.1:8300"', headers={"Content-Type": "application/json"})
 #: Consul's rate limiter answers (agent/consul/rate: "rate limit exceeded, try a different
@@ -323,3 +330,29 @@ def test_a_client_certificate_that_cannot_be_loaded_names_both_files(tmp_path: P
         ConsulClient(config)
     message = str(caught.value)
     assert "CONSUL_CLIENT_CERT" in message and str(cert) in message and str(key) in message
+
+
+# --- against the emulator's modern profile (Consul 1.21 answers) ------------------------------
+
+
+async def test_against_a_modern_emulated_agent_503s_are_retried_and_namespaces_never_sent() -> None:
+    """The emulator's 1.21 profile: its rate limiter answers 503 twice, then the read is
+    served after two backoffs; Consul CE refuses any ``ns`` with 400, and the default config
+    sends none (a configured namespace gets CE's refusal, typed and naming the agent)."""
+    async with ConsulEmulator(["dc1"], version="1.21") as consul:
+        dc1 = consul.dc("dc1")
+        dc1.agent.register_service({"Name": "web", "Port": 80})
+        config = ConsulConfig.for_addresses(dc1.http_url)
+        async with ConsulClient(config, rate_limit=QUICK) as client:
+            dc1.faults.rate_limit("retry-later", count=2)
+            answer = await client.health_service("web")
+            assert [e.service.port for e in answer.value] == [80]
+            dc1.faults.rate_limit("retry-elsewhere", count=1)
+            with pytest.raises(RateLimited):  # one agent: nowhere else to go
+                await client.health_service("web")
+            assert [e.service.port for e in (await client.health_service("web")).value] == [80]
+        async with ConsulClient(config.with_options(namespace="default")) as client:
+            with pytest.raises(BadRequest) as caught:
+                await client.health_service("web")
+        assert "Namespaces are a Consul Enterprise feature" in caught.value.message
+        assert dc1.http_url in str(caught.value)
