@@ -30,6 +30,7 @@ import datetime
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ class Settings:
     hold: float = 5.0
     settle: float = 60.0
     memory: bool = True
+    #: largest service whose memory is measured (tracemalloc is slow at 10,000 instances)
+    memory_max: int = 10000
     profile: bool = False
     many_services: int = 1000
     many_instances: int = 5
@@ -71,19 +74,24 @@ class Settings:
     many_rate: float = 10.0
     many_seconds: float = 10.0
     share_pools: int = 50
-    share_seconds: float = 20.0
+    share_seconds: float = 30.0
     share_rate: float = 1.0
+    #: the prepared query's ``refresh=`` (None: the default 10 s); the idle window must span
+    #: a few refresh periods to count them
+    share_refresh: float | None = None
 
     @classmethod
     def quick(cls) -> Settings:
         return cls(
-            seconds=2.0,
+            seconds=1.5,
             hold=2.0,
             settle=30.0,
+            memory_max=1000,
             many_wait=2.0,
             many_idle=4.0,
             many_seconds=2.0,
-            share_seconds=5.0,
+            share_seconds=3.0,
+            share_refresh=1.0,
         )
 
 
@@ -120,7 +128,7 @@ async def run(settings: Settings, log: Any = print) -> dict[str, Any]:
                     settings.seconds,
                     settings.hold,
                     settings.settle,
-                    memory=settings.memory,
+                    memory=settings.memory and instances <= settings.memory_max,
                     profile=settings.profile and instances >= 1000,
                     log=log,
                 )
@@ -138,12 +146,21 @@ async def run(settings: Settings, log: Any = print) -> dict[str, Any]:
                 settings.settle,
             )
         if settings.share_pools > 0:
-            for kind in ("consul+query", "consul"):
+            for kind, rate in (
+                ("consul+query", 0.0),
+                ("consul+query", settings.share_rate),
+                ("consul", settings.share_rate),
+            ):
                 for pools in (1, settings.share_pools):
-                    log(f"sharing: {pools} pool(s) on {kind}://")
+                    log(f"sharing: {pools} pool(s) on {kind}://, {rate:g} changes/s")
                     sharing.append(
                         await measure_sharing(
-                            server, kind, pools, settings.share_seconds, settings.share_rate
+                            server,
+                            kind,
+                            pools,
+                            settings.share_seconds,
+                            rate,
+                            settings.share_refresh,
                         )
                     )
     meta["load_after"] = load_average()
@@ -160,28 +177,51 @@ def _f(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _n(value: float) -> str:
+    """A count (a median of counts may be a half)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def median_of(runs: list[Any]) -> Any:
+    """Per-field medians of results of the same shape (numbers; other values from the first)."""
+    first = runs[0]
+    if isinstance(first, bool) or first is None or isinstance(first, str):
+        return first
+    if isinstance(first, int | float):
+        values = [r for r in runs if isinstance(r, int | float)]
+        return statistics.median(values) if len(values) == len(runs) else first
+    if isinstance(first, dict):
+        return {k: median_of([r[k] for r in runs]) for k in first}
+    if isinstance(first, list) and all(len(r) == len(first) for r in runs):
+        return [median_of([r[i] for r in runs]) for i in range(len(first))]
+    return first
+
+
 def render(result: dict[str, Any]) -> str:
     """The plain-text tables."""
     meta = result["meta"]
+    runs = result.get("runs", 1)
     lines = [
-        f"scale benchmark, {meta['date']}, {meta['duration_s']} s",
+        f"scale benchmark, {meta['date']}, {meta['duration_s']} s"
+        + (f" per run; medians of {runs} runs" if runs > 1 else ""),
         f"machine: {meta['machine']}; load average before {meta['load_before']}, "
         f"after {meta['load_after']}",
         "",
         "Large services (one consul:// pool, default watch policy)",
         f"{'inst':>6} {'chg/s':>6} {'seen':>11} {'p50 ms':>8} {'p99 ms':>8} {'upd':>5} "
         f"{'CPU/upd ms':>10} {'loads ms':>8} {'ratio':>6} {'CPU/chg ms':>10} {'req/min':>8} "
-        f"{'srv CPU s':>9}",
+        f"{'GC/upd ms':>9} {'srv CPU s':>9}",
     ]
     for size in result["sizes"]:
         for c in size["cells"]:
-            seen = f"{c['observed']}/{c['changes']}"
+            seen = f"{_n(c['observed'])}/{_n(c['changes'])}"
             lines.append(
                 f"{c['instances']:>6} {c['rate']:>6g} {seen:>11} {_f(c['latency']['p50_ms']):>8} "
-                f"{_f(c['latency']['p99_ms']):>8} {c['updates']:>5} "
+                f"{_f(c['latency']['p99_ms']):>8} {_n(c['updates']):>5} "
                 f"{_f(c['cpu_per_update_ms']):>10} {c['loads_ms']:>8.1f} "
                 f"{_f(c['ratio_to_loads']):>6} {_f(c['cpu_per_change_ms'], '.2f'):>10} "
-                f"{c['health_requests_per_min']:>8.0f} {c['server_cpu_s']:>9.2f}"
+                f"{c['health_requests_per_min']:>8.0f} {_f(c['gc_per_update_ms']):>9} "
+                f"{c['server_cpu_s']:>9.2f}"
             )
     lines += [
         "",
@@ -202,28 +242,33 @@ def render(result: dict[str, Any]) -> str:
             f"{many['services']} watched services of {many['instances_each']} instances "
             f"(wait {many['wait_s']:g} s)",
             f"  start-up {many['startup_s']:.2f} s; idle {many['idle_seconds']:.1f} s: "
-            f"{many['idle_requests']} requests = {many['idle_requests_per_wait']:.0f} per wait "
-            f"period, CPU {many['idle_cpu_percent']:.1f} %",
-            f"  churn {many['churn_rate']:g}/s: {many['observed']}/{many['changes']} seen, "
+            f"{many['idle_requests']:.0f} requests = {many['idle_requests_per_wait']:.0f} per "
+            f"wait period, CPU {many['idle_cpu_percent']:.1f} % "
+            f"({_f(many['idle_cpu_per_request_ms'], '.2f')} ms per request)",
+            f"  churn {many['churn_rate']:g}/s: {many['observed']:.0f}/{many['changes']:.0f} seen, "
             f"p50 {_f(many['latency']['p50_ms'])} ms p99 {_f(many['latency']['p99_ms'])} ms, "
-            f"CPU/change {_f(many['cpu_per_change_ms'], '.2f')} ms, "
+            f"CPU/change {_f(many['cpu_per_change_ms'], '.2f')} ms "
+            f"({_f(many['net_cpu_per_change_ms'], '.2f')} ms without the idle watches' share), "
             f"{many['churn_requests_per_min']:.0f} req/min",
         ]
     if result["sharing"]:
         lines += [
             "",
             "Sharing (pools built from the target string, one process)",
-            f"{'target':<18} {'pools':>5} {'chg/s':>6} {'exec/min':>9} {'health/min':>10} "
+            f"{'target':<22} {'refresh':>7} {'pools':>5} {'chg/s':>6} {'exec/min':>9} "
+            f"{'health/min':>10} "
             f"{'total/min':>9} {'x one pool':>10}",
         ]
-        single: dict[str, float] = {}
+        single: dict[tuple[str, float], float] = {}
         for s in result["sharing"]:
+            key = (s["target"], s["churn_rate"])
             if s["pools"] == 1:
-                single[s["target"]] = s["requests_per_min"]
-            base = single.get(s["target"])
+                single[key] = s["requests_per_min"]
+            base = single.get(key)
             ratio = s["requests_per_min"] / base if base else None
             lines.append(
-                f"{s['target']:<18} {s['pools']:>5} {s['churn_rate']:>6g} "
+                f"{s['target']:<22} {_f(s['refresh'], 'g') if s['refresh'] else '-':>7} "
+                f"{_n(s['pools']):>5} {s['churn_rate']:>6g} "
                 f"{s['executions_per_min']:>9.0f} {s['health_requests_per_min']:>10.0f} "
                 f"{s['requests_per_min']:>9.0f} {_f(ratio):>10}"
             )
@@ -248,6 +293,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--share-pools", type=int, help="pools on one target (0: skip)")
     parser.add_argument("--share-seconds", type=float, help="sharing window, s")
     parser.add_argument("--share-rate", type=float, help="changes/s during the sharing window")
+    parser.add_argument("--repeat", type=int, default=1, help="runs; the tables show medians")
     parser.add_argument("--json", type=Path, help="write the results here")
     return parser.parse_args(argv)
 
@@ -278,18 +324,43 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{**jsonable(base), **changes})
 
 
+def _timed_log() -> Any:
+    started = time.perf_counter()
+
+    def log(line: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {line}", flush=True)
+
+    return log
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = settings_from(args)
     logging.disable(logging.WARNING)
-    result = asyncio.run(run(settings))
+    runs = []
+    for n in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {n + 1} of {args.repeat}")
+        runs.append(asyncio.run(run(settings, log=_timed_log())))
+    result = median_of(runs) if len(runs) > 1 else runs[0]
+    if len(runs) > 1:
+        result["runs"] = len(runs)
+        result["meta"]["load_before"] = " | ".join(r["meta"]["load_before"] for r in runs)
+        result["meta"]["load_after"] = " | ".join(r["meta"]["load_after"] for r in runs)
+        for size in result["sizes"]:
+            size["profile"] = size["profile_steps"] = None
     print()
     print(render(result))
     for size in result["sizes"]:
+        if size["profile_steps"]:
+            print(f"\nOne update of {size['instances']} instances, cumulative CPU ms (cProfile)")
+            for label, seconds in size["profile_steps"].items():
+                print(f"  {label:<45} {seconds * 1000:9.1f}")
         if size["profile"]:
             print(f"\ncProfile of one update, {size['instances']} instances\n{size['profile']}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        document = {**result, "each_run": runs} if len(runs) > 1 else result
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nJSON: {args.json}")
 
 

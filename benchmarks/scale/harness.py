@@ -265,6 +265,7 @@ class ChurnCell:
     server_cpu_s: float
     server_build_max_ms: float
     churn_late: int
+    gc_per_update_ms: float | None
 
 
 @dataclass
@@ -280,6 +281,7 @@ class SizeResult:
     update_peak_bytes: int
     cells: list[ChurnCell] = field(default_factory=list)
     profile: str | None = None
+    profile_steps: dict[str, float] | None = None
 
 
 def _hold(instances: int, rate: float, hold_seconds: float) -> int:
@@ -330,21 +332,78 @@ async def measure_memory(server: ScaleServer, service: str, instances: int) -> t
     return retained, peak
 
 
+#: Where an update's time goes: (label, file suffix, function) whose cumulative time is reported.
+PROFILE_STEPS: tuple[tuple[str, str, str], ...] = (
+    ("ConsulClient.request (HTTP, body read)", "mcresolve/consul/client.py", "request"),
+    ("json.loads", "json/decoder.py", "raw_decode"),
+    ("parse_entries (typed entries)", "mcresolve/consul/models.py", "parse_entries"),
+    ("is_change (compare with the last answer)", "mcresolve/consul/blocking.py", "is_change"),
+    ("entries_to_endpoints", "mcresolve/sources/health.py", "entries_to_endpoints"),
+    ("PublishingSource._publish (to the pool)", "mcresolve/sources/base.py", "_publish"),
+    ("EndpointPool._on_resolution", "mcresolve/pool.py", "_on_resolution"),
+    ("OutlierDetector.set_endpoints", "mcresolve/outlier.py", "set_endpoints"),
+    ("build_picker", "mcresolve/picker.py", "build_picker"),
+)
+
+
+class GcTimer:
+    """Seconds the garbage collector ran while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> GcTimer:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+def profile_steps(stats: pstats.Stats) -> dict[str, float]:
+    """Cumulative seconds of each of :data:`PROFILE_STEPS` (0 when not called)."""
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    table = stats.stats  # type: ignore[attr-defined]
+    result = {label: 0.0 for label, _, _ in PROFILE_STEPS}
+    for (filename, _, function), (_, _, _, cumulative, _) in table.items():
+        for label, suffix, name in PROFILE_STEPS:
+            if function == name and filename.endswith(suffix):
+                result[label] += cumulative
+    return result
+
+
 async def profile_update(
     server: ScaleServer, service: str, recorder: Recorder, top: int = 25
-) -> str:
-    """cProfile of one change, from the server applying it to the pool's event."""
+) -> tuple[str, dict[str, float]]:
+    """cProfile of one change, from the server applying it to the pool's event: the listing
+    and the cumulative seconds of the main steps (plus the garbage collector's, measured apart:
+    cProfile charges it to whatever function allocated)."""
     profiler = cProfile.Profile()
     recorder.changed.clear()
-    profiler.enable()
-    await server.change(service, hold=1)
-    await recorder.changed.wait()
-    profiler.disable()
+    with GcTimer() as collector:
+        profiler.enable()
+        started = time.process_time()
+        await server.change(service, hold=1)
+        await recorder.changed.wait()
+        cpu = time.process_time() - started
+        profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+    steps = profile_steps(stats)
+    steps["garbage collector (inside the above)"] = collector.seconds
+    steps["total CPU (profiled, so slower)"] = cpu
+    return out.getvalue(), steps
 
 
 async def measure_size(
@@ -396,7 +455,7 @@ async def measure_size(
             log(_cell_line(cell))
             result.cells.append(cell)
         if profile:
-            result.profile = await profile_update(server, service, recorder)
+            result.profile, result.profile_steps = await profile_update(server, service, recorder)
         return result
     finally:
         await pool.close()
@@ -418,11 +477,11 @@ async def _churn_cell(
     reset = await server.reset()
     recorder.start()
     cpu0 = time.process_time()
-    at0 = time.perf_counter()
-    await server.churn([service], rate, seconds, _hold(instances, rate, hold_seconds))
-    done = await server.wait_churn_done()
-    expected = _expected(await server.report([service]), [service])
-    converged = await recorder.wait_for(expected, settle_timeout)
+    with GcTimer() as collector:
+        await server.churn([service], rate, seconds, _hold(instances, rate, hold_seconds))
+        done = await server.wait_churn_done()
+        expected = _expected(await server.report([service]), [service])
+        converged = await recorder.wait_for(expected, settle_timeout)
     recorder.recording = False
     report = await server.report()
     window = report["at"] - reset["at"]
@@ -432,7 +491,6 @@ async def _churn_cell(
     updates = int(counters["health_new_data"])
     changes = len(report["changes"])
     per_update = cpu / updates if updates else None
-    del at0
     return ChurnCell(
         instances=instances,
         rate=rate,
@@ -456,6 +514,7 @@ async def _churn_cell(
         server_cpu_s=report["cpu"] - reset["cpu"],
         server_build_max_ms=counters["build_max_s"] * 1000,
         churn_late=int(done["late"]),
+        gc_per_update_ms=collector.seconds / updates * 1000 if updates else None,
     )
 
 
@@ -501,6 +560,7 @@ class ManyServices:
     idle_requests_per_wait: float
     idle_cpu_s: float
     idle_cpu_percent: float
+    idle_cpu_per_request_ms: float | None
     churn_rate: float
     churn_seconds: float
     changes: int
@@ -510,6 +570,8 @@ class ManyServices:
     converged: bool
     latency: LatencyStats
     cpu_per_change_ms: float | None
+    #: CPU per change less what the idle watches cost over the same time (their requests)
+    net_cpu_per_change_ms: float | None
     churn_requests_per_min: float
 
 
@@ -564,7 +626,10 @@ async def measure_many(
         recorder.recording = False
         report = await server.report()
         matched = match_changes(_changes(report), recorder.observations, _answers(report))
-        cpu = (matched.last_cpu if matched.last_cpu is not None else time.process_time()) - cpu0
+        cpu_end = matched.last_cpu if matched.last_cpu is not None else time.process_time()
+        cpu = cpu_end - cpu0
+        busy = (matched.last_at if matched.last_at is not None else report["at"]) - reset["at"]
+        net = cpu - idle_cpu / idle_window * busy
         changes = len(report["changes"])
         window = report["at"] - reset["at"]
         return ManyServices(
@@ -577,6 +642,7 @@ async def measure_many(
             idle_requests_per_wait=idle_requests * wait / idle_window,
             idle_cpu_s=idle_cpu,
             idle_cpu_percent=100 * idle_cpu / idle_window,
+            idle_cpu_per_request_ms=idle_cpu / idle_requests * 1000 if idle_requests else None,
             churn_rate=rate,
             churn_seconds=seconds,
             changes=changes,
@@ -586,6 +652,7 @@ async def measure_many(
             converged=converged,
             latency=latency_summary(matched.latencies),
             cpu_per_change_ms=cpu / changes * 1000 if changes else None,
+            net_cpu_per_change_ms=net / changes * 1000 if changes else None,
             churn_requests_per_min=report["counters"]["health_requests"] * 60.0 / window,
         )
     finally:
@@ -604,6 +671,7 @@ class Sharing:
     target: str
     pools: int
     seconds: float
+    refresh: float | None
     churn_rate: float
     changes: int
     executions_per_min: float
@@ -612,14 +680,22 @@ class Sharing:
 
 
 async def measure_sharing(
-    server: ScaleServer, kind: str, pools: int, seconds: float, rate: float, instances: int = 10
+    server: ScaleServer,
+    kind: str,
+    pools: int,
+    seconds: float,
+    rate: float,
+    refresh: float | None = None,
+    instances: int = 10,
 ) -> Sharing:
     """``pools`` pools on one ``consul://`` or ``consul+query://`` target, built from the target
     string with the Consul configuration only (the process-wide shared watches), counted over
-    ``seconds`` with ``rate`` changes/s."""
+    ``seconds`` with ``rate`` changes/s; ``refresh``: the prepared query's ``refresh=``."""
     service = "shared"
     await server.services([(service, instances)])
     target = f"{kind}://{service}"
+    if refresh is not None and kind == "consul+query":
+        target += f"?refresh={refresh:g}s"
     recorder = Recorder()
     opened: list[EndpointPool] = []
     try:
@@ -640,9 +716,10 @@ async def measure_sharing(
         window = report["at"] - reset["at"]
         counters = report["counters"]
         return Sharing(
-            target=target,
+            target=f"{kind}://{service}",
             pools=pools,
             seconds=window,
+            refresh=refresh if kind == "consul+query" else None,
             churn_rate=rate,
             changes=len(report["changes"]),
             executions_per_min=counters["executions"] * 60.0 / window,
