@@ -235,6 +235,22 @@ def render(result: dict[str, Any]) -> str:
             f"{size['startup_s']:>7.2f} {size['memory_retained_bytes'] / 1e6:>11.2f} "
             f"{size['memory_per_endpoint_bytes']:>10.0f} {size['update_peak_bytes'] / 1e6:>14.2f}"
         )
+    lines += [
+        "",
+        "CPU ms of one update's steps before the pool (unprofiled medians) and the rest",
+        f"{'inst':>6} {'json.loads':>10} {'parse_entries':>13} {'is_change':>9} "
+        f"{'to endpoints':>12} {'rest (pool, HTTP, GC)':>21}",
+    ]
+    for size in result["sizes"]:
+        steps = size["steps_ms"]
+        measured = [c["cpu_per_update_ms"] for c in size["cells"] if c["cpu_per_update_ms"]]
+        rest = min(measured) - sum(steps.values()) if measured and steps else None
+        lines.append(
+            f"{size['instances']:>6} {steps.get('json.loads', 0):>10.1f} "
+            f"{steps.get('parse_entries', 0):>13.1f} "
+            f"{steps.get('is_change (equal answers)', 0):>9.1f} "
+            f"{steps.get('entries_to_endpoints', 0):>12.1f} {_f(rest):>21}"
+        )
     many = result["many"]
     if many:
         lines += [

@@ -34,10 +34,12 @@ from benchmarks.scale.analysis import (
 )
 
 from mcresolve.consul import ConsulClient, ConsulConfig
-from mcresolve.consul.blocking import BlockingPolicy
+from mcresolve.consul.blocking import BlockingPolicy, is_change
+from mcresolve.consul.models import parse_entries
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
 from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.sources.health import entries_to_endpoints
 
 SERVER = Path(__file__).resolve().with_name("server.py")
 #: The local datacenter given to every pool (the agent lookup is not what is measured).
@@ -225,6 +227,33 @@ def _expected(report: dict[str, Any], services: Iterable[str]) -> set[str]:
     return result
 
 
+def _cpu_median(step: Any, repeat: int) -> tuple[float, Any]:
+    times = []
+    value = None
+    for _ in range(repeat):
+        started = time.process_time()
+        value = step()
+        times.append(time.process_time() - started)
+    return statistics.median(times), value
+
+
+def update_steps(body: bytes, repeat: int = 3) -> dict[str, float]:
+    """CPU milliseconds (medians) of the library's pure steps on one answer, unprofiled: what
+    an update costs before the pool. The comparison is of two equal answers (a full walk; a
+    real change stops at the first differing entry)."""
+    loads, data = _cpu_median(lambda: json.loads(body), repeat)
+    parse, entries = _cpu_median(lambda: parse_entries(data), repeat)
+    previous = parse_entries(json.loads(body))
+    compare, _ = _cpu_median(lambda: is_change(first=False, previous=previous, current=entries), 3)
+    convert, _ = _cpu_median(lambda: entries_to_endpoints(entries, DATACENTER), repeat)
+    return {
+        "json.loads": loads * 1000,
+        "parse_entries": parse * 1000,
+        "is_change (equal answers)": compare * 1000,
+        "entries_to_endpoints": convert * 1000,
+    }
+
+
 def loads_floor(body: bytes, repeat: int = 5) -> float:
     """Median CPU seconds of ``json.loads(body)`` (CPU time, like the client's cost it is
     compared with: on a loaded machine wall time would count other processes' turns)."""
@@ -282,6 +311,8 @@ class SizeResult:
     cells: list[ChurnCell] = field(default_factory=list)
     profile: str | None = None
     profile_steps: dict[str, float] | None = None
+    #: CPU ms of the pure steps of one update, unprofiled (see :func:`update_steps`)
+    steps_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _hold(instances: int, rate: float, hold_seconds: float) -> int:
@@ -347,7 +378,7 @@ PROFILE_STEPS: tuple[tuple[str, str, str], ...] = (
 
 
 class GcTimer:
-    """Seconds the garbage collector ran while installed (``gc.callbacks``)."""
+    """CPU seconds the garbage collector ran while installed (``gc.callbacks``)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -356,9 +387,9 @@ class GcTimer:
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = time.process_time()
         else:
-            self.seconds += time.perf_counter() - self._started
+            self.seconds += time.process_time() - self._started
             self.collections += 1
 
     def __enter__(self) -> GcTimer:
@@ -423,6 +454,7 @@ async def measure_size(
     await server.services([(service, instances)])
     body = await server.body(service)
     floor = loads_floor(body)
+    steps = update_steps(body)
     retained = peak = 0
     if memory:
         retained, peak = await measure_memory(server, service, instances)
@@ -445,6 +477,7 @@ async def measure_size(
             memory_retained_bytes=retained,
             memory_per_endpoint_bytes=retained / instances,
             update_peak_bytes=peak,
+            steps_ms=steps,
         )
         await asyncio.sleep(0.3)
         for rate in rates:
