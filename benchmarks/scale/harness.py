@@ -418,7 +418,7 @@ async def profile_update(
     """cProfile of one change, from the server applying it to the pool's event: the listing
     and the cumulative seconds of the main steps (plus the garbage collector's, measured apart:
     cProfile charges it to whatever function allocated)."""
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)  # CPU time: the machine may be loaded
     recorder.changed.clear()
     with GcTimer() as collector:
         profiler.enable()
