@@ -177,6 +177,10 @@ def _f(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:.2f}"
+
+
 def _n(value: float) -> str:
     """A count (a median of counts may be a half)."""
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
@@ -232,8 +236,9 @@ def render(result: dict[str, Any]) -> str:
     for size in result["sizes"]:
         lines.append(
             f"{size['instances']:>6} {size['body_bytes'] / 1e6:>9.2f} {size['loads_ms']:>8.1f} "
-            f"{size['startup_s']:>7.2f} {size['memory_retained_bytes'] / 1e6:>11.2f} "
-            f"{size['memory_per_endpoint_bytes']:>10.0f} {size['update_peak_bytes'] / 1e6:>14.2f}"
+            f"{size['startup_s']:>7.2f} {_mb(size['memory_retained_bytes']):>11} "
+            f"{_f(size['memory_per_endpoint_bytes'], '.0f'):>10} "
+            f"{_mb(size['update_peak_bytes']):>14}"
         )
     lines += [
         "",

@@ -305,9 +305,10 @@ class SizeResult:
     body_bytes: int
     loads_ms: float
     startup_s: float
-    memory_retained_bytes: int
-    memory_per_endpoint_bytes: float
-    update_peak_bytes: int
+    #: ``None`` when the memory phase was skipped
+    memory_retained_bytes: int | None
+    memory_per_endpoint_bytes: float | None
+    update_peak_bytes: int | None
     cells: list[ChurnCell] = field(default_factory=list)
     profile: str | None = None
     profile_steps: dict[str, float] | None = None
@@ -455,7 +456,8 @@ async def measure_size(
     body = await server.body(service)
     floor = loads_floor(body)
     steps = update_steps(body)
-    retained = peak = 0
+    retained: int | None = None
+    peak: int | None = None
     if memory:
         retained, peak = await measure_memory(server, service, instances)
         # a fresh service so the latency pool starts from the same state
@@ -475,7 +477,7 @@ async def measure_size(
             loads_ms=floor * 1000,
             startup_s=startup,
             memory_retained_bytes=retained,
-            memory_per_endpoint_bytes=retained / instances,
+            memory_per_endpoint_bytes=None if retained is None else retained / instances,
             update_peak_bytes=peak,
             steps_ms=steps,
         )

@@ -190,8 +190,8 @@ async def test_tiny_run_measurements_agree() -> None:
     assert cell.cpu_s > 0 and cell.loads_ms > 0
     assert cell.ratio_to_loads is not None and cell.ratio_to_loads > 0
     # the pool holds its endpoints: retained memory grows with them
-    assert result.memory_retained_bytes > 100 * 500
-    assert result.update_peak_bytes > 0
+    assert result.memory_retained_bytes is not None and result.memory_retained_bytes > 100 * 500
+    assert result.update_peak_bytes is not None and result.update_peak_bytes > 0
 
 
 async def test_sharing_counts_one_health_stream_for_many_pools() -> None:
