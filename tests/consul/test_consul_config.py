@@ -136,13 +136,39 @@ def test_missing_tls_or_token_files_are_refused_at_config_time_naming_variable_a
 
 
 def test_unreadable_file_is_refused_at_config_time(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
+    """A TLS file that exists but cannot be read is refused when the configuration is made.
+    Root reads every file, so under root the check runs in a forked child that dropped to
+    ``nobody`` (the interpreter and mcresolve are already loaded there)."""
     secret = tmp_path / "ca.pem"
     secret.write_text("x\n")
     secret.chmod(0)
-    with pytest.raises(ConsulConfigError, match="Permission denied"):
-        ConsulConfig(ca_file=str(secret))
+    if os.geteuid() != 0:
+        with pytest.raises(ConsulConfigError, match="Permission denied"):
+            ConsulConfig(ca_file=str(secret))
+        return
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                ConsulConfig(ca_file=str(secret))
+                message = "accepted"
+            except ConsulConfigError as exc:
+                message = str(exc)
+            os.write(write_end, message.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "Permission denied" in message and "CONSUL_CACERT" in message, message
 
 
 def test_library_config_checks_tls_files_too(tmp_path: Path) -> None:
