@@ -57,7 +57,7 @@ async def test_storage_loss_gives_error_pages_and_health_turns_critical_after_gr
             return status == 503 and health["status"] == "fail"
 
         await until(critical, within=15, what="/health critical")
-        assert time.monotonic() - killed_at >= 1.5
+        assert time.monotonic() - killed_at >= 1.5  # a time (the grace period); load only adds
 
         # Storage back: healthy again, pages served.
         await node.restart()
@@ -117,7 +117,8 @@ async def test_health_answers_quickly_when_storage_hangs(
         started = time.monotonic()
         status, health = await get_json(http, url + "/health")
         elapsed = time.monotonic() - started
-    # Below Consul's default 1 s check timeout, although storage would take 3 s to time out.
+    # A time by nature: below Consul's default 1 s check timeout (what the health endpoint must
+    # meet), although storage would take 3 s to time out; 0.5 s of slack for a loaded machine.
     assert elapsed < 1.0 + 0.5, elapsed
     assert status == 200 and health["status"] == "degraded", health
 
