@@ -25,6 +25,7 @@ from mcresolve.consul.watch import (
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.datacenter import Datacenter
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import until
 
 SERVICE = "storage-object-minio"
 FAST = WatchPolicy(
@@ -71,9 +72,7 @@ async def parked(dc: Datacenter, count: int = 1) -> None:
     """Wait (with a deadline) until ``dc``'s agent holds ``count`` blocking queries: the watches'
     next requests have arrived (so they were counted by any proxy) and wait for a change."""
     api = AgentHttpApi.of(dc)
-    async with asyncio.timeout(DEADLINE):
-        while api.parked < count:  # noqa: ASYNC110 - polling a counter, not an event
-            await asyncio.sleep(0.005)
+    await until(lambda: api.parked >= count, within=DEADLINE, what=f"{count} parked queries")
 
 
 def ids(update: WatchUpdate[object]) -> list[str]:
@@ -119,10 +118,8 @@ async def test_wake_ups_without_a_change_are_not_delivered(emulator: ConsulEmula
             before = watch.requests
             # critical -> warning wakes a ?passing watcher, but the filtered answer is the same.
             dc1.set_check_status("minio-1-ttl", "warning", "still out")
-            async with asyncio.timeout(DEADLINE):
-                # Poll (with a deadline) until the wake-up was answered and the watch re-armed.
-                while watch.requests < before + 2:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+            # Until the wake-up was answered and the watch re-armed.
+            await until(lambda: watch.requests >= before + 2, within=DEADLINE, what="re-armed")
             dc1.set_check_status("minio-2-ttl", "critical", "down")
             assert ids(await next_update(sub)) == ["minio-0"]
 
@@ -270,12 +267,11 @@ async def test_one_request_stream_for_many_subscribers(emulator: ConsulEmulator)
                 await next_update(control)
                 dc1.set_check_status("minio-0-ttl", "passing", "")
                 await next_update(control)
-                async with asyncio.timeout(DEADLINE):
-                    # polled counters: its request after the change, seen by the proxy
-                    while control.watch.requests < 3:  # noqa: ASYNC110
-                        await asyncio.sleep(0.005)
-                    while proxy.count(path) < count + control.watch.requests:  # noqa: ASYNC110
-                        await asyncio.sleep(0.005)
+                # its request after the change, seen by the proxy
+                await until(lambda: control.watch.requests >= 3, within=DEADLINE)
+                await until(
+                    lambda: proxy.count(path) >= count + control.watch.requests, within=DEADLINE
+                )
                 assert proxy.count(path) == count + control.watch.requests
             assert watch.requests == stopped_requests
             with pytest.raises(StopAsyncIteration):

@@ -54,9 +54,7 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, st
 async def _parked(dc: Datacenter, count: int = 1) -> None:
     """Wait (with a deadline) until ``dc``'s agent holds ``count`` blocking queries."""
     api = AgentHttpApi.of(dc)
-    async with asyncio.timeout(DEADLINE):
-        while api.parked < count:  # noqa: ASYNC110 - polling a counter, not an event
-            await asyncio.sleep(0.005)
+    await until(lambda: api.parked >= count, within=DEADLINE, what=f"{count} parked queries")
 
 
 async def _answers(http: aiohttp.ClientSession, url: str, expected: tuple[int, Any]) -> bool:

@@ -4,7 +4,6 @@ the last user stops it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -15,7 +14,7 @@ from mcresolve.minio import AsyncResilientMinio
 from mcresolve.pool import EndpointPool, PoolSnapshot
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.http_api import AgentHttpApi
-from support import register
+from support import register, until
 
 from .conftest import DC1, SERVICE
 from .helpers import snapshot_until
@@ -63,9 +62,7 @@ async def all_see(pools: list[EndpointPool], predicate: Callable[[PoolSnapshot],
 async def served_when_parked(api: AgentHttpApi, watches: list[Watch[object]]) -> int:
     """Requests the agent received, once each watch's latest request is held there (a watch
     counts a request just before sending it)."""
-    async with asyncio.timeout(DEADLINE):
-        while api.parked < len(watches):  # noqa: ASYNC110 - a polled counter
-            await asyncio.sleep(0.005)
+    await until(lambda: api.parked >= len(watches), within=DEADLINE, what="every watch parked")
     return api.requests_served(PATH)
 
 
@@ -78,9 +75,7 @@ async def assert_stream_stopped(emulator: ConsulEmulator, watch: Watch[object]) 
     assert not watch.running
     served = api.requests_served(PATH)
     emulator.dc("dc1").set_check_status("minio-dc1-c-ttl", "critical", "after close")
-    async with asyncio.timeout(DEADLINE):
-        while api.parked:  # noqa: ASYNC110 - a polled counter
-            await asyncio.sleep(0.005)
+    await until(lambda: not api.parked, within=DEADLINE, what="no query held")
     assert api.requests_served(PATH) == served
     assert watch.requests == served
 
