@@ -156,7 +156,7 @@ class Rejected:
     """One instance of an answer that could not become an endpoint.
 
     Attributes:
-        what: which instance (e.g. ``Nodes[2] node 'n3' service 'web-3'``, ``SRV 0 0 0 n1.``),
+        what: which instance (e.g. ``entry node 'n3' service 'web-3'``, ``SRV 0 n1.``),
             already shortened and escaped for logs.
         reason: why (e.g. ``port 70000 outside 1..65535``).
     """

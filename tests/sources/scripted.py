@@ -37,6 +37,8 @@ class HttpAnswer:
     body: bytes
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    #: Send the headers and half the body, then nothing until the next answer is set.
+    stall: bool = False
 
 
 class ScriptedConsul:
@@ -52,6 +54,7 @@ class ScriptedConsul:
         self.index = 1
         self.health_requests = 0
         self.query_requests = 0
+        self.stalled = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -92,8 +95,23 @@ class ScriptedConsul:
         answer = self.health
         headers = {"X-Consul-Index": str(self.index), "Content-Type": "application/json"}
         headers.update(answer.headers)  # "" for X-Consul-Index reads as a missing header
+        if answer.stall:
+            return await self._stall(request, answer, headers)
         self._mark_served()
         return web.Response(body=answer.body, status=answer.status, headers=headers)
+
+    async def _stall(
+        self, request: web.Request, answer: HttpAnswer, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=answer.status, headers=headers)
+        response.content_length = len(answer.body)
+        await response.prepare(request)
+        await response.write(answer.body[: len(answer.body) // 2])
+        self.stalled += 1
+        self._mark_served()
+        changed = self._changed
+        await changed.wait()  # the client gives up (closing the connection) long before
+        return response
 
     async def _query(self, request: web.Request) -> web.Response:
         self.query_requests += 1

@@ -333,7 +333,7 @@ def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceE
 
 
 def _entry_endpoint(
-    entry: ServiceEntry, position: int, datacenter: str, default_port: int | None, what: str
+    entry: ServiceEntry, datacenter: str, default_port: int | None, what: str
 ) -> Endpoint | Rejected:
     port = entry.service.port
     if port == 0 and default_port is not None:
@@ -344,7 +344,8 @@ def _entry_endpoint(
         else endpoint_problem(entry.address, port)
     )
     if problem is not None:
-        who = f"{what}[{position}] node {shorten(entry.node.node, 40)}"
+        # named by node and service ID, not by position: Consul reorders its answers
+        who = f"{what} node {shorten(entry.node.node, 40)}"
         return Rejected(f"{who} service {shorten(entry.service.id, 40)}", problem)
     return entry.to_endpoint(datacenter, port)
 
@@ -353,16 +354,14 @@ def convert_entries(
     entries: Iterable[ServiceEntry],
     datacenter: str = "",
     default_port: int | None = None,
-    what: str = "entries",
+    what: str = "entry",
 ) -> Converted:
     """The endpoints of ``entries``, in order, and the instances that cannot be one (see the
     module doc). An instance registered without a port (``Port`` 0) takes ``default_port``;
     without one it is rejected, as is any address or port :func:`~mcresolve.endpoint.
     endpoint_problem` refuses. Pure and total: never raises. ``what`` names the entries in the
-    rejections (``Nodes``, ``entries``)."""
-    return Converted.of(
-        _entry_endpoint(entry, i, datacenter, default_port, what) for i, entry in enumerate(entries)
-    )
+    rejections (``Nodes`` entry, ``entry``)."""
+    return Converted.of(_entry_endpoint(entry, datacenter, default_port, what) for entry in entries)
 
 
 def to_endpoints(entries: Iterable[ServiceEntry], datacenter: str = "") -> tuple[Endpoint, ...]:
@@ -515,4 +514,4 @@ class PreparedQueryResult:
     def convert(self, default_port: int | None = None) -> Converted:
         """The endpoints (each carrying the datacenter that answered) and the rejected
         instances (see :func:`convert_entries`)."""
-        return convert_entries(self.entries, self.datacenter, default_port, "Nodes")
+        return convert_entries(self.entries, self.datacenter, default_port, "Nodes entry")

@@ -492,7 +492,7 @@ class Watch(Generic[T]):
         if not isinstance(value, HealthAnswer) or not value.rejected:
             return
         before = previous.value if previous is not None else None
-        same = isinstance(before, HealthAnswer) and before.rejected == value.rejected
+        same = isinstance(before, HealthAnswer) and set(before.rejected) == set(value.rejected)
         log.log(
             logging.DEBUG if same else logging.WARNING,
             "watch %s: agent %s answered %d instance(s) that cannot be used%s: %s",

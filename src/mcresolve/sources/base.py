@@ -291,7 +291,7 @@ class PublishingSource(AsyncStartStop):
         rejected = converted.rejected
         if log and rejected:
             _log.log(
-                logging.DEBUG if rejected == self._rejected else logging.WARNING,
+                logging.DEBUG if set(rejected) == set(self._rejected) else logging.WARNING,
                 "source %s: %s answered %d instance(s) that cannot be used%s: %s",
                 self,
                 agent or "the server",
