@@ -1,4 +1,5 @@
-"""The attempt planner: what a call does next (pure; no I/O, no clock, no sleeping).
+"""The attempt planner: what a call does next (pure; no I/O, no clock, no sleeping), and the
+context through which a running attempt learns its time.
 
 A call through the pool is a sequence of attempts, each on one endpoint. After every event the
 pool asks :func:`plan` what to do, given the call's :class:`CallState` (attempts so far, which
@@ -12,7 +13,10 @@ one of:
   usability changes), optionally asking the source to re-resolve first; then start a new round;
 * :class:`GiveUp` — raise ``error``.
 
-Rules, in order (``last`` = the latest finished attempt):
+Rules, in order (``last`` = the latest finished attempt; a *round* is the attempts between two
+waits; the pool's endpoints are the picker's *candidates* and its *reserve*, the endpoints it
+left out — ejected, avoided, or in a datacenter that is not active — least recently failed
+first):
 
 1. ``last`` failed with a CLIENT verdict, or a verdict that is not ``replay_safe``: give up with
    the callee's own error (an answer, or a request that may have executed and cannot be
@@ -28,18 +32,45 @@ Rules, in order (``last`` = the latest finished attempt):
    :class:`~mcresolve.errors.RetryBudgetExhausted` (checked before waiting, so a doomed call
    does not sleep first). Attempts after refused ones only are not retries: the refused
    attempts put no load on any server, which is what the budget limits.
-5. ``last`` failed with a CLUSTER verdict and no wait happened since: wait ``Retry-After`` (the
-   server's hint) or the cluster backoff; if that wait would not end before the deadline,
-   :class:`~mcresolve.errors.ClusterUnavailable` now (waiting only to fail is worse).
+5. A CLUSTER verdict in this round *stands* once a second endpoint has confirmed it in the
+   round, once no endpoint is left untried in the round (candidates and reserve), or at once
+   when the verdict itself says it is ``confirmed`` (an optional attribute: the classifier
+   knows the condition is cluster-wide, e.g. the same failure from every node). Until
+   then the next untried endpoint is attempted at once (rules 7 and 8): one node's answer about
+   the whole cluster may be its own view (a MinIO node that has just restarted answers
+   ``XMinioReadQuorum`` while the others serve). When it stands and no wait happened since:
+   wait ``Retry-After`` (the server's hint) or the cluster backoff; if that wait would not end
+   before the deadline, give up now (waiting only to fail is worse).
 6. No endpoint to pick from: wait for one (until the deadline), asking the source to
    re-resolve.
-7. An endpoint not tried in this round exists: attempt it at once (retries go to a *different*
-   endpoint without delay).
-8. Every endpoint has been tried: back off (jittered, ``policy.backoff``) and start a new round;
+7. A candidate not tried in this round exists: attempt it at once (retries go to a
+   *different* endpoint without delay).
+8. Every candidate has been tried in this round and a reserve endpoint has not: *probe* the
+   first such one (least recently failed first) at once. A cap on ejections and the panic
+   threshold both leave endpoints out of the picker on purpose; but once every candidate has
+   failed in this round, the endpoints left out have not failed more recently than the
+   candidates, and a probe is the only way to learn that one recovered (Finagle's failure
+   accrual sends one probe to a node it marked dead; Envoy's panic mode and Finagle's
+   balancer fall back to unhealthy hosts when nothing healthy remains). In a pool no larger
+   than ``max_attempts`` every endpoint is therefore tried before a call gives up; in larger
+   pools ``max_attempts`` ends the round first, so probes happen only when most endpoints are
+   left out.
+9. Every endpoint has been tried: back off (jittered, ``policy.backoff``) and start a new round;
    re-resolve first when no endpoint is usable (all ejected). If the backoff would not end
    before the deadline: with nothing usable, wait for a new set until the deadline (then
    :class:`~mcresolve.errors.DeadlineExceeded`); else
    :class:`~mcresolve.errors.AttemptsExhausted`.
+
+**One condition, one error.** Once a CLUSTER verdict of the call has stood (rule 5), every way
+the call can give up (rules 2–5 and 9) raises :class:`~mcresolve.errors.ClusterUnavailable`
+carrying that verdict, whatever the pool's size and wherever the deadline falls: the condition
+the caller must handle is the cluster's, not which limit happened to end the wait. Verdicts of
+attempts cut short by the caller's deadline (:attr:`AttemptRecord.counted` False) are no
+evidence and never stand.
+
+**Time of an attempt.** Every attempt is given ``timeout = min(attempt_timeout, time left)``;
+inside the function the pool runs, :func:`attempt_time_left` says how much of it is left, so a
+blocking function bounds its I/O by it and no attempt outlives the call's deadline.
 
 Classification (what an exception means) is pluggable: a :data:`Classifier` maps the exception
 and an :class:`AttemptContext` to any object shaped like :class:`VerdictLike` —
@@ -52,13 +83,15 @@ import enum
 import errno
 import math
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
     AttemptsExhausted,
+    CallFailed,
     ClusterUnavailable,
     DeadlineExceeded,
     RetryBudgetExhausted,
@@ -70,6 +103,7 @@ __all__ = [
     "Attempt",
     "AttemptContext",
     "AttemptRecord",
+    "AttemptTime",
     "AttemptVerdict",
     "CallState",
     "Classifier",
@@ -78,8 +112,12 @@ __all__ = [
     "PoolView",
     "VerdictLike",
     "Wait",
+    "attempt_time",
+    "attempt_time_left",
     "default_classify",
+    "enter_attempt",
     "fault_of",
+    "leave_attempt",
     "plan",
 ]
 
@@ -101,7 +139,10 @@ class Fault(enum.Enum):
 @runtime_checkable
 class VerdictLike(Protocol):
     """What a classifier returns. ``error_class`` is any enum whose value is ``"node"``,
-    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``)."""
+    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``). A verdict may
+    also have a boolean ``confirmed`` (read with ``getattr``; absent means False): for CLUSTER,
+    the classifier knows the condition is cluster-wide and no other node need confirm it
+    (planner rule 5)."""
 
     @property
     def error_class(self) -> enum.Enum: ...
@@ -142,6 +183,9 @@ class AttemptVerdict:
     retry_after: float | None = None
     """For CLUSTER: the server's hint, seconds."""
     reason: str = ""
+    confirmed: bool = False
+    """For CLUSTER: known to be cluster-wide (it stands at once, planner rule 5). False: one
+    node's answer, asked of another node before the call waits or gives up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +251,59 @@ def default_classify(exc: BaseException, context: AttemptContext) -> AttemptVerd
     return AttemptVerdict(Fault.CLIENT, None, False, reason=f"not a node failure: {exc!r}")
 
 
+class AttemptTime(NamedTuple):
+    """The time a running attempt was given (read it with :func:`attempt_time_left`). A named
+    tuple: one is built per attempt, on the synchronous fast path too."""
+
+    timeout: float
+    """``min(attempt_timeout, time left in the call)`` when the attempt started."""
+    ends: float
+    """Pool-clock time at which the attempt's time is up (when it was planned plus ``timeout``;
+    never after the call's deadline)."""
+    clock: Callable[[], float]
+    """The pool's clock."""
+
+    def left(self) -> float:
+        """Seconds left now (0 when the time is up; ``inf`` without any limit)."""
+        return max(0.0, self.ends - self.clock())
+
+
+_ATTEMPT_TIME: ContextVar[AttemptTime | None] = ContextVar("mcresolve_attempt_time", default=None)
+
+
+def attempt_time() -> AttemptTime | None:
+    """The running attempt's time, inside a function run by ``pool.call`` / ``pool.call_sync``
+    (None elsewhere)."""
+    return _ATTEMPT_TIME.get()
+
+
+def attempt_time_left() -> float | None:
+    """Seconds the running attempt has left, inside a function run by ``pool.call`` /
+    ``pool.call_sync`` (None elsewhere; ``inf`` when neither the policy nor the call sets a
+    limit).
+
+    ``pool.call`` cancels an attempt at its time; ``pool.call_sync`` cannot interrupt a running
+    function, so a blocking function must bound its own I/O by this value (socket and HTTP
+    client timeouts: ``min(own timeout, attempt_time_left())``) for the call to keep its
+    deadline. :class:`~mcresolve.minio.ResilientMinio` does so for every request."""
+    current = _ATTEMPT_TIME.get()
+    return None if current is None else current.left()
+
+
+def enter_attempt(
+    timeout: float, ends: float, clock: Callable[[], float]
+) -> Token[AttemptTime | None]:
+    """Make ``timeout``, up at ``ends`` on ``clock``, the running attempt's time in this
+    context (thread or task) until :func:`leave_attempt` (used by the pool around each
+    attempt; a pair of calls rather than a context manager: it is on the fast path)."""
+    return _ATTEMPT_TIME.set(AttemptTime(timeout, ends, clock))
+
+
+def leave_attempt(token: Token[AttemptTime | None]) -> None:
+    """End the attempt :func:`enter_attempt` started."""
+    _ATTEMPT_TIME.reset(token)
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One finished attempt."""
@@ -223,6 +320,12 @@ class AttemptRecord:
     counted: bool = True
     """False when the outcome was not reported against the endpoint (cancelled, or cut short
     by the caller's deadline rather than by the attempt timeout)."""
+    timeout: float = math.inf
+    """The time the attempt was given: ``min(attempt_timeout, time left in the call)`` when it
+    started (``started + timeout`` never passes the call's deadline)."""
+    probe: bool = False
+    """Sent to an endpoint outside the picker (ejected or avoided) after every candidate had
+    failed in the round (planner rule 8)."""
 
     @property
     def fault(self) -> Fault | None:
@@ -267,6 +370,13 @@ class CallState:
     """A wait happened since the last attempt finished."""
     refused_attempts: int = 0
     """Finished attempts that were refused (:attr:`AttemptRecord.refused`): not charged."""
+    cluster_round: frozenset[Key] = frozenset()
+    """Endpoints that gave a counted CLUSTER verdict in this round (cleared by a new round)."""
+    cluster_round_last: AttemptRecord | None = None
+    """The latest of those attempts."""
+    cluster: AttemptRecord | None = None
+    """The CLUSTER attempt whose verdict stands for the call (planner rule 5), if any: from
+    then on the call gives up with :class:`~mcresolve.errors.ClusterUnavailable`."""
 
     @staticmethod
     def begin(now: float, policy: CallPolicy, exclude: frozenset[Key] = frozenset()) -> CallState:
@@ -294,23 +404,55 @@ class CallState:
 
     def attempt_finished(self, record: AttemptRecord) -> CallState:
         """An attempt finished (success or failure)."""
+        cluster_round = self.cluster_round
+        cluster_round_last = self.cluster_round_last
+        if (
+            record.error is not None
+            and record.counted
+            and record.verdict is not None
+            and fault_of(record.verdict) is Fault.CLUSTER
+        ):
+            cluster_round = cluster_round | {record.endpoint.key}
+            cluster_round_last = record
         return replace(
             self,
             attempts=(*self.attempts, record),
             in_flight=max(0, self.in_flight - 1),
             waited=False,
             refused_attempts=self.refused_attempts + record.refused,
+            cluster_round=cluster_round,
+            cluster_round_last=cluster_round_last,
         )
 
+    def cluster_stands(self, view: PoolView) -> AttemptRecord | None:
+        """The CLUSTER attempt of this round whose verdict stands now (planner rule 5): it was
+        confirmed by a second endpoint in the round or by the classifier, or no endpoint is
+        left untried in it.
+        None when the round has no CLUSTER verdict or it is still unconfirmed."""
+        last = self.cluster_round_last
+        if last is None:
+            return None
+        if (
+            len(self.cluster_round) >= 2
+            or getattr(last.verdict, "confirmed", False) is True
+            or self.tried >= view.everything
+        ):
+            return last
+        return None
+
     def wait_done(self, wait: Wait) -> CallState:
-        """``wait`` is over: count it; a new round forgets which endpoints were tried."""
-        return replace(
+        """``wait`` is over: count it; a new round forgets which endpoints were tried and which
+        answered CLUSTER in it."""
+        done = replace(
             self,
-            tried=frozenset() if wait.new_round else self.tried,
             backoffs=self.backoffs + (wait.cause == "backoff"),
             cluster_waits=self.cluster_waits + (wait.cause == "cluster"),
             waited=True,
+            cluster=wait.cluster if wait.cluster is not None else self.cluster,
         )
+        if not wait.new_round:
+            return done
+        return replace(done, tried=frozenset(), cluster_round=frozenset(), cluster_round_last=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,11 +463,21 @@ class PoolView:
     """Keys the current picker can return (``picker.keys``)."""
     usable: int
     """Endpoints usable (Consul-healthy and not ejected) across the whole pool."""
+    reserve: tuple[Key, ...] = ()
+    """The pool's other endpoints (``picker.reserve_keys``: ejected, avoided, or in a
+    datacenter that is not active), least recently failed first: probed in this order once
+    every candidate has been tried in a round (rule 8)."""
+
+    @property
+    def everything(self) -> frozenset[Key]:
+        """Candidates and reserve: every endpoint of the pool (computed when asked: the
+        planner needs it only once every candidate has been tried)."""
+        return self.candidates.union(self.reserve)
 
     @staticmethod
-    def of(candidates: frozenset[Key], usable: int) -> PoolView:
+    def of(candidates: frozenset[Key], usable: int, reserve: tuple[Key, ...] = ()) -> PoolView:
         """Shorthand constructor."""
-        return PoolView(candidates, usable)
+        return PoolView(candidates, usable, reserve)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +492,11 @@ class Attempt:
     the caller's deadline, not the endpoint's fault."""
     retry: bool
     """An attempt after a charged one (withdraw from the retry budget)."""
+    probe: Key | None = None
+    """Rule 8: run the attempt on this endpoint of the reserve (not a pick from the picker)."""
+    ends: float = math.inf
+    """Clock time at which the attempt's time is up: the planning time plus ``timeout``, never
+    after the call's deadline (what :func:`attempt_time_left` counts down to)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +511,9 @@ class Wait:
     """Ask the source to re-resolve first (no usable endpoint)."""
     new_round: bool = True
     """Forget which endpoints were tried."""
+    cluster: AttemptRecord | None = None
+    """For ``"cluster"``: the attempt whose CLUSTER verdict stands (rule 5); the call keeps it
+    as :attr:`CallState.cluster` after the wait."""
 
     @property
     def interruptible(self) -> bool:
@@ -390,72 +550,81 @@ def plan(
     """
     last = state.attempts[-1] if state.attempts else None
     verdict = last.verdict if last is not None else None
-    attempts = state.attempts
     if last is not None and last.error is not None and verdict is not None:
         fault = fault_of(verdict)
         if fault is Fault.CLIENT or not verdict.replay_safe:
             return GiveUp(last.error)
+    standing = state.cluster_stands(view)
+    if standing is not None and state.cluster is not standing:
+        state = replace(state, cluster=standing)
     remaining = state.remaining(now)
     if remaining <= _EPSILON:
-        return GiveUp(DeadlineExceeded(_deadline_message(state, view), attempts))
+        return _give_up(state, DeadlineExceeded, _deadline_message(state, view))
     charged = state.charged_attempts
     if charged >= policy.max_attempts:
-        return GiveUp(
-            AttemptsExhausted(f"gave up after {policy.max_attempts} attempt(s)", attempts)
-        )
+        return _give_up(state, AttemptsExhausted, f"gave up after {policy.max_attempts} attempt(s)")
     is_retry = charged > 0
     if is_retry and not budget_ok:
-        return GiveUp(
-            RetryBudgetExhausted(
-                "retry budget exhausted: too many retries across calls right now", attempts
-            )
+        return _give_up(
+            state,
+            RetryBudgetExhausted,
+            "retry budget exhausted: too many retries across calls right now",
         )
-    if (
-        last is not None
-        and verdict is not None
-        and last.error is not None
-        and fault_of(verdict) is Fault.CLUSTER
-        and not state.waited
-    ):
-        hint = verdict.retry_after
+    if standing is not None and not state.waited:
+        cluster_verdict = standing.verdict
+        assert cluster_verdict is not None
+        hint = cluster_verdict.retry_after
         if hint is not None:
             delay = max(0.0, hint)
         else:
             delay = policy.cluster_backoff.delay(state.cluster_waits + 1, 0.0, lambda: random)
         if delay >= remaining:
-            why = verdict.reason or "cluster-wide failure"
             wait = f"retry after {delay:g} s" if hint is not None else f"backoff {delay:.3g} s"
-            return GiveUp(
-                ClusterUnavailable(
-                    f"backend cluster unavailable ({why}); {wait} would pass the deadline "
-                    f"({max(0.0, remaining):.3g} s left)",
-                    attempts,
-                    verdict,
-                )
+            return _give_up(
+                state,
+                ClusterUnavailable,
+                f"{wait} would pass the deadline ({max(0.0, remaining):.3g} s left)",
             )
-        return Wait(delay, "cluster")
+        return Wait(delay, "cluster", cluster=standing)
     if not view.candidates:
         return Wait(remaining, "no_endpoint", refresh=True)
+    timeout = min(policy.attempt_timeout, remaining)
+    cut = remaining < policy.attempt_timeout
+    ends = state.deadline if cut else now + timeout
     if not view.candidates <= state.tried:
-        timeout = min(policy.attempt_timeout, remaining)
-        return Attempt(
-            exclude=state.tried,
-            timeout=timeout,
-            cut_by_deadline=remaining < policy.attempt_timeout,
-            retry=is_retry,
-        )
+        return Attempt(state.tried, timeout, cut, is_retry, ends=ends)
+    probe = next((key for key in view.reserve if key not in state.tried), None)
+    if probe is not None:
+        return Attempt(state.tried, timeout, cut, is_retry, probe=probe, ends=ends)
     delay = policy.backoff.delay(state.backoffs + 1, 0.0, lambda: random)
     if delay >= remaining:
         if view.usable == 0:  # every endpoint ejected: a new set may still come in time
             return Wait(remaining, "no_endpoint", refresh=True)
-        return GiveUp(
-            AttemptsExhausted(
-                f"every endpoint failed ({len(view.candidates)} tried) and the backoff "
-                f"({delay:.3g} s) would pass the deadline",
-                attempts,
-            )
+        return _give_up(
+            state,
+            AttemptsExhausted,
+            f"every endpoint failed ({len(view.everything)} tried) and the backoff "
+            f"({delay:.3g} s) would pass the deadline",
         )
     return Wait(delay, "backoff", refresh=view.usable == 0)
+
+
+def _give_up(state: CallState, kind: type[CallFailed], why: str) -> GiveUp:
+    """Give up with ``kind(why)``, or with :class:`ClusterUnavailable` when a CLUSTER verdict
+    stands for the call (one condition, one error)."""
+    record = state.cluster
+    if record is None or record.verdict is None:
+        return GiveUp(kind(why, state.attempts))
+    verdict = record.verdict
+    reason = verdict.reason or "cluster-wide failure"
+    return GiveUp(
+        ClusterUnavailable(
+            f"backend cluster unavailable ({reason}, answered by {record.endpoint.host_port}); "
+            f"{why}",
+            state.attempts,
+            verdict,
+        )
+    )
 
 
 def _deadline_message(state: CallState, view: PoolView) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from mcresolve.errors import McResolveError
+
 __all__ = [
     "MAX_ADDRESS_LENGTH",
     "Converted",
@@ -92,7 +94,7 @@ def endpoint_problem(address: object, port: object) -> str | None:
     return _address_problem(address) or _port_problem(port)
 
 
-class InvalidEndpoint(ValueError):
+class InvalidEndpoint(McResolveError, ValueError):
     """An endpoint was built from an address or port that :func:`endpoint_problem` refuses."""
 
 

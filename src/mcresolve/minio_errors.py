@@ -10,7 +10,9 @@ with :func:`outcome_from_exception`, which only inspects exception objects raise
 * :attr:`ErrorClass.CLUSTER` — the storage cluster as a whole cannot serve: do not count it
   against the node, wait (:func:`cluster_retry_delay`: ``Retry-After`` when given, within the
   caller's deadline), retry if ``replay_safe``, and finally raise :class:`StorageClusterDegraded`,
-  which says whether reads or writes are affected.
+  which says whether reads or writes are affected. A quorum code from the first node asked is
+  that node's own view of its peers (``verdict.confirmed`` False): the call asks another node
+  before it gives up or waits.
 * :attr:`ErrorClass.CLIENT` — an answer (``NoSuchKey``, ``AccessDenied``, any other 4xx, a
   304/3xx) or an error that is not the storage's at all (a bug, the caller's stream failing): raise
   at once, never retry; the node answered, so it counts as a success for outlier detection
@@ -36,6 +38,7 @@ import urllib3.exceptions as u3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from mcresolve.attempts import REFUSED_ERRNOS
+from mcresolve.errors import McResolveError
 from mcresolve.outlier import FailureKind
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -72,6 +75,10 @@ class Transport(enum.Enum):
     BROKEN_RESPONSE = "broken_response"
     """A response started and its body was cut (incomplete read, bad chunk): the request was
     executed; a read can resume with a Range request."""
+    MALFORMED = "malformed"
+    """A response arrived but could not be understood (:class:`MalformedAnswer`: an error body
+    that is not XML although it says so, a status minio cannot handle): the node is at fault;
+    the request may have executed."""
 
 
 _NOT_SENT = frozenset({Transport.REFUSED, Transport.CONNECT_TIMEOUT, Transport.TLS})
@@ -115,6 +122,14 @@ CLUSTER_CODES: Mapping[str, Affects | None] = {
     "XMinioServerBusy": None,
 }
 """Codes that describe the cluster (MinIO 2019 and current; 503/429/507 with Retry-After)."""
+QUORUM_CODES = frozenset({"XMinioReadQuorum", "XMinioWriteQuorum"})
+"""Cluster codes a node answers from its *own* view of its peers' disks: right after a restart a
+MinIO 2019 node reconnects its peers only every 10 s and answers ``503 XMinioReadQuorum``
+meanwhile, while the other nodes serve the same object. Cluster-wide only once another node
+confirms (:attr:`Outcome.confirmed_elsewhere`, :attr:`Outcome.from_every_endpoint`)."""
+MAX_RETRY_AFTER = 86_400.0
+"""Upper bound of a parsed ``Retry-After`` in seconds (one day; MinIO sends 60 or 120): a larger
+or absurd value means "not within any deadline" all the same, and keeps the arithmetic finite."""
 
 
 # --- input and output -------------------------------------------------------------------------
@@ -139,6 +154,9 @@ class Outcome:
     """``Retry-After`` in seconds, when the response had one (see :func:`parse_retry_after`)."""
     from_every_endpoint: bool = False
     """The same failure has now come from every endpoint this call could use."""
+    confirmed_elsewhere: bool = False
+    """Another endpoint already answered a cluster-wide code during this call (a quorum code
+    from this node then confirms the condition)."""
     body_replayable: bool = True
     """The request body can be sent again identically (none, bytes, or a seekable stream that
     was rewound to its start). False for a consumed one-shot stream."""
@@ -182,6 +200,16 @@ class Verdict:
     """The server's ``Retry-After`` in seconds, if any."""
     reason: str
     """Why, in words, for logs and error messages."""
+    confirmed: bool = True
+    """For CLUSTER: whether the condition is known to be cluster-wide. False for a quorum code
+    from the first node asked (its own view of its peers): the caller should try another node
+    at once, not counting it against this one, and give up (or wait) only when another node
+    confirms or no other node is left."""
+
+    @property
+    def unconfirmed_cluster(self) -> bool:
+        """CLUSTER by one node's own view only: seek confirmation on another node first."""
+        return self.error_class is ErrorClass.CLUSTER and not self.confirmed
 
     @property
     def retry_elsewhere(self) -> bool:
@@ -194,10 +222,12 @@ class Verdict:
         return self.error_class is ErrorClass.CLUSTER and self.replay_safe
 
 
-class StorageClusterDegraded(Exception):
+class StorageClusterDegraded(McResolveError):
     """The storage cluster as a whole cannot serve this request (quorum lost, throttling, or the
     same server failure from every node), and waiting within the caller's deadline did not
-    help. :attr:`affects` says whether reads, writes or both are affected."""
+    help. :attr:`affects` says whether reads, writes or both are affected. Raised whatever the
+    number of endpoints in the pool (a quorum answer is confirmed on a second node first, when
+    there is one). :attr:`attempts` is the number of attempts made."""
 
     def __init__(
         self,
@@ -236,6 +266,19 @@ class StorageClusterDegraded(Exception):
         return self.affects.writes
 
 
+class MalformedAnswer(McResolveError):
+    """A storage node answered, and its answer could not be understood: ``minio`` failed while
+    reading it with an error that is not one of its own (an XML ``ParseError`` from a truncated
+    or garbage error body, a ``ValueError`` from a status it does not expect). Raised in place of
+    that error (its ``__cause__``) so that it is classified as the node's fault
+    (:attr:`Transport.MALFORMED`) and retried elsewhere, not mistaken for a bug in the caller."""
+
+    def __init__(self, where: str, error: BaseException) -> None:
+        self.where = where
+        self.error = error
+        super().__init__(f"{where} answered something unreadable ({type(error).__name__}: {error})")
+
+
 # --- the decision -----------------------------------------------------------------------------
 
 
@@ -251,6 +294,7 @@ def _verdict(
     failure_kind: FailureKind | None = None,
     may_have_executed: bool,
     affects: Affects | None = None,
+    confirmed: bool = True,
 ) -> Verdict:
     if error_class is ErrorClass.CLIENT:
         replay_safe = False
@@ -267,6 +311,7 @@ def _verdict(
         affects=affects if error_class is ErrorClass.CLUSTER else None,
         retry_after=outcome.retry_after,
         reason=reason,
+        confirmed=confirmed or error_class is not ErrorClass.CLUSTER,
     )
 
 
@@ -277,6 +322,7 @@ _TRANSPORT_KIND = {
     Transport.READ_TIMEOUT: FailureKind.TIMEOUT,
     Transport.RESET: FailureKind.RESET,
     Transport.BROKEN_RESPONSE: FailureKind.RESET,
+    Transport.MALFORMED: FailureKind.SERVER_ERROR,
 }
 
 
@@ -285,8 +331,9 @@ def classify(outcome: Outcome) -> Verdict:
 
     Rules, first match wins:
 
-    1. **Transport failures** (no complete response) are NODE: refused / unreachable / TLS →
-       ``CONNECT``; connect or read timeout → ``TIMEOUT``; reset / broken body → ``RESET``.
+    1. **Transport failures** (no complete response, or one that cannot be understood) are
+       NODE: refused / unreachable / TLS → ``CONNECT``; connect or read timeout → ``TIMEOUT``;
+       reset / broken body → ``RESET``; a malformed answer → ``SERVER_ERROR``.
        From every endpoint: a *read timeout* becomes CLUSTER (the nodes accept connections but
        none answers in time: MinIO 2019 with write quorum lost hangs PUTs ~600 s, then 500); a
        *TLS* failure becomes CLIENT (a certificate no node can satisfy is a configuration
@@ -294,8 +341,12 @@ def classify(outcome: Outcome) -> Verdict:
        re-resolves, fails over to another datacenter or backs off).
     2. **Cluster codes** (``XMinioReadQuorum``, ``XMinioWriteQuorum``, ``SlowDown*``,
        ``ServerBusy``, ``TooManyRequests``, ``RequestTimeout``, ``XMinioStorageFull``) are
-       CLUSTER from the first node: quorum and throttling are cluster-wide by nature, and trying
-       every node would be the hammering the budget is meant to prevent.
+       CLUSTER: throttling is cluster-wide by nature, and trying every node would be the
+       hammering the budget is meant to prevent. A *quorum* code is the answering node's own
+       view of its peers (a restarted MinIO node answers ``XMinioReadQuorum`` for ~10 s while
+       the others serve): CLUSTER with ``confirmed`` False until another node of the call
+       answered a cluster code too (``confirmed_elsewhere``) or no other endpoint is left
+       (``from_every_endpoint``).
     3. **Node-local codes** (``XMinioServerNotInitialized``, ``XMinioBackendDown``) are NODE
        (``GATEWAY``), or CLUSTER when every node says so (the whole cluster is starting).
     4. **Status 429 and 408** are CLUSTER (throttling / the server gave up waiting).
@@ -342,12 +393,15 @@ def classify(outcome: Outcome) -> Verdict:
     code = outcome.code
     answer = f"{status} {code}" if code else f"{status}"
     if code is not None and code in CLUSTER_CODES:
+        confirmed = code not in QUORUM_CODES or every or outcome.confirmed_elsewhere
+        who = "cluster answered" if confirmed else "node answered, by its own view of the cluster,"
         return _verdict(
             outcome,
             ErrorClass.CLUSTER,
-            f"cluster answered {answer}{detail}",
+            f"{who} {answer}{detail}",
             may_have_executed=False,
             affects=CLUSTER_CODES[code],
+            confirmed=confirmed,
         )
     if code in NODE_LOCAL_CODES:
         if every:
@@ -420,12 +474,15 @@ def cluster_retry_delay(
 def parse_retry_after(value: str | None, now_epoch: float | None = None) -> float | None:
     """``Retry-After`` as seconds: delta-seconds (what MinIO sends) or an HTTP date (needs
     ``now_epoch``, wall-clock seconds, to compute the delta). None when absent or invalid;
-    never negative."""
+    never negative, at most :data:`MAX_RETRY_AFTER` (also for a huge number of digits)."""
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    if text and text.isascii() and text.isdigit():
+        digits = text.lstrip("0") or "0"
+        if len(digits) > len(str(int(MAX_RETRY_AFTER))):
+            return MAX_RETRY_AFTER
+        return min(float(int(digits)), MAX_RETRY_AFTER)
     if now_epoch is None:
         return None
     try:
@@ -434,7 +491,11 @@ def parse_retry_after(value: str | None, now_epoch: float | None = None) -> floa
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - now_epoch)
+    try:
+        delta = when.timestamp() - now_epoch
+    except (OverflowError, OSError, ValueError):
+        return None
+    return min(max(0.0, delta), MAX_RETRY_AFTER)
 
 
 # --- mapping real exceptions ------------------------------------------------------------------
@@ -447,6 +508,8 @@ def transport_of(exc: BaseException) -> Transport | None:
     transport failure. Unwraps ``urllib3`` ``MaxRetryError``/``ProtocolError``/``ProxyError``
     wrappers; order matters because urllib3's ``NewConnectionError`` subclasses
     ``ConnectTimeoutError``."""
+    if isinstance(exc, MalformedAnswer):
+        return Transport.MALFORMED
     if isinstance(exc, u3.MaxRetryError):
         return transport_of(exc.reason) if exc.reason is not None else None
     if isinstance(exc, u3.ProxyError):
@@ -503,6 +566,7 @@ def outcome_from_exception(
     *,
     method: str,
     from_every_endpoint: bool = False,
+    confirmed_elsewhere: bool = False,
     body_replayable: bool = True,
     idempotent: bool | None = None,
     now_epoch: float | None = None,
@@ -519,6 +583,7 @@ def outcome_from_exception(
     common: dict[str, Any] = {
         "method": method.upper(),
         "from_every_endpoint": from_every_endpoint,
+        "confirmed_elsewhere": confirmed_elsewhere,
         "body_replayable": body_replayable,
         "idempotent": idempotent,
         "detail": f"{type(exc).__name__}: {exc}",
@@ -545,6 +610,7 @@ def classify_exception(
     *,
     method: str,
     from_every_endpoint: bool = False,
+    confirmed_elsewhere: bool = False,
     body_replayable: bool = True,
     idempotent: bool | None = None,
     now_epoch: float | None = None,
@@ -555,6 +621,7 @@ def classify_exception(
             exc,
             method=method,
             from_every_endpoint=from_every_endpoint,
+            confirmed_elsewhere=confirmed_elsewhere,
             body_replayable=body_replayable,
             idempotent=idempotent,
             now_epoch=now_epoch,

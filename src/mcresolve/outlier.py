@@ -27,6 +27,21 @@ each default is in :class:`OutlierPolicy` and ``docs/decision-logic.md``):
 5. **Multiplier decay.** While not ejected, the multiplier drops by one per ``decay_interval``
    seconds (gRPC A50 and Envoy decrement it once per 10 s sweep), so a node that failed once
    long ago starts again from the base duration, while a flapping node's ejections keep growing.
+6. **Probes.** A call that has tried every endpoint the picker offers may send one attempt to an
+   endpoint outside it (ejected or avoided), least recently failed first
+   (:func:`probe_order`; the planner decides, :mod:`mcresolve.attempts`). A probe that succeeds
+   ends the endpoint's ejection and avoidance at once (:meth:`OutlierDetector.reinstate`):
+   Finagle's failure accrual moves an endpoint from ``ProbeClosed`` back to ``Alive`` on the
+   first successful probe. Any other success never ends an ejection (rule 4).
+7. **Avoidance after a cluster-wide answer.** An endpoint that answered for the whole backend
+   (a CLUSTER verdict, e.g. MinIO's ``XMinioReadQuorum`` from a node that has just restarted
+   and still sees its peers' disks as offline) is *avoided* for
+   ``min(avoid_after_cluster_answer, Retry-After)`` seconds: the picker prefers the other
+   endpoints while any is usable, but an avoided endpoint is neither ejected nor counted against
+   the max-ejected cap, and takes traffic again when nothing else is left. This is Envoy's
+   *degraded* host (an upstream answering ``x-envoy-degraded`` is used only when too few healthy
+   hosts remain), applied to an answer the node gives about the cluster: its view may be its
+   own, so the next calls ask another node first.
 """
 
 from __future__ import annotations
@@ -108,6 +123,12 @@ class OutlierPolicy:
     erasure-coded cluster keeps serving reads with half its nodes gone and the client must route
     around all of them. 50 % equals the picker's default panic threshold, so ejection alone never
     pushes the picker into panic mode unless there is a single endpoint."""
+    avoid_after_cluster_answer: float = 10.0
+    """Seconds an endpoint that gave a CLUSTER verdict is avoided (rule 7; the server's
+    ``Retry-After`` shortens it). 10 s, the base ejection: a MinIO node that has just restarted
+    reconnects to its peers' disks within seconds, and until then it answers quorum errors from
+    its own view while the other nodes serve; Envoy keeps a *degraded* host out of the preferred
+    set until its next health check says otherwise. 0 disables avoidance."""
     connect_failures_bypass_cap: bool = True
     """CONNECT ejections ignore ``max_ejected_fraction``. The cap exists because timeouts and 5xx
     may be symptoms of overload, where ejecting many hosts concentrates the load and cascades
@@ -133,6 +154,8 @@ class OutlierPolicy:
             raise ValueError("OutlierPolicy.decay_interval must be > 0")
         if not 0.0 <= self.max_ejected_fraction <= 1.0:
             raise ValueError("OutlierPolicy.max_ejected_fraction must be in [0, 1]")
+        if not self.avoid_after_cluster_answer >= 0:
+            raise ValueError("OutlierPolicy.avoid_after_cluster_answer must be >= 0 seconds")
 
     def threshold(self, kind: FailureKind) -> int:
         """Consecutive failures of ``kind`` that eject (0: this kind never ejects)."""
@@ -166,10 +189,19 @@ class OutlierState:
     """When the last ejection ends (None: never ejected)."""
     reason: FailureKind | None = None
     """The failure kind that caused the last ejection."""
+    last_failure: float | None = None
+    """When the endpoint last failed or last answered for the whole cluster (None: never): the
+    order in which endpoints outside the picker are probed (:func:`probe_order`)."""
+    avoided_until: float | None = None
+    """End of the avoidance after a cluster-wide answer (rule 7; None: never avoided)."""
 
     def is_ejected(self, now: float) -> bool:
         """True while an ejection is running at ``now``."""
         return self.ejected_until is not None and now < self.ejected_until
+
+    def is_avoided(self, now: float) -> bool:
+        """True while the endpoint is avoided after a cluster-wide answer (rule 7)."""
+        return self.avoided_until is not None and now < self.avoided_until
 
     def multiplier_at(self, now: float, policy: OutlierPolicy) -> int:
         """The multiplier at ``now``: constant during an ejection, then one less per
@@ -185,11 +217,37 @@ class OutlierState:
             return self
         return replace(self, consecutive=_NO_FAILURES)
 
-    def with_failure(self, kind: FailureKind) -> OutlierState:
-        """State after one failure of ``kind`` (counted, no ejection decided here)."""
+    def with_failure(self, kind: FailureKind, now: float | None = None) -> OutlierState:
+        """State after one failure of ``kind`` at ``now`` (counted, no ejection decided here)."""
         counts = dict(self.consecutive)
         counts[kind] = counts.get(kind, 0) + 1
-        return replace(self, consecutive=MappingProxyType(counts))
+        last = self.last_failure if now is None else now
+        return replace(self, consecutive=MappingProxyType(counts), last_failure=last)
+
+    def with_cluster_answer(self, now: float, avoid_for: float) -> OutlierState:
+        """State after the endpoint answered for the whole cluster at ``now``: avoided for
+        ``avoid_for`` seconds (never shortening a running avoidance). Counters are kept: such
+        an answer says nothing against the node itself."""
+        until = self.avoided_until
+        if avoid_for > 0 and (until is None or until < now + avoid_for):
+            until = now + avoid_for
+        return replace(self, last_failure=now, avoided_until=until)
+
+    def reinstated(self, now: float) -> OutlierState:
+        """State after a successful probe at ``now``: a running ejection and avoidance end now
+        (the multiplier is kept, so a relapse is ejected for longer, and decays as usual)."""
+        ejected_until = self.ejected_until
+        if ejected_until is not None and now < ejected_until:
+            ejected_until = now
+        avoided_until = self.avoided_until
+        if avoided_until is not None and now < avoided_until:
+            avoided_until = now
+        return replace(
+            self,
+            consecutive=_NO_FAILURES,
+            ejected_until=ejected_until,
+            avoided_until=avoided_until,
+        )
 
     def wants_ejection(self, kind: FailureKind, now: float, policy: OutlierPolicy) -> bool:
         """Whether ``kind``'s counter has reached its threshold and the endpoint is not ejected."""
@@ -213,6 +271,8 @@ class OutlierState:
             ejected_at=now,
             ejected_until=now + duration,
             reason=kind,
+            last_failure=now,
+            avoided_until=self.avoided_until,
         )
 
 
@@ -221,6 +281,22 @@ def ejection_duration(multiplier: int, policy: OutlierPolicy, rng: random.Random
     ``policy.jitter``. Always in ``(0, max_ejection]``."""
     capped = min(policy.base_ejection * max(1, multiplier), policy.max_ejection)
     return capped * (1.0 - policy.jitter * rng.random())
+
+
+def probe_order(keys: Iterable[Key], states: Mapping[Key, OutlierState]) -> tuple[Key, ...]:
+    """``keys`` least recently failed first (never failed first of all; ties keep the given
+    order): the order in which a call that has tried every candidate probes the endpoints
+    outside the picker (rule 6). The endpoint whose last failure is oldest is the one most
+    likely to have recovered, and the one an invariant can name: no call gives up while an
+    endpoint that has not failed more recently than the others is left untried."""
+    indexed = list(enumerate(keys))
+
+    def age(item: tuple[int, Key]) -> tuple[float, int]:
+        state = states.get(item[1])
+        last = state.last_failure if state is not None else None
+        return (-math.inf if last is None else last, item[0])
+
+    return tuple(key for _, key in sorted(indexed, key=age))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +368,7 @@ class OutlierDetector:
             state = self._states.get(key)
             if state is None:
                 return None
-            state = state.with_failure(kind)
+            state = state.with_failure(kind, now)
             count = state.consecutive[kind]
             if state.wants_ejection(kind, now, self.policy) and self._may_eject(kind, now):
                 state = state.ejected(kind, now, self.policy, self._rng)
@@ -309,6 +385,33 @@ class OutlierDetector:
                 )
             self._states[key] = state
             return None
+
+    def record_cluster_answer(self, key: Key, now: float, retry_after: float | None = None) -> bool:
+        """``key`` answered for the whole cluster (a CLUSTER verdict) at ``now``: avoid it for
+        ``min(policy.avoid_after_cluster_answer, retry_after)`` seconds (rule 7). Returns True
+        when it was not avoided before (the pool then rebuilds its picker)."""
+        avoid_for = self.policy.avoid_after_cluster_answer
+        if retry_after is not None and retry_after >= 0:
+            avoid_for = min(avoid_for, retry_after)
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                return False
+            was = state.is_avoided(now)
+            state = state.with_cluster_answer(now, avoid_for)
+            self._states[key] = state
+            return state.is_avoided(now) and not was
+
+    def reinstate(self, key: Key, now: float) -> bool:
+        """A probe of ``key`` succeeded at ``now``: end its ejection and avoidance (rule 6).
+        Returns True when it was ejected or avoided (the pool then rebuilds its picker; the
+        return of an ejected endpoint is reported by :meth:`sweep` as usual)."""
+        with self._lock:
+            state = self._states.get(key)
+            if state is None or not (state.is_ejected(now) or state.is_avoided(now)):
+                return False
+            self._states[key] = state.reinstated(now)
+            return True
 
     def _may_eject(self, kind: FailureKind, now: float) -> bool:
         if kind is FailureKind.CONNECT and self.policy.connect_failures_bypass_cap:
@@ -327,14 +430,20 @@ class OutlierDetector:
         with self._lock:
             return frozenset(k for k, s in self._states.items() if s.is_ejected(now))
 
+    def avoided(self, now: float) -> frozenset[Key]:
+        """Keys avoided at ``now`` after a cluster-wide answer (rule 7)."""
+        with self._lock:
+            return frozenset(k for k, s in self._states.items() if s.is_avoided(now))
+
     def next_unejection(self, now: float) -> float | None:
-        """The earliest time after ``now`` at which an ejected endpoint returns (None if none is
-        ejected): the moment the pool must rebuild its picker."""
+        """The earliest time after ``now`` at which an ejected or avoided endpoint returns (None
+        if none is): the moment the pool must rebuild its picker."""
         with self._lock:
             ends = [
-                s.ejected_until
+                end
                 for s in self._states.values()
-                if s.ejected_until is not None and s.ejected_until > now
+                for end in (s.ejected_until, s.avoided_until)
+                if end is not None and end > now
             ]
             return min(ends) if ends else None
 

@@ -13,6 +13,13 @@ Rules:
   panic threshold, default 50 %), the picker picks among *all* given endpoints instead, because
   spreading load over possibly-bad endpoints beats concentrating it on the few that are left (or on
   none). ``panic_threshold=0`` disables panic mode.
+* **Avoided endpoints** (``avoid``: usable, but they answered for the whole cluster a moment
+  ago, :mod:`mcresolve.outlier` rule 7) are left out of the candidates while another usable
+  endpoint exists, like Envoy's *degraded* hosts; they count as usable for the panic threshold.
+* **Reserve.** The endpoints of the pool that are not candidates (ejected, avoided, or in a
+  datacenter that is not active), least recently failed first: a call that has tried every
+  candidate probes them in that order before it backs off (:mod:`mcresolve.attempts`), so a
+  small pool never fails a call while an endpoint it left out could serve it.
 * **Exclusion.** ``pick(exclude=keys)`` never returns an excluded endpoint while a candidate
   outside ``exclude`` exists (a retry goes to a *different* endpoint). It draws as usual and
   rejects excluded draws (O(1) expected) while ``exclude`` is at most half the candidates, and
@@ -35,6 +42,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import NoEndpointAvailable as NoEndpointAvailable  # re-exported
 from mcresolve.ewma import EndpointLoad
 
 Key = tuple[str, int]
@@ -55,17 +63,28 @@ class PickStrategy(enum.Enum):
     P2C = "p2c"
 
 
-class NoEndpointAvailable(LookupError):
-    """The picker has no endpoint to offer (empty, or everything excluded without fallback)."""
-
-
 class Picker:
     """Base of all pickers: the candidate snapshot and the exclusion rule. Immutable."""
 
-    __slots__ = ("_keyed", "_keys", "endpoints", "panic", "rng", "total")
+    __slots__ = (
+        "_keyed",
+        "_keys",
+        "_reserve_keys",
+        "endpoints",
+        "panic",
+        "reserve",
+        "rng",
+        "total",
+    )
 
     def __init__(
-        self, candidates: Sequence[Endpoint], *, panic: bool, total: int, rng: random.Random
+        self,
+        candidates: Sequence[Endpoint],
+        *,
+        panic: bool,
+        total: int,
+        rng: random.Random,
+        reserve: Sequence[Endpoint] = (),
     ) -> None:
         self.endpoints: tuple[Endpoint, ...] = tuple(candidates)
         """The endpoints this picker chooses among, in the given order."""
@@ -76,6 +95,19 @@ class Picker:
         self.rng = rng
         self._keyed = tuple((e.key, e) for e in self.endpoints)
         self._keys = frozenset(key for key, _ in self._keyed)
+        self.reserve: tuple[Endpoint, ...] = tuple(e for e in reserve if e.key not in self._keys)
+        """Endpoints that are not candidates, least recently failed first (probed in this
+        order by a call that has tried every candidate)."""
+        self._reserve_keys = tuple(e.key for e in self.reserve)
+
+    @property
+    def reserve_keys(self) -> tuple[Key, ...]:
+        """The reserve's keys, in probe order."""
+        return self._reserve_keys
+
+    def reserved(self, key: Key) -> Endpoint | None:
+        """The reserve endpoint with ``key`` (None when it is not in the reserve)."""
+        return next((e for e in self.reserve if e.key == key), None)
 
     @property
     def keys(self) -> frozenset[Key]:
@@ -135,9 +167,15 @@ class RoundRobinPicker(Picker):
     __slots__ = ("_counter",)
 
     def __init__(
-        self, candidates: Sequence[Endpoint], *, panic: bool, total: int, rng: random.Random
+        self,
+        candidates: Sequence[Endpoint],
+        *,
+        panic: bool,
+        total: int,
+        rng: random.Random,
+        reserve: Sequence[Endpoint] = (),
     ) -> None:
-        super().__init__(candidates, panic=panic, total=total, rng=rng)
+        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
         start = rng.randrange(len(self.endpoints)) if self.endpoints else 0
         # next() on itertools.count is atomic under the GIL: no lock needed.
         self._counter = itertools.count(start)
@@ -167,8 +205,9 @@ class P2CPicker(Picker):
         rng: random.Random,
         loads: Mapping[Key, EndpointLoad],
         clock: Callable[[], float],
+        reserve: Sequence[Endpoint] = (),
     ) -> None:
-        super().__init__(candidates, panic=panic, total=total, rng=rng)
+        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
         self._loads = tuple(loads.get(e.key) for e in self.endpoints)
         self._load_of = {e.key: loads.get(e.key) for e in self.endpoints}
         self._clock = clock
@@ -209,12 +248,18 @@ def build_picker(
     panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
+    avoid: Collection[Key] = (),
+    probe_order: Sequence[Endpoint] = (),
 ) -> Picker:
     """Build the picker for one snapshot.
 
     ``endpoints`` are all endpoints of the snapshot; ``usable`` the keys among them that may take
-    traffic (None: all). ``loads`` feeds P2C (ignored by the other strategies). ``clock`` is read
-    once per P2C pick to decay latency estimates. Duplicate keys keep their first occurrence.
+    traffic (None: all). ``avoid``: usable keys to leave out while another usable endpoint
+    exists. ``probe_order``: every endpoint of the pool, least recently failed first; those that
+    end up outside the candidates form :attr:`Picker.reserve` (default: the snapshot's
+    endpoints that are not candidates, in their order). ``loads`` feeds P2C (ignored by the other
+    strategies). ``clock`` is read once per P2C pick to decay latency estimates. Duplicate keys
+    keep their first occurrence.
     """
     if not 0.0 <= panic_threshold <= 1.0:
         raise ValueError("panic_threshold must be in [0, 1]")
@@ -229,10 +274,24 @@ def build_picker(
         healthy = [e for e in everything if e.key in usable_keys]
     total = len(everything)
     panic = total > 0 and len(healthy) < panic_threshold * total
-    candidates = everything if panic else healthy
+    if panic:
+        candidates = everything
+    else:
+        avoided = frozenset(avoid)
+        preferred = [e for e in healthy if e.key not in avoided] if avoided else healthy
+        candidates = preferred or healthy
+    reserve = probe_order if probe_order else everything
     rng = rng if rng is not None else random.Random()
     if strategy is PickStrategy.ROUND_ROBIN:
-        return RoundRobinPicker(candidates, panic=panic, total=total, rng=rng)
+        return RoundRobinPicker(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
     if strategy is PickStrategy.RANDOM:
-        return RandomPicker(candidates, panic=panic, total=total, rng=rng)
-    return P2CPicker(candidates, panic=panic, total=total, rng=rng, loads=loads or {}, clock=clock)
+        return RandomPicker(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+    return P2CPicker(
+        candidates,
+        panic=panic,
+        total=total,
+        rng=rng,
+        loads=loads or {},
+        clock=clock,
+        reserve=reserve,
+    )

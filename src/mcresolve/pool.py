@@ -50,7 +50,9 @@ from mcresolve.attempts import (
     VerdictLike,
     Wait,
     default_classify,
+    enter_attempt,
     fault_of,
+    leave_attempt,
     plan,
 )
 from mcresolve.call_policy import CallPolicy
@@ -73,7 +75,7 @@ from mcresolve.locality import (
     usable_datacenters,
 )
 from mcresolve.loop_thread import SHARED_LOOP_THREAD
-from mcresolve.outlier import Ejection, FailureKind, OutlierDetector, OutlierPolicy
+from mcresolve.outlier import Ejection, FailureKind, OutlierDetector, OutlierPolicy, probe_order
 from mcresolve.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, build_picker
 from mcresolve.retry_budget import RetryBudget, RetryBudgetPolicy
 from mcresolve.sources.base import Resolution, Source
@@ -126,7 +128,7 @@ class EndpointStatus:
     datacenter: str
     state: str
     """``"active"`` (takes traffic), ``"standby"`` (usable, but in a datacenter that is not
-    active) or ``"ejected"``."""
+    active, or avoided for a while after answering for the whole cluster) or ``"ejected"``."""
     in_picker: bool
     """The current picker may return it (panic mode includes ejected endpoints)."""
     ejected_reason: FailureKind | None
@@ -245,6 +247,11 @@ _EMPTY_COUNTS: Mapping[FailureKind, int] = MappingProxyType({})
 
 _NO_KEYS: frozenset[Key] = frozenset()
 
+_DEADLINE_SLACK = 0.005
+"""Seconds before the deadline at which a synchronous attempt that was given the time left
+counts as having run until the deadline (socket timeouts fire at, never before, their time;
+this absorbs the clock reads around them)."""
+
 
 class EndpointPool:
     """A health-aware failover pool over the endpoints of one source.
@@ -330,6 +337,11 @@ class EndpointPool:
         self._async_changed: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # When the picker must next be rebuilt (an ejection or avoidance ends, a fail-back is
+        # due), on the pool clock: set under _lock by _rebuild_locked. The loop's timer acts on
+        # it, and so does any call that sees it passed (_catch_up), so decisions follow the
+        # pool's clock even when the timer is late (a busy loop, an injected clock).
+        self._wake_at: float | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._attempt_listeners: list[Callable[[AttemptRecord], None]] = []
         self._started = False
@@ -499,7 +511,13 @@ class EndpointPool:
 
     # --- picker ------------------------------------------------------------------------------
 
-    def _build(self, endpoints: list[Endpoint], usable: Collection[Key]) -> Picker:
+    def _build(
+        self,
+        endpoints: list[Endpoint],
+        usable: Collection[Key],
+        avoid: Collection[Key] = (),
+        order: tuple[Endpoint, ...] = (),
+    ) -> Picker:
         return build_picker(
             endpoints,
             usable,
@@ -508,6 +526,8 @@ class EndpointPool:
             panic_threshold=self.policy.panic_threshold,
             rng=self._rng,
             clock=self._clock,
+            avoid=avoid,
+            probe_order=order,
         )
 
     def _rebuild_locked(self, now: float, events: list[PoolEvent]) -> None:
@@ -526,7 +546,11 @@ class EndpointPool:
             in_active = in_datacenter(endpoints, new_state.active, lp)
             if in_active:
                 chosen = in_active
-        self._picker = self._build(chosen, usable)
+        states = self._detector.states()
+        avoided = frozenset(k for k, st in states.items() if st.is_avoided(now)) & usable
+        by_key = {e.key: e for e in endpoints}
+        order = tuple(by_key[k] for k in probe_order(by_key, states))
+        self._picker = self._build(chosen, usable, avoided, order)
         self._usable = len(usable)
         all_ejected = bool(endpoints) and not usable
         if all_ejected and not self._all_ejected:
@@ -540,7 +564,8 @@ class EndpointPool:
             due = failback_due(self._locality, lp)
             if due is not None:
                 wake.append(max(due, now))
-        self._schedule_wake(min(wake) if wake else None)
+        self._wake_at = min(wake) if wake else None
+        self._schedule_wake(self._wake_at)
 
     def _schedule_wake(self, at: float | None) -> None:
         loop = self._loop
@@ -571,8 +596,17 @@ class EndpointPool:
         self._timer_at = None
         if self._closed:
             return
+        self._refresh_picker(self._clock())
+
+    def _catch_up(self, now: float) -> None:
+        """Rebuild the picker now if a scheduled rebuild is due (thread-safe; cheap when not)."""
+        wake = self._wake_at
+        if wake is not None and now >= wake and not self._closed:
+            self._refresh_picker(now)
+
+    def _refresh_picker(self, now: float) -> None:
+        """Report returned endpoints and rebuild the picker (thread-safe)."""
         events: list[PoolEvent] = []
-        now = self._clock()
         with self._lock:
             by_key = {e.key: e for e in self._endpoints}
             for key in self._detector.sweep(now):
@@ -777,6 +811,24 @@ class EndpointPool:
                 ejection = self._detector.record_failure(key, kind or FailureKind.SERVER_ERROR, now)
             if ejection is not None:
                 self._on_ejection(ejection, now)
+        elif not isinstance(verdict, FailureKind):  # CLUSTER: avoid the node that said so
+            hint = verdict.retry_after
+            if self._detector.record_cluster_answer(key, now, hint):
+                _log.info(
+                    "pool %s: avoiding %s for a while: it answered for the whole cluster (%s)",
+                    self,
+                    endpoint,
+                    verdict.reason,
+                )
+                self._refresh_picker(now)
+
+    def _probe_succeeded(self, endpoint: Endpoint) -> None:
+        """A probe of an endpoint outside the picker succeeded: it takes traffic again now
+        (:meth:`~mcresolve.outlier.OutlierDetector.reinstate`)."""
+        now = self._clock()
+        if self._detector.reinstate(endpoint.key, now):
+            _log.info("pool %s: probe of %s succeeded: it takes traffic again", self, endpoint)
+            self._refresh_picker(now)
 
     def _record_success(self, key: Key, now: float) -> None:
         """Reset ``key``'s failure counters. Only keys in ``_failing`` can have any (every NODE
@@ -788,7 +840,7 @@ class EndpointPool:
             self._detector.record_success(key, now)
 
     def _view(self, picker: Picker) -> PoolView:
-        return PoolView(picker.keys, self._usable)
+        return PoolView(picker.keys, self._usable, picker.reserve_keys)
 
     def _notify_attempt(self, record: AttemptRecord) -> None:
         for listener in list(self._attempt_listeners):
@@ -857,7 +909,7 @@ class EndpointPool:
                         state = state.wait_done(action)
                         continue
                     assert isinstance(action, Attempt)
-                    endpoint = self._pick_untried(picker, action.exclude)
+                    endpoint = self._endpoint_for(picker, action)
                     if endpoint is None:
                         continue
                     if action.retry:
@@ -907,8 +959,9 @@ class EndpointPool:
         """The planner's next step for a call in ``state``, on the current picker, now (shared by
         :meth:`call` and :meth:`call_sync`). Raises the planner's error when it gives up."""
         self._check_open()
-        picker = self._picker
         now = self._clock()
+        self._catch_up(now)
+        picker = self._picker
         budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
         action = plan(
             state,
@@ -927,6 +980,19 @@ class EndpointPool:
             return picker.pick(exclude, fallback=False)
         except NoEndpointAvailable:
             return None
+
+    def _endpoint_for(self, picker: Picker, action: Attempt) -> Endpoint | None:
+        """The endpoint ``action`` runs on: its probe, else a pick outside its exclusions."""
+        if action.probe is not None:
+            return picker.reserved(action.probe)
+        return self._pick_untried(picker, action.exclude)
+
+    @staticmethod
+    def _every_endpoint_tried(state: CallState, key: Key, picker: Picker) -> bool:
+        """Every endpoint of the pool (candidates and reserve) has been tried in the round once
+        the attempt on ``key`` starts (MinIO's ``from_every_endpoint``)."""
+        tried = state.tried | {key}
+        return tried >= picker.keys and tried.issuperset(picker.reserve_keys)
 
     def _start_hedge(
         self,
@@ -947,11 +1013,13 @@ class EndpointPool:
         endpoint = self._pick_untried(picker, state.tried)
         if endpoint is None or not self._budget.try_retry(now):
             return None
+        cut = remaining < policy.attempt_timeout
         action = Attempt(
             exclude=state.tried,
             timeout=min(policy.attempt_timeout, remaining),
-            cut_by_deadline=remaining < policy.attempt_timeout,
+            cut_by_deadline=cut,
             retry=True,
+            ends=state.deadline if cut else now + policy.attempt_timeout,
         )
         task = self._spawn_attempt(fn, endpoint, state, action, picker, classifier, True, True)
         running[task] = endpoint
@@ -973,7 +1041,7 @@ class EndpointPool:
             endpoint=endpoint,
             attempt=state.started_attempts + 1,
             idempotent=idempotent,
-            every_endpoint_tried=(state.tried | {endpoint.key}) >= picker.keys,
+            every_endpoint_tried=self._every_endpoint_tried(state, endpoint.key, picker),
         )
         return asyncio.create_task(
             self._run_attempt(fn, endpoint, action, context, classifier, hedge),
@@ -994,6 +1062,8 @@ class EndpointPool:
         started = self._clock()
         limit = None if math.isinf(action.timeout) else action.timeout
         scope = asyncio.timeout(limit)
+        probe = action.probe is not None
+        token = enter_attempt(action.timeout, action.ends, self._clock)
         try:
             async with scope:
                 value = await fn(endpoint)
@@ -1002,6 +1072,7 @@ class EndpointPool:
             load.abandon(now, now - started)
             raise
         except Exception as exc:
+            leave_attempt(token)
             timed_out = scope.expired() and isinstance(exc, TimeoutError)
             context = AttemptContext(
                 context.endpoint,
@@ -1011,15 +1082,31 @@ class EndpointPool:
                 timed_out,
             )
             verdict = self._classify_safely(classifier, exc, context)
-            counted = not (timed_out and action.cut_by_deadline)
+            # Given the time left and ended by the deadline: the deadline's failure, not the
+            # endpoint's (the same rule as call_sync's).
+            ran_out = timed_out or self._clock() >= action.ends - _DEADLINE_SLACK
+            counted = not (action.cut_by_deadline and ran_out)
             self._report(endpoint, verdict, load, started, action.timeout, counted)
             record = AttemptRecord(
-                endpoint, started, self._clock(), exc, verdict, hedge=hedge, counted=counted
+                endpoint,
+                started,
+                self._clock(),
+                exc,
+                verdict,
+                hedge=hedge,
+                counted=counted,
+                timeout=action.timeout,
+                probe=probe,
             )
             self._notify_attempt(record)
             return _Finished(record)
+        leave_attempt(token)
         self._report(endpoint, None, load, started, None, True)
-        record = AttemptRecord(endpoint, started, self._clock(), hedge=hedge)
+        if probe:
+            self._probe_succeeded(endpoint)
+        record = AttemptRecord(
+            endpoint, started, self._clock(), hedge=hedge, timeout=action.timeout, probe=probe
+        )
         self._notify_attempt(record)
         return _Finished(record, value)
 
@@ -1043,14 +1130,19 @@ class EndpointPool:
         ``exclude``: endpoint keys to avoid in the first round (e.g. the node a stream just
         broke on); they become eligible again after a backoff when nothing else is left.
 
-        A running ``fn`` cannot be interrupted: ``attempt_timeout`` only classifies an attempt
-        that took longer as a timeout failure and bounds waits; ``fn`` must bound its own I/O
-        (socket / urllib3 timeouts).
+        A running ``fn`` cannot be interrupted, so it must bound its own I/O by the time its
+        attempt was given: :func:`mcresolve.attempts.attempt_time_left` returns it inside
+        ``fn`` (``min(attempt_timeout, time left in the call)``, never past the deadline); use
+        it as (or to cap) the socket / HTTP client timeouts of the request, as
+        :class:`~mcresolve.minio.ResilientMinio` does. An attempt that was given the time left
+        (shorter than ``attempt_timeout``) and ran until the deadline is the deadline's failure,
+        not the endpoint's: it is not counted against the endpoint.
 
-        The first attempt takes a fast path (no planner, no call state, no allocation unless an
-        attempt listener is registered): what is left per successful call is one retry-budget
-        deposit, the endpoint's in-flight count and latency EWMA, and a set lookup for its
-        outlier counters. Anything else (a failure, nothing to pick) goes through the planner.
+        The first attempt takes a fast path (no planner, no call state, no allocation beyond
+        the attempt's time unless an attempt listener is registered): what is left per
+        successful call is one retry-budget deposit, the endpoint's in-flight count and latency
+        EWMA, and a set lookup for its outlier counters. Anything else (a failure, nothing to
+        pick) goes through the planner.
         """
         if _get_running_loop() is not None:
             raise RuntimeError(
@@ -1069,6 +1161,8 @@ class EndpointPool:
         clock = self._clock
         started = clock()
         self._budget.record_request(started)
+        if self._wake_at is not None:
+            self._catch_up(started)
         picker = self._picker
         if not picker.endpoints:
             state = CallState.begin(started, call_policy, excluded)
@@ -1085,23 +1179,38 @@ class EndpointPool:
         key = endpoint.key
         load = self._load_of(key)
         load.start()
+        timeout = min(call_policy.attempt_timeout, call_policy.deadline)
+        token = enter_attempt(timeout, started + timeout, clock)
         try:
             value = fn(endpoint)
         except Exception as exc:
-            state = CallState.begin(started, call_policy, excluded).attempt_started(key)
-            context = AttemptContext(endpoint, 1, idempotent, (excluded | {key}) >= picker.keys)
-            penalty = min(call_policy.attempt_timeout, call_policy.deadline)
-            state = self._sync_failed(exc, context, classifier, load, started, penalty, state)
+            leave_attempt(token)
+            state = CallState.begin(started, call_policy, excluded)
+            first = Attempt(
+                exclude=excluded,
+                timeout=timeout,
+                cut_by_deadline=call_policy.deadline < call_policy.attempt_timeout,
+                retry=False,
+                ends=started + timeout,
+            )
+            context = AttemptContext(
+                endpoint, 1, idempotent, self._every_endpoint_tried(state, key, picker)
+            )
+            state = self._sync_failed(
+                exc, context, classifier, load, started, first, state.attempt_started(key)
+            )
             return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
         except BaseException:
+            leave_attempt(token)
             load.finish(clock(), None)
             raise
+        leave_attempt(token)
         ended = clock()
         load.finish(ended, ended - started)
         if key in self._failing:
             self._record_success(key, ended)
         if self._attempt_listeners:
-            self._notify_attempt(AttemptRecord(endpoint, started, ended))
+            self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=timeout))
         return value
 
     def _sync_failed(
@@ -1111,14 +1220,27 @@ class EndpointPool:
         classifier: Classifier,
         load: EndpointLoad,
         started: float,
-        penalty: float,
+        action: Attempt,
         state: CallState,
     ) -> CallState:
         """A synchronous attempt raised ``exc``: classify, report, record; re-raise the
         callee's error when it must not be retried, else return the new call state."""
+        ended = self._clock()
+        # Given the time left and run until the deadline: the deadline's failure, not the
+        # endpoint's (the asynchronous path knows it from its timeout scope).
+        counted = not (action.cut_by_deadline and ended >= state.deadline - _DEADLINE_SLACK)
         verdict = self._classify_safely(classifier, exc, context)
-        self._report(context.endpoint, verdict, load, started, penalty, True)
-        record = AttemptRecord(context.endpoint, started, self._clock(), exc, verdict)
+        self._report(context.endpoint, verdict, load, started, action.timeout, counted)
+        record = AttemptRecord(
+            context.endpoint,
+            started,
+            ended,
+            exc,
+            verdict,
+            counted=counted,
+            timeout=action.timeout,
+            probe=action.probe is not None,
+        )
         self._notify_attempt(record)
         if fault_of(verdict) is Fault.CLIENT or not verdict.replay_safe:
             raise exc
@@ -1143,7 +1265,7 @@ class EndpointPool:
                 state = state.wait_done(action)
                 continue
             assert isinstance(action, Attempt)
-            endpoint = self._pick_untried(picker, action.exclude)
+            endpoint = self._endpoint_for(picker, action)
             if endpoint is None:
                 continue
             if action.retry:
@@ -1152,24 +1274,36 @@ class EndpointPool:
                 endpoint=endpoint,
                 attempt=state.started_attempts + 1,
                 idempotent=idempotent,
-                every_endpoint_tried=(state.tried | {endpoint.key}) >= picker.keys,
+                every_endpoint_tried=self._every_endpoint_tried(state, endpoint.key, picker),
             )
             state = state.attempt_started(endpoint.key)
             load = self._load_of(endpoint.key)
             load.start()
             started = self._clock()
+            token = enter_attempt(action.timeout, action.ends, self._clock)
             try:
                 value = fn(endpoint)
             except Exception as exc:
-                state = self._sync_failed(
-                    exc, context, classifier, load, started, action.timeout, state
-                )
+                leave_attempt(token)
+                state = self._sync_failed(exc, context, classifier, load, started, action, state)
                 continue
             except BaseException:
+                leave_attempt(token)
                 load.finish(self._clock(), None)
                 raise
+            leave_attempt(token)
             self._report(endpoint, None, load, started, None, True)
-            self._notify_attempt(AttemptRecord(endpoint, started, self._clock()))
+            if action.probe is not None:
+                self._probe_succeeded(endpoint)
+            self._notify_attempt(
+                AttemptRecord(
+                    endpoint,
+                    started,
+                    self._clock(),
+                    timeout=action.timeout,
+                    probe=action.probe is not None,
+                )
+            )
             return value
 
     # --- introspection -----------------------------------------------------------------------
@@ -1191,9 +1325,11 @@ class EndpointPool:
             outlier = states.get(endpoint.key)
             ejected = outlier is not None and outlier.is_ejected(now)
             dc = datacenter_of(endpoint, lp) if lp is not None else endpoint.datacenter
+            elsewhere = locality is not None and dc != locality.active
+            avoided = outlier is not None and outlier.is_avoided(now)
             if ejected:
                 state = "ejected"
-            elif locality is not None and dc != locality.active:
+            elif elsewhere or (avoided and endpoint.key not in in_picker):
                 state = "standby"
             else:
                 state = "active"

@@ -15,6 +15,7 @@ from mcresolve.outlier import (
     OutlierPolicy,
     OutlierState,
     ejection_duration,
+    probe_order,
 )
 
 A = ("10.0.0.1", 9000)
@@ -38,6 +39,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert p.connect_failures_bypass_cap
     assert (p.base_ejection, p.max_ejection, p.jitter) == (10.0, 300.0, 0.2)
     assert (p.decay_interval, p.max_ejected_fraction) == (10.0, 0.5)
+    assert p.avoid_after_cluster_answer == 10.0
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,7 @@ def test_defaults_are_the_documented_ones() -> None:
         {"jitter": -0.1},
         {"decay_interval": 0.0},
         {"max_ejected_fraction": 1.5},
+        {"avoid_after_cluster_answer": -1.0},
     ],
 )
 def test_policy_rejects_invalid_values(kwargs: dict[str, float]) -> None:
@@ -336,3 +339,68 @@ def test_ejection_only_follows_a_threshold_streak(
             until[key] = ejection.until
             for k in FailureKind:
                 streak[(key, k)] = 0
+
+
+# --- probes and avoidance ---------------------------------------------------------------------
+
+
+def test_probe_order_is_least_recently_failed_first_never_failed_first_of_all() -> None:
+    det = detector(NO_JITTER, A, B, C, D)
+    det.record_failure(C, FailureKind.RESET, 5.0)
+    det.record_failure(A, FailureKind.SERVER_ERROR, 7.0)
+    det.record_cluster_answer(D, 6.0)
+    assert probe_order([A, B, C, D], det.states()) == (B, C, D, A)
+    assert probe_order([D, A], det.states()) == (D, A)
+    assert probe_order([A, ("10.9.9.9", 1)], det.states()) == (("10.9.9.9", 1), A)
+
+
+def test_a_successful_probe_ends_the_ejection_and_a_relapse_is_ejected_longer() -> None:
+    det = detector(NO_JITTER, A, B)
+    det.record_failure(A, FailureKind.RESET, 0.0)
+    assert det.is_ejected(A, 1.0)
+    assert det.reinstate(A, 1.0)
+    assert not det.is_ejected(A, 1.0) and det.sweep(1.0) == {A}
+    assert not det.reinstate(A, 2.0)  # not ejected any more: nothing to do
+    ejection = det.record_failure(A, FailureKind.RESET, 2.0)
+    assert ejection is not None and ejection.multiplier == 2 and ejection.duration == 20.0
+
+
+def test_a_probe_frees_the_cap_for_the_endpoint_that_keeps_failing() -> None:
+    """Two endpoints, cap 1: A ejected, B's failures cannot eject it; A's successful probe
+    ends A's ejection, and B's next failure ejects B (its streak was kept)."""
+    det = detector(NO_JITTER, A, B)
+    det.record_failure(A, FailureKind.RESET, 0.0)
+    assert det.record_failure(B, FailureKind.RESET, 0.5) is None
+    det.reinstate(A, 1.0)
+    assert det.record_failure(B, FailureKind.RESET, 1.5) is not None
+    assert det.ejected(1.6) == {B}
+
+
+def test_a_cluster_answer_avoids_the_node_without_ejecting_or_counting() -> None:
+    det = detector(NO_JITTER, A, B)
+    assert det.record_cluster_answer(A, 0.0)
+    assert det.avoided(5.0) == {A} and det.ejected(5.0) == frozenset()
+    assert not any(det.state(A).consecutive.values())
+    assert det.next_unejection(0.0) == 10.0
+    assert not det.record_cluster_answer(A, 1.0)  # already avoided: no rebuild needed
+    assert det.avoided(10.5) == {A}  # extended to 11.0 by the second answer
+    assert det.avoided(11.0) == frozenset()
+    # avoidance does not use up the ejection cap
+    assert det.record_failure(B, FailureKind.RESET, 1.0) is not None
+
+
+def test_retry_after_shortens_the_avoidance_and_zero_disables_it() -> None:
+    det = detector(NO_JITTER, A, B)
+    det.record_cluster_answer(A, 0.0, retry_after=2.0)
+    assert det.avoided(1.9) == {A} and det.avoided(2.0) == frozenset()
+    det = detector(OutlierPolicy(jitter=0.0, avoid_after_cluster_answer=0.0), A, B)
+    assert not det.record_cluster_answer(A, 0.0)
+    assert det.avoided(0.0) == frozenset()
+    assert det.state(A).last_failure == 0.0  # still the latest failure, for the probe order
+
+
+def test_a_successful_probe_ends_an_avoidance() -> None:
+    det = detector(NO_JITTER, A, B)
+    det.record_cluster_answer(A, 0.0)
+    assert det.reinstate(A, 3.0)
+    assert det.avoided(3.0) == frozenset()

@@ -276,3 +276,47 @@ def test_pick_never_returns_an_excluded_endpoint_when_another_exists(
         else:
             with pytest.raises(NoEndpointAvailable):
                 picker.pick(exclude=exclude, fallback=False)
+
+
+def test_avoided_endpoints_are_left_out_while_another_usable_one_exists() -> None:
+    picker = build_picker(EPS, KEYS, avoid=[KEYS[0]], strategy=PickStrategy.RANDOM)
+    assert picker.keys == frozenset(KEYS[1:]) and not picker.panic
+    assert picker.reserve == (EPS[0],)
+    everything_avoided = build_picker(EPS[:2], KEYS[:2], avoid=KEYS[:2])
+    assert everything_avoided.keys == frozenset(KEYS[:2]) and everything_avoided.reserve == ()
+
+
+def test_avoided_endpoints_count_as_usable_for_the_panic_threshold() -> None:
+    """Two of four usable, one of them avoided: not panic (Envoy counts degraded hosts as
+    available), one candidate, the rest in reserve."""
+    picker = build_picker(EPS, KEYS[:2], avoid=[KEYS[1]])
+    assert not picker.panic and picker.keys == {KEYS[0]}
+    assert set(picker.reserve_keys) == set(KEYS[1:])
+
+
+def test_reserve_follows_the_probe_order_and_excludes_candidates() -> None:
+    order = [EPS[3], EPS[0], EPS[2], EPS[1]]
+    picker = build_picker(EPS, [KEYS[0], KEYS[1]], probe_order=order)
+    assert picker.reserve == (EPS[3], EPS[2])
+    assert picker.reserved(KEYS[2]) == EPS[2] and picker.reserved(KEYS[0]) is None
+    default = build_picker(EPS, [KEYS[0], KEYS[1]])
+    assert default.reserve == (EPS[2], EPS[3])  # the snapshot's order
+    panic = build_picker(EPS, [KEYS[0]], probe_order=order)
+    assert panic.panic and panic.reserve == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    usable=st.sets(st.sampled_from(KEYS)),
+    avoid=st.sets(st.sampled_from(KEYS)),
+    order=st.permutations(EPS),
+)
+def test_candidates_and_reserve_partition_the_pool(
+    usable: set[tuple[str, int]], avoid: set[tuple[str, int]], order: list[Endpoint]
+) -> None:
+    picker = build_picker(EPS, usable, avoid=avoid, probe_order=order)
+    reserve = picker.reserve_keys
+    assert picker.keys.isdisjoint(reserve) and picker.keys | set(reserve) == set(KEYS)
+    assert list(reserve) == [e.key for e in order if e.key in set(reserve)]
+    if not picker.panic and usable - avoid:
+        assert picker.keys == usable - avoid

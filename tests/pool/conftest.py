@@ -49,8 +49,17 @@ async def register(client: ConsulClient, instances: list[tuple[str, int]]) -> No
 
 
 @pytest.fixture
-async def cluster() -> AsyncIterator[Cluster]:
-    async with ConsulEmulator(["dc1", "dc2"], rtt_ms={("dc1", "dc2"): 40.0}) as consul:
+def consul_version() -> str:
+    """The Consul the emulator answers like; a module overrides this fixture with
+    ``params=["1.0.8", "1.21"]`` to run its tests against both profiles."""
+    return "1.0.8"
+
+
+@pytest.fixture
+async def cluster(consul_version: str) -> AsyncIterator[Cluster]:
+    async with ConsulEmulator(
+        ["dc1", "dc2"], rtt_ms={("dc1", "dc2"): 40.0}, version=consul_version
+    ) as consul:
         dc1, dc2 = (
             ConsulClient(
                 ConsulConfig.for_addresses(

@@ -4,6 +4,7 @@ the endpoint builders are in ``tests/manual_source.py``)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 from mcresolve.events import EventKind, EventStream, PoolEvent
@@ -31,3 +32,25 @@ async def until(
             if predicate(snapshot):
                 return snapshot
             await pool._wait_async(0.05, pool._generation)
+
+
+class FakeClock:
+    """A pool clock the test moves by hand (``pool = EndpointPool(..., clock=clock)``): time
+    passes only through :meth:`advance`, so ejections, backoffs, deadlines and decays follow
+    the scenario, not the machine's load. Thread-safe."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock ``seconds`` forward; returns the new time."""
+        if seconds < 0:
+            raise ValueError("a clock does not go back")
+        with self._lock:
+            self._now += seconds
+            return self._now

@@ -67,7 +67,7 @@ def start(now: float = 0.0, policy: CallPolicy = NO_JITTER) -> CallState:
 
 def test_first_attempt_at_once_with_the_attempt_timeout() -> None:
     action = plan(start(), ALL, 0.0, NO_JITTER)
-    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False)
+    assert action == Attempt(frozenset(), 10.0, cut_by_deadline=False, retry=False, ends=10.0)
 
 
 def test_retry_goes_to_a_different_endpoint_at_once() -> None:
@@ -107,6 +107,7 @@ def test_timeout_is_cut_to_the_time_left() -> None:
     action = plan(state, ALL, 25.0, NO_JITTER)
     assert isinstance(action, Attempt)
     assert action.timeout == pytest.approx(5.0) and action.cut_by_deadline
+    assert action.ends == state.deadline == 30.0  # the time given ends with the call
 
 
 def test_client_verdict_raises_the_callee_error() -> None:
@@ -228,28 +229,135 @@ def test_backoff_past_deadline_gives_up() -> None:
     assert "every endpoint failed" in str(action.error)
 
 
+ONE = PoolView(frozenset({EPS[0].key}), usable=1)
+"""A pool of one endpoint: a CLUSTER verdict stands at once (nobody else can confirm it)."""
+
+
 def test_cluster_waits_for_retry_after_then_retries() -> None:
     verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=2.0, reason="slow down")
     state = failed(start(), EPS[0], verdict, 0.1)
-    action = plan(state, ALL, 0.1, NO_JITTER)
-    assert action == Wait(2.0, "cluster")
+    action = plan(state, ONE, 0.1, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (2.0, "cluster")
+    assert action.cluster is state.attempts[-1]
     state = state.wait_done(action)
-    assert state.cluster_waits == 1
-    assert isinstance(plan(state, ALL, 2.1, NO_JITTER), Attempt)
+    assert state.cluster_waits == 1 and state.cluster is action.cluster
+    assert isinstance(plan(state, ONE, 2.1, NO_JITTER), Attempt)
 
 
 def test_cluster_without_hint_uses_the_cluster_backoff() -> None:
     state = failed(start(), EPS[0], CLUSTER, 0.1)
-    assert plan(state, ALL, 0.1, NO_JITTER) == Wait(1.0, "cluster")
+    action = plan(state, ONE, 0.1, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (1.0, "cluster")
 
 
 def test_cluster_retry_after_past_deadline_raises_at_once() -> None:
     verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=60.0, reason="SlowDown")
     state = failed(start(), EPS[0], verdict, 0.1)
-    action = plan(state, ALL, 0.1, NO_JITTER)
+    action = plan(state, ONE, 0.1, NO_JITTER)
     assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
     assert action.error.verdict is verdict
     assert "SlowDown" in str(action.error) and "retry after 60 s" in str(action.error)
+
+
+def test_one_nodes_cluster_verdict_is_checked_on_another_node_at_once() -> None:
+    """A quorum answer from one node may be that node's own view: the next attempt goes to
+    another node at once, without waiting, and the node that answered is excluded."""
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=120.0, reason="quorum")
+    state = failed(start(), EPS[0], verdict, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, Attempt) and EPS[0].key in action.exclude
+    assert action.probe is None
+    # the other nodes are ejected: the confirmation is asked of the reserve
+    view = PoolView(frozenset({EPS[0].key}), 1, (EPS[2].key, EPS[1].key))
+    action = plan(state, view, 0.1, NO_JITTER)
+    assert isinstance(action, Attempt) and action.probe == EPS[2].key
+
+
+def test_a_verdict_the_classifier_confirmed_stands_at_once() -> None:
+    """Throttling from a shared limiter, or the same failure from every node: the classifier
+    says the condition is cluster-wide, so no other node is asked."""
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, 2.0, "slow down", confirmed=True)
+    state = failed(start(), EPS[0], verdict, 0.1)
+    action = plan(state, ALL, 0.1, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (2.0, "cluster")
+
+
+def test_cluster_verdict_confirmed_by_a_second_node_waits_then_gives_up() -> None:
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=2.0, reason="quorum")
+    state = failed(start(), EPS[0], verdict, 0.1)
+    state = failed(state, EPS[1], verdict, 0.2)
+    action = plan(state, ALL, 0.2, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (2.0, "cluster")
+    assert action.cluster is state.attempts[-1]
+
+
+def test_unconfirmed_cluster_verdict_stands_once_nothing_else_is_left() -> None:
+    """One node says the cluster lost quorum, every other node is unreachable: the verdict
+    stands (the server's Retry-After is honoured, not the short node backoff)."""
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=3.0, reason="quorum")
+    state = failed(start(), EPS[0], verdict, 0.1)
+    for endpoint in EPS[1:3]:
+        assert isinstance(plan(state, ALL, 0.1, NO_JITTER), Attempt)
+        state = failed(state, endpoint, NODE, 0.1)
+    assert isinstance(plan(state, ALL, 0.1, NO_JITTER), Attempt)  # EPS[3] is left
+    state = failed(state, EPS[3], NODE_TIMEOUT, 0.2)
+    action = plan(state, ALL, 0.2, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (3.0, "cluster")
+    assert action.cluster is state.attempts[0]
+
+
+def test_a_standing_cluster_verdict_is_the_error_wherever_the_deadline_falls() -> None:
+    """Deadline passed after a cluster wait (the retried attempt hung until the deadline):
+    still ClusterUnavailable, the condition, not DeadlineExceeded."""
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, retry_after=5.0, reason="write quorum")
+    state = failed(start(), EPS[0], verdict, 1.0)
+    state = failed(state, EPS[1], verdict, 1.0)
+    wait = plan(state, ALL, 1.0, NO_JITTER)
+    assert isinstance(wait, Wait)
+    state = state.wait_done(wait).attempt_started(EPS[2].key)
+    hung = AttemptRecord(EPS[2], 6.0, 30.0, TimeoutError(), NODE_TIMEOUT, counted=False)
+    state = state.attempt_finished(hung)
+    action = plan(state, ALL, 30.0, NO_JITTER)
+    assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
+    assert action.error.verdict is verdict and "deadline" in str(action.error)
+    # and when max_attempts ends it
+    state = failed(start(), EPS[0], verdict, 1.0)
+    state = failed(state, EPS[1], verdict, 1.0)
+    action = plan(state, ALL, 1.0, CallPolicy(max_attempts=2))
+    assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
+
+
+def test_a_cluster_verdict_cut_by_the_deadline_is_no_evidence() -> None:
+    verdict = AttemptVerdict(Fault.CLUSTER, None, True, reason="no node answered in time")
+    state = start().attempt_started(EPS[0].key)
+    state = state.attempt_finished(
+        AttemptRecord(EPS[0], 0.0, 30.0, TimeoutError(), verdict, counted=False)
+    )
+    action = plan(state, ONE, 30.0, NO_JITTER)
+    assert isinstance(action, GiveUp) and type(action.error) is DeadlineExceeded
+
+
+def test_every_candidate_failed_probes_the_reserve_least_recently_failed_first() -> None:
+    """Two candidates failed; the reserve (given oldest failure first) is probed one by one
+    before the call backs off."""
+    view = PoolView(frozenset({EPS[0].key, EPS[1].key}), 2, (EPS[3].key, EPS[2].key))
+    state = failed(start(), EPS[0], NODE_TIMEOUT, 0.1)
+    state = failed(state, EPS[1], NODE_TIMEOUT, 0.2)
+    action = plan(state, view, 0.2, NO_JITTER)
+    assert isinstance(action, Attempt) and action.probe == EPS[3].key and action.retry
+    state = failed(state, EPS[3], NODE_TIMEOUT, 0.3)
+    action = plan(state, view, 0.3, NO_JITTER)
+    assert isinstance(action, Attempt) and action.probe == EPS[2].key
+    state = failed(state, EPS[2], NODE, 0.4)
+    action = plan(state, view, 0.4, NO_JITTER)
+    assert isinstance(action, Wait) and action.cause == "backoff"
+
+
+def test_no_probe_while_a_candidate_is_untried() -> None:
+    view = PoolView(frozenset({EPS[0].key, EPS[1].key}), 2, (EPS[3].key,))
+    state = failed(start(), EPS[0], NODE_TIMEOUT, 0.1)
+    action = plan(state, view, 0.1, NO_JITTER)
+    assert isinstance(action, Attempt) and action.probe is None
 
 
 def test_no_endpoint_waits_for_one_until_the_deadline_and_refreshes() -> None:
@@ -286,13 +394,16 @@ def test_foreign_verdicts_are_understood_by_value() -> None:
     verdict = ForeignVerdict(MinioLikeClass.CLUSTER, None, True, 3.0, "quorum")
     assert fault_of(verdict) is Fault.CLUSTER
     state = failed(start(), EPS[0], verdict, 0.0)  # type: ignore[arg-type]
-    assert plan(state, ALL, 0.0, NO_JITTER) == Wait(3.0, "cluster")
+    action = plan(state, ONE, 0.0, NO_JITTER)
+    assert isinstance(action, Wait) and (action.delay, action.cause) == (3.0, "cluster")
 
 
 def test_minio_verdicts_plug_in_directly() -> None:
     quorum = classify(Outcome("GET", status=503, code="XMinioReadQuorum", retry_after=120.0))
     assert fault_of(quorum) is Fault.CLUSTER
     state = failed(start(), EPS[0], quorum, 0.0)  # type: ignore[arg-type]
+    assert isinstance(plan(state, ALL, 0.0, NO_JITTER), Attempt)  # asked of another node
+    state = failed(state, EPS[1], quorum, 0.0)  # type: ignore[arg-type]
     action = plan(state, ALL, 0.0, NO_JITTER)
     assert isinstance(action, GiveUp) and isinstance(action.error, ClusterUnavailable)
     refused = classify(Outcome("PUT", transport=Transport.REFUSED))
@@ -358,6 +469,9 @@ def test_planner_properties(
         action = plan(state, PoolView(KEYS, usable), now, policy, budget_ok=budget, random=rand)
         if isinstance(action, GiveUp):
             last = state.attempts[-1] if state.attempts else None
+            if state.cluster is not None and not isinstance(action.error, RuntimeError):
+                # one condition, one error: a CLUSTER verdict stood earlier in the call
+                assert isinstance(action.error, ClusterUnavailable)
             if isinstance(action.error, RuntimeError):  # the callee's own error
                 assert last is not None and last.error is action.error
                 assert last.verdict is not None
@@ -367,8 +481,11 @@ def test_planner_properties(
             elif isinstance(action.error, DeadlineExceeded):
                 assert now >= state.deadline - 1e-6
             elif isinstance(action.error, ClusterUnavailable):
-                assert last is not None and last.verdict is not None
-                assert fault_of(last.verdict) is Fault.CLUSTER
+                cluster = action.error.verdict
+                assert any(
+                    a.verdict is cluster and a.counted and fault_of(cluster) is Fault.CLUSTER
+                    for a in state.attempts
+                )
             else:
                 assert isinstance(action.error, AttemptsExhausted)
             return
@@ -386,6 +503,7 @@ def test_planner_properties(
         assert action.retry == (state.charged_attempts > 0)
         assert 0 < action.timeout <= policy.attempt_timeout
         assert now + action.timeout <= state.deadline + 1e-6
+        assert action.ends <= state.deadline and action.ends == pytest.approx(now + action.timeout)
         assert not (action.exclude >= KEYS)  # an untried endpoint exists
         if action.retry:
             assert budget

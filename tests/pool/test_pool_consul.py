@@ -12,6 +12,13 @@ from mcresolve.pool import EndpointPool, PoolPolicy, PoolSnapshot
 from .conftest import DC1, SERVICE, Cluster
 from .helpers import next_event, until
 
+
+@pytest.fixture(params=["1.0.8", "1.21"])
+def consul_version(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the recorded 1.0.8 and the modern 1.21 emulator."""
+    return str(request.param)
+
+
 HEALTH = f"consul://{SERVICE}?tag=minio"
 #: Long periodic refresh: reactions must come from the health watch or refresh_now().
 QUERY = f"consul+query://{SERVICE}?refresh=5m"

@@ -21,8 +21,9 @@ ETAG = '"0123456789abcdef"'
 
 
 class ObjectServer(http.server.ThreadingHTTPServer):
-    """Serves one object at ``/obj`` (Range and If-Match as S3 does); ``cut_after`` makes the
-    next response announce the full length but close the connection after that many bytes."""
+    """Serves one object at ``/obj`` (Range, Content-Range and If-Match as S3 does);
+    ``cut_after`` makes the next response announce the full length but close the connection
+    after that many bytes."""
 
     daemon_threads = True
 
@@ -45,12 +46,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.ranges.append(requested)
         self.server.if_match.append(self.headers.get("If-Match"))
         status = 200
+        content_range = None
         if requested is not None:
             first, _, last = requested.removeprefix("bytes=").partition("-")
-            body = body[int(first) : int(last) + 1 if last else None]
+            start = int(first)
+            body = body[start : int(last) + 1 if last else None]
             status = 206
+            total = len(self.server.body)
+            content_range = f"bytes {start}-{start + len(body) - 1}/{total}"
         cut, self.server.cut_after = self.server.cut_after, None
         self.send_response(status)
+        if content_range is not None:
+            self.send_header("Content-Range", content_range)
         if self.server.send_length:
             self.send_header("Content-Length", str(len(body)))
         else:  # the body ends when the connection closes

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.watch import SharedWatchRegistries
 from mcresolve.sources import Resolution, from_target
@@ -15,6 +17,12 @@ from mcresolve.target import HealthTarget, parse_target
 
 from .conftest import FAST_WATCH, SERVICE, Cluster
 from .helpers import define_query, next_matching
+
+
+@pytest.fixture(params=["1.0.8", "1.21"])
+def consul_version(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the recorded 1.0.8 and the modern 1.21 emulator."""
+    return str(request.param)
 
 
 def ports(resolution: Resolution) -> set[int]:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from mcresolve.sources import PreparedQuerySource, Resolution, from_target
 from mcresolve.sources.prepared_query import jittered
 from mcresolve.target import PreparedQueryTarget, parse_target
 
 from .conftest import DC1, SERVICE, Cluster
 from .helpers import define_query, next_matching
+
+
+@pytest.fixture(params=["1.0.8", "1.21"])
+def consul_version(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the recorded 1.0.8 and the modern 1.21 emulator."""
+    return str(request.param)
+
 
 #: Long periodic refresh: every reaction below must come from the health watch or refresh_now.
 SLOW = "refresh=5m"

@@ -2,7 +2,7 @@
 
 Sources: Consul's "Blocking Queries" API page (reset the index when it goes backwards, sanity-check
 that the index is at least 1, rate-limit the loop with a token bucket allowing a burst of 2) and the
-behaviour recorded from Consul 1.0.8 in ``/work/shared/consul-golden`` (``wait`` defaults to 5 min,
+behaviour recorded from Consul 1.0.8 (the golden recordings; ``wait`` defaults to 5 min,
 is capped at 10 min, the server adds up to ``wait/16``; an index *above* the current one blocks for
 the full wait even if the data changes meanwhile; filters are applied after waking, so a wake-up
 does not mean the filtered answer changed).

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mcresolve.errors import McResolveError
+
 #: Longest part of a response body quoted in an exception message.
 _QUOTE_LIMIT = 200
 
 
 def _quote(text: str) -> str:
-    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+    """At most :data:`_QUOTE_LIMIT` characters of an agent's text, control characters (line
+    breaks, terminal escapes) shown as ``\\xNN`` so an error stays one harmless line."""
+    cut = text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
 
 
-class ConsulError(Exception):
-    """Base class of every error raised by :mod:`mcresolve.consul`."""
+class ConsulError(McResolveError):
+    """Base class of every error raised by :mod:`mcresolve.consul` (itself under mcresolve's
+    root, :class:`~mcresolve.errors.McResolveError`)."""
 
 
 class ConsulConfigError(ConsulError, ValueError):
@@ -43,9 +49,90 @@ class ConsulTimeout(ConsulUnavailable):
     """The agent accepted the request but did not answer within the client timeout."""
 
 
+class ConsulBodyStalled(ConsulTimeout):
+    """The agent sent its answer's headers, then stopped sending the body for longer than the
+    body idle timeout (``ConsulConfig.body_idle_timeout``). Consul writes a whole answer at
+    once after a blocking wait, so a body that stops flowing is a stuck connection or agent.
+    """
+
+
 class ConsulProtocolError(ConsulError):
     """The agent answered something that is not what the Consul API promises (invalid JSON,
     unexpected shape, missing ``X-Consul-Index`` on a blocking endpoint)."""
+
+
+class ConsulRedirect(ConsulProtocolError):
+    """The agent answered with a redirect (3xx). Consul's HTTP API never redirects clients, so
+    the redirect is not followed: following it would send the request, and its ACL token, to
+    whatever host the answer names.
+
+    Attributes:
+        agent: the base URL of the agent that answered (``scheme://host:port``).
+        status: the 3xx status.
+        location_host: the host the ``Location`` header names (``None`` when there is none or
+            it cannot be parsed); only the host, never the rest of the URL.
+    """
+
+    def __init__(
+        self, agent: str, status: int, location_host: str | None, *, method: str, path: str
+    ) -> None:
+        self.agent = agent
+        self.status = status
+        self.location_host = location_host
+        target = "" if location_host is None else f" to host {_quote(location_host)!r}"
+        super().__init__(
+            f"Consul agent {agent} answered {status} (redirect{target}) for {method} {path}; "
+            "Consul's API never redirects, so it was not followed"
+        )
+
+
+class ConsulAnswerError(ConsulProtocolError):
+    """An answer could not be decoded: not JSON, nested deeper than the decoder handles, a
+    non-finite number (``NaN``), or a top-level value of the wrong type.
+
+    Attributes:
+        agent: the base URL of the agent that answered.
+        path: the request path.
+    """
+
+    def __init__(self, agent: str, method: str, path: str, problem: str) -> None:
+        self.agent = agent
+        self.path = path
+        super().__init__(f"malformed answer from {agent} for {method} {path}: {_quote(problem)}")
+
+
+class ConsulAnswerTooLarge(ConsulProtocolError):
+    """An answer was larger than the configured limit (``ConsulConfig.max_answer_bytes``);
+    reading stopped at the limit.
+
+    Attributes:
+        agent: the base URL of the agent that answered.
+        limit: the limit in bytes.
+        received: body bytes read (after decompression) before giving up, at most
+            ``limit + 1``; 0 when the ``Content-Length`` header alone exceeded the limit.
+        declared: the answer's ``Content-Length``, if it had one (the compressed size for a
+            compressed answer: the limit applies to the decompressed bytes).
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        method: str,
+        path: str,
+        *,
+        limit: int,
+        received: int,
+        declared: int | None,
+    ) -> None:
+        self.agent = agent
+        self.limit = limit
+        self.received = received
+        self.declared = declared
+        size = f"declares {declared} bytes" if received == 0 else "more bytes were sent"
+        super().__init__(
+            f"answer from {agent} for {method} {path} is larger than the {limit}-byte limit "
+            f"({size}); not read further"
+        )
 
 
 class ConsulHTTPError(ConsulError):
@@ -57,16 +144,22 @@ class ConsulHTTPError(ConsulError):
             unknown path).
         method: the request method.
         path: the request path (without the query string, which may hold user data).
+        agent: the base URL of the agent that answered (``scheme://host:port``; ``""`` when
+            unknown). Never the token, headers or query string.
     """
 
-    def __init__(self, status: int, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self, status: int, message: str, *, method: str = "", path: str = "", agent: str = ""
+    ) -> None:
         self.status = status
         self.message = message
         self.method = method
         self.path = path
+        self.agent = agent
+        who = f"Consul agent {agent}" if agent else "Consul"
         where = f" for {method} {path}" if method or path else ""
         text = f": {_quote(message)}" if message else ""
-        super().__init__(f"Consul answered {status}{where}{text}")
+        super().__init__(f"{who} answered {status}{where}{text}")
 
 
 class BadRequest(ConsulHTTPError):
@@ -87,7 +180,12 @@ class MethodNotAllowed(ConsulHTTPError):
 
 
 class RateLimited(ConsulHTTPError):
-    """429: Consul's rate limiter refused the request."""
+    """429: the request was refused for rate, not served: by the servers' RPC rate limiter
+    (Consul 1.15+, "429 Resource Exhausted": another server could serve it, retry elsewhere at
+    once) or by the agent beyond ``limits.http_max_conns_per_client`` concurrent connections
+    from one client address (default 200). Consul sends no ``Retry-After``. The client moves on
+    to the next configured agent at once and raises this only when every agent refused
+    (see :class:`~mcresolve.consul.client.RateLimitPolicy`)."""
 
 
 class ServerError(ConsulHTTPError):
@@ -120,6 +218,14 @@ class ServerError(ConsulHTTPError):
         return "Query not found" in self.message
 
 
+class Overloaded(ServerError):
+    """503: the servers' RPC rate limiter (Consul 1.15+, "503 Service Unavailable") says no
+    server can serve the request now (consistent reads, writes): retry after an exponential,
+    jittered backoff. Consul sends no ``Retry-After``. The client retries within the call's
+    time limit and raises this when the limit or the attempts run out (see
+    :class:`~mcresolve.consul.client.RateLimitPolicy`)."""
+
+
 _BY_STATUS: dict[int, type[ConsulHTTPError]] = {
     400: BadRequest,
     403: PermissionDenied,
@@ -129,9 +235,13 @@ _BY_STATUS: dict[int, type[ConsulHTTPError]] = {
 }
 
 
-def http_error(status: int, message: str, *, method: str = "", path: str = "") -> ConsulHTTPError:
-    """The typed exception for an error answer ``status`` with body ``message``."""
+def http_error(
+    status: int, message: str, *, method: str = "", path: str = "", agent: str = ""
+) -> ConsulHTTPError:
+    """The typed exception for an error answer ``status`` with body ``message`` from ``agent``."""
+    if status == 503:
+        return Overloaded(status, message, method=method, path=path, agent=agent)
     if status >= 500:
-        return ServerError(status, message, method=method, path=path)
+        return ServerError(status, message, method=method, path=path, agent=agent)
     cls = _BY_STATUS.get(status, ConsulHTTPError)
-    return cls(status, message, method=method, path=path)
+    return cls(status, message, method=method, path=path, agent=agent)

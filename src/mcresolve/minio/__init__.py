@@ -8,6 +8,7 @@ from mcresolve.minio.aio import AsyncResilientMinio, AwaitableAsyncIterable
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.errors import (
     Affects,
+    ClusterDegradedWriteOutcomeUnknown,
     ObjectChangedDuringRead,
     ResilientMinioError,
     StorageClusterDegraded,
@@ -17,13 +18,16 @@ from mcresolve.minio.errors import (
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, make_http_client
 from mcresolve.minio.stream import ResumableResponse
+from mcresolve.minio_errors import MalformedAnswer
 
 __all__ = [
     "Affects",
     "AsyncResilientMinio",
     "AwaitableAsyncIterable",
+    "ClusterDegradedWriteOutcomeUnknown",
     "ExternalEndpoint",
     "HttpPolicy",
+    "MalformedAnswer",
     "ObjectChangedDuringRead",
     "ResilientMinio",
     "ResilientMinioError",

@@ -8,9 +8,13 @@ the tests compare both). Each call runs through an :class:`~mcresolve.pool.Endpo
 
 * node failures (refused, reset, timeout, 502/504, ``XMinioServerNotInitialized``) eject the
   endpoint and retry at once on another one, when replaying the request is safe;
-* cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere) wait ``Retry-After`` within the
-  deadline, then raise :class:`~mcresolve.minio_errors.StorageClusterDegraded`;
-* answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried.
+* cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere), once a second node confirms
+  them, wait ``Retry-After`` within the deadline, then raise
+  :class:`~mcresolve.minio_errors.StorageClusterDegraded` (whatever the number of endpoints);
+* answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried;
+* a write that failed after an attempt that may have executed it raises
+  :class:`~mcresolve.minio.errors.WriteOutcomeUnknown` (the object may be stored: stat it and
+  compare the ETag); :func:`~mcresolve.minio.errors.failure_of_call` decides.
 
 Uploads replay their data (each part is held in memory, as ``minio.Minio`` itself does) and
 multipart uploads retry per part; listings resume after the last key yielded; downloads resume
@@ -39,7 +43,7 @@ from minio.commonconfig import Tags
 from minio.credentials.providers import Provider
 from minio.datatypes import EventIterable, Object, PostPolicy
 from minio.deleteobjects import DeleteError, DeleteObject
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 from minio.helpers import (
     MIN_PART_SIZE,
     DictType,
@@ -51,33 +55,32 @@ from minio.helpers import (
 )
 from minio.retention import Retention
 from minio.sse import Sse, SseCustomerKey
+from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
+from urllib3.util import Timeout
 
-from mcresolve.attempts import AttemptContext, VerdictLike
+from mcresolve.attempts import AttemptContext, VerdictLike, attempt_time_left
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
-from mcresolve.errors import (
-    CallFailed,
-    ClusterUnavailable,
-)
+from mcresolve.errors import McResolveError
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
-    UploadNotRetryable,
-    WriteOutcomeUnknown,
+    TriedAttempt,
+    failure_of_call,
 )
 from mcresolve.minio.external import ExternalEndpoint
-from mcresolve.minio.http import HttpPolicy, make_http_client
+from mcresolve.minio.http import HttpPolicy, answers_received, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
 from mcresolve.minio_errors import (
-    Affects,
     ErrorClass,
-    StorageClusterDegraded,
-    Verdict,
+    MalformedAnswer,
     classify_exception,
+    transport_of,
 )
+from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.target import Target
 
@@ -90,14 +93,31 @@ _DEFAULT_REGION = "us-east-1"
 _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects batches
 
 
-class _CallRecord:
-    """What the classifier saw during one call (the pool does not return verdicts)."""
+def _within_attempt_time(http: PoolManager, policy: HttpPolicy) -> PoolManager:
+    """``http`` whose requests made inside a pool attempt wait at most the attempt's time left
+    (:func:`~mcresolve.attempts.attempt_time_left`): connect and read timeouts become
+    ``min(policy timeout, time left)``, so a node that accepts and never answers cannot hold a
+    call past its deadline (``pool.call_sync`` cannot interrupt a running request). Outside an
+    attempt (the pages of a listing after the first, a download's body read by the caller)
+    the policy's timeouts apply, and a body read later keeps the read timeout its request got.
+    """
+    urlopen = http.urlopen
 
-    __slots__ = ("endpoint", "verdict")
+    def bounded(method: str, url: str, redirect: bool = True, **kw: Any) -> BaseHTTPResponse:
+        left = attempt_time_left()
+        if (
+            left is not None
+            and "timeout" not in kw
+            and left < max(policy.connect_timeout, policy.read_timeout)
+        ):
+            left = max(left, 0.001)  # 0 would mean non-blocking to urllib3
+            kw["timeout"] = Timeout(
+                connect=min(policy.connect_timeout, left), read=min(policy.read_timeout, left)
+            )
+        return urlopen(method, url, redirect=redirect, **kw)
 
-    def __init__(self) -> None:
-        self.verdict: Verdict | None = None
-        self.endpoint: Endpoint | None = None
+    http.urlopen = bounded  # type: ignore[method-assign]
+    return http
 
 
 def _seekable_start(data: Any) -> int | None:
@@ -267,7 +287,7 @@ class ResilientMinio(Minio):
             kwargs["region"] = region
         client = Minio(
             netloc,
-            http_client=make_http_client(self.http_policy),
+            http_client=_within_attempt_time(make_http_client(self.http_policy), self.http_policy),
             cert_check=self.http_policy.cert_check,
             **kwargs,
         )
@@ -296,111 +316,106 @@ class ResilientMinio(Minio):
         replayable: Callable[[], bool] | None = None,
         prepare: Callable[[], None] | None = None,
         exclude: Collection[tuple[str, int]] = (),
+        subject: Callable[[], tuple[str | None, str | None]] | None = None,
+        expected_etag: str | None = None,
+        outcome_matters: bool = True,
     ) -> T:
         """Run ``fn(client, endpoint)`` with failover; translate the pool's outcome.
 
         ``replayable()`` says, after a failure, whether the request body can be sent again;
         ``prepare()`` runs before every attempt (rewinding a stream). ``exclude``: endpoint
         keys to avoid while another endpoint is left (a resumed stream or listing moves away
-        from the node it broke on even when that node was not ejected).
+        from the node it broke on even when that node was not ejected). ``subject()``: the
+        (bucket, object) a failed write names; ``expected_etag``: the ETag the object has if the
+        write happened; ``outcome_matters=False`` for intermediate steps of a write (a part of
+        a multipart upload), whose failure cannot leave an object behind.
 
         Dead endpoints (refused connections) do not use up the call's attempts: the pool
         keeps probing them with backoff and re-resolving until the deadline, so a whole
         datacenter's storage lost is survived once the source answers with another one.
+
+        A quorum answer from one node is that node's own view (``verdict.confirmed`` False): the
+        planner asks another node at once and the pool avoids the node for a while; only a
+        confirmed condition ends the call (:class:`~mcresolve.minio_errors.StorageClusterDegraded`).
         """
-        record = _CallRecord()
+        tried: list[TriedAttempt] = []
 
         def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
+            here = context.endpoint.key
+            # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
+            # other endpoints to have been reached: one that refused says nothing about the
+            # cluster (a PUT timing out on one node while the other is down is that node's).
+            latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
+            reached = not any(
+                v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
+                for v in latest.values()
+            )
             verdict = classify_exception(
                 exc,
                 method=http_method,
-                from_every_endpoint=context.every_endpoint_tried,
+                from_every_endpoint=context.every_endpoint_tried and reached,
+                confirmed_elsewhere=any(
+                    t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
+                    for t in tried
+                ),
                 body_replayable=replayable() if replayable is not None else True,
                 idempotent=idempotent,
                 now_epoch=time.time(),
             )
-            record.verdict = verdict
-            record.endpoint = context.endpoint
+            tried.append(TriedAttempt(context.endpoint, exc, verdict))
             return verdict
 
         def attempt(endpoint: Endpoint) -> T:
             if prepare is not None:
                 prepare()
-            return fn(self.client_for(endpoint), endpoint)
+            answered = answers_received()
+            try:
+                return fn(self.client_for(endpoint), endpoint)
+            except Exception as exc:
+                malformed = _malformed(exc, answered, endpoint)
+                if malformed is None:
+                    raise
+                raise malformed from exc
 
         try:
-            return self._pool.call_sync(
+            value = self._pool.call_sync(
                 attempt,
                 idempotent=idempotent,
                 classify=classify,
                 policy=self.call_policy,
                 exclude=exclude,
             )
-        except CallFailed as exc:
-            verdict = record.verdict
-            if isinstance(exc, ClusterUnavailable) or (
-                verdict is not None and verdict.error_class is ErrorClass.CLUSTER
-            ):
-                raise self._degraded(exc, verdict, http_method) from exc
-            raise
         except Exception as exc:
-            verdict = record.verdict
-            if verdict is None or verdict.error_class is ErrorClass.CLIENT:
+            bucket_name, object_name = subject() if subject is not None else (None, None)
+            error = failure_of_call(
+                exc,
+                tried,
+                operation=operation,
+                http_method=http_method,
+                bucket_name=bucket_name,
+                object_name=object_name,
+                expected_etag=expected_etag,
+                body_replayable=replayable() if replayable is not None else True,
+                outcome_matters=outcome_matters,
+            )
+            if error is exc:
                 raise
-            # A storage failure that was not retried: the request may have executed (or the
-            # body cannot be sent again).
-            body_ok = replayable() if replayable is not None else True
-            if not body_ok:
-                raise UploadNotRetryable(
-                    operation,
-                    verdict.reason,
-                    endpoint=record.endpoint,
-                    may_have_executed=verdict.may_have_executed,
-                    why_not_retried=(
-                        "its data came from a stream that is not seekable and was already "
-                        "consumed (pass bytes, io.BytesIO or a seekable file to make it retryable)"
-                    ),
-                ) from exc
-            raise WriteOutcomeUnknown(
-                operation,
-                verdict.reason,
-                endpoint=record.endpoint,
-                may_have_executed=verdict.may_have_executed,
-                why_not_retried=f"{operation} is not idempotent",
-            ) from exc
-
-    @staticmethod
-    def _degraded(
-        exc: CallFailed, verdict: Verdict | None, http_method: str
-    ) -> StorageClusterDegraded:
-        if verdict is None and isinstance(exc, ClusterUnavailable):
-            candidate = exc.verdict
-            verdict = candidate if isinstance(candidate, Verdict) else None
-        affects = verdict.affects if verdict is not None else None
-        if affects is None:
-            affects = Affects.READS if http_method in ("GET", "HEAD") else Affects.WRITES
-        last = exc.last_error
-        code = getattr(last, "code", None) if isinstance(last, S3Error) else None
-        status = None
-        if isinstance(last, S3Error):
-            status = getattr(last.response, "status", None)
-        elif last is not None:
-            status = getattr(last, "status_code", None)
-        return StorageClusterDegraded(
-            affects,
-            verdict.reason if verdict is not None else exc.reason,
-            code=code,
-            status=status if isinstance(status, int) else None,
-            retry_after=verdict.retry_after if verdict is not None else None,
-            attempts=len(exc.attempts),
-        )
+            raise error from exc
+        return value
 
     def _forward(self, name: str, operation: Operation, args: Any, kwargs: Any) -> Any:
         def fn(client: Minio, _endpoint: Endpoint) -> Any:
             return getattr(client, name)(*args, **kwargs)
 
+        def subject() -> tuple[str | None, str | None]:
+            return _subject_of(name, args, kwargs)
+
         return self._run(
-            name, fn, http_method=operation.http_method, idempotent=operation.idempotent
+            name,
+            fn,
+            http_method=operation.http_method,
+            idempotent=operation.idempotent,
+            subject=subject,
         )
 
     # --- local methods -----------------------------------------------------------------------
@@ -654,7 +669,19 @@ class ResilientMinio(Minio):
                 write_offset=write_offset,
             )
 
-        return self._run("put_object", fn, http_method="PUT", idempotent=write_offset is None)
+        return self._run(
+            "put_object",
+            fn,
+            http_method="PUT",
+            idempotent=write_offset is None,
+            subject=lambda: (bucket_name, object_name),
+            # With SSE the ETag is not the MD5 of the data; an append's is the whole object's.
+            expected_etag=(
+                hashlib.md5(payload, usedforsecurity=False).hexdigest()
+                if sse is None and write_offset is None
+                else None
+            ),
+        )
 
     def _put_multipart(
         self,
@@ -677,6 +704,7 @@ class ResilientMinio(Minio):
             lambda c, _e: c._create_multipart_upload(bucket_name, object_name, dict(headers)),
             http_method="POST",
             idempotent=True,
+            outcome_matters=False,  # no object until completed
         )
         ssec_headers: Any = sse.headers() if isinstance(sse, SseCustomerKey) else None
 
@@ -688,6 +716,7 @@ class ResilientMinio(Minio):
                 ),
                 http_method="PUT",
                 idempotent=True,
+                outcome_matters=False,  # a failed part aborts the upload: no object
             )
             return number, etag, hashlib.md5(payload, usedforsecurity=False).digest()
 
@@ -798,7 +827,14 @@ class ResilientMinio(Minio):
                 location=result.location,
             )
 
-        return self._run("put_object", fn, http_method="POST", idempotent=True)
+        return self._run(
+            "put_object",
+            fn,
+            http_method="POST",
+            idempotent=True,
+            subject=lambda: (bucket_name, object_name),
+            expected_etag=expected if sse is None else None,
+        )
 
     def _abort_quietly(self, bucket_name: str, object_name: str, upload_id: str) -> None:
         try:
@@ -806,6 +842,7 @@ class ResilientMinio(Minio):
                 "put_object",
                 lambda c, _e: c._abort_multipart_upload(bucket_name, object_name, upload_id),
                 http_method="DELETE",
+                outcome_matters=False,
             )
         except Exception as exc:  # the upload failed already; an orphan upload is only garbage
             _log.warning(
@@ -881,6 +918,7 @@ class ResilientMinio(Minio):
             idempotent=False,
             replayable=lambda: start is not None,
             prepare=prepare,
+            subject=lambda: (bucket_name, object_name),
         )
 
     # --- downloads ---------------------------------------------------------------------------
@@ -1023,8 +1061,15 @@ class ResilientMinio(Minio):
                     yield item
                     last_name, last_version = name, item.version_id
                     progressed = True
+                answered = answers_received()
                 try:
-                    item = next(iterator, _END)
+                    try:
+                        item = next(iterator, _END)
+                    except Exception as exc:  # a page minio could not parse: the node's fault
+                        malformed = _malformed(exc, answered, endpoint)
+                        if malformed is None:
+                            raise
+                        raise malformed from exc
                 except Exception as exc:
                     verdict = classify_exception(exc, method="GET")
                     if verdict.error_class is ErrorClass.CLIENT or not verdict.replay_safe:
@@ -1088,6 +1133,33 @@ class ResilientMinio(Minio):
         return self.client_for(endpoint).listen_bucket_notification(
             bucket_name, prefix, suffix, events
         )
+
+
+def _malformed(exc: Exception, answered: int, endpoint: Endpoint) -> MalformedAnswer | None:
+    """``exc`` as a :class:`~mcresolve.minio_errors.MalformedAnswer` when it is neither minio's
+    nor mcresolve's nor a transport failure and was raised after the node answered
+    (``answers_received()`` grew past ``answered``): minio could not make sense of the answer.
+    None otherwise (the caller's own error, raised before anything was received)."""
+    if isinstance(exc, MinioException | McResolveError):
+        return None
+    if answers_received() <= answered or transport_of(exc) is not None:
+        return None
+    return MalformedAnswer(endpoint.host_port, exc)
+
+
+def _subject_of(name: str, args: Any, kwargs: Any) -> tuple[str | None, str | None]:
+    """``bucket_name`` and ``object_name`` of a forwarded ``minio.Minio`` call, where it has
+    them (for the errors of a failed write)."""
+    try:
+        bound = inspect.signature(getattr(Minio, name)).bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None, None
+    bucket = bound.arguments.get("bucket_name")
+    obj = bound.arguments.get("object_name")
+    return (
+        bucket if isinstance(bucket, str) else None,
+        obj if isinstance(obj, str) else None,
+    )
 
 
 def _multipart_etag(part_etags: list[str]) -> str:

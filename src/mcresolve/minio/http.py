@@ -10,13 +10,16 @@ client below never retries and gives up on one node quickly.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import certifi
 import urllib3
-from urllib3.util import Retry, Timeout
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Retry, Timeout, parse_url
 
-__all__ = ["HttpPolicy", "make_http_client"]
+__all__ = ["HttpPolicy", "answers_received", "make_http_client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +65,66 @@ are returned to minio, which turns them into ``S3Error``; redirects too, which m
 handles itself)."""
 
 
+_answers = threading.local()
+
+
+def answers_received() -> int:
+    """How many HTTP responses the clients of :func:`make_http_client` have received in the
+    calling thread (a running count). Compared before and after an attempt, it tells whether an
+    exception came after the node answered (an answer that could not be understood) or before
+    (a failure of the caller's own arguments or code)."""
+    return int(getattr(_answers, "count", 0))
+
+
+def _unframed(method: str, url: str, response: BaseHTTPResponse) -> bool:
+    """A successful GET/HEAD answer about an *object* (path ``/bucket/key``) without an
+    ``ETag``, or with neither ``Content-Length`` nor chunked encoding: its head was cut.
+
+    S3 servers send ``ETag`` and ``Content-Length`` with every object (``GetObject``,
+    ``HeadObject``; MinIO and SeaweedFS alike). Without framing the body ends where the
+    connection closes, so an answer cut anywhere in its head ("HTTP/1.1 200" and nothing more)
+    would read as a complete, empty object, and a HEAD as an object of no size. Go servers
+    (MinIO, SeaweedFS) write headers sorted by name, ``Content-Length`` before ``Etag``: a head
+    cut inside the length ("20000" -> "2") has no ETag. Listings and bucket calls are left
+    alone: a proxy may legitimately delimit those by closing, and a cut one fails to parse.
+    """
+    if method.upper() not in ("GET", "HEAD") or not 200 <= response.status < 300:
+        return False
+    bucket, _, key = (parse_url(url).path or "/").lstrip("/").partition("/")
+    if not (bucket and key):
+        return False
+    if response.status == 204:
+        return False
+    headers = response.headers
+    if not headers.get("etag", "").strip():
+        return True
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return False
+    length = headers.get("content-length")
+    return length is None or not length.strip().isdigit()
+
+
+class _AnswerCountingPoolManager(urllib3.PoolManager):
+    def urlopen(  # type: ignore[override]  # PoolManager's own signature
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> BaseHTTPResponse:
+        response = super().urlopen(method, url, redirect=redirect, **kw)
+        _answers.count = getattr(_answers, "count", 0) + 1
+        if _unframed(method, url, response):
+            response.drain_conn()
+            response.release_conn()
+            # A broken response: classified as the node's fault and retried elsewhere.
+            raise urllib3.exceptions.ProtocolError(
+                f"Connection broken: {response.status} answer to {method} without "
+                "Content-Length (cut short?)"
+            )
+        return response
+
+
 def make_http_client(policy: HttpPolicy) -> urllib3.PoolManager:
-    """A ``urllib3.PoolManager`` for one endpoint's ``minio.Minio`` client."""
-    return urllib3.PoolManager(
+    """A ``urllib3.PoolManager`` for one endpoint's ``minio.Minio`` client (counting the
+    answers it receives per thread: :func:`answers_received`)."""
+    return _AnswerCountingPoolManager(
         timeout=Timeout(connect=policy.connect_timeout, read=policy.read_timeout),
         maxsize=policy.max_connections,
         block=policy.block,

@@ -23,7 +23,13 @@ from urllib3.response import BaseHTTPResponse
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio.errors import ObjectChangedDuringRead
-from mcresolve.minio_errors import ErrorClass, Transport, classify_exception, transport_of
+from mcresolve.minio_errors import (
+    ErrorClass,
+    MalformedAnswer,
+    Transport,
+    classify_exception,
+    transport_of,
+)
 
 __all__ = ["Reopen", "ReportFailure", "ResumableResponse"]
 
@@ -46,6 +52,20 @@ def _content_length(response: BaseHTTPResponse) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _content_range(response: BaseHTTPResponse) -> tuple[int, int | None] | None:
+    """``(first byte, object size or None)`` of a ``Content-Range: bytes a-b/size`` header."""
+    value = response.headers.get("Content-Range")
+    if not value:
+        return None
+    unit, _, spec = value.strip().partition(" ")
+    span, _, size = spec.partition("/")
+    start = span.partition("-")[0]
+    if unit.lower() != "bytes" or not start.isascii() or not start.isdigit():
+        return None
+    total = int(size) if size.isascii() and size.isdigit() else None
+    return int(start), total
 
 
 def _etag(response: BaseHTTPResponse) -> str | None:
@@ -93,6 +113,13 @@ class ResumableResponse(BaseHTTPResponse):
         self._report_failure = report_failure
         self._total = _content_length(first)
         self._etag_value = _etag(first)
+        first_range = _content_range(first)
+        # The object's size as the first answer states it (to check resumed answers against).
+        self._object_size = (
+            first_range[1]
+            if first_range is not None
+            else (self._total if first.status == 200 else None)
+        )
         encoding = first.headers.get("Content-Encoding", "identity").strip().lower()
         self._identity = encoding in ("", "identity")
         self._resumable = resumable and self._identity
@@ -256,9 +283,34 @@ class ResumableResponse(BaseHTTPResponse):
             raise ObjectChangedDuringRead(
                 self._bucket, self._object_name, self._etag_value, new_etag, self._position
             ) from exc
+        mismatch = self._mismatch(response, self._offset + self._position)
+        if mismatch:
+            with contextlib.suppress(Exception):
+                response.close()
+                response.release_conn()
+            # The first answer's framing was wrong (its head cut inside Content-Length), or the
+            # node ignored the Range: appending would deliver bytes that are not the object's.
+            raise MalformedAnswer(endpoint.host_port, ValueError(mismatch)) from exc
         self._inner = response
         self._endpoint = endpoint
         self.endpoints.append(endpoint)
+
+    def _mismatch(self, response: BaseHTTPResponse, start: int) -> str:
+        """Why a resumed answer does not continue the body ("" when it does)."""
+        found = _content_range(response)
+        if found is None:
+            if response.status == 200 and start == 0:
+                return ""
+            return f"answer {response.status} to a Range request from byte {start} has no range"
+        got, size = found
+        if got != start:
+            return f"asked for bytes from {start}, got a range from {got}"
+        if size is not None and self._object_size is not None and size != self._object_size:
+            return (
+                f"the object has {size} byte(s) by the resumed answer, {self._object_size} by the "
+                "first one"
+            )
+        return ""
 
     # --- connection handling ----------------------------------------------------------------
 

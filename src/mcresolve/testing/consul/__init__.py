@@ -1,5 +1,6 @@
 """An asyncio, in-process emulator of Consul 1.0.8's HTTP API and DNS interface, with several
-WAN-joined datacenters in one process. See ``docs/emulator.md``.
+WAN-joined datacenters in one process; each datacenter may instead answer like a modern 1.21 /
+2.x Community Edition agent (``version=``, see :mod:`.profile`). See ``docs/emulator.md``.
 
 ::
 

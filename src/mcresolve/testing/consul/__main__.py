@@ -1,6 +1,7 @@
 """Run an emulated Consul from the command line and print its ports.
 
     python -m mcresolve.testing.consul --datacenters dc1,dc2 [--rtt dc1:dc2:40] [--time-scale 1]
+        [--version 1.21]
 
 Then ``curl http://127.0.0.1:<port>/v1/catalog/datacenters`` or
 ``dig @127.0.0.1 -p <dns-port> consul.service.consul SRV``. Stops on Ctrl-C / SIGTERM.
@@ -27,6 +28,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--http-port", action="append", default=[], help="dc:port, repeatable")
     parser.add_argument("--dns-port", action="append", default=[], help="dc:port, repeatable")
     parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument(
+        "--version",
+        default="1.0.8",
+        help="Consul to answer like: 1.0.8 (recorded, default), 1.21 or 2.x; "
+        "or per datacenter dc1=1.21,dc2=1.0.8",
+    )
     parser.add_argument("--json", action="store_true", help="print the ports as one JSON line")
     return parser.parse_args(argv)
 
@@ -37,6 +44,12 @@ def _pairs(items: list[str]) -> dict[str, int]:
         name, _, port = item.partition(":")
         out[name] = int(port)
     return out
+
+
+def _versions(text: str) -> str | dict[str, str]:
+    if "=" not in text:
+        return text
+    return dict(item.split("=", 1) for item in text.split(",") if item)
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -51,6 +64,7 @@ async def _main(args: argparse.Namespace) -> None:
         http_ports=_pairs(args.http_port),
         dns_ports=_pairs(args.dns_port),
         time_scale=args.time_scale,
+        version=_versions(args.version),
     )
     await emulator.start()
     try:

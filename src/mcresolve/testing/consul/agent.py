@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .decoding import (
     ci_str_map,
 )
 from .probes import http_probe, tcp_probe
+from .profile import LEGACY, ConsulProfile, go_duration
 from .timebase import EmulatorClock
 
 OUTPUT_LIMIT = 4096
@@ -81,19 +83,72 @@ class AgentService:
     meta: dict[str, str] = field(default_factory=dict)
     port: int = 0
     enable_tag_override: bool = False
+    tagged_addresses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weights: tuple[int, int] = (1, 1)
 
-    def render(self) -> dict[str, Any]:
-        return {
+    def render(self, profile: ConsulProfile = LEGACY, datacenter: str = "") -> dict[str, Any]:
+        """One value of ``/v1/agent/services`` (1.0.8, or ``api.AgentService`` of 1.21 with
+        its empty fields omitted)."""
+        if not profile.modern:
+            return {
+                "ID": self.service_id,
+                "Service": self.name,
+                "Tags": list(self.tags),
+                "Address": self.address,
+                "Meta": dict(sorted(self.meta.items())),
+                "Port": self.port,
+                "EnableTagOverride": self.enable_tag_override,
+                "CreateIndex": 0,
+                "ModifyIndex": 0,
+            }
+        out: dict[str, Any] = {
             "ID": self.service_id,
             "Service": self.name,
             "Tags": list(self.tags),
-            "Address": self.address,
             "Meta": dict(sorted(self.meta.items())),
             "Port": self.port,
-            "EnableTagOverride": self.enable_tag_override,
-            "CreateIndex": 0,
-            "ModifyIndex": 0,
+            "Address": self.address,
         }
+        if self.tagged_addresses:
+            out["TaggedAddresses"] = {k: dict(v) for k, v in self.tagged_addresses.items()}
+        return out | {
+            "Weights": {"Passing": self.weights[0], "Warning": self.weights[1]},
+            "EnableTagOverride": self.enable_tag_override,
+            "Datacenter": datacenter,
+        }
+
+
+def default_tagged_addresses(
+    address: str, port: int, given: Mapping[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The agent adds ``lan_ipv4``/``wan_ipv4`` (or ``lan_ipv6``/``wan_ipv6``) for a service
+    whose ``Address`` is an IP, unless given (agent/agent.go ``addServiceInternal``)."""
+    out = {k: dict(v) for k, v in given.items()}
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return out
+    family = "ipv4" if ip.version == 4 else "ipv6"
+    for prefix in ("lan", "wan"):
+        out.setdefault(f"{prefix}_{family}", {"Address": address, "Port": port})
+    return out
+
+
+def _service_tagged_addresses(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = ci_get(body, "TaggedAddresses")
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                out[str(key)] = {"Address": ci_str(value, "Address"), "Port": ci_int(value, "Port")}
+    return out
+
+
+def _weights(body: Mapping[str, Any]) -> tuple[int, int]:
+    raw = ci_get(body, "Weights")
+    if isinstance(raw, dict):
+        return (ci_int(raw, "Passing") or 1, ci_int(raw, "Warning") or 1)
+    return (1, 1)
 
 
 @dataclass
@@ -119,6 +174,15 @@ class AgentCheck:
     @property
     def is_ttl(self) -> bool:
         return self.ttl is not None
+
+    @property
+    def check_type(self) -> str:
+        """``structs.CheckType.Type()``: ``ttl``, ``http`` or ``tcp``."""
+        if self.http is not None:
+            return "http"
+        if self.tcp is not None:
+            return "tcp"
+        return "ttl"
 
 
 def _parse_check(
@@ -242,14 +306,19 @@ class LocalAgent:
         if not name:
             raise EmulatorError(400, "Missing service name")
         service_id = ci_str(body, "ID") or name
+        address = ci_str(body, "Address")
         service = AgentService(
             service_id=service_id,
             name=name,
             tags=ci_str_list(body, "Tags"),
-            address=ci_str(body, "Address"),
+            address=address,
             meta=ci_str_map(body, "Meta") or {},
             port=port,
             enable_tag_override=bool(ci_get(body, "EnableTagOverride", False)),
+            tagged_addresses=default_tagged_addresses(
+                address, port, _service_tagged_addresses(body)
+            ),
+            weights=_weights(body),
         )
         checks: list[AgentCheck] = []
         for number, definition in enumerate(raw_checks, start=1):
@@ -523,12 +592,16 @@ class LocalAgent:
     # -------------------------------------------------------------------------- rendering
 
     def render_services(self) -> dict[str, Any]:
-        return {sid: svc.render() for sid, svc in sorted(self.services.items())}
+        profile = self.catalog.profile
+        return {
+            sid: svc.render(profile, self.catalog.datacenter)
+            for sid, svc in sorted(self.services.items())
+        }
 
     def render_checks(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for cid, check in sorted(self.checks.items()):
-            rendered = CatalogState.render_check(self._check_record(check))
+            rendered = self.catalog.render_check(self._check_record(check))
             rendered["CreateIndex"] = rendered["ModifyIndex"] = 0
             out[cid] = rendered
         return out
@@ -546,6 +619,8 @@ class LocalAgent:
             meta=dict(service.meta) or None,
             port=service.port,
             enable_tag_override=service.enable_tag_override,
+            tagged_addresses=dict(service.tagged_addresses) or None,
+            weights=service.weights,
         )
 
     def _check_record(self, check: AgentCheck) -> CheckRecord:
@@ -560,4 +635,7 @@ class LocalAgent:
             service_id=check.service_id,
             service_name=service.name if service else "",
             service_tags=list(service.tags) if service else [],
+            check_type=check.check_type,
+            interval=go_duration(check.interval or 0.0),
+            timeout=go_duration(check.timeout or 0.0),
         )

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .profile import LEGACY, ConsulProfile
+
 PASSING = "passing"
 WARNING = "warning"
 CRITICAL = "critical"
@@ -56,6 +58,10 @@ class ServiceRecord:
     meta: dict[str, str] | None = None
     port: int = 0
     enable_tag_override: bool = False
+    #: ``{"lan_ipv4": {"Address": ..., "Port": ...}, ...}`` (rendered by modern profiles only)
+    tagged_addresses: dict[str, dict[str, Any]] | None = None
+    #: ``Weights`` ``(Passing, Warning)`` (rendered by modern profiles only)
+    weights: tuple[int, int] = (1, 1)
     create_index: int = 0
     modify_index: int = 0
 
@@ -67,6 +73,8 @@ class ServiceRecord:
             and self.meta == other.meta
             and self.port == other.port
             and self.enable_tag_override == other.enable_tag_override
+            and self.tagged_addresses == other.tagged_addresses
+            and self.weights == other.weights
         )
 
 
@@ -83,6 +91,11 @@ class CheckRecord:
     service_id: str = ""
     service_name: str = ""
     service_tags: list[str] = field(default_factory=list)
+    #: ``Type``/``Interval``/``Timeout`` as modern agents render them (``ttl``, ``1s``, ``0s``);
+    #: not part of the content comparison (1.0.8 has no such fields)
+    check_type: str = ""
+    interval: str = ""
+    timeout: str = ""
     create_index: int = 0
     modify_index: int = 0
 
@@ -102,11 +115,18 @@ def _key(text: str) -> str:
     return text.lower()
 
 
+def empty_proxy() -> dict[str, Any]:
+    """``Proxy`` of a service that is not a mesh proxy, as 1.21 renders it."""
+    return {"Mode": "", "MeshGateway": {}, "Expose": {}}
+
+
 class CatalogState:
     """The catalog of one datacenter with Consul's index bookkeeping."""
 
-    def __init__(self, datacenter: str) -> None:
+    def __init__(self, datacenter: str, profile: ConsulProfile = LEGACY) -> None:
         self.datacenter = datacenter
+        #: the answer shapes (1.0.8 or modern) of every rendering helper below
+        self.profile = profile
         self.index = 0
         self.nodes: dict[str, NodeRecord] = {}
         self.services: dict[tuple[str, str], ServiceRecord] = {}
@@ -368,23 +388,44 @@ class CatalogState:
             "ModifyIndex": node.modify_index,
         }
 
-    @staticmethod
-    def render_service(svc: ServiceRecord) -> dict[str, Any]:
-        return {
+    def render_service(self, svc: ServiceRecord) -> dict[str, Any]:
+        """``Service`` of a health entry (also ``/v1/catalog/node`` services)."""
+        meta = dict(sorted(svc.meta.items())) if svc.meta is not None else None
+        if not self.profile.modern:
+            return {
+                "ID": svc.service_id,
+                "Service": svc.name,
+                "Tags": list(svc.tags),
+                "Address": svc.address,
+                "Meta": meta,
+                "Port": svc.port,
+                "EnableTagOverride": svc.enable_tag_override,
+                "CreateIndex": svc.create_index,
+                "ModifyIndex": svc.modify_index,
+            }
+        out: dict[str, Any] = {
             "ID": svc.service_id,
             "Service": svc.name,
             "Tags": list(svc.tags),
             "Address": svc.address,
-            "Meta": dict(sorted(svc.meta.items())) if svc.meta is not None else None,
+        }
+        if svc.tagged_addresses:  # omitempty (structs.NodeService)
+            out["TaggedAddresses"] = copy.deepcopy(svc.tagged_addresses)
+        out |= {
+            "Meta": meta,
             "Port": svc.port,
+            "Weights": {"Passing": svc.weights[0], "Warning": svc.weights[1]},
             "EnableTagOverride": svc.enable_tag_override,
+            "Proxy": empty_proxy(),
+            "Connect": {},
+            "PeerName": "",
             "CreateIndex": svc.create_index,
             "ModifyIndex": svc.modify_index,
         }
+        return out
 
-    @staticmethod
-    def render_check(chk: CheckRecord) -> dict[str, Any]:
-        return {
+    def render_check(self, chk: CheckRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "Node": chk.node,
             "CheckID": chk.check_id,
             "Name": chk.name,
@@ -394,10 +435,20 @@ class CatalogState:
             "ServiceID": chk.service_id,
             "ServiceName": chk.service_name,
             "ServiceTags": list(chk.service_tags),
+        }
+        if self.profile.modern:
+            out |= {
+                "Type": chk.check_type,
+                "Interval": chk.interval,
+                "Timeout": chk.timeout,
+                "ExposedPort": 0,
+            }
+        out |= {
             "Definition": {},
             "CreateIndex": chk.create_index,
             "ModifyIndex": chk.modify_index,
         }
+        return out
 
     def health_entry(self, svc: ServiceRecord) -> dict[str, Any]:
         node = self.nodes[_key(svc.node)]
@@ -408,21 +459,46 @@ class CatalogState:
         }
 
     def catalog_entry(self, svc: ServiceRecord) -> dict[str, Any]:
+        """One element of ``/v1/catalog/service/<name>``."""
         node = self.nodes[_key(svc.node)]
-        return {
+        out: dict[str, Any] = {
             "ID": node.node_id,
             "Node": node.name,
             "Address": node.address,
             "Datacenter": self.datacenter,
             "TaggedAddresses": copy.deepcopy(node.tagged_addresses),
             "NodeMeta": copy.deepcopy(node.meta),
+        }
+        meta = dict(sorted((svc.meta or {}).items()))
+        if not self.profile.modern:
+            return out | {
+                "ServiceID": svc.service_id,
+                "ServiceName": svc.name,
+                "ServiceTags": list(svc.tags),
+                "ServiceAddress": svc.address,
+                "ServiceMeta": meta,
+                "ServicePort": svc.port,
+                "ServiceEnableTagOverride": svc.enable_tag_override,
+                "CreateIndex": svc.create_index,
+                "ModifyIndex": svc.modify_index,
+            }
+        out |= {
+            "ServiceKind": "",
             "ServiceID": svc.service_id,
             "ServiceName": svc.name,
             "ServiceTags": list(svc.tags),
             "ServiceAddress": svc.address,
-            "ServiceMeta": dict(sorted((svc.meta or {}).items())),
+        }
+        if svc.tagged_addresses:  # omitempty (structs.ServiceNode)
+            out["ServiceTaggedAddresses"] = copy.deepcopy(svc.tagged_addresses)
+        return out | {
+            "ServiceWeights": {"Passing": svc.weights[0], "Warning": svc.weights[1]},
+            "ServiceMeta": meta,
             "ServicePort": svc.port,
+            "ServiceSocketPath": "",
             "ServiceEnableTagOverride": svc.enable_tag_override,
+            "ServiceProxy": empty_proxy(),
+            "ServiceConnect": {},
             "CreateIndex": svc.create_index,
             "ModifyIndex": svc.modify_index,
         }

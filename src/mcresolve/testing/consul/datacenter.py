@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -26,13 +26,50 @@ from .catalog import (
     NodeRecord,
     ServiceRecord,
 )
+from .connlimit import ConnectionLimiter, LimitedSite
 from .contracts import ClusterView, HealthEntry, QueryNotFound
 from .faults import AgentFaults
+from .profile import LEGACY, ConsulProfile
 from .queries import sort_near
 from .timebase import EmulatorClock
 
 if TYPE_CHECKING:
     from .http_api import AgentHttpApi
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """A cluster peering as the importing side sees it: the peer's name here, the exporting
+    datacenter and the services it exports (``None`` = all)."""
+
+    name: str
+    remote: Datacenter
+    services: frozenset[str] | None = None
+
+    def exports(self, service: str) -> bool:
+        return self.services is None or service.lower() in self.services
+
+
+def with_peer_name(entry: HealthEntry, peer: str) -> HealthEntry:
+    """A health entry imported from a peer: ``PeerName`` on the node (after ``Meta``), the
+    service and each check (after ``Definition``), as structs.Node/NodeService/HealthCheck
+    render it when set (PR #13835; the field positions are *inferred* from the structs)."""
+    node: dict[str, Any] = {}
+    for key, value in entry["Node"].items():
+        if key == "CreateIndex":
+            node["PeerName"] = peer
+        node[key] = value
+    service = dict(entry["Service"])
+    service["PeerName"] = peer
+    checks = []
+    for check in entry["Checks"]:
+        out: dict[str, Any] = {}
+        for key, value in check.items():
+            if key == "CreateIndex":
+                out["PeerName"] = peer
+            out[key] = value
+        checks.append(out)
+    return {"Node": node, "Service": service, "Checks": checks}
 
 
 class Datacenter:
@@ -52,8 +89,11 @@ class Datacenter:
         agent_config: AgentConfig | None = None,
         lookup: Callable[[str], Datacenter] | None = None,
         seed: int | None = None,
+        profile: ConsulProfile = LEGACY,
     ) -> None:
         self._name = name
+        #: which Consul this datacenter's agent answers like (see ``profile.py``)
+        self.profile = profile
         self._agent_node = agent_node
         self.cluster = cluster
         self._lookup: Callable[[str], Datacenter] = lookup or (lambda _name: self)
@@ -67,21 +107,28 @@ class Datacenter:
         #: the fictional server RPC port (dc1 8320, dc2 8330, ... as in the recordings);
         #: serf LAN is +1, serf WAN +2. Nothing listens there; it appears in texts only.
         self.server_port = 8310 + 10 * ordinal
-        self.catalog = CatalogState(name)
+        self.catalog = CatalogState(name, profile)
         #: seeds the agent's and the HTTP API's random choices (check staggers, wait jitter)
         self.seed: str | None = None if seed is None else f"{seed}-{name}"
         self.agent = LocalAgent(self.catalog, agent_node, clock, agent_config, seed=self.seed)
         self.faults = AgentFaults()
+        #: ``limits.http_max_conns_per_client`` (modern default 200, ``None`` = no limit);
+        #: may be changed at any time, new connections see the new value
+        self.http_max_conns_per_client: int | None = profile.http_max_conns_per_client
+        #: open HTTP connections per client IP (``.open``) and refusals (``.refused``)
+        self.connections = ConnectionLimiter(lambda: self.http_max_conns_per_client)
         self.http_port = http_port
         self.dns_port = dns_port
         self.running = False
         self.stopped_at: float | None = None
         self.down_event = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: LimitedSite | None = None
         self._api: AgentHttpApi | None = None
         self._dns: Any = None
         self.prepared_queries: Any = None
+        #: cluster peers this datacenter imports services from (name -> link)
+        self.peers: dict[str, PeerLink] = {}
         self._bootstrap()
 
     # ---------------------------------------------------------------- DatacenterView
@@ -101,6 +148,16 @@ class Datacenter:
 
     def health_service(self, service: str) -> list[HealthEntry]:
         return [self.catalog.health_entry(s) for s in self.catalog.instances(service)]
+
+    def peer_health_service(self, peer: str, service: str) -> list[HealthEntry] | None:
+        """Every instance of ``service`` imported from cluster peer ``peer`` (``None`` when
+        no peer has that name; ``[]`` when the peer does not export the service)."""
+        link = self.peers.get(peer)
+        if link is None:
+            return None
+        if not link.exports(service):
+            return []
+        return [with_peer_name(e, peer) for e in link.remote.health_service(service)]
 
     def node(self, node: str) -> dict[str, Any] | None:
         record = self.catalog.node(node)
@@ -159,12 +216,19 @@ class Datacenter:
     def _bootstrap(self) -> None:
         """The state a fresh dev agent has: its node, the ``consul`` service and serfHealth."""
         self.catalog.index = 4
+        tagged = {"lan": self.host, "wan": self.host}
+        meta = {"consul-network-segment": ""}
+        if self.profile.modern:
+            # the published 1.21.3 answer: lan/lan_ipv4/wan/wan_ipv4 and consul-version
+            tagged = {"lan": self.host, "lan_ipv4": self.host, "wan": self.host}
+            tagged["wan_ipv4"] = self.host
+            meta["consul-version"] = self.profile.version
         node = NodeRecord(
             name=self.agent_node,
             address=self.host,
             node_id=self.node_id,
-            tagged_addresses={"lan": self.host, "wan": self.host},
-            meta={"consul-network-segment": ""},
+            tagged_addresses=tagged,
+            meta=meta,
         )
         self.catalog.register(
             node,
@@ -216,7 +280,13 @@ class Datacenter:
             self._api.app, access_log=None, handle_signals=False, shutdown_timeout=0.05
         )
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self.http_port, reuse_address=True)
+        self._site = LimitedSite(
+            self._runner,
+            self.connections,
+            host=self.host,
+            port=self.http_port,
+            reuse_address=True,
+        )
         await self._site.start()
         server = self._site._server
         if self.http_port == 0 and server is not None:
@@ -232,7 +302,12 @@ class Datacenter:
             module = importlib.import_module(".dns_server", __package__)
         except ImportError:
             return
-        self._dns = module.ConsulDnsServer(self.name, self.cluster)
+        self._dns = module.ConsulDnsServer(
+            self.name,
+            self.cluster,
+            a_record_limit=self.profile.a_record_limit,
+            modern=self.profile.modern,
+        )
         self.dns_port = int(await self._dns.start(self.host, self.dns_port))
 
     async def stop(self) -> None:
@@ -263,7 +338,7 @@ class Datacenter:
     def member(self, *, wan: bool) -> dict[str, Any]:
         """This agent as a serf member (LAN or WAN pool)."""
         tags = {
-            "build": "1.0.8dev:",
+            "build": "1.0.8dev:" if not self.profile.modern else f"{self.profile.version}:",
             "dc": self.name,
             "id": self.node_id,
             "port": str(self.server_port),

@@ -29,6 +29,8 @@ class ServiceLookup:
     service: str
     tag: str
     datacenter: str | None
+    #: cluster peer (modern ``<svc>.service.<peer>.peer.<domain>``), ``None`` = local
+    peer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,14 @@ def in_domain(qname: str, domain: str) -> bool:
     return name == zone or name.endswith("." + zone)
 
 
-def parse_lookup(qname: str, domain: str, *, srv_question: bool) -> Lookup:
+def parse_lookup(qname: str, domain: str, *, srv_question: bool, modern: bool = False) -> Lookup:
     """Classify a question name that lies inside ``domain``.
 
     ``srv_question`` tells whether the question type is SRV (Consul then accepts RFC 2782 names
-    without the ``service`` label).
+    without the ``service`` label). ``modern`` (1.14+) also reads labelled locality pairs from
+    the right, ``<value>.dc`` and ``<value>.peer`` (agent/dns.go ``parseLocality``):
+    ``web.service.dc2.dc.consul``, ``web.service.east.peer.consul``; a peer is only valid for
+    service lookups.
     """
     name = qname.lower()
     if not name.endswith("."):
@@ -91,6 +96,19 @@ def parse_lookup(qname: str, domain: str, *, srv_question: bool) -> Lookup:
     labels = [label for label in rest.split(".") if label]
     datacenter: str | None = None
     datacenter_parsed = False
+    peer: str | None = None
+    while modern and len(labels) >= 3 and labels[-1] in ("dc", "peer"):
+        if labels[-1] == "dc":
+            if datacenter_parsed:
+                return InvalidName()
+            datacenter, datacenter_parsed = labels[-2], True
+        else:
+            if peer is not None:
+                return InvalidName()
+            peer = labels[-2]
+        labels = labels[:-2]
+    if peer is not None and (not labels or labels[-1] != "service"):
+        return InvalidName()
     while True:
         if not labels:
             return InvalidName()
@@ -103,9 +121,9 @@ def parse_lookup(qname: str, domain: str, *, srv_question: bool) -> Lookup:
                 return InvalidName()
             if count == 3 and labels[0].startswith("_") and labels[1].startswith("_"):
                 tag = labels[1][1:]
-                return ServiceLookup(labels[0][1:], "" if tag == "tcp" else tag, datacenter)
+                return ServiceLookup(labels[0][1:], "" if tag == "tcp" else tag, datacenter, peer)
             tag = ".".join(labels[:-2]) if count >= 3 else ""
-            return ServiceLookup(labels[-2], tag, datacenter)
+            return ServiceLookup(labels[-2], tag, datacenter, peer)
         if kind == "node":
             if count == 1:
                 return InvalidName()

@@ -152,18 +152,33 @@ def srv_target(node_name: str, datacenter: str, domain: dns.name.Name) -> dns.na
     return dns.name.from_text(f"{node_name}.node.{datacenter}", origin=domain)
 
 
+def addr_target(address: str, datacenter: str, domain: dns.name.Name) -> dns.name.Name | None:
+    """``<hex>.addr.<dc>.<domain>`` for an IP (``None`` for anything else): the SRV target
+    modern agents give an instance whose service address differs from its node's
+    (agent/dns.go ``encodeIPAsFqdn``; docs services/discovery/dns-static-lookups.mdx)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return dns.name.from_text(f"{ip.packed.hex()}.addr.{datacenter}", origin=domain)
+
+
 def service_srv_records(
     owner: dns.name.Name,
     entries: Sequence[HealthEntry],
     datacenter: str,
     domain: dns.name.Name,
     ttl: int,
+    *,
+    addr_targets: bool = False,
 ) -> tuple[Section, Section]:
     """Answer and additional sections for an SRV question, in the order of ``entries``.
 
     Duplicate (node, service address, port) instances give one answer. Each answer adds the
     target's records (address, then node meta TXT) to the additional section, repeated per
-    answer as Consul does."""
+    answer as Consul does. With ``addr_targets`` (modern agents) an instance whose service
+    address is an IP other than its node's gets the ``<hex>.addr.<dc>`` target with just the
+    address record (*inferred*: no node meta TXT for it)."""
     answer: Section = []
     extra: Section = []
     handled: set[tuple[str, str, int]] = set()
@@ -175,10 +190,15 @@ def service_srv_records(
         if key in handled:
             continue
         handled.add(key)
-        target = srv_target(str(node["Node"]), datacenter, domain)
+        service_address = str(service.get("Address") or "")
+        by_addr = None
+        if addr_targets and service_address and service_address != node.get("Address"):
+            by_addr = addr_target(service_address, datacenter, domain)
+        target = by_addr or srv_target(str(node["Node"]), datacenter, domain)
         srv = rdata(dns.rdatatype.SRV, f"1 1 {port & 0xFFFF} {target.to_text()}")
         answer.append(record(owner, ttl, srv))
-        extra.extend(node_records(node, entry_address(entry), target, dns.rdatatype.ANY, ttl))
+        meta_node = None if by_addr is not None else node
+        extra.extend(node_records(meta_node, entry_address(entry), target, dns.rdatatype.ANY, ttl))
     return answer, extra
 
 
@@ -274,11 +294,14 @@ def trim_udp(
     extra: Section,
     authority: Section,
     edns_payload: int | None,
-    udp_answer_limit: int = DEFAULT_UDP_ANSWER_LIMIT,
+    udp_answer_limit: int | None = DEFAULT_UDP_ANSWER_LIMIT,
 ) -> tuple[Section, Section]:
-    """Consul's ``trimUDPResponse``; returns the new answer and additional sections."""
+    """Consul's ``trimUDPResponse``; returns the new answer and additional sections
+    (``udp_answer_limit`` ``None``: no count cap, only the size)."""
     max_size = max(DEFAULT_MAX_UDP_SIZE, edns_payload or 0)
     index = _index(extra)
+    if udp_answer_limit is None:  # modern agents: a_record_limit replaced the count cap
+        return _fit(question, answer, extra, authority, max_size, index)
     max_answers = min(MAX_UDP_ANSWER_LIMIT, udp_answer_limit)
     if max_size == DEFAULT_MAX_UDP_SIZE and len(answer) > max_answers:
         answer = answer[:max_answers]

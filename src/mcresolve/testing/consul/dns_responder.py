@@ -66,6 +66,10 @@ class DnsResponder:
 
     ``rng`` orders service instances (Consul shuffles every answer); ``clock`` gives the unix
     time used as SOA serial; ``udp_answer_limit`` is Consul's ``dns_config.udp_answer_limit``.
+    ``a_record_limit`` (modern agents, ``None`` on 1.0.8) replaces it: 0 = no count limit (UDP
+    answers are still cut to the message size), n > 0 = at most n A/AAAA answers on any
+    transport (agent/config/default.go, runtime.go ``DNSARecordLimit``). ``modern`` also
+    enables ``.dc``/``.peer`` labels and ``<hex>.addr.<dc>`` SRV targets.
     """
 
     def __init__(
@@ -77,8 +81,12 @@ class DnsResponder:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         udp_answer_limit: int = records.DEFAULT_UDP_ANSWER_LIMIT,
+        a_record_limit: int | None = None,
+        modern: bool = False,
     ) -> None:
         self.datacenter = datacenter
+        self._a_record_limit = a_record_limit
+        self._modern = modern
         self.cluster = cluster
         self.domain = dns.name.from_text(normalize_domain(domain))
         self._rng = rng if rng is not None else random.Random()
@@ -188,7 +196,10 @@ class DnsResponder:
             response.set_rcode(dns.rcode.NOTIMP)
             return
         lookup: Lookup = parse_lookup(
-            qname.to_text(), self.domain.to_text(), srv_question=qtype == dns.rdatatype.SRV
+            qname.to_text(),
+            self.domain.to_text(),
+            srv_question=qtype == dns.rdatatype.SRV,
+            modern=self._modern,
         )
         if isinstance(lookup, InvalidName):
             self._name_error(response)
@@ -214,7 +225,13 @@ class DnsResponder:
     ) -> None:
         datacenter = lookup.datacenter or self.datacenter
         view = self.cluster.reach(self.datacenter, datacenter)
-        entries = view.health_service(lookup.service)
+        if lookup.peer is not None:
+            imported = getattr(view, "peer_health_service", lambda *_: None)(
+                lookup.peer, lookup.service
+            )
+            entries = list(imported or [])
+        else:
+            entries = view.health_service(lookup.service)
         if lookup.tag:
             entries = [entry for entry in entries if records.has_tag(entry, lookup.tag)]
         entries = records.healthy_entries(entries)
@@ -266,14 +283,19 @@ class DnsResponder:
         extra: records.Section = []
         if qtype == dns.rdatatype.SRV:
             answer, extra = records.service_srv_records(
-                qname, entries, datacenter, self.domain, ttl
+                qname, entries, datacenter, self.domain, ttl, addr_targets=self._modern
             )
         else:
             answer = records.service_address_records(qname, entries, qtype, ttl)
+            if self._a_record_limit:
+                answer = answer[: self._a_record_limit]
         if transport == "udp":
             payload = query.payload if query.edns >= 0 else None
+            count_limit: int | None = self._udp_answer_limit
+            if self._a_record_limit is not None:
+                count_limit = None  # udp_answer_limit is gone; only the size cuts
             answer, extra = records.trim_udp(
-                response.question, answer, extra, [], payload, self._udp_answer_limit
+                response.question, answer, extra, [], payload, count_limit
             )
         else:
             answer, extra = records.trim_tcp(response.question, qtype, answer, extra, [])

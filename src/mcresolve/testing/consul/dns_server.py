@@ -102,10 +102,19 @@ class ConsulDnsServer:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         udp_answer_limit: int = DEFAULT_UDP_ANSWER_LIMIT,
+        a_record_limit: int | None = None,
+        modern: bool = False,
     ) -> None:
         self.datacenter = datacenter
         self.responder = DnsResponder(
-            datacenter, cluster, domain, rng=rng, clock=clock, udp_answer_limit=udp_answer_limit
+            datacenter,
+            cluster,
+            domain,
+            rng=rng,
+            clock=clock,
+            udp_answer_limit=udp_answer_limit,
+            a_record_limit=a_record_limit,
+            modern=modern,
         )
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None

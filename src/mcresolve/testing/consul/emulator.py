@@ -18,11 +18,13 @@ from mcresolve.lifecycle import AsyncStartStop
 from .agent import AgentConfig
 from .contracts import DatacenterUnreachable, DatacenterView
 from .datacenter import Datacenter
+from .profile import ConsulProfile, profile_for
 from .timebase import EmulatorClock
 
 
 class ConsulEmulator(AsyncStartStop):
-    """An in-process emulation of Consul 1.0.8 dev agents, one per datacenter, WAN-joined.
+    """An in-process emulation of Consul dev agents (1.0.8 by default, or 1.21 / 2.x CE per
+    datacenter), one per datacenter, WAN-joined.
 
     ``rtt_ms`` gives the round-trip time between datacenter pairs (symmetric; missing pairs
     count as 1000 ms after the given ones, then by name) and orders ``/v1/catalog/datacenters``.
@@ -33,7 +35,10 @@ class ConsulEmulator(AsyncStartStop):
     :attr:`time_scale`. ``agent_config`` sets agent timing knobs (check_update_interval,
     reap_interval, min_deregister_critical_after, anti_entropy_interval, first_coordinate_after).
     ``seed`` makes the random choices (HTTP/TCP check first-run staggers, blocking-wait jitter)
-    reproducible.
+    reproducible. ``version`` chooses which Consul the agents answer like: ``"1.0.8"`` (the
+    recorded default), ``"1.21"`` or ``"2.x"`` (modern Community Edition; see
+    :mod:`~mcresolve.testing.consul.profile`), one for all or a mapping per datacenter
+    (missing datacenters: 1.0.8).
     """
 
     def __init__(
@@ -48,6 +53,7 @@ class ConsulEmulator(AsyncStartStop):
         host: str = "127.0.0.1",
         agent_config: AgentConfig | None = None,
         seed: int | None = None,
+        version: str | ConsulProfile | Mapping[str, str | ConsulProfile] = "1.0.8",
     ) -> None:
         if not datacenters:
             raise ValueError("at least one datacenter is needed")
@@ -59,6 +65,7 @@ class ConsulEmulator(AsyncStartStop):
         self._dcs: dict[str, Datacenter] = {}
         for ordinal, name in enumerate(datacenters, start=1):
             node = (node_names or {}).get(name, f"n{ordinal}")
+            chosen = version.get(name, "1.0.8") if isinstance(version, Mapping) else version
             self._dcs[name] = Datacenter(
                 name,
                 agent_node=node,
@@ -71,6 +78,7 @@ class ConsulEmulator(AsyncStartStop):
                 agent_config=AgentConfig(**vars(agent_config)) if agent_config else None,
                 lookup=self.dc,
                 seed=seed,
+                profile=profile_for(chosen),
             )
         self._started = False
 
@@ -131,6 +139,27 @@ class ConsulEmulator(AsyncStartStop):
         """Cut the WAN link between two datacenters (``?dc=`` and failover between them fail
         with ``No path to datacenter``)."""
         self._partitions.add(frozenset((a, b)))
+
+    def peer(
+        self,
+        local: str,
+        remote: str,
+        *,
+        name: str | None = None,
+        services: Sequence[str] | None = None,
+    ) -> None:
+        """Establish a cluster peering in which ``local`` imports from ``remote`` under the
+        peer ``name`` (default: the remote datacenter's name) the ``services`` it exports
+        (default: all). Both must run a modern profile (peering is GA since 1.14). Reads:
+        ``?peer=<name>`` on health/catalog service, prepared-query ``Failover.Targets``
+        ``[{"Peer": name}]`` and DNS ``<svc>.service.<name>.peer.consul``."""
+        from .datacenter import PeerLink
+
+        here, there = self._dcs[local], self._dcs[remote]
+        if not (here.profile.modern and there.profile.modern):
+            raise ValueError("cluster peering needs modern profiles on both sides (1.14+)")
+        exported = None if services is None else frozenset(s.lower() for s in services)
+        here.peers[name or remote] = PeerLink(name or remote, there, exported)
 
     def heal(self, a: str, b: str) -> None:
         """Restore the WAN link between two datacenters."""

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
+from . import bexpr
 from .agent import ZERO_COORD
 from .catalog import (
     CHECK_STATES,
@@ -127,6 +128,67 @@ FAILED_RPC_HEADERS = {
 }
 
 
+#: query parameters that do not select a cache entry
+_NOT_KEY = frozenset({"index", "wait", "cached"})
+
+ENTERPRISE_FEATURE = {
+    "ns": "Namespaces are a Consul Enterprise feature",
+    "partition": "Partitions are a Consul Enterprise feature",
+}
+
+
+def reject_enterprise_meta(headers: Mapping[str, str], query: Query) -> None:
+    """A Community Edition agent answers 400 to any non-empty namespace or partition, even
+    ``default``, in the header or the query (agent/http_ce.go ``parseEntMeta``,
+    ``parseEntMetaPartition``: header first, then the parameter)."""
+    checks = (
+        ("X-Consul-Namespace", "ns"),
+        ("X-Consul-Partition", "partition"),
+    )
+    for header, param in checks:
+        if headers.get(header):
+            raise EmulatorError(400, f'Invalid header: "{header}" - {ENTERPRISE_FEATURE[param]}')
+        if first(query, param):
+            raise EmulatorError(
+                400, f'Invalid query parameter: "{param}" - {ENTERPRISE_FEATURE[param]}'
+            )
+
+
+def modern_headers(response: web.StreamResponse, profile: Any) -> None:
+    """Headers every modern answer of a wrapped endpoint carries (agent/http.go):
+    ``X-Consul-Default-Acl-Policy``; with query meta, ``X-Consul-Query-Backend``
+    (``blocking-query`` unless streaming) and an ``X-Consul-Index`` never 0 (``setIndex``)."""
+    headers = response.headers
+    headers["X-Consul-Default-Acl-Policy"] = profile.acl_default_policy
+    if "X-Consul-Index" in headers:
+        if headers["X-Consul-Index"] == "0":
+            headers["X-Consul-Index"] = "1"
+        headers.setdefault("X-Consul-Query-Backend", "blocking-query")
+
+
+def not_found_modern(path: str) -> web.Response:
+    """A modern agent's answer to an unknown path (agent/http.go ``Index``, ``Fprintln``)."""
+    if "/v1/" in path:
+        text = "Invalid URL path: not a recognized HTTP API endpoint\n"
+    else:
+        text = (
+            "Invalid URL path: if attempting to use the HTTP API, ensure the path starts "
+            "with '/v1/'\n"
+        )
+    return text_response(text, status=404)
+
+
+def _with_peer(entry: dict[str, Any], peer: str) -> dict[str, Any]:
+    """A ``/v1/catalog/service`` element imported from a peer: ``PeerName`` before the
+    indexes (structs.ServiceNode, omitempty)."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if key == "CreateIndex":
+            out["PeerName"] = peer
+        out[key] = value
+    return out
+
+
 class ForwardedError(EmulatorError):
     """An error from a server-backed read: sent with zeroed query meta headers."""
 
@@ -137,6 +199,8 @@ class Route:
     methods: tuple[str, ...]
     handler: Handler
     exact: bool = True
+    #: whether a modern CE agent parses ``ns``/``partition`` here (``parseEntMeta``)
+    enterprise_meta: bool = True
 
 
 async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
@@ -162,14 +226,15 @@ class AgentHttpApi:
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._parked = 0
         self._paths: Counter[str] = Counter()
+        self._cache: dict[tuple[str, Any], tuple[int, float]] = {}
         AgentHttpApi._by_datacenter[dc] = self
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.on_response_prepare.append(_drop_server_header)
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
         get, put = ("GET",), ("PUT",)
         self.routes: list[Route] = [
-            Route("/v1/agent/self", get, self.agent_self),
-            Route("/v1/agent/members", get, self.agent_members),
+            Route("/v1/agent/self", get, self.agent_self, True, False),
+            Route("/v1/agent/members", get, self.agent_members, True, False),
             Route("/v1/agent/services", get, self.agent_services),
             Route("/v1/agent/checks", get, self.agent_checks),
             Route("/v1/agent/service/register", put, self.agent_service_register),
@@ -182,7 +247,7 @@ class AgentHttpApi:
             Route("/v1/agent/check/update/", put, self.agent_check_update, False),
             Route("/v1/catalog/register", put, self.catalog_register),
             Route("/v1/catalog/deregister", put, self.catalog_deregister),
-            Route("/v1/catalog/datacenters", get, self.catalog_datacenters),
+            Route("/v1/catalog/datacenters", get, self.catalog_datacenters, True, False),
             Route("/v1/catalog/nodes", get, self.catalog_nodes),
             Route("/v1/catalog/services", get, self.catalog_services),
             Route("/v1/catalog/service/", get, self.catalog_service, False),
@@ -191,10 +256,10 @@ class AgentHttpApi:
             Route("/v1/health/checks/", get, self.health_checks, False),
             Route("/v1/health/state/", get, self.health_state, False),
             Route("/v1/health/node/", get, self.health_node, False),
-            Route("/v1/coordinate/datacenters", get, self.coordinate_datacenters),
-            Route("/v1/coordinate/nodes", get, self.coordinate_nodes),
-            Route("/v1/status/leader", get, self.status_leader),
-            Route("/v1/status/peers", get, self.status_peers),
+            Route("/v1/coordinate/datacenters", get, self.coordinate_datacenters, True, False),
+            Route("/v1/coordinate/nodes", get, self.coordinate_nodes, True, False),
+            Route("/v1/status/leader", get, self.status_leader, True, False),
+            Route("/v1/status/peers", get, self.status_peers, True, False),
             Route("/v1/query", ("GET", "POST"), self.prepared_query),
             Route("/v1/query/", ("GET", "PUT", "DELETE"), self.prepared_query, False),
         ]
@@ -247,6 +312,12 @@ class AgentHttpApi:
                 self._in_flight.discard(task)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        response = await self._serve_routed(request)
+        if self.dc.profile.modern and self._route(request.path) is not None:
+            modern_headers(response, self.dc.profile)
+        return response
+
+    async def _serve_routed(self, request: web.Request) -> web.StreamResponse:
         self._paths[request.path] += 1
         faults = self.dc.faults
         if faults.delay > 0:
@@ -260,8 +331,14 @@ class AgentHttpApi:
             return text_response(injected.message, status=injected.status)
         found = self._route(request.path)
         if found is None:
+            if self.dc.profile.modern:
+                return not_found_modern(request.path)
             return empty_response(404)
         route, tail = found
+        if not route.prefix.startswith("/v1/agent/"):
+            limited = faults.take_rate_limit()
+            if limited is not None:
+                return text_response(limited.message, status=limited.status)
         if request.method not in route.methods:
             if request.method == "OPTIONS":
                 return empty_response(200, {"Allow": ",".join(("OPTIONS", *route.methods))})
@@ -276,6 +353,8 @@ class AgentHttpApi:
         body = await request.read()
         api_request = ApiRequest(request.method, request.path, unquote(tail), query, body)
         try:
+            if self.dc.profile.modern and route.enterprise_meta:
+                reject_enterprise_meta(request.headers, query)
             return await route.handler(api_request)
         except ForwardedError as exc:
             return text_response(exc.message, status=exc.status, headers=dict(FAILED_RPC_HEADERS))
@@ -300,6 +379,39 @@ class AgentHttpApi:
 
         assert isinstance(target, Datacenter)
         return target
+
+    def _peer(self, query: Query) -> str | None:
+        """``?peer=`` on a modern agent (health/catalog service reads)."""
+        if not self.dc.profile.modern:
+            return None
+        return first(query, "peer") or None
+
+    def _peer_target(self, peer: str) -> Datacenter:
+        """Whose catalog a peer read follows (the exporting datacenter; this one for an
+        unknown peer, which answers an empty list)."""
+        link = self.dc.peers.get(peer)
+        return self.dc if link is None else link.remote
+
+    def _filter(self, query: Query, target: Datacenter | None) -> bexpr.Expr | None:
+        """``?filter=`` on a modern agent (ignored, like any unknown parameter, by 1.0.8).
+
+        An expression go-bexpr refuses is a 500 with its text (issues #7338, #9441: the
+        filter is built in the RPC, so the HTTP layer cannot tell it from other errors);
+        server reads carry the zeroed query meta, ``?dc=`` reads the ``rpc error making
+        call: `` prefix of a forwarded RPC; ``target`` ``None`` = an agent-local endpoint.
+        """
+        expression = first(query, "filter")
+        if not self.dc.profile.modern or not expression:
+            return None
+        try:
+            return bexpr.parse(expression)
+        except bexpr.FilterSyntaxError as exc:
+            message = bexpr.ERROR_PREFIX + str(exc)
+            if target is None:
+                raise EmulatorError(500, message) from None
+            if target is not self.dc:
+                message = "rpc error making call: " + message
+            raise ForwardedError(500, message) from None
 
     async def _blocking(
         self, query: Query, target: Datacenter, compute: Callable[[], tuple[int, Any]]
@@ -341,10 +453,50 @@ class AgentHttpApi:
         target: Datacenter,
         consistency: str | None,
         compute: Callable[[], tuple[int, Any]],
+        *,
+        streaming: bool = False,
+        cacheable: str | None = None,
     ) -> web.Response:
-        """:meth:`_blocking`, answered as JSON with the read headers (``X-Consul-Index`` etc.)."""
+        """:meth:`_blocking`, answered as JSON with the read headers (``X-Consul-Index`` etc.).
+
+        On a modern agent, ``streaming`` endpoints (health) answer from the streaming backend
+        when ``?index`` > 0 or ``?cached`` is given (agent/rpcclient/health/health.go), and
+        ``cacheable`` ones (named by their cache key) add ``X-Cache``/``Age`` with ``?cached``.
+        """
+        modern = self.dc.profile.modern
+        cached = modern and cacheable is not None and "cached" in query
+        if cached and "consistent" in query:
+            raise EmulatorError(
+                400, "Cannot specify ?cached with ?consistent, conflicting semantics."
+            )
         index, body = await self._blocking(query, target, compute)
-        return json_response(body, headers=read_headers(index, consistency))
+        if not modern:
+            return json_response(body, headers=read_headers(index, consistency))
+        use_streaming = (
+            streaming and "near" not in query and (cached or parse_blocking(query).index > 0)
+        )
+        if use_streaming:
+            # streaming answers carry no LastContact/KnownLeader (api-docs/features/streaming)
+            headers = {"X-Consul-Index": str(index), "X-Consul-Query-Backend": "streaming"}
+        else:
+            headers = read_headers(index, consistency)
+        if cached and cacheable is not None:
+            headers |= self._cache_meta(cacheable, query, index)
+        return json_response(body, headers=headers)
+
+    def _cache_meta(self, path: str, query: Query, index: int) -> dict[str, str]:
+        """``X-Cache``/``Age`` of the agent cache (agent/http.go ``setCacheMeta``): MISS on the
+        first read of a key, HIT afterwards, ``Age`` = seconds since the entry was last
+        fetched; the cache refreshes itself in the background, so a change makes it fresh."""
+        key = (path, tuple(sorted((k, tuple(v)) for k, v in query.items() if k not in _NOT_KEY)))
+        now = self.dc.clock.consul_now()
+        entry = self._cache.get(key)
+        if entry is None:
+            self._cache[key] = (index, now)
+            return {"X-Cache": "MISS"}
+        if entry[0] != index:
+            self._cache[key] = entry = (index, now)
+        return {"X-Cache": "HIT", "Age": f"{max(0.0, now - entry[1]):.0f}"}
 
     # --------------------------------------------------------------------------- agent
 
@@ -359,7 +511,7 @@ class AgentHttpApi:
                     "NodeID": dc.node_id,
                     "Server": True,
                     "Revision": "",
-                    "Version": "1.0.8",
+                    "Version": dc.profile.version,
                 },
                 "DebugConfig": {"Datacenter": dc.name, "NodeName": dc.agent_node},
                 "Coord": dict(ZERO_COORD),
@@ -382,10 +534,18 @@ class AgentHttpApi:
         return json_response([self.dc.member(wan=False)])
 
     async def agent_services(self, req: ApiRequest) -> web.StreamResponse:
-        return json_response(self.dc.agent.render_services())
+        expr = self._filter(req.query, None)
+        services = self.dc.agent.render_services()
+        if expr is not None:
+            services = {k: v for k, v in services.items() if bexpr.evaluate(expr, v)}
+        return json_response(services)
 
     async def agent_checks(self, req: ApiRequest) -> web.StreamResponse:
-        return json_response(self.dc.agent.render_checks())
+        expr = self._filter(req.query, None)
+        checks = self.dc.agent.render_checks()
+        if expr is not None:
+            checks = {k: v for k, v in checks.items() if bexpr.evaluate(expr, v)}
+        return json_response(checks)
 
     async def agent_service_register(self, req: ApiRequest) -> web.StreamResponse:
         self.dc.agent.register_service(decode_object(req.body))
@@ -529,9 +689,20 @@ class AgentHttpApi:
         mode = consistency_mode(req.query)
         target = self._target(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
+            if expr is not None:
+                kept: dict[str, list[str]] = {}
+                for svc in sorted(catalog.services.values(), key=lambda s: (s.node, s.service_id)):
+                    node = catalog.nodes[svc.node.lower()]
+                    if meta_matches(node.meta, meta) and bexpr.evaluate(
+                        expr, catalog.catalog_entry(svc)
+                    ):
+                        tags = kept.setdefault(svc.name, [])
+                        tags.extend(t for t in svc.tags if t not in tags)
+                return catalog.max_index("services"), dict(sorted(kept.items()))
             if meta:
                 allowed = {
                     n.name.lower() for n in catalog.nodes.values() if meta_matches(n.meta, meta)
@@ -558,18 +729,30 @@ class AgentHttpApi:
         tag = first(req.query, "tag")
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)
+        peer = self._peer(req.query)
+        if peer is not None:
+            target = self._peer_target(peer)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
             instances = _instances_matching(catalog, name, tag, meta)
+            if peer is not None:
+                link = self.dc.peers.get(peer)
+                if link is None or not link.exports(name):
+                    instances = []
             if near:
                 distances = target.distances_from(near)
                 if distances is not None:
                     instances = sort_near(instances, lambda s: s.node, distances)
             body = [catalog.catalog_entry(s) for s in instances]
+            if peer is not None:
+                body = [_with_peer(entry, peer) for entry in body]
+            if expr is not None:
+                body = [entry for entry in body if bexpr.evaluate(expr, entry)]
             return catalog.service_read_index(name, with_checks=False), body
 
-        return await self._blocking_read(req.query, target, mode, compute)
+        return await self._blocking_read(req.query, target, mode, compute, cacheable=req.path)
 
     async def catalog_node(self, req: ApiRequest) -> web.StreamResponse:
         mode = consistency_mode(req.query)
@@ -602,24 +785,41 @@ class AgentHttpApi:
         tag = first(req.query, "tag")
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)
+        peer = self._peer(req.query)
+        if peer is not None:
+            target = self._peer_target(peer)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
-            entries = [
-                catalog.health_entry(s) for s in _instances_matching(catalog, name, tag, meta)
-            ]
+            if peer is not None:
+                entries = [
+                    e
+                    for e in self.dc.peer_health_service(peer, name) or []
+                    if (tag is None or tag_matches(e["Service"]["Tags"] or [], tag))
+                    and meta_matches(e["Node"]["Meta"], meta)
+                ]
+            else:
+                entries = [
+                    catalog.health_entry(s) for s in _instances_matching(catalog, name, tag, meta)
+                ]
+            if expr is not None:
+                entries = [entry for entry in entries if bexpr.evaluate(expr, entry)]
             if near:
                 entries = target.sort_near(entries, near)
             if passing:
                 entries = filter_passing(entries)
             return catalog.service_read_index(name, with_checks=True), entries
 
-        return await self._blocking_read(req.query, target, mode, compute)
+        return await self._blocking_read(
+            req.query, target, mode, compute, streaming=True, cacheable=req.path
+        )
 
     async def health_checks(self, req: ApiRequest) -> web.StreamResponse:
         name = self._service_name(req)
         mode = consistency_mode(req.query)
         target = self._target(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
@@ -628,6 +828,8 @@ class AgentHttpApi:
                 for c in catalog.sorted_checks()
                 if c.service_id and c.service_name.lower() == name.lower()
             ]
+            if expr is not None:
+                checks = [check for check in checks if bexpr.evaluate(expr, check)]
             return catalog.service_read_index(name, with_checks=True), checks
 
         return await self._blocking_read(req.query, target, mode, compute)
@@ -638,6 +840,7 @@ class AgentHttpApi:
             raise EmulatorError(400, "Bad check state")
         mode = consistency_mode(req.query)
         target = self._target(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
@@ -646,6 +849,8 @@ class AgentHttpApi:
                 for c in catalog.sorted_checks()
                 if state == "any" or c.status == state
             ]
+            if expr is not None:
+                checks = [check for check in checks if bexpr.evaluate(expr, check)]
             return catalog.max_index("checks"), checks
 
         return await self._blocking_read(req.query, target, mode, compute)
@@ -655,10 +860,13 @@ class AgentHttpApi:
             raise EmulatorError(400, "Missing node name")
         mode = consistency_mode(req.query)
         target = self._target(req.query)
+        expr = self._filter(req.query, target)
 
         def compute() -> tuple[int, Any]:
             catalog = target.catalog
             checks = [catalog.render_check(c) for c in catalog.node_checks(req.tail)]
+            if expr is not None:
+                checks = [check for check in checks if bexpr.evaluate(expr, check)]
             return catalog.max_index("checks"), checks
 
         return await self._blocking_read(req.query, target, mode, compute)

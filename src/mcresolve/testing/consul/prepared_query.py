@@ -39,6 +39,7 @@ from .prepared_query_definition import (
     validate_definition,
 )
 from .prepared_query_execution import (
+    FailoverOutcome,
     RemoteFailed,
     failover_targets,
     filter_instances,
@@ -423,10 +424,10 @@ class PreparedQueryStore:
 
     # ------------------------------------------------------------------ internals
 
-    @staticmethod
-    def _decode(raw: Any, *, wrap: bool = False) -> dict[str, Any]:
+    def _decode(self, raw: Any, *, wrap: bool = False) -> dict[str, Any]:
+        modern = bool(getattr(getattr(self._dc, "profile", None), "modern", False))
         try:
-            return decode_definition(raw)
+            return decode_definition(raw, modern=modern)
         except GoError as exc:
             answer = _text(400, f"Request decode failed: {exc}")
             if wrap:
@@ -554,10 +555,13 @@ class PreparedQueryStore:
             others = [
                 dc for dc in self._cluster.datacenters_by_rtt(self._dc.name) if dc != datacenter
             ]
-            outcome = run_failover(
-                failover_targets(service["Failover"], others),
-                lambda dc: self._execute_remote(dc, service, limit),
-            )
+            if service["Failover"].get("Targets"):
+                outcome = self._failover_to_targets(service, others, limit)
+            else:
+                outcome = run_failover(
+                    failover_targets(service["Failover"], others),
+                    lambda dc: self._execute_remote(dc, service, limit),
+                )
             nodes = outcome.nodes
             datacenter = outcome.datacenter or datacenter
             failovers = outcome.failovers
@@ -572,6 +576,44 @@ class PreparedQueryStore:
             "KnownLeader": True,
             "ConsistencyLevel": consistency,
         }
+
+    def _failover_to_targets(
+        self, service: dict[str, Any], known: Sequence[str], limit: int | None
+    ) -> FailoverOutcome:
+        """``Failover.Targets`` in order (agent/consul/prepared_query_endpoint.go
+        ``queryFailover``, 1.14+): a ``Datacenter`` target unknown here is skipped uncounted;
+        a ``Peer`` target executes on the peer's exported instances, which carry
+        ``PeerName``; the answer's ``Datacenter`` is the peer's (*inferred*)."""
+        keys: dict[str, tuple[str, str]] = {}
+        order: list[str] = []
+        for number, target in enumerate(service["Failover"]["Targets"]):
+            peer, dc = target.get("Peer") or "", target.get("Datacenter") or ""
+            if not peer and dc not in known:
+                continue
+            key = f"{number}"
+            keys[key] = (peer, dc)
+            order.append(key)
+
+        def attempt(key: str) -> list[HealthEntry]:
+            peer, dc = keys[key]
+            if not peer:
+                return self._execute_remote(dc, service, limit)
+            entries = getattr(self._dc, "peer_health_service", lambda *_: None)(
+                peer, service["Service"]
+            )
+            if entries is None:
+                raise RemoteFailed(peer)
+            return limited(shuffled(filter_instances(entries, service), self._rng), limit)
+
+        outcome = run_failover(order, attempt)
+        answered = None
+        if outcome.datacenter is not None:
+            peer, dc = keys[outcome.datacenter]
+            answered = dc
+            if peer:
+                link = self._dc.peers[peer]  # type: ignore[attr-defined]
+                answered = link.remote.name
+        return FailoverOutcome(outcome.nodes, answered, outcome.failovers)
 
     def _execute_remote(
         self, dc: str, service: dict[str, Any], limit: int | None

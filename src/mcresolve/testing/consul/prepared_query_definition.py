@@ -51,7 +51,7 @@ class _Scalar:
 
 @dataclass(frozen=True)
 class _Slice:
-    element: _Scalar
+    element: _Scalar | _Struct
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ _INT = _Scalar("int", "int")
 _UINT64 = _Scalar("uint64", "int")
 _BOOL = _Scalar("bool", "bool")
 _CHECK_ID = _Scalar("types.CheckID", "str")
+
+#: ``Failover.Targets`` elements (structs.QueryFailoverTarget; ``Partition``/``Namespace`` are
+#: Enterprise and left out of a CE answer)
+_TARGET = _Struct((("Peer", _STRING), ("Datacenter", _STRING)))
 
 _PREPARED_QUERY = _Struct(
     (
@@ -97,6 +101,25 @@ _PREPARED_QUERY = _Struct(
         ("RaftIndex", _Struct((("CreateIndex", _UINT64), ("ModifyIndex", _UINT64)))),
     )
 )
+
+
+def _with_targets(query: _Struct) -> _Struct:
+    """The modern definition: ``Failover`` gains ``Targets`` (Consul 1.14+)."""
+
+    def patch(struct: _Struct, path: tuple[str, ...]) -> _Struct:
+        fields = []
+        for name, sub in struct.fields:
+            if path and name == path[0] and isinstance(sub, _Struct):
+                sub = patch(sub, path[1:])
+            fields.append((name, sub))
+        if not path:
+            fields.append(("Targets", _Slice(_TARGET)))
+        return _Struct(tuple(fields))
+
+    return patch(query, ("Service", "Failover"))
+
+
+_PREPARED_QUERY_MODERN = _with_targets(_PREPARED_QUERY)
 
 
 def _go_type(data: Any) -> str:
@@ -161,8 +184,14 @@ def _decode(name: str, data: Any, field: _Field, current: Any, errors: list[str]
         if not isinstance(data, list):
             errors.append(f"'{name}': source data must be an array or slice, got {_go_kind(data)}")
             return current
+        element = field.element
+        if isinstance(element, _Struct):
+            return [
+                _decode(f"{name}[{index}]", item, element, _zero(element), errors)
+                for index, item in enumerate(data)
+            ]
         return [
-            _decode_scalar(f"{name}[{index}]", item, field.element, errors)
+            _decode_scalar(f"{name}[{index}]", item, element, errors)
             for index, item in enumerate(data)
         ]
     if isinstance(field, _Map):
@@ -192,20 +221,22 @@ def blank_definition() -> dict[str, Any]:
     return definition
 
 
-def decode_definition(raw: Any) -> dict[str, Any]:
-    """Decode a request body's JSON value into a normalised definition.
+def decode_definition(raw: Any, *, modern: bool = False) -> dict[str, Any]:
+    """Decode a request body's JSON value into a normalised definition (``modern``: with
+    ``Service.Failover.Targets``).
 
     Raises :class:`GoError` with mapstructure's text (``'' expected a map, got 'slice'`` or
     ``N error(s) decoding:\\n\\n* ...``), which Consul wraps in ``Request decode failed: ``.
     """
-    zero = _zero(_PREPARED_QUERY)
+    schema = _PREPARED_QUERY_MODERN if modern else _PREPARED_QUERY
+    zero = _zero(schema)
     if raw is None:
         decoded: dict[str, Any] = zero
     else:
         if not isinstance(raw, dict):
             raise GoError(f"'' expected a map, got '{_go_kind(raw)}'")
         errors: list[str] = []
-        decoded = _decode("", raw, _PREPARED_QUERY, zero, errors)
+        decoded = _decode("", raw, schema, zero, errors)
         if errors:
             points = sorted(f"* {error}" for error in errors)
             raise GoError(f"{len(errors)} error(s) decoding:\n\n" + "\n".join(points))
@@ -259,6 +290,9 @@ def _check_definition(definition: dict[str, Any], enforce_version_8: bool) -> No
     nearest = service["Failover"]["NearestN"]
     if nearest < 0:
         raise DefinitionError(f"Bad NearestN '{nearest}', must be >= 0")
+    # agent/consul/prepared_query_endpoint.go parseService (1.14+)
+    if (nearest or service["Failover"]["Datacenters"]) and service["Failover"].get("Targets"):
+        raise DefinitionError("Targets cannot be populated with NearestN or Datacenters")
     _validate_node_meta(service["NodeMeta"])
     ttl = definition["DNS"]["TTL"]
     if ttl:
@@ -286,6 +320,9 @@ def stored_form(
     """The definition as Consul stores and renders it (fields in Consul's order)."""
     stored = copy.deepcopy(definition)
     stored["ID"] = query_id
+    failover = stored["Service"]["Failover"]
+    if "Targets" in failover and not failover["Targets"]:
+        del failover["Targets"]  # json:",omitempty"
     return {
         "ID": stored["ID"],
         "Name": stored["Name"],
