@@ -11,9 +11,9 @@ Watches are shared process-wide by default (one per Consul configuration, event 
 """
 
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
-from mcresolve.sources.base import PublishingSource, Resolution, Source
+from mcresolve.sources.base import AnswerRejected, PublishingSource, Resolution, Source
 from mcresolve.sources.composite import ResilientSource
-from mcresolve.sources.dns import DnsCache, DnsSource
+from mcresolve.sources.dns import DnsCache, DnsPolicy, DnsSource
 from mcresolve.sources.factory import from_target
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.prepared_query import PreparedQuerySource
@@ -22,10 +22,12 @@ from mcresolve.sources.snapshot import load_snapshot, save_snapshot
 from mcresolve.sources.static import StaticSource
 
 __all__ = [
+    "AnswerRejected",
     "Arbiter",
     "ArbiterPolicy",
     "Decision",
     "DnsCache",
+    "DnsPolicy",
     "DnsSource",
     "HealthSource",
     "PreparedQuerySource",

@@ -5,8 +5,11 @@ returns a :class:`Decision` that the I/O adapter (:mod:`mcresolve.sources.compos
 
 The rules (the defaults come from :class:`mcresolve.target.CommonOptions`):
 
-1. A good answer from the primary becomes the last known good set (LKG) and is published.
-2. A failed attempt keeps the LKG, published with ``stale=True``, the error and its age
+1. A good answer from the primary becomes the last known good set (LKG) and is published. So
+   does a *partial* one (some instances rejected, :attr:`Resolution.partial`), published with
+   its error until a later answer has none.
+2. A failed attempt (an error with ``stale=True``: the request failed, or its answer was
+   rejected whole) keeps the LKG, published with ``stale=True``, the error and its age
    (``resolved_at`` is when it was obtained).
 3. An **empty** good answer right after a non-empty set is *suspect*: the previous set stays
    (``stale=True, suspect_empty=True``) until the empty answer has been seen ``empty_confirm``
@@ -92,13 +95,13 @@ class Arbiter:
 
     def on_primary(self, resolution: Resolution, now: float) -> Decision:
         """The primary source published ``resolution``."""
-        if resolution.error is not None:
+        if resolution.error is not None and not resolution.partial:
             if self._failing_since is None:
                 self._failing_since = now
             self._error = resolution.error
             return self._decide(now)
         self._failing_since = None
-        self._error = None
+        self._error = resolution.error  # None, or the instances a partial answer left out
         previous = self._lkg
         if (
             not resolution.endpoints
