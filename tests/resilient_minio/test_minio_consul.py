@@ -233,6 +233,7 @@ def test_async_facade_with_a_stage_2_target(
             call_policy=POLICY,
             access_key=storage.access_key,
             secret_key=storage.secret_key,
+            secure=False,
             region="us-east-1",
         ) as s3:
             names = [f"{prefix}{i:02d}" for i in range(12)]

@@ -117,6 +117,7 @@ def test_async_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
             target_of([executes, down]),
             access_key=storage.access_key,
             secret_key=storage.secret_key,
+            secure=False,
             region="us-east-1",
             http=FAST_HTTP,
             call_policy=policy,

@@ -28,14 +28,18 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from minio import Minio
+from minio.credentials.providers import Provider
 from minio.datatypes import Object
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import DictType
+from urllib3 import PoolManager
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
+from mcresolve.minio.arguments import check_client_arguments, check_instance, check_int_range
 from mcresolve.minio.client import ResilientMinio
+from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
@@ -103,13 +107,16 @@ class AsyncResultIterator(Generic[T]):
 class AsyncResilientMinio:
     """The public methods of ``minio.Minio`` as coroutines, with failover.
 
-    ``source``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
+    ``endpoint``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
     started on the running loop. With a target, use ``async with AsyncResilientMinio(...)`` or
     ``await client.start()`` (the pool starts on the running loop and waits up to
     ``ready_timeout`` seconds for an endpoint, :class:`~mcresolve.errors.NoEndpointAvailable`
     after that; ``None``: no wait, calls wait for endpoints within their own deadline).
-    Other keywords are those of :class:`~mcresolve.minio.client.ResilientMinio`.
-    ``workers``: size of the thread pool and of each endpoint's connection pool.
+    The positional parameters are ``minio.Minio``'s (``secure=True`` by default, as minio),
+    the keyword-only ones those of :class:`~mcresolve.minio.client.ResilientMinio`, plus
+    ``workers``: size of the thread pool and of each endpoint's connection pool. Every argument
+    is checked here, at construction (``TypeError``/``ValueError`` naming the parameter), not
+    when the client starts.
     """
 
     if TYPE_CHECKING:  # the generated coroutine methods (see _install_coroutines)
@@ -118,24 +125,56 @@ class AsyncResilientMinio:
 
     def __init__(
         self,
-        source: str | Target | EndpointPool,
+        endpoint: str | Target | EndpointPool,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        secure: bool = True,
+        region: str | None = None,
+        http_client: PoolManager | None = None,
+        credentials: Provider | None = None,
+        cert_check: bool = True,
         *,
         workers: int = DEFAULT_WORKERS,
         http: HttpPolicy | None = None,
+        call_policy: CallPolicy | None = None,
+        external: ExternalEndpoint | None = None,
         consul: ConsulClient | ConsulConfig | None = None,
         pool_policy: PoolPolicy | None = None,
         local_datacenter: str | None = None,
         ready_timeout: float | None = 10.0,
-        call_policy: CallPolicy | None = None,
-        **client_kwargs: Any,
+        list_page_size: int = 1000,
     ) -> None:
-        if workers < 1:
-            raise ValueError("workers must be >= 1")
+        check_instance(
+            "endpoint",
+            endpoint,
+            (str, Target, EndpointPool),
+            "a target string, Target or EndpointPool",
+        )
+        check_int_range("workers", workers, 1)
+        check_client_arguments(
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=session_token,
+            secure=secure,
+            region=region,
+            http_client=http_client,
+            credentials=credentials,
+            cert_check=cert_check,
+            http=http,
+            call_policy=call_policy,
+            external=external,
+            consul=consul,
+            pool_policy=pool_policy,
+            local_datacenter=local_datacenter,
+            ready_timeout=ready_timeout,
+            list_page_size=list_page_size,
+        )
         self.workers = workers
         http = http if http is not None else HttpPolicy()
         self._http = replace(http, max_connections=max(http.max_connections, workers))
-        if isinstance(source, EndpointPool):
-            self._pool: EndpointPool | None = source
+        if isinstance(endpoint, EndpointPool):
+            self._pool: EndpointPool | None = endpoint
             self._owns_pool = False
         else:
             kwargs: dict[str, Any] = {}
@@ -146,11 +185,21 @@ class AsyncResilientMinio:
             if local_datacenter is not None:
                 kwargs["local_datacenter"] = local_datacenter
             self._pool = None
-            self._pool_spec: tuple[str | Target, dict[str, Any]] = (source, kwargs)
+            self._pool_spec: tuple[str | Target, dict[str, Any]] = (endpoint, kwargs)
             self._owns_pool = True
         self._ready_timeout = ready_timeout
-        self._call_policy = call_policy
-        self._client_kwargs = client_kwargs
+        self._client_kwargs: dict[str, Any] = {
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "session_token": session_token,
+            "secure": secure,
+            "region": region,
+            "credentials": credentials,
+            "cert_check": cert_check,
+            "call_policy": call_policy,
+            "external": external,
+            "list_page_size": list_page_size,
+        }
         self._sync: ResilientMinio | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="mcresolve-minio"
@@ -159,9 +208,7 @@ class AsyncResilientMinio:
             self._make_sync(self._pool)
 
     def _make_sync(self, pool: EndpointPool) -> None:
-        self._sync = ResilientMinio(
-            pool, http=self._http, call_policy=self._call_policy, **self._client_kwargs
-        )
+        self._sync = ResilientMinio(pool, http=self._http, **self._client_kwargs)
 
     async def start(self) -> Self:
         """Start the pool built from a target (idempotent) and wait for an endpoint."""
