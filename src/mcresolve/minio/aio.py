@@ -37,7 +37,12 @@ from urllib3 import PoolManager
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
-from mcresolve.minio.arguments import check_client_arguments, check_instance, check_int_range
+from mcresolve.minio.arguments import (
+    check_call,
+    check_client_arguments,
+    check_instance,
+    check_int_range,
+)
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
@@ -266,6 +271,7 @@ class AsyncResilientMinio:
 
     async def read_object(self, bucket_name: str, object_name: str, **kwargs: Any) -> bytes:
         """The whole body of an object (``get_object`` + read + release, in a worker thread)."""
+        check_call("get_object", _without_self("get_object"), (bucket_name, object_name), kwargs)
 
         def fetch() -> bytes:
             response = self.sync.get_object(bucket_name, object_name, **kwargs)
@@ -288,6 +294,15 @@ class AsyncResilientMinio:
 # ``__getattr__``; at run time these carry their own, honest return annotations).
 
 
+def _without_self(name: str) -> inspect.Signature:
+    full = inspect.signature(getattr(Minio, name))
+    return full.replace(parameters=list(full.parameters.values())[1:])
+
+
+_SIGNATURES = {name: _without_self(name) for name in ITERATING_METHODS}
+"""The iterating methods check their arguments when called, not when first iterated."""
+
+
 def _list_objects(
     self: AsyncResilientMinio,
     bucket_name: str,
@@ -305,6 +320,18 @@ def _list_objects(
     """As ``minio.Minio.list_objects`` (resumed across endpoints like
     :meth:`ResilientMinio.list_objects`): ``async for`` fetches page by page in worker
     threads, ``await`` gives the whole listing as a list."""
+    check_call(
+        "list_objects",
+        _SIGNATURES["list_objects"],
+        (bucket_name, prefix, recursive, start_after, include_user_meta, include_version),
+        {
+            "use_api_v1": use_api_v1,
+            "use_url_encoding_type": use_url_encoding_type,
+            "fetch_owner": fetch_owner,
+            "extra_headers": extra_headers,
+            "extra_query_params": extra_query_params,
+        },
+    )
     return AsyncResultIterator(
         functools.partial(
             self.sync.list_objects,
@@ -332,6 +359,12 @@ def _remove_objects(
 ) -> AwaitableAsyncIterable[DeleteError]:
     """As ``minio.Minio.remove_objects``: the deletion errors, sent in batches of 1000
     (each retried on its own) while ``async for`` iterates, or all at once with ``await``."""
+    check_call(
+        "remove_objects",
+        _SIGNATURES["remove_objects"],
+        (bucket_name, delete_object_list, bypass_governance_mode),
+        {},
+    )
     return AsyncResultIterator(
         functools.partial(
             self.sync.remove_objects, bucket_name, delete_object_list, bypass_governance_mode

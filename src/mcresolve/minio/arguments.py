@@ -7,10 +7,16 @@ it was written, not as an ``AssertionError`` or ``AttributeError`` deep inside a
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from minio.credentials.providers import Provider
+from minio.helpers import check_bucket_name
+from minio.sse import Sse, SseCustomerKey
 
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
@@ -21,6 +27,8 @@ from mcresolve.pool import PoolPolicy
 
 __all__ = [
     "HTTP_CLIENT_REFUSED",
+    "PARAMETER_CHECKS",
+    "check_call",
     "check_client_arguments",
     "check_instance",
     "check_int_range",
@@ -122,3 +130,119 @@ def check_client_arguments(
     check_optional_str("local_datacenter", local_datacenter)
     check_ready_timeout(ready_timeout)
     check_int_range("list_page_size", list_page_size, 1, 1000)
+
+
+# --- the arguments of minio's methods -----------------------------------------------------------
+
+
+def _bucket_name(name: str, value: object) -> None:
+    check_instance(name, value, (str,), "a string")
+    assert isinstance(value, str)
+    try:
+        check_bucket_name(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _non_empty_str(name: str, value: object) -> None:
+    check_instance(name, value, (str,), "a string")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+
+
+def _optional_non_empty_str(name: str, value: object) -> None:
+    if value is not None:
+        _non_empty_str(name, value)
+
+
+def _bool(name: str, value: object) -> None:
+    check_instance(name, value, (bool,), "a bool")
+
+
+def _optional_mapping(name: str, value: object) -> None:
+    if value is not None:
+        check_instance(name, value, (Mapping,), "a mapping or None")
+
+
+def _readable(name: str, value: object) -> None:
+    if not callable(getattr(value, "read", None)):
+        raise TypeError(f"{name} must be a binary stream with read(), not {_type_name(value)}")
+
+
+def _path(name: str, value: object) -> None:
+    check_instance(name, value, (str, os.PathLike), "a path (str or os.PathLike)")
+
+
+def _iterable(name: str, value: object) -> None:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be an iterable of DeleteObject, not {_type_name(value)}")
+
+
+def _optional(types: tuple[Any, ...], expected: str) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
+        if value is not None:
+            check_instance(name, value, types, f"{expected} or None")
+
+    return check
+
+
+def _int_at_least(low: int) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
+        check_int_range(name, value, low)
+
+    return check
+
+
+PARAMETER_CHECKS: Mapping[str, Callable[[str, object], None]] = {
+    "bucket_name": _bucket_name,
+    "object_name": _non_empty_str,
+    "file_path": _path,
+    "data": _readable,
+    "length": _int_at_least(-1),  # put_object: -1 = unknown (with part_size)
+    "offset": _int_at_least(0),
+    "part_size": _int_at_least(0),
+    "num_parallel_uploads": _int_at_least(1),
+    "chunk_size": lambda name, value: None if value is None else check_int_range(name, value, 1),
+    "content_type": _non_empty_str,
+    "version_id": _optional((str,), "a string"),
+    "prefix": _optional((str,), "a string"),
+    "start_after": _optional((str,), "a string"),
+    "recursive": _bool,
+    "include_user_meta": _bool,
+    "include_version": _bool,
+    "use_api_v1": _bool,
+    "use_url_encoding_type": _bool,
+    "fetch_owner": _bool,
+    "bypass_governance_mode": _bool,
+    "object_lock": _bool,
+    "metadata": _optional_mapping,
+    "extra_headers": _optional_mapping,
+    "extra_query_params": _optional_mapping,
+    "response_headers": _optional_mapping,
+    "sse": _optional((Sse,), "an Sse"),
+    "ssec": _optional((SseCustomerKey,), "an SseCustomerKey"),
+    "expires": lambda name, value: check_instance(name, value, (timedelta,), "a timedelta"),
+    "request_date": _optional((datetime,), "a datetime"),
+    "delete_object_list": _iterable,
+    "app_name": _non_empty_str,
+    "app_version": _non_empty_str,
+}
+"""How each parameter of ``minio.Minio``'s methods is checked, by name (the same name means the
+same thing in every method). Parameters not listed are handed to minio as they are."""
+PER_METHOD_CHECKS: Mapping[tuple[str, str], Callable[[str, object], None]] = {
+    ("get_object", "length"): _int_at_least(0),  # 0: to the end of the object
+    ("fget_object", "tmp_file_path"): _optional((str, os.PathLike), "a path"),
+}
+"""Where a parameter means something else in one method."""
+
+
+def check_call(method: str, signature: inspect.Signature, args: Any, kwargs: Any) -> None:
+    """Check the arguments of one call of ``minio.Minio.<method>`` (``signature`` without
+    ``self``): a wrong number or name of arguments is the ``TypeError`` Python raises; a wrong
+    type or value of a parameter in :data:`PARAMETER_CHECKS` a ``TypeError``/``ValueError``
+    whose message starts with the parameter's name. Nothing is sent before this passes."""
+    bound = signature.bind(*args, **kwargs)
+    for name, value in bound.arguments.items():
+        check = PER_METHOD_CHECKS.get((method, name)) or PARAMETER_CHECKS.get(name)
+        if check is not None:
+            check(name, value)

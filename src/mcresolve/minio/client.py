@@ -66,7 +66,12 @@ from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
-from mcresolve.minio.arguments import check_client_arguments, check_instance
+from mcresolve.minio.arguments import (
+    PARAMETER_CHECKS,
+    check_call,
+    check_client_arguments,
+    check_instance,
+)
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     TriedAttempt,
@@ -307,6 +312,7 @@ class ResilientMinio(Minio):
     def client_for(self, endpoint: Endpoint) -> Minio:
         """The cached ``minio.Minio`` of ``endpoint`` (created on first use, kept alive:
         ``minio.Minio.__del__`` clears its HTTP client)."""
+        check_instance("endpoint", endpoint, (Endpoint,), "an Endpoint")
         client = self._clients.get(endpoint.key)
         if client is not None:
             return client
@@ -576,6 +582,8 @@ class ResilientMinio(Minio):
 
     def public_url(self, bucket_name: str, object_name: str) -> str:
         """The unsigned URL of an object on the external host (not a ``minio.Minio`` method)."""
+        PARAMETER_CHECKS["bucket_name"]("bucket_name", bucket_name)
+        PARAMETER_CHECKS["object_name"]("object_name", object_name)
         external = self.external
         if external is None:
             endpoint = self._pool.pick()
@@ -1222,10 +1230,27 @@ def _make_forwarder(name: str, operation: Operation) -> Callable[..., Any]:
     return method
 
 
+def _checked(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (the method ``name``) checking its arguments first
+    (:func:`~mcresolve.minio.arguments.check_call`): a wrong argument is a ``TypeError`` or
+    ``ValueError`` naming the parameter, raised before any endpoint is picked."""
+    full = inspect.signature(getattr(Minio, name))
+    signature = full.replace(parameters=list(full.parameters.values())[1:])
+
+    @functools.wraps(function)
+    def method(self: ResilientMinio, *args: Any, **kwargs: Any) -> Any:
+        check_call(name, signature, args, kwargs)
+        return function(self, *args, **kwargs)
+
+    return method
+
+
 def _install_forwarders() -> None:
     for name, operation in OPERATIONS.items():
         if operation.runner is Runner.CALL and name not in vars(ResilientMinio):
             setattr(ResilientMinio, name, _make_forwarder(name, operation))
+    for name in OPERATIONS:
+        setattr(ResilientMinio, name, _checked(name, vars(ResilientMinio)[name]))
 
 
 _install_forwarders()
