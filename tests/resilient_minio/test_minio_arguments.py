@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -57,6 +58,27 @@ def _drain(result: Any) -> Any:
             "length must be >= -1",
         ),
         (lambda c: c.put_object("bucket", "k", "abc", 3), TypeError, "data must be a binary"),
+        (
+            lambda c: c.put_object("bucket", "k", io.BytesIO(b"x"), -1),
+            ValueError,
+            "length -1 (size unknown) needs a part_size",
+        ),
+        (
+            lambda c: c.put_object("bucket", "k", io.BytesIO(b"x"), 1, part_size=1),
+            ValueError,
+            "part_size must be 0",
+        ),
+        (lambda c: c.stat_object("bucket", "a/../b"), ValueError, "object_name: object name"),
+        (
+            lambda c: c.put_object("bucket", "k", io.BytesIO(b"x"), 1, metadata={"a b": "1"}),
+            ValueError,
+            "metadata has a key that is not an HTTP header name",
+        ),
+        (
+            lambda c: c.put_object("bucket", "k", io.BytesIO(b"x"), 1, content_type="a\r\nb"),
+            ValueError,
+            "content_type must hold header-safe text",
+        ),
         (lambda c: c.list_objects(123), TypeError, "bucket_name must be a string"),
         (lambda c: c.list_objects("bucket", recursive="yes"), TypeError, "recursive must be"),
         (lambda c: c.remove_objects("bucket", None), TypeError, "delete_object_list must be"),
@@ -76,6 +98,16 @@ def test_a_wrong_argument_is_refused_by_name(
     with pytest.raises(exception) as info:
         _drain(call(client))
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_data_shorter_than_length_is_minios_oserror_and_names_length(
+    client: ResilientMinio,
+) -> None:
+    """minio raises ``OSError`` (``stream having not enough data``); code catching that keeps
+    working, and the message now starts with the parameter at fault."""
+    with pytest.raises(OSError, match=r"^length 5 is more than data holds") as info:
+        client.put_object("bucket", "k", io.BytesIO(b"abc"), 5)
+    assert isinstance(info.value, ValueError)
 
 
 HOSTILE = st.one_of(
@@ -120,7 +152,7 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
 
 
 @settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("ARGUMENT_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from minio.credentials.providers import Provider
-from minio.helpers import check_bucket_name
+from minio.helpers import (
+    MAX_MULTIPART_COUNT,
+    MAX_MULTIPART_OBJECT_SIZE,
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    check_bucket_name,
+    check_object_name,
+    normalize_headers,
+)
 from minio.sse import Sse, SseCustomerKey
 
 from mcresolve.call_policy import CallPolicy
@@ -155,6 +163,59 @@ def _optional_non_empty_str(name: str, value: object) -> None:
         _non_empty_str(name, value)
 
 
+def _header_text(name: str, value: str) -> None:
+    """A value sent in an HTTP header: latin-1 (what ``http.client`` can encode), without
+    control characters (CR/LF would split the header)."""
+    if any(ord(char) > 0xFF or ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError(
+            f"{name} must hold header-safe text (latin-1, no control characters), got {value!r}"
+        )
+
+
+def _content_type(name: str, value: object) -> None:
+    """A string sent as ``Content-Type`` (empty: minio's default, ``application/octet-stream``)."""
+    check_instance(name, value, (str,), "a string")
+    assert isinstance(value, str)
+    _header_text(name, value)
+
+
+def _object_name(name: str, value: object) -> None:
+    """minio's rule: not blank, no ``.`` or ``..`` path segment."""
+    check_instance(name, value, (str,), "a string")
+    assert isinstance(value, str)
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty or blank, got {value!r}")
+    try:
+        check_object_name(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+"""The characters of an HTTP header name (RFC 9110 ``tchar``)."""
+
+
+def _optional_headers(name: str, value: object) -> None:
+    """``metadata``/``extra_headers``: None or a mapping of header names to values (each a
+    value or a list/tuple of values, as minio's ``DictType``; minio sends ``str()`` of each).
+    Names must be HTTP tokens, values header-safe text, and user metadata US-ASCII (minio's
+    own rule, checked by minio's ``normalize_headers``)."""
+    _optional_mapping(name, value)
+    if value is None:
+        return
+    assert isinstance(value, Mapping)
+    for key, item in value.items():
+        text = str(key)
+        if not text or not set(text) <= _TOKEN:
+            raise ValueError(f"{name} has a key that is not an HTTP header name: {text!r}")
+        for element in item if isinstance(item, list | tuple) else [item]:
+            _header_text(f"{name}[{text!r}]", str(element))
+    try:
+        normalize_headers(dict(value))
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def _bool(name: str, value: object) -> None:
     check_instance(name, value, (bool,), "a bool")
 
@@ -195,7 +256,7 @@ def _int_at_least(low: int) -> Callable[[str, object], None]:
 
 PARAMETER_CHECKS: Mapping[str, Callable[[str, object], None]] = {
     "bucket_name": _bucket_name,
-    "object_name": _non_empty_str,
+    "object_name": _object_name,
     "file_path": _path,
     "data": _readable,
     "length": _int_at_least(-1),  # put_object: -1 = unknown (with part_size)
@@ -203,7 +264,7 @@ PARAMETER_CHECKS: Mapping[str, Callable[[str, object], None]] = {
     "part_size": _int_at_least(0),
     "num_parallel_uploads": _int_at_least(1),
     "chunk_size": lambda name, value: None if value is None else check_int_range(name, value, 1),
-    "content_type": _non_empty_str,
+    "content_type": _content_type,
     "version_id": _optional((str,), "a string"),
     "prefix": _optional((str,), "a string"),
     "start_after": _optional((str,), "a string"),
@@ -215,8 +276,8 @@ PARAMETER_CHECKS: Mapping[str, Callable[[str, object], None]] = {
     "fetch_owner": _bool,
     "bypass_governance_mode": _bool,
     "object_lock": _bool,
-    "metadata": _optional_mapping,
-    "extra_headers": _optional_mapping,
+    "metadata": _optional_headers,
+    "extra_headers": _optional_headers,
     "extra_query_params": _optional_mapping,
     "response_headers": _optional_mapping,
     "sse": _optional((Sse,), "an Sse"),
@@ -236,6 +297,39 @@ PER_METHOD_CHECKS: Mapping[tuple[str, str], Callable[[str, object], None]] = {
 """Where a parameter means something else in one method."""
 
 
+class DataShorterThanLength(OSError, ValueError):
+    """``put_object``'s ``data`` ended before ``length`` bytes: an ``OSError`` as minio raises
+    it (``stream having not enough data``), and a ``ValueError`` naming ``length``."""
+
+
+def _put_object_sizes(arguments: Mapping[str, Any]) -> None:
+    """``length`` and ``part_size`` together, as minio's ``get_part_info`` requires them."""
+    length = arguments.get("length", 0)
+    part_size = arguments.get("part_size", 0)
+    if part_size and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+        raise ValueError(
+            f"part_size must be 0 (chosen from length) or {MIN_PART_SIZE}..{MAX_PART_SIZE} "
+            f"bytes (5 MiB to 5 GiB), got {part_size}"
+        )
+    if length > MAX_MULTIPART_OBJECT_SIZE:
+        raise ValueError(
+            f"length must be at most {MAX_MULTIPART_OBJECT_SIZE} (5 TiB), got {length}"
+        )
+    if length == -1 and not part_size:
+        raise ValueError("length -1 (size unknown) needs a part_size (5 MiB to 5 GiB)")
+    if part_size and length > 0 and -(-length // part_size) > MAX_MULTIPART_COUNT:
+        raise ValueError(
+            f"length {length} with part_size {part_size} makes more than "
+            f"{MAX_MULTIPART_COUNT} parts"
+        )
+
+
+CALL_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], None]] = {
+    "put_object": _put_object_sizes,
+}
+"""Checks of several arguments of one method together, after each was checked alone."""
+
+
 def check_call(method: str, signature: inspect.Signature, args: Any, kwargs: Any) -> None:
     """Check the arguments of one call of ``minio.Minio.<method>`` (``signature`` without
     ``self``): a wrong number or name of arguments is the ``TypeError`` Python raises; a wrong
@@ -246,3 +340,6 @@ def check_call(method: str, signature: inspect.Signature, args: Any, kwargs: Any
         check = PER_METHOD_CHECKS.get((method, name)) or PARAMETER_CHECKS.get(name)
         if check is not None:
             check(name, value)
+    together = CALL_CHECKS.get(method)
+    if together is not None:
+        together(bound.arguments)

@@ -68,6 +68,7 @@ from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.minio.arguments import (
     PARAMETER_CHECKS,
+    DataShorterThanLength,
     check_call,
     check_client_arguments,
     check_instance,
@@ -636,7 +637,8 @@ class ResilientMinio(Minio):
         if part_count == 1:
             first = read_part_data(data, length, progress=progress)
             if len(first) != length:
-                raise OSError(
+                raise DataShorterThanLength(
+                    f"length {length} is more than data holds: "
                     f"stream having not enough data;expected: {length}, got: {len(first)} bytes"
                 )
             return self._put_single(
@@ -806,7 +808,8 @@ class ResilientMinio(Minio):
                 size = part_size if number < part_count else length - uploaded
                 payload = first if number == 1 else read_part_data(data, size, progress=progress)
                 if len(payload) != size:
-                    raise OSError(
+                    raise DataShorterThanLength(
+                        f"length {length} is more than data holds: "
                         f"stream having not enough data;expected: {size}, got: {len(payload)} bytes"
                     )
                 uploaded += size
