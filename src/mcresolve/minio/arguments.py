@@ -36,6 +36,7 @@ from mcresolve.pool import PoolPolicy
 __all__ = [
     "HTTP_CLIENT_REFUSED",
     "PARAMETER_CHECKS",
+    "DataShorterThanLength",
     "check_call",
     "check_client_arguments",
     "check_instance",
