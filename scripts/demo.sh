@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: bring up the emulated multi-cloud topology and run the demo.
+# The main job: set up .venv with only what the demo needs (the `demo` extra), then bring up the
+# emulated multi-cloud topology and run the demo. Arguments go to the demo (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 exec .venv/bin/python -m mcresolve.demo "$@"

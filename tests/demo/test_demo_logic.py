@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcresolve.demo.measure import LOCAL_ONLY, SHOPPERS, WRITES, Sample, percentile, summarize
-from mcresolve.demo.report import HEADERS, PhaseResult, render_table, table_rows
+from mcresolve.demo.measure import (
+    LOCAL_ONLY,
+    SHOPPERS,
+    WRITES,
+    PhaseStats,
+    Sample,
+    percentile,
+    summarize,
+)
+from mcresolve.demo.processes import storefront_code
+from mcresolve.demo.report import (
+    HEADERS,
+    TABLE_WIDTH,
+    PhaseResult,
+    fault_visible,
+    render_table,
+    table_rows,
+)
+from mcresolve.demo.runner import (
+    STOREFRONT_ANSWER_MARGIN,
+    STOREFRONT_OPERATION_FACTOR,
+    DemoOptions,
+    storefront_page_limit,
+)
 from mcresolve.demo.scenarios import (
     RECOVERED,
     Expectation,
@@ -16,6 +43,7 @@ from mcresolve.demo.scenarios import (
     judge,
     judge_all,
 )
+from mcresolve.demo.traffic import TrafficSettings
 
 
 def _samples(traffic: str, spec: list[tuple[float, float, bool]], by: str = "dc1") -> list[Sample]:
@@ -144,20 +172,100 @@ def test_table_rows_show_counts_latency_and_verdict() -> None:
     assert row["local-only ok/fail"] == "0/2"
     assert row["writes ok/fail"] == "1/0"
     assert row["p50/p99 ms"] == "10/30"
-    assert row["fault visible"] == "0"  # only expected failures (local-only) occurred
     assert row["verdict"] == "OK"
     recovery = dict(zip(HEADERS, table_rows([_result(Phase.RECOVERY, ok=True)])[0], strict=True))
     assert recovery["scenario"].startswith("  recovery:")
     assert "steady 1.5s" in recovery["fault visible"]
 
 
-def test_rendered_table_is_aligned_and_names_mismatches() -> None:
+def test_fault_visible_names_the_traffic_that_saw_the_fault() -> None:
+    # the local-only storefront failed (as the article says it must): the fault was visible to
+    # it for 0.21 s (its last failure started 0.2 s in and took 0.01 s); shoppers saw nothing
+    assert fault_visible(_result(Phase.FAULT, ok=False)) == "local-only 0.2s"
+    served = {name: _stats(name, [(0.1, 0.01, True)]) for name in (SHOPPERS, LOCAL_ONLY, WRITES)}
+    scenario = battery()[1]
+    quiet = PhaseResult(scenario, Phase.FAULT, served, judge_all(scenario.during, served), 4.0)
+    assert fault_visible(quiet) == "none"
+    both = {
+        **served,
+        SHOPPERS: _stats(SHOPPERS, [(1.0, 0.5, False), (2.0, 0.1, True)]),
+        WRITES: _stats(WRITES, [(3.0, 1.0, False)]),
+    }
+    mixed = PhaseResult(scenario, Phase.FAULT, both, judge_all(scenario.during, both), 8.0)
+    assert fault_visible(mixed) == "shoppers 1.5s, writes 4.0s"
+
+
+def test_rendered_wide_table_is_aligned_and_names_mismatches() -> None:
     scenario = battery()[1]
     stats = {SHOPPERS: _stats(SHOPPERS, [(5.0, 0.1, False), (0.1, 0.1, True)])}
     bad = PhaseResult(scenario, Phase.FAULT, stats, judge_all(scenario.during, stats), 4.0)
-    text = render_table([bad])
+    text = render_table([bad], wide=True)
     lines = text.splitlines()
     table = [line for line in lines if line.startswith(("|", "+"))]
     assert len({len(line) for line in table}) == 1
     assert "MISMATCH" in text and "no local-only traffic" in text
     assert "1 storage node lost (dc1): shoppers: 1x refused" in text
+
+
+def test_compact_table_names_mismatches_and_the_article() -> None:
+    scenario = battery()[1]
+    stats = {SHOPPERS: _stats(SHOPPERS, [(5.0, 0.1, False), (0.1, 0.1, True)])}
+    bad = PhaseResult(scenario, Phase.FAULT, stats, judge_all(scenario.during, stats), 4.0)
+    text = render_table([bad])
+    words = " ".join(text.split())
+    assert "MISMATCH" in text and "no local-only traffic" in words
+    assert "the article: MinIO keeps serving with a node down" in words
+    assert max(len(line) for line in text.splitlines()) <= TABLE_WIDTH
+
+
+_counts = st.integers(min_value=0, max_value=9999)
+_seconds = st.floats(min_value=0.0, max_value=60.0, allow_nan=False)
+
+
+@st.composite
+def _phase(draw: st.DrawFn) -> PhaseResult:
+    scenario = draw(st.sampled_from(battery()))
+    phase = Phase.FAULT if scenario.fault is Fault.NONE else draw(st.sampled_from(Phase))
+    stats = {}
+    for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+        served, failed = draw(_counts), draw(_counts)
+        by = {"dc1": draw(_counts), "dc2": draw(_counts)} if name == SHOPPERS else {}
+        stats[name] = PhaseStats(
+            name,
+            served,
+            failed,
+            draw(_seconds),
+            draw(_seconds),
+            draw(_seconds) if failed else 0.0,
+            MappingProxyType(by),
+            MappingProxyType({"StorageClusterDegraded(writes, XMinioWriteQuorum, 1 attempts)": 1}),
+        )
+    settle = draw(_seconds) if phase is Phase.RECOVERY else None
+    verdicts = judge_all(scenario.during, stats)
+    return PhaseResult(scenario, phase, stats, verdicts, 8.0, settle_seconds=settle)
+
+
+@given(st.lists(_phase(), min_size=1, max_size=14))
+def test_default_table_fits_120_columns(results: list[PhaseResult]) -> None:
+    text = render_table(results)
+    assert max(len(line) for line in text.splitlines()) <= TABLE_WIDTH
+    for result in results:
+        assert result.scenario.title in text
+
+
+def test_options_keep_the_storefront_answering_before_the_visit_limit() -> None:
+    options = DemoOptions()
+    page = storefront_page_limit(options.storefront_storage_timeout)
+    assert options.traffic.visit_timeout >= page + STOREFRONT_ANSWER_MARGIN
+    assert DemoOptions.quick().traffic.visit_timeout >= page + STOREFRONT_ANSWER_MARGIN
+    with pytest.raises(ValueError, match="page limit"):
+        DemoOptions(traffic=TrafficSettings(visit_timeout=page))
+
+
+def test_page_limit_factor_is_the_storefronts() -> None:
+    code = storefront_code()
+    assert code.path is not None  # a checkout: the example is the source of truth
+    source = (Path(code.path) / "storefront" / "storage.py").read_text()
+    found = re.search(r"^OPERATION_DEADLINE_FACTOR: Final = (\d+)$", source, re.MULTILINE)
+    assert found is not None
+    assert int(found.group(1)) == STOREFRONT_OPERATION_FACTOR

@@ -101,6 +101,9 @@ def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
     assert dc_loss[SHOPPERS]["served"] > 0
     assert dc_loss[LOCAL_ONLY]["failed"] > dc_loss[LOCAL_ONLY]["served"]
     assert dc_loss[WRITES]["served"] > 0
+    # what the stage-2 storefront's users see is its error page, not the demo's own time limit
+    local_errors = dc_loss[LOCAL_ONLY]["errors"]
+    assert local_errors and all("503" in error for error in local_errors), local_errors
     two = phases[("two-nodes", "fault")]["traffic"]
     # (a write already in flight when the quorum answer was switched on may still succeed)
     assert two[WRITES]["failed"] > 0 and two[WRITES]["failed"] >= 9 * two[WRITES]["served"]
@@ -109,6 +112,9 @@ def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
     assert moved.get("dc2", 0) > 0
     # the table printed is the one the JSON describes
     assert "every scenario behaved as the article says" in output
+    assert f"results written to {result_path.resolve()}" in output
+    table = output[output.index("scenario ") : output.index("every scenario behaved")]
+    assert max(len(line) for line in table.splitlines()) <= 120
     for scenario in battery():
         assert scenario.title in output
 
@@ -125,6 +131,7 @@ def test_interrupt_stops_everything(tmp_path: Path) -> None:
             if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
                 break
         assert any("storefront dc2 (storefront): http://127.0.0.1:" in x for x in lines), lines
+        assert any("demo traffic stopped" in x for x in lines), lines
         assert len(_marked_pids(token)) >= 4  # the demo, weed processes, storefronts
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -39,9 +40,11 @@ from golden_loader import (
     RecordedFile,
     load_recordings,
 )
+from golden_timed import Interval, Moment, possible_answers, timed_exchange
 
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.durations import GoDurationError, parse_go_duration
+from mcresolve.testing.consul.http_api import AgentHttpApi
 
 REPLAY_SEED = 5
 DnsHandler = Callable[[Entry, "GoldenReplay"], Awaitable[list[str] | None]]
@@ -116,6 +119,15 @@ def _set_stub(code: int) -> Callable[[GoldenReplay], Awaitable[None]]:
 
 
 async def _kill_dc2(replay: GoldenReplay) -> None:
+    """The SIGKILL, once the blocking ``?dc=dc2`` query the recording had in flight (10#24,
+    sent 1 s before) is held by the dc1 agent: on a loaded machine the replay may send it late."""
+    api = AgentHttpApi.of(replay.emulator.dc("dc1"))
+    deadline = time.monotonic() + 10.0
+    while api.parked < 1 and time.monotonic() < deadline:  # noqa: ASYNC110 - poll a counter
+        await asyncio.sleep(0.001)
+    now = replay.emulator.clock.consul_now()
+    # noted before the agent stops: stopping answers the in-flight query (EOF) at once
+    replay.events["kill dc2"] = Interval(now, now)
     await replay.emulator.stop_agent("dc2")
 
 
@@ -309,6 +321,14 @@ class IndexHistory:
 
     def observe(self, key: tuple[str, str], recorded: int, actual: int) -> list[str]:
         """Record a pair; complain if the index moved unlike the recorded one."""
+        problems = self.check(key, recorded, actual)
+        self.last[key] = (recorded, actual)
+        self.by_dc.setdefault(key[0], []).append((recorded, actual))
+        self._seen_in_file.add(key)
+        return problems
+
+    def check(self, key: tuple[str, str], recorded: int, actual: int) -> list[str]:
+        """Whether the index moved like the recorded one (nothing recorded)."""
         problems = []
         if key in self.last and key in self._seen_in_file:
             rec0, act0 = self.last[key]
@@ -320,9 +340,6 @@ class IndexHistory:
                     f"X-Consul-Index {words[act_move]} ({act0} -> {actual}) but the recorded one "
                     f"{words[rec_move]} ({rec0} -> {recorded}) on {key[1]}"
                 )
-        self.last[key] = (recorded, actual)
-        self.by_dc.setdefault(key[0], []).append((recorded, actual))
-        self._seen_in_file.add(key)
         return problems
 
 
@@ -366,6 +383,9 @@ class GoldenReplay:
         self.reports: list[FileReport] = []
         self._session: aiohttp.ClientSession | None = None
         self.pq_available = _module_available("mcresolve.testing.consul.prepared_query")
+        #: when things happened in Consul time (the dc2 kill; every exchange sent, by label
+        #: prefix ``file#position``), for the answers that depend on it (golden_timed.py)
+        self.events: dict[str, Interval] = {}
 
     async def __aenter__(self) -> GoldenReplay:
         await self.stub.start()
@@ -449,6 +469,37 @@ class GoldenReplay:
             return [f"blocked its whole wait ({actual.elapsed_s:.3f}s); Consul returned early"]
         return []
 
+    def _index_move_problems(self, expected: HttpExchange, actual: Actual) -> list[str]:
+        rec_index = expected.headers.get("X-Consul-Index")
+        act_index = actual.headers.get("X-Consul-Index")
+        if not (rec_index and act_index and rec_index != "0" and expected.status == 200):
+            return []
+        return self.index_history.check(self._index_key(expected), int(rec_index), int(act_index))
+
+    def _compare(
+        self, exchange: HttpExchange, actual: Actual, ran: Interval
+    ) -> tuple[HttpExchange, list[str]]:
+        """The recorded answer compared with, and the mismatches (content and blocking time).
+        An exchange whose answer depends
+        on when Consul answered (``golden_timed.py``) is compared with each answer Consul gives
+        at that moment: none left if one matches (that one is returned), else every one's."""
+        timed = timed_exchange(exchange)
+        if timed is None:
+            ctx = CompareContext(exchange, self.rewrite_recorded, self.id_map)
+            found = list(compare_exchange(exchange, actual, ctx, self.rules))
+            return exchange, found + self._timing_problems(exchange, actual)
+        moment = Moment(ran, self.events.get(timed.event))
+        problems = []
+        for answer, expected in possible_answers(timed, exchange, moment):
+            ctx = CompareContext(expected, self.rewrite_recorded, self.id_map)
+            found = list(compare_exchange(expected, actual, ctx, self.rules))
+            found += self._timing_problems(expected, actual)
+            found += self._index_move_problems(expected, actual)
+            if not found:
+                return expected, []
+            problems += [f"[{answer.name}] {problem}" for problem in found]
+        return exchange, [f"{timed.name}: no answer Consul gives at {moment} matched", *problems]
+
     async def run_exchange(self, exchange: HttpExchange, plan: FilePlan) -> ExchangeResult:
         if exchange.route.startswith("/v1/query") and not self.pq_available:
             return ExchangeResult(exchange.label, False, reason="prepared_query.py not available")
@@ -456,17 +507,19 @@ class GoldenReplay:
         deadline = time.monotonic() + (
             self.emulator.clock.scaled(poll_slack) + 1.0 if poll_slack is not None else 0.0
         )
+        key = f"{exchange.file}#{exchange.position}"
         while True:
+            sent = self.emulator.clock.consul_now()
+            self.events[key] = Interval(sent, math.inf)
             actual = await self.send(exchange)
-            ctx = CompareContext(exchange, self.rewrite_recorded, self.id_map)
-            problems = list(compare_exchange(exchange, actual, ctx, self.rules))
-            problems += self._timing_problems(exchange, actual)
+            self.events[key] = Interval(sent, self.emulator.clock.consul_now())
+            expected, problems = self._compare(exchange, actual, self.events[key])
             if not problems or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.005)
-        rec_index = exchange.headers.get("X-Consul-Index")
+        rec_index = expected.headers.get("X-Consul-Index")
         act_index = actual.headers.get("X-Consul-Index")
-        if rec_index and act_index and rec_index != "0" and exchange.status == 200:
+        if rec_index and act_index and rec_index != "0" and expected.status == 200:
             problems += self.index_history.observe(
                 self._index_key(exchange), int(rec_index), int(act_index)
             )

@@ -20,12 +20,13 @@ import pytest
 import urllib3.exceptions
 
 from manual_source import eps
-from mcresolve.attempts import AttemptContext, VerdictLike, attempt_time
+from mcresolve.attempts import AttemptContext, AttemptRecord, VerdictLike, attempt_time
 from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, DeadlineExceeded
 from mcresolve.minio_errors import Outcome, classify, classify_exception
+from mcresolve.outlier import OutlierPolicy
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.retry_budget import RetryBudgetPolicy
 from mcresolve.sources.static import StaticSource
@@ -98,3 +99,68 @@ async def test_write_quorum_lost_is_cluster_unavailable_whatever_the_pool_size(
         return
     assert isinstance(error, ClusterUnavailable), f"{type(error).__name__}: {error}"
     assert error.verdict.error_class.value == "cluster"
+
+
+class ReadQuorum(Exception):
+    """A node answered ``503 XMinioReadQuorum`` from its own view of its peers."""
+
+
+def read_classifier(exc: BaseException, context: AttemptContext) -> VerdictLike:
+    if isinstance(exc, ReadQuorum):
+        return classify(Outcome("GET", status=503, code="XMinioReadQuorum"))
+    return classify_exception(exc, method="GET", from_every_endpoint=context.every_endpoint_tried)
+
+
+async def test_a_node_answering_for_the_cluster_is_avoided_for_a_while_then_returns() -> None:
+    """A node that has just restarted answers read quorum lost; the other serves. The call
+    succeeds on the other node at once, the first is avoided (standby, out of the picker) for
+    10 s of the pool's clock, probed when the other node fails meanwhile (and reinstated by
+    the probe's success), and back in the picker once the avoidance is over."""
+    clock = FakeClock()
+    restarted, healthy = eps(9001, 9002)
+    quorum_until = clock() + 5.0
+    broken: set[int] = set()
+    seen: list[int] = []
+    policy = PoolPolicy(
+        call=CallPolicy(backoff=TINY, cluster_backoff=TINY),
+        outlier=OutlierPolicy(resets=5),  # the other node's resets do not eject it at once
+    )
+
+    async def get(endpoint: Endpoint) -> int:
+        seen.append(endpoint.port)
+        clock.advance(0.01)
+        if endpoint.port in broken:
+            raise ConnectionResetError("reset")
+        if endpoint == restarted and clock() < quorum_until:
+            raise ReadQuorum("503 XMinioReadQuorum")
+        return endpoint.port
+
+    async with EndpointPool(
+        StaticSource((restarted, healthy)), policy=policy, clock=clock, rng=random.Random(3)
+    ) as pool:
+        assert await pool.call(get, classify=read_classifier, exclude=[healthy.key]) == 9002
+        assert seen == [9001, 9002]  # asked of the other node at once, no wait
+        status = {s.endpoint.port: s for s in pool.snapshot().endpoints}
+        assert status[9001].state == "standby" and not status[9001].in_picker
+        assert not status[9001].consecutive_failures  # not blamed
+        for _ in range(5):
+            assert await pool.call(get, classify=read_classifier) == 9002
+        assert seen[2:] == [9002] * 5
+        clock.advance(10.0)  # the avoidance is over (and the node has reconnected its peers)
+        ports = {await pool.call(get, classify=read_classifier) for _ in range(30)}
+        assert ports == {9001, 9002}
+        # avoided again, then the other node breaks: the avoided node is probed and serves
+        quorum_until = clock() + 1.0
+        seen.clear()
+        await pool.call(get, classify=read_classifier, exclude=[healthy.key])
+        assert seen == [9001, 9002]
+        clock.advance(1.0)
+        broken.add(9002)
+        records: list[AttemptRecord] = []
+        pool.add_attempt_listener(records.append)
+        assert await pool.call(get, classify=read_classifier) == 9001
+        assert [(r.endpoint.port, r.probe, r.error is None) for r in records] == [
+            (9002, False, False),
+            (9001, True, True),
+        ]
+        assert pool.snapshot().by_state("standby") == ()  # the probe's success reinstated it

@@ -1,4 +1,5 @@
-"""Command line of the demo: ``python -m mcresolve.demo [--quick] [--keep-running] [--json PATH]``.
+"""Command line of the demo:
+``python -m mcresolve.demo [--quick] [--wide] [--keep-running] [--json PATH]``.
 
 Exit status: 0 when every scenario behaved as the article says, 1 when one did not, 2 when the
 demo could not run (set-up failed), 130 when interrupted.
@@ -12,11 +13,13 @@ import atexit
 import contextlib
 import json
 import logging
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 
-from .processes import kill_now
+from .processes import ProcessError, kill_now
 from .report import render_table, results_document
 from .runner import Demo, DemoOptions
 from .scenarios import battery
@@ -33,10 +36,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-running",
         action="store_true",
-        help="after the battery, keep everything up and print the URLs until Ctrl-C",
+        help="after the battery, stop the demo's traffic but keep Consul, storage and the "
+        "storefronts up and print their URLs until Ctrl-C",
     )
     parser.add_argument("--quick", action="store_true", help="short observation windows")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="one wide table with every cell (the article's words, mismatch reasons) in "
+        "columns (about 190 columns) instead of the compact 120-column table",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="also write the results as JSON to PATH (its folder must exist)",
+    )
     parser.add_argument(
         "--scenarios",
         help=f"comma-separated subset to run (default all): {','.join(keys)}",
@@ -51,14 +66,34 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         if unknown:
             parser.error(f"unknown scenarios {unknown}; known: {keys}")
         args.scenarios = chosen
+    if args.json is not None:
+        problem = json_path_problem(args.json)
+        if problem:
+            parser.error(f"--json {args.json}: {problem}")
     return args
+
+
+def json_path_problem(path: Path) -> str:
+    """Why ``--json PATH`` cannot be written ('' when it can): checked before the run, so a
+    typo does not cost a whole battery, and no folder is ever created."""
+    if path.is_dir():
+        return "is a folder; give a file name"
+    if not path.parent.is_dir():
+        return f"folder {path.parent} does not exist (create it first)"
+    if not os.access(path.parent, os.W_OK):
+        return f"folder {path.parent} is not writable"
+    return ""
 
 
 async def _run(args: argparse.Namespace) -> int:
     options = DemoOptions.quick() if args.quick else DemoOptions()
     if args.scenarios:
         options = DemoOptions(**{**vars(options), "scenarios": args.scenarios})
-    demo = Demo(options)
+    try:
+        demo = Demo(options)
+    except ProcessError as error:
+        print(f"demo: {error}", file=sys.stderr, flush=True)
+        return 2
     atexit.register(kill_now, demo.children)
     began = time.monotonic()
     main_task = asyncio.current_task()
@@ -77,7 +112,7 @@ async def _run(args: argparse.Namespace) -> int:
         wall = time.monotonic() - began
         if results:
             print("", flush=True)
-            print(render_table(results), flush=True)
+            print(render_table(results, wide=args.wide), flush=True)
             mismatches = [r for r in results if not r.ok]
             verdict = (
                 "every scenario behaved as the article says"
@@ -100,9 +135,15 @@ async def _run(args: argparse.Namespace) -> int:
                 "consul": {dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.datacenters},
             }
             document = results_document(results, wall_seconds=wall, setup=setup)
-            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(document, indent=2) + "\n")
+            print(f"results written to {args.json.resolve()}", flush=True)
         if args.keep_running:
+            uploads = await demo.stop_traffic()
+            print(
+                f"demo traffic stopped ({uploads} uploads made to the bucket demo-writes); "
+                "Consul, storage and the storefronts stay up",
+                flush=True,
+            )
             for sf in demo.storefronts:
                 print(f"storefront {sf.datacenter} ({sf.service}): {sf.url}", flush=True)
             for dc in demo.stack.datacenters:

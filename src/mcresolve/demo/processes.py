@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -14,10 +15,35 @@ import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 STOREFRONT_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "storefront"
 """Where the example storefront lives in a source checkout."""
+PACKAGED_STOREFRONT = "mcresolve.demo.storefront"
+"""The same storefront as shipped inside the wheel (``mcresolve[demo]``)."""
+
+
+@dataclass(frozen=True)
+class StorefrontCode:
+    """How to run the storefront: ``python -m <module>`` (and ``<module>.seed``), with
+    ``path`` prepended to ``PYTHONPATH`` (``None``: importable as installed)."""
+
+    module: str
+    path: str | None
+
+
+def storefront_code(example: Path = STOREFRONT_EXAMPLE) -> StorefrontCode:
+    """The example in a source checkout when there is one (what its tests and docs edit),
+    else the copy the wheel ships as :data:`PACKAGED_STOREFRONT`."""
+    if (example / "storefront" / "__init__.py").is_file():
+        return StorefrontCode("storefront", str(example))
+    if importlib.util.find_spec(PACKAGED_STOREFRONT) is not None:
+        return StorefrontCode(PACKAGED_STOREFRONT, None)
+    raise ProcessError(
+        "the demo's storefront is missing: run the demo from a source checkout or install "
+        "the mcresolve wheel with its [demo] extra"
+    )
 
 
 class ProcessError(RuntimeError):
@@ -31,13 +57,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def child_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a storefront child: ours, the example on ``PYTHONPATH``, ``extra``."""
+def child_env(extra: Mapping[str, str], code: StorefrontCode | None = None) -> dict[str, str]:
+    """The environment of a storefront child: ours, the storefront's code on ``PYTHONPATH``
+    (from a checkout), ``extra``."""
     env = dict(os.environ)
-    paths = [str(STOREFRONT_EXAMPLE)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    path = (code or storefront_code()).path
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([path, *filter(None, [env.get("PYTHONPATH")])])
     env.update(extra)
     return env
 

@@ -91,15 +91,21 @@ def _latency(stats: PhaseStats | None) -> str:
     return f"{_ms(stats.p50)}/{_ms(stats.p99)}"
 
 
-def _window(result: PhaseResult) -> str:
-    serving = {v.expectation.traffic for v in result.verdicts if v.expectation.serves}
-    windows = [
-        s.failover_window for name, s in result.stats.items() if s.failed and name in serving
+def fault_visible(result: PhaseResult) -> str:
+    """Which traffic saw failures in this phase, and for how long: each failing class with the
+    time from the phase start (the injection, or the repair) to the end of its last failed
+    request; ``none`` when every request was served. Expected failures count too: a fault the
+    article says users see (the local-only storefront without storage, writes without quorum)
+    shows here as long as it lasted."""
+    visible = [
+        f"{name} {stats.failover_window:.1f}s"
+        for name, stats in sorted(result.stats.items(), key=lambda item: _ORDER.get(item[0], 9))
+        if stats.failed
     ]
-    text = f"{max(windows):.1f}s" if windows else "0"
-    if result.settle_seconds is not None:
-        text += f" (steady {result.settle_seconds:.1f}s)"
-    return text
+    return ", ".join(visible) if visible else "none"
+
+
+_ORDER = {SHOPPERS: 0, LOCAL_ONLY: 1, WRITES: 2}
 
 
 def _verdict(result: PhaseResult) -> str:
@@ -120,26 +126,47 @@ HEADERS = (
     "p50/p99 ms",
     "verdict",
 )
+"""The columns of the wide table (``--wide``)."""
+
+COMPACT_HEADERS = (
+    "scenario",
+    "shoppers ok/fail",
+    "local-only",
+    "writes",
+    "fault visible",
+    "p50/p99 ms",
+    "verdict",
+)
+"""The columns of the default table; the article's words go on a line of their own."""
+
+#: Default table width: fits a 120-column terminal or CI log.
+TABLE_WIDTH = 120
+#: Longest cell line per column of the compact table (longer cells wrap at spaces).
+_COMPACT_WRAP = (28, 22, 10, 9, 18, 11, 8)
+
+
+def _served_by(stats: PhaseStats | None) -> str:
+    if stats is None or not stats.served_by:
+        return ""
+    return " (" + ", ".join(f"{dc} {n}" for dc, n in sorted(stats.served_by.items())) + ")"
 
 
 def table_rows(results: Sequence[PhaseResult]) -> list[tuple[str, ...]]:
-    """The table's cells, one tuple per phase, in :data:`HEADERS` order."""
+    """The wide table's cells, one tuple per phase, in :data:`HEADERS` order."""
     rows: list[tuple[str, ...]] = []
     for result in results:
         shoppers = result.stats.get(SHOPPERS)
-        served_by = ""
-        if shoppers is not None and shoppers.served_by:
-            served_by = (
-                " (" + ", ".join(f"{dc} {n}" for dc, n in sorted(shoppers.served_by.items())) + ")"
-            )
+        visible = fault_visible(result)
+        if result.settle_seconds is not None:
+            visible += f" (steady {result.settle_seconds:.1f}s)"
         rows.append(
             (
                 result.label,
                 result.expected_text,
-                _counts(shoppers) + served_by,
+                _counts(shoppers) + _served_by(shoppers),
                 _counts(result.stats.get(LOCAL_ONLY)),
                 _counts(result.stats.get(WRITES)),
-                _window(result),
+                visible,
                 _latency(shoppers),
                 _verdict(result),
             )
@@ -147,11 +174,35 @@ def table_rows(results: Sequence[PhaseResult]) -> list[tuple[str, ...]]:
     return rows
 
 
-def render_table(results: Sequence[PhaseResult], *, wrap: int = 40) -> str:
-    """The results as a plain-text table (long cells wrapped at ``wrap`` characters)."""
-    rows = [HEADERS, *table_rows(results)]
+def compact_rows(results: Sequence[PhaseResult]) -> list[tuple[str, ...]]:
+    """The default table's cells, one tuple per phase, in :data:`COMPACT_HEADERS` order."""
+    rows: list[tuple[str, ...]] = []
+    for result in results:
+        shoppers = result.stats.get(SHOPPERS)
+        if result.phase is Phase.FAULT:
+            label = result.scenario.title
+        elif result.settle_seconds is not None:
+            label = f"  recovery, steady in {result.settle_seconds:.1f}s"
+        else:
+            label = "  recovery"
+        rows.append(
+            (
+                label,
+                _counts(shoppers) + _served_by(shoppers),
+                _counts(result.stats.get(LOCAL_ONLY)),
+                _counts(result.stats.get(WRITES)),
+                fault_visible(result),
+                _latency(shoppers),
+                "OK" if result.ok else "MISMATCH",
+            )
+        )
+    return rows
+
+
+def _boxed(rows: Sequence[Sequence[str]], wrap: int) -> list[str]:
     wrapped = [[textwrap.wrap(cell, wrap) or [""] for cell in row] for row in rows]
-    widths = [max(len(line) for row in wrapped for line in row[col]) for col in range(len(HEADERS))]
+    columns = len(rows[0])
+    widths = [max(len(line) for row in wrapped for line in row[col]) for col in range(columns)]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [rule]
     for index, row in enumerate(wrapped):
@@ -165,18 +216,81 @@ def render_table(results: Sequence[PhaseResult], *, wrap: int = 40) -> str:
         if index == 0:
             out.append(rule.replace("-", "="))
     out.append(rule)
-    notes = [
-        f"* {r.scenario.title}: {r.scenario.note}"
-        for r in results
-        if r.phase is Phase.FAULT and r.scenario.note
+    return out
+
+
+def _wrap(cell: str, limit: int) -> list[str]:
+    """``cell`` wrapped at ``limit`` columns, keeping its indent (recovery rows)."""
+    indent = " " * (len(cell) - len(cell.lstrip()))
+    return textwrap.wrap(
+        cell.strip(), limit, initial_indent=indent, subsequent_indent=indent + "  "
+    ) or [""]
+
+
+def _compact(results: Sequence[PhaseResult], width: int) -> list[str]:
+    rows = [COMPACT_HEADERS, *compact_rows(results)]
+    wrapped = [
+        [_wrap(cell, limit) for cell, limit in zip(row, _COMPACT_WRAP, strict=True)] for row in rows
     ]
-    legend = (
-        "ok/fail: requests served/failed (a shopper request = the page and every image on it); "
-        "fault visible: from the injection (or repair) to the end of the last unexpected failed "
-        "request, and for recoveries the time until steady state; p50/p99: shopper latency of "
-        "served requests; recovery rows count from the repair on, their verdict judges the "
-        "traffic after steady state (no failure allowed)."
-    )
+    widths = [
+        max(len(line) for row in wrapped for line in row[col])
+        for col in range(len(COMPACT_HEADERS))
+    ]
+
+    def line_of(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = []
+    for index, row in enumerate(wrapped):
+        height = max(len(cell) for cell in row)
+        for line in range(height):
+            out.append(line_of([cell[line] if line < len(cell) else "" for cell in row]))
+        if index == 0:
+            out.append(line_of(["-" * w for w in widths]))
+            continue
+        result = results[index - 1]
+        if result.phase is Phase.FAULT:
+            out.extend(
+                textwrap.wrap(
+                    f"the article: {result.scenario.article}",
+                    width,
+                    initial_indent="    ",
+                    subsequent_indent="      ",
+                )
+            )
+    return out
+
+
+LEGEND = (
+    "ok/fail: requests served/failed (a shopper request is the page and every image on it; "
+    "brackets: the datacenters that served shoppers). fault visible: each traffic class that "
+    "saw failures, and how long after the injection (or the repair) its last failure ended. "
+    "p50/p99: shopper latency of served requests. Recovery rows count from the repair on; "
+    "their verdict judges the traffic after steady state (no failure allowed)."
+)
+
+
+def render_table(
+    results: Sequence[PhaseResult], *, wide: bool = False, width: int = TABLE_WIDTH
+) -> str:
+    """The results as plain text: by default a compact table whose lines fit ``width``
+    columns, each scenario followed by what the article says; ``wide=True`` gives one boxed
+    table with every cell (the article's words, mismatch reasons) in columns, wider than a
+    terminal."""
+    out = _boxed([HEADERS, *table_rows(results)], 40) if wide else _compact(results, width)
+
+    def para(text: str) -> list[str]:
+        return textwrap.wrap(text, width, subsequent_indent="  ")
+
+    lines = [*out, *para(LEGEND)]
+    for r in results:
+        if r.phase is Phase.FAULT and r.scenario.note:
+            lines += para(f"* {r.scenario.title}: {r.scenario.note}")
+    mismatches = [r for r in results if not r.ok]
+    if mismatches and not wide:
+        lines.append("Mismatches:")
+        for r in mismatches:
+            lines += para(f"* {r.label.strip()}: {_verdict(r)}")
     failures = [
         f"* {r.label.strip()}: {name}: "
         + ", ".join(f"{count}x {error}" for error, count in sorted(stats.errors.items()))
@@ -185,8 +299,10 @@ def render_table(results: Sequence[PhaseResult], *, wrap: int = 40) -> str:
         if stats.errors
     ]
     if failures:
-        failures.insert(0, "What the failed requests got:")
-    return "\n".join([*out, legend, *notes, *failures])
+        lines.append("What the failed requests got:")
+        for failure in failures:
+            lines += para(failure)
+    return "\n".join(lines)
 
 
 def results_document(

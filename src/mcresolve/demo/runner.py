@@ -23,7 +23,7 @@ from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.testing.topology import STORAGE_SERVICE, MultiCloudTopology
 
 from .measure import LOCAL_ONLY, SHOPPERS, TRAFFIC_CLASSES, WRITES, PhaseStats, summarize
-from .processes import ChildProcess, ProcessError, child_env, free_port
+from .processes import ChildProcess, ProcessError, child_env, free_port, storefront_code
 from .report import PhaseResult
 from .scenarios import Fault, Phase, Scenario, judge_all
 from .traffic import TrafficGenerator, TrafficSettings, visit
@@ -33,6 +33,20 @@ STOREFRONT_SERVICE = "storefront"
 LOCAL_ONLY_SERVICE = "storefront-local-only"
 """Consul service of the stage-2 storefront (kept apart so shoppers never land on it)."""
 WRITE_BUCKET = "demo-writes"
+
+
+STOREFRONT_OPERATION_FACTOR = 3
+"""The storefront bounds a page's storage operation by this many storage timeouts (its
+``storage.OPERATION_DEADLINE_FACTOR``; a test keeps the two equal)."""
+STOREFRONT_ANSWER_MARGIN = 2.0
+"""Seconds a storefront gets, beyond its own limit, to render and send its error page on a
+loaded machine."""
+
+
+def storefront_page_limit(storage_timeout: float) -> float:
+    """The longest a storefront takes before answering a page (its error page when storage
+    cannot answer), for a ``STOREFRONT_STORAGE_TIMEOUT`` of ``storage_timeout`` seconds."""
+    return storage_timeout * STOREFRONT_OPERATION_FACTOR
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,17 @@ class DemoOptions:
     progress_every: float = 2.0
     scenarios: tuple[str, ...] | None = None
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    #: each storefront's ``STOREFRONT_STORAGE_TIMEOUT`` (one storage attempt)
+    storefront_storage_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        limit = storefront_page_limit(self.storefront_storage_timeout)
+        if self.traffic.visit_timeout < limit + STOREFRONT_ANSWER_MARGIN:
+            raise ValueError(
+                f"visit_timeout {self.traffic.visit_timeout:g} s must be at least "
+                f"{STOREFRONT_ANSWER_MARGIN:g} s above the storefront's page limit {limit:g} s, "
+                "or the demo would count its own timeout instead of the page users see"
+            )
 
     @classmethod
     def quick(cls) -> DemoOptions:
@@ -85,6 +110,7 @@ class Demo:
         self.writer: AsyncResilientMinio | None = None
         self.traffic: TrafficGenerator | None = None
         self._began = time.monotonic()
+        self.storefront_code = storefront_code()
 
     # --------------------------------------------------------------------------- output
 
@@ -120,13 +146,14 @@ class Demo:
                 "STOREFRONT_SERVICE_ID": f"{sf.service}-{sf.datacenter}-{sf.port}",
                 "STOREFRONT_INSTANCE_LABEL": label,
                 "STOREFRONT_CHECK_INTERVAL": "1s",
-                "STOREFRONT_STORAGE_TIMEOUT": "2",
+                "STOREFRONT_STORAGE_TIMEOUT": f"{self.options.storefront_storage_timeout:g}",
                 "STOREFRONT_HEALTH_GRACE": "3",
                 "STOREFRONT_LOG_LEVEL": "INFO"
                 if os.environ.get("MCRESOLVE_DEMO_DEBUG")
                 else "WARNING",
                 "CONSUL_HTTP_ADDR": self.stack.consul.dc(sf.datacenter).http_url,
-            }
+            },
+            self.storefront_code,
         )
 
     def _add_storefront(self, dc: str, service: str, target: str) -> _Storefront:
@@ -135,7 +162,7 @@ class Demo:
         stage = "stage 3" if ".query." in target else "stage 2, local only"
         child = ChildProcess(
             f"storefront {dc} {service}",
-            ["-m", "storefront"],
+            ["-m", self.storefront_code.module],
             {},
         )
         sf = _Storefront(dc, service, target, port, child)
@@ -151,14 +178,15 @@ class Demo:
         node = self.stack.storage.nodes_in(self.local_dc)[0]
         seed = ChildProcess(
             "storefront seed",
-            ["-m", "storefront.seed", "--wait", "30"],
+            ["-m", f"{self.storefront_code.module}.seed", "--wait", "30"],
             child_env(
                 {
                     "MINIO_HOST": node.address,
                     "MINIO_PORT": str(node.port),
                     "MINIO_ACCESS_KEY": self.stack.storage.access_key,
                     "MINIO_SECRET_KEY": self.stack.storage.secret_key,
-                }
+                },
+                self.storefront_code,
             ),
         )
         self.children.append(seed)
@@ -454,6 +482,14 @@ class Demo:
         return results
 
     # --------------------------------------------------------------------------- closing
+
+    async def stop_traffic(self) -> int:
+        """Stop the shoppers, the probe and the writer (everything else stays up); the number of
+        uploads the writer made."""
+        if self.traffic is None:
+            return 0
+        await self.traffic.stop()
+        return self.traffic.writes
 
     async def close(self) -> None:
         """Stop everything this demo started (idempotent, best effort, never raises)."""

@@ -38,14 +38,22 @@ def image_sources(page: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TrafficSettings:
-    """Shape of the traffic (small: the machine has two cores and runs everything)."""
+    """Shape of the traffic (small: the machine has two cores and runs everything).
+
+    ``visit_timeout`` is how long a shopper (or the probe) waits for each answer, like a
+    browser's limit; it must stay above the storefront's own limit for a page (see
+    :func:`mcresolve.demo.runner.storefront_page_limit`), so that a failing storefront's error
+    page, what its users see, is what the demo counts, not the demo giving up first.
+    ``writes``: uploads the writer makes at most (``None``: until stopped).
+    """
 
     shoppers_per_dc: int = 2
     local_only_probes: int = 2
     think_time: float = 0.15
-    visit_timeout: float = 4.0
+    visit_timeout: float = 8.0
     write_interval: float = 0.25
     write_deadline: float = 3.0
+    writes: int | None = None
 
 
 async def visit(session: aiohttp.ClientSession, base_url: str, min_images: int) -> int:
@@ -185,8 +193,14 @@ class TrafficGenerator:
                 self._record(ticket, LOCAL_ONLY, True, self._local_only_dc, "")
             await self._pause(self.settings.think_time)
 
+    @property
+    def writes(self) -> int:
+        """Uploads attempted so far."""
+        return self._writes
+
     async def _write_loop(self) -> None:
-        while not self._stopping.is_set():
+        limit = self.settings.writes
+        while not self._stopping.is_set() and (limit is None or self._writes < limit):
             ticket = self._begin()
             self._writes += 1
             data = f"write {self._writes} at {ticket:.3f}\n".encode()
