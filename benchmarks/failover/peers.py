@@ -409,6 +409,7 @@ async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) ->
                 background,
                 access_key=env.access_key,
                 secret_key=env.secret_key,
+                secure=False,
                 region=REGION,
                 http=http,
                 call_policy=policy,

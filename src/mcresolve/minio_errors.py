@@ -358,8 +358,12 @@ def classify(outcome: Outcome) -> Verdict:
        storage failure) — is CLIENT.
 
     ``may_have_executed`` is False when nothing was sent and for answers that reject before
-    executing (429, 503 and the cluster/node-local codes); True otherwise. ``replay_safe`` is
-    ``body_replayable and (not may_have_executed or idempotent)``; CLIENT is never replayed.
+    executing: 429, and the cluster and node-local codes (MinIO sends them from its admission,
+    lock and quorum checks, and reverts a write that misses its quorum). True otherwise,
+    including a 503 without one of those codes: a proxy or gateway in front of the node may
+    answer 503 after the node executed the request (a reset upstream connection, a timeout).
+    ``replay_safe`` is ``body_replayable and (not may_have_executed or idempotent)``; CLIENT is
+    never replayed.
     """
     detail = f" ({outcome.detail})" if outcome.detail else ""
     every = outcome.from_every_endpoint
@@ -434,13 +438,15 @@ def classify(outcome: Outcome) -> Verdict:
         return _verdict(
             outcome, ErrorClass.CLIENT, f"answer {answer}{detail}", may_have_executed=False
         )
-    rejected_before_executing = status == 503
+    # Here no MinIO code says the request was refused before executing: a 503 without one (a
+    # proxy's or gateway's "Service Unavailable", which may come after the server executed
+    # the request) may have executed like any other 5xx.
     if every:
         return _verdict(
             outcome,
             ErrorClass.CLUSTER,
             f"every node answered {answer}{detail}",
-            may_have_executed=not rejected_before_executing,
+            may_have_executed=True,
         )
     kind = FailureKind.GATEWAY if status in (502, 504) else FailureKind.SERVER_ERROR
     return _verdict(
@@ -448,7 +454,7 @@ def classify(outcome: Outcome) -> Verdict:
         ErrorClass.NODE,
         f"node answered {answer}{detail}",
         failure_kind=kind,
-        may_have_executed=not rejected_before_executing,
+        may_have_executed=True,
     )
 
 

@@ -70,6 +70,7 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
     kwargs: dict[str, Any] = {
         "access_key": "k",
         "secret_key": "s",
+        "secure": False,
         "region": "us-east-1",
         "consul": config,
     }

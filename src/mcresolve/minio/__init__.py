@@ -5,6 +5,7 @@ See ``docs/minio.md`` for configuration, retry rules and error types.
 """
 
 from mcresolve.minio.aio import AsyncResilientMinio, AwaitableAsyncIterable
+from mcresolve.minio.arguments import DataShorterThanLength
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.errors import (
     Affects,
@@ -25,6 +26,7 @@ __all__ = [
     "AsyncResilientMinio",
     "AwaitableAsyncIterable",
     "ClusterDegradedWriteOutcomeUnknown",
+    "DataShorterThanLength",
     "ExternalEndpoint",
     "HttpPolicy",
     "MalformedAnswer",

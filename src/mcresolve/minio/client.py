@@ -34,6 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, BinaryIO, Self, TextIO, TypeVar, cast
@@ -65,6 +66,13 @@ from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
+from mcresolve.minio.arguments import (
+    PARAMETER_CHECKS,
+    DataShorterThanLength,
+    check_call,
+    check_client_arguments,
+    check_instance,
+)
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     TriedAttempt,
@@ -133,7 +141,7 @@ def _seekable_start(data: Any) -> int | None:
 class ResilientMinio(Minio):
     """A ``minio.Minio`` whose calls fail over across the endpoints of a pool or target.
 
-    ``source``: a target string (``"consul+query://storage-object-minio"``,
+    ``endpoint``: a target string (``"consul+query://storage-object-minio"``,
     ``"consul://storage-object-minio?tag=minio"``, ``"static://10.0.0.1:9000,10.0.0.2:9000"``,
     ...), a parsed :class:`~mcresolve.target.Target`, a started
     :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
@@ -142,30 +150,40 @@ class ResilientMinio(Minio):
     thread of every synchronous client (:mod:`mcresolve.loop_thread`), so clients on the same
     Consul target share its watches.
 
-    ``access_key``, ``secret_key``, ``session_token``, ``secure``, ``region``, ``credentials`` are
-    those of ``minio.Minio``. Give ``region`` when you know it: without it every per-endpoint
-    client first asks each bucket's location (one more request per bucket and endpoint).
-    ``http``: timeouts and connection-pool size of the per-endpoint clients. ``call_policy``:
-    deadline, attempts and backoff of every call (default: the pool's). ``external``: where
-    presigned/public URLs point (default: ``MINIO_EXTERNAL_HOST``/``MINIO_EXTERNAL_PORT``, else
-    the first endpoint). ``consul``, ``pool_policy``, ``local_datacenter``, ``ready_timeout``:
-    used only when a pool is built here from a target; the constructor waits up to
-    ``ready_timeout`` seconds for the pool's first endpoint
-    (:class:`~mcresolve.errors.NoEndpointAvailable` after that), or not at all with ``None``
-    (calls then wait for endpoints within their own deadline). ``list_page_size``: keys per
-    listing request (S3 maximum 1000).
+    The positional parameters are ``minio.Minio``'s, in its order and with its defaults
+    (``secure=True``: pass ``secure=False`` for plain HTTP endpoints). ``access_key``,
+    ``secret_key``, ``session_token``, ``region``, ``credentials`` are used as minio uses them.
+    Give ``region`` when you know it: without it every per-endpoint client first asks each
+    bucket's location (one more request per bucket and endpoint). ``cert_check=False`` skips
+    TLS certificate verification on every endpoint (as does ``HttpPolicy(cert_check=False)``).
+    ``http_client`` must stay None (a ``ValueError`` says why and what to pass instead): the
+    per-endpoint HTTP clients are built here, never retrying and bounded by each attempt's
+    time; ``http`` sets their timeouts, pool size and CA bundle.
+
+    The other options are keyword-only. ``call_policy``: deadline, attempts and backoff of every
+    call (default: the pool's). ``external``: where presigned/public URLs point (default:
+    ``MINIO_EXTERNAL_HOST``/``MINIO_EXTERNAL_PORT``, else the first endpoint). ``consul``,
+    ``pool_policy``, ``local_datacenter``, ``ready_timeout``: used only when a pool is built
+    here from a target; the constructor waits up to ``ready_timeout`` seconds for the pool's
+    first endpoint (:class:`~mcresolve.errors.NoEndpointAvailable` after that), or not at all
+    with ``None`` (calls then wait for endpoints within their own deadline).
+    ``list_page_size``: keys per listing request (S3 maximum 1000). Every argument is checked
+    here: a wrong type is a ``TypeError``, a value out of range a ``ValueError``, both naming
+    the parameter.
     """
 
     def __init__(
         self,
-        source: str | Target | EndpointPool | BackgroundPool,
-        *,
+        endpoint: str | Target | EndpointPool | BackgroundPool,
         access_key: str | None = None,
         secret_key: str | None = None,
         session_token: str | None = None,
-        secure: bool = False,
+        secure: bool = True,
         region: str | None = None,
+        http_client: PoolManager | None = None,
         credentials: Provider | None = None,
+        cert_check: bool = True,
+        *,
         http: HttpPolicy | None = None,
         call_policy: CallPolicy | None = None,
         external: ExternalEndpoint | None = None,
@@ -176,15 +194,35 @@ class ResilientMinio(Minio):
         list_page_size: int = 1000,
     ) -> None:
         # minio.Minio.__init__ is deliberately not called: this object sends nothing itself.
-        if access_key and secret_key is None:
-            raise ValueError("secret key must be provided with access key")
-        if not 1 <= list_page_size <= 1000:
-            raise ValueError("list_page_size must be in 1..1000")
+        check_instance(
+            "endpoint",
+            endpoint,
+            (str, Target, EndpointPool, BackgroundPool),
+            "a target string, Target, EndpointPool or BackgroundPool",
+        )
+        check_client_arguments(
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=session_token,
+            secure=secure,
+            region=region,
+            http_client=http_client,
+            credentials=credentials,
+            cert_check=cert_check,
+            http=http,
+            call_policy=call_policy,
+            external=external,
+            consul=consul,
+            pool_policy=pool_policy,
+            local_datacenter=local_datacenter,
+            ready_timeout=ready_timeout,
+            list_page_size=list_page_size,
+        )
         self._owned: BackgroundPool | None = None
-        if isinstance(source, EndpointPool):
-            self._pool = source
-        elif isinstance(source, BackgroundPool):
-            self._pool = source.pool
+        if isinstance(endpoint, EndpointPool):
+            self._pool = endpoint
+        elif isinstance(endpoint, BackgroundPool):
+            self._pool = endpoint.pool
         else:
             kwargs: dict[str, Any] = {}
             if consul is not None:
@@ -194,7 +232,7 @@ class ResilientMinio(Minio):
             if local_datacenter is not None:
                 kwargs["local_datacenter"] = local_datacenter
             self._owned = EndpointPool.start_in_thread(
-                source, ready_timeout=ready_timeout, **kwargs
+                endpoint, ready_timeout=ready_timeout, **kwargs
             )
             self._pool = self._owned.pool
         self._client_kwargs: dict[str, Any] = {
@@ -207,7 +245,9 @@ class ResilientMinio(Minio):
         }
         self._secure = secure
         self._region = region
-        self.http_policy = http if http is not None else HttpPolicy()
+        http = http if http is not None else HttpPolicy()
+        # Verification is off when either says so (both default to on).
+        self.http_policy = replace(http, cert_check=http.cert_check and cert_check)
         self.call_policy = call_policy
         self.external = external if external is not None else ExternalEndpoint.from_env()
         self.list_page_size = list_page_size
@@ -227,6 +267,8 @@ class ResilientMinio(Minio):
     def with_policy(self, policy: CallPolicy | None = None, **overrides: Any) -> ResilientMinio:
         """A view of this client (same pool and connections) whose calls use ``policy``, or the
         current policy with ``deadline=``/``attempt_timeout=``/``max_attempts=`` overridden."""
+        if policy is not None:
+            check_instance("policy", policy, (CallPolicy,), "a CallPolicy or None")
         base = policy or self.call_policy or self._pool.policy.call
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
@@ -271,6 +313,7 @@ class ResilientMinio(Minio):
     def client_for(self, endpoint: Endpoint) -> Minio:
         """The cached ``minio.Minio`` of ``endpoint`` (created on first use, kept alive:
         ``minio.Minio.__del__`` clears its HTTP client)."""
+        check_instance("endpoint", endpoint, (Endpoint,), "an Endpoint")
         client = self._clients.get(endpoint.key)
         if client is not None:
             return client
@@ -540,6 +583,8 @@ class ResilientMinio(Minio):
 
     def public_url(self, bucket_name: str, object_name: str) -> str:
         """The unsigned URL of an object on the external host (not a ``minio.Minio`` method)."""
+        PARAMETER_CHECKS["bucket_name"]("bucket_name", bucket_name)
+        PARAMETER_CHECKS["object_name"]("object_name", object_name)
         external = self.external
         if external is None:
             endpoint = self._pool.pick()
@@ -592,7 +637,8 @@ class ResilientMinio(Minio):
         if part_count == 1:
             first = read_part_data(data, length, progress=progress)
             if len(first) != length:
-                raise OSError(
+                raise DataShorterThanLength(
+                    f"length {length} is more than data holds: "
                     f"stream having not enough data;expected: {length}, got: {len(first)} bytes"
                 )
             return self._put_single(
@@ -762,7 +808,8 @@ class ResilientMinio(Minio):
                 size = part_size if number < part_count else length - uploaded
                 payload = first if number == 1 else read_part_data(data, size, progress=progress)
                 if len(payload) != size:
-                    raise OSError(
+                    raise DataShorterThanLength(
+                        f"length {length} is more than data holds: "
                         f"stream having not enough data;expected: {size}, got: {len(payload)} bytes"
                     )
                 uploaded += size
@@ -1186,10 +1233,27 @@ def _make_forwarder(name: str, operation: Operation) -> Callable[..., Any]:
     return method
 
 
+def _checked(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (the method ``name``) checking its arguments first
+    (:func:`~mcresolve.minio.arguments.check_call`): a wrong argument is a ``TypeError`` or
+    ``ValueError`` naming the parameter, raised before any endpoint is picked."""
+    full = inspect.signature(getattr(Minio, name))
+    signature = full.replace(parameters=list(full.parameters.values())[1:])
+
+    @functools.wraps(function)
+    def method(self: ResilientMinio, *args: Any, **kwargs: Any) -> Any:
+        check_call(name, signature, args, kwargs)
+        return function(self, *args, **kwargs)
+
+    return method
+
+
 def _install_forwarders() -> None:
     for name, operation in OPERATIONS.items():
         if operation.runner is Runner.CALL and name not in vars(ResilientMinio):
             setattr(ResilientMinio, name, _make_forwarder(name, operation))
+    for name in OPERATIONS:
+        setattr(ResilientMinio, name, _checked(name, vars(ResilientMinio)[name]))
 
 
 _install_forwarders()

@@ -70,7 +70,8 @@ class TriedAttempt:
 
 class WriteOutcomeUnknown(ResilientMinioError):
     """A write failed after it may have been executed: an attempt reached a node and its answer
-    was lost (connection reset, read timeout, a 5xx other than 503), and no later attempt
+    was lost (connection reset, read timeout, a 5xx other than a 503 with one of MinIO's
+    refusal codes such as ``SlowDown`` or ``XMinioWriteQuorum``), and no later attempt
     succeeded. The object may be stored — or not. Check with ``stat_object`` and compare its
     ETag with :attr:`expected_etag` (when known), or write again (a PUT is idempotent).
 
