@@ -32,7 +32,7 @@ from mcresolve.consul.config import ConsulConfig, parse_addresses
 from mcresolve.consul.errors import ConsulConfigError
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources import Resolution, Source, from_target
-from mcresolve.target import Stage, Target, TargetError, parse_target
+from mcresolve.sources.target import Stage, Target, TargetError, parse_target
 
 __all__ = [
     "EXIT_INTERRUPTED",

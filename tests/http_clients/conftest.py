@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.faultproxy import FaultProxy
+from mcresolve.timing import BackoffPolicy
 
 SERVICE = "billing"
 FAST_WATCH = WatchPolicy(

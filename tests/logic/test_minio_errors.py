@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     CLUSTER_CODES,
     NODE_LOCAL_CODES,
     Affects,

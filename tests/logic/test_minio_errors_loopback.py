@@ -15,7 +15,7 @@ import pytest
 import urllib3
 from minio import Minio
 
-from mcresolve.minio_errors import ErrorClass, Transport, classify_exception, transport_of
+from mcresolve.minio.classify import ErrorClass, Transport, classify_exception, transport_of
 from mcresolve.outlier import FailureKind
 
 XML = "application/xml"

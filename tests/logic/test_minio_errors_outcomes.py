@@ -22,14 +22,7 @@ from mcresolve.errors import (
     DeadlineExceeded,
     McResolveError,
 )
-from mcresolve.minio.errors import (
-    ClusterDegradedWriteOutcomeUnknown,
-    TriedAttempt,
-    UploadNotRetryable,
-    WriteOutcomeUnknown,
-    failure_of_call,
-)
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     MAX_RETRY_AFTER,
     QUORUM_CODES,
     ErrorClass,
@@ -39,6 +32,13 @@ from mcresolve.minio_errors import (
     classify,
     classify_exception,
     parse_retry_after,
+)
+from mcresolve.minio.errors import (
+    ClusterDegradedWriteOutcomeUnknown,
+    TriedAttempt,
+    UploadNotRetryable,
+    WriteOutcomeUnknown,
+    failure_of_call,
 )
 
 EPS = [Endpoint("10.0.0.1", 9000 + i) for i in range(3)]

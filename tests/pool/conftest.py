@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.timing import BackoffPolicy
 
 SERVICE = "storage-object-minio"
 #: (service ID, port); each has a passing TTL check "<id>-ttl".

@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp import web
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import BadRequest, ConsulClient, ConsulConfig, ConsulUnavailable
-from mcresolve.registration import (
+from mcresolve.consul.registration import (
     ConsulRegistration,
     HttpCheck,
     RegistrationPolicy,
@@ -20,6 +19,7 @@ from mcresolve.registration import (
     TtlCheck,
 )
 from mcresolve.testing.consul import AgentConfig, ConsulEmulator
+from mcresolve.timing import BackoffPolicy
 
 #: Fast retries so that recovery takes milliseconds instead of the production backoff.
 FAST = RegistrationPolicy(

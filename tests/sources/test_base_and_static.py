@@ -9,7 +9,7 @@ import pytest
 from manual_source import ManualSource, eps
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources import Resolution, Source, StaticSource
-from mcresolve.target import StaticTarget, parse_target
+from mcresolve.sources.target import StaticTarget, parse_target
 
 
 async def test_static_source_publishes_its_list_at_start() -> None:

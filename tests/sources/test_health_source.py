@@ -13,7 +13,7 @@ from mcresolve.sources import Resolution, from_target
 from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.snapshot import load_snapshot
-from mcresolve.target import HealthTarget, parse_target
+from mcresolve.sources.target import HealthTarget, parse_target
 
 from .conftest import FAST_WATCH, SERVICE, Cluster
 from .helpers import define_query, next_matching

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from mcresolve.consul import ConsulClient, ConsulError
-from mcresolve.registration import ConsulRegistration
+from mcresolve.consul.registration import ConsulRegistration
 
 from . import __version__
 from .app import STOREFRONT, create_app

@@ -39,7 +39,7 @@ from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "DEFAULT_WORKERS",

@@ -2,7 +2,7 @@
 
 * ``minio.error.S3Error`` / ``ServerError`` — an answer (``NoSuchKey``, ``AccessDenied``, other
   4xx): raised at once, as the plain ``minio.Minio`` does, never retried.
-* :class:`~mcresolve.minio_errors.StorageClusterDegraded` — the cluster as a whole cannot serve
+* :class:`~mcresolve.minio.classify.StorageClusterDegraded` — the cluster as a whole cannot serve
   (quorum lost, throttling, the same 5xx from every node) and waiting within the deadline did not
   help; ``.affects`` / ``.reads_affected`` / ``.writes_affected`` say what is affected.
 * :class:`~mcresolve.errors.CallFailed` subclasses (``DeadlineExceeded``, ``AttemptsExhausted``,
@@ -15,7 +15,7 @@
 
 * :class:`ObjectChangedDuringRead` — a download broke mid-body and the object changed before it
   could be resumed.
-* :class:`~mcresolve.minio_errors.MalformedAnswer` — only after every retry: a node answered
+* :class:`~mcresolve.minio.classify.MalformedAnswer` — only after every retry: a node answered
   something minio could not make sense of.
 
 :func:`failure_of_call` is the one decision which of these a failed call raises.
@@ -30,7 +30,7 @@ from minio.error import S3Error
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, McResolveError
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     READ_METHODS,
     Affects,
     ErrorClass,

@@ -22,14 +22,14 @@ from typing import Any
 from urllib3.response import BaseHTTPResponse
 
 from mcresolve.endpoint import Endpoint
-from mcresolve.minio.errors import ObjectChangedDuringRead
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     ErrorClass,
     MalformedAnswer,
     Transport,
     classify_exception,
     transport_of,
 )
+from mcresolve.minio.errors import ObjectChangedDuringRead
 
 __all__ = ["Reopen", "ReportFailure", "ResumableResponse"]
 

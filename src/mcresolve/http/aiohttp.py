@@ -2,14 +2,14 @@
 
 ::
 
-    from mcresolve.aiohttp import PoolSession
+    from mcresolve.http.aiohttp import PoolSession
 
     async with PoolSession() as session:
         async with session.get("http://billing.service.consul/invoices") as response:
             invoices = await response.json()
 
-The same routing, retry and classification rules as :mod:`mcresolve.httpx`
-(:mod:`mcresolve.http_failover` decides for both): a request whose host is a Consul name, whose
+The same routing, retry and classification rules as :mod:`mcresolve.http.httpx`
+(:mod:`mcresolve.http.failover` decides for both): a request whose host is a Consul name, whose
 URL is ``consul://…`` / ``consul+query://…``, or whose host is mapped in ``targets`` goes
 through the pool of that target; every other request goes to the wrapped
 ``aiohttp.ClientSession`` untouched. ``docs/http.md`` has the rules and measurements.
@@ -25,7 +25,10 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from mcresolve._http_pools import (
+from mcresolve.attempts import AttemptContext, AttemptVerdict
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import CallFailed
+from mcresolve.http._pools import (
     AsyncPools,
     RequestOptions,
     call_policy,
@@ -33,10 +36,7 @@ from mcresolve._http_pools import (
     final_answer,
     split_targets,
 )
-from mcresolve.attempts import AttemptContext, AttemptVerdict
-from mcresolve.endpoint import Endpoint
-from mcresolve.errors import CallFailed
-from mcresolve.http_failover import (
+from mcresolve.http.failover import (
     HttpFailoverPolicy,
     RequestFacts,
     StatusFailure,
@@ -50,7 +50,7 @@ from mcresolve.http_failover import (
     route_for,
 )
 from mcresolve.pool import EndpointPool
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "HttpFailoverPolicy",
@@ -257,7 +257,7 @@ class PoolSession:
             return await session.request(method, full, **kwargs)
         if options is not None and not isinstance(options, RequestOptions):
             raise TypeError(
-                f"mcresolve= must be a mcresolve.aiohttp.RequestOptions, got "
+                f"mcresolve= must be a mcresolve.http.aiohttp.RequestOptions, got "
                 f"{type(options).__name__}"
             )
         options = options or RequestOptions()

@@ -32,6 +32,8 @@ from enum import Enum
 from typing import Final, Literal, TypeVar
 from urllib.parse import quote, unquote
 
+from mcresolve.timing import format_duration
+
 __all__ = [
     "CONSUL_DNS_PORT",
     "CommonOptions",
@@ -105,24 +107,6 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
             f"{what}: expected a duration such as 500ms, 5s, 1m30s or 0, got {text!r}"
         )
     return total
-
-
-def format_duration(seconds: float) -> str:
-    """A string :func:`parse_duration` reads back as ``seconds`` (``"1.5s"``, ``"250ms"``)."""
-    if seconds == 0:
-        return "0"
-    if seconds < 1:
-        ms = _plain_number(seconds * 1000)
-        if float(ms) / 1000 == seconds:
-            return ms + "ms"
-    return _plain_number(seconds) + "s"
-
-
-def _plain_number(number: float) -> str:
-    text = repr(number)
-    if "e" in text or "E" in text:
-        text = f"{number:.12f}".rstrip("0")
-    return text[:-2] if text.endswith(".0") else text.rstrip(".")
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,16 +30,15 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulUnavailable, ServerError
 from mcresolve.lifecycle import AsyncStartStop
-from mcresolve.target import format_duration
 from mcresolve.tasks import cancel_and_wait
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource, format_duration
 
 __all__ = [
     "CheckState",
@@ -53,10 +52,9 @@ __all__ = [
     "heartbeat_delay",
 ]
 
-log = logging.getLogger("mcresolve.registration")
+log = logging.getLogger("mcresolve.consul.registration")
 
 CheckState = Literal["passing", "warning", "critical"]
-RandomSource = Callable[[], float]
 
 
 # --- definitions (values) ------------------------------------------------------------------
