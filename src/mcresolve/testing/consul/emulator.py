@@ -17,7 +17,7 @@ from mcresolve.lifecycle import AsyncStartStop
 
 from .agent import AgentConfig
 from .contracts import DatacenterUnreachable, DatacenterView
-from .datacenter import Datacenter
+from .datacenter import Datacenter, PeerLink
 from .profile import ConsulProfile, profile_for
 from .timebase import EmulatorClock
 
@@ -153,8 +153,6 @@ class ConsulEmulator(AsyncStartStop):
         (default: all). Both must run a modern profile (peering is GA since 1.14). Reads:
         ``?peer=<name>`` on health/catalog service, prepared-query ``Failover.Targets``
         ``[{"Peer": name}]`` and DNS ``<svc>.service.<name>.peer.consul``."""
-        from .datacenter import PeerLink
-
         here, there = self._dcs[local], self._dcs[remote]
         if not (here.profile.modern and there.profile.modern):
             raise ValueError("cluster peering needs modern profiles on both sides (1.14+)")
