@@ -59,14 +59,13 @@ from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 
-from mcresolve.attempts import AttemptContext, VerdictLike, attempt_time_left
+from mcresolve.attempts import AttemptContext, Fault, VerdictLike, attempt_time_left
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.minio.classify import (
-    ErrorClass,
     MalformedAnswer,
     classify_exception,
     transport_of,
@@ -348,7 +347,7 @@ class ResilientMinio(Minio):
             # cluster (a PUT timing out on one node while the other is down is that node's).
             latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
             reached = not any(
-                v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
+                v.error_class is Fault.NODE and v.failure_kind is FailureKind.CONNECT
                 for v in latest.values()
             )
             verdict = classify_exception(
@@ -356,8 +355,7 @@ class ResilientMinio(Minio):
                 method=http_method,
                 from_every_endpoint=context.every_endpoint_tried and reached,
                 confirmed_elsewhere=any(
-                    t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
-                    for t in tried
+                    t.verdict.error_class is Fault.CLUSTER and t.endpoint.key != here for t in tried
                 ),
                 body_replayable=replayable() if replayable is not None else True,
                 idempotent=idempotent,
@@ -1073,9 +1071,9 @@ class ResilientMinio(Minio):
                         raise malformed from exc
                 except Exception as exc:
                     verdict = classify_exception(exc, method="GET")
-                    if verdict.error_class is ErrorClass.CLIENT or not verdict.replay_safe:
+                    if verdict.error_class is Fault.CLIENT or not verdict.replay_safe:
                         raise
-                    if verdict.error_class is ErrorClass.NODE:
+                    if verdict.error_class is Fault.NODE:
                         self._pool.report_failure(endpoint, verdict)
                     avoid = (endpoint.key,)
                     stalled = 0 if progressed else stalled + 1

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 from minio.error import S3Error
 
+from mcresolve.attempts import Fault
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, McResolveError
 from mcresolve.minio.classify import (
     READ_METHODS,
     Affects,
-    ErrorClass,
     StorageClusterDegraded,
     Verdict,
 )
@@ -186,7 +186,7 @@ def _degraded(
 ) -> StorageClusterDegraded | None:
     """The cluster condition a failed call met, if any: the pool gave up with
     ``ClusterUnavailable``, or a confirmed CLUSTER verdict came back during the call."""
-    cluster = [t for t in tried if t.verdict.error_class is ErrorClass.CLUSTER]
+    cluster = [t for t in tried if t.verdict.error_class is Fault.CLUSTER]
     confirmed = [t for t in cluster if t.verdict.confirmed]
     if not confirmed and not isinstance(failure, ClusterUnavailable):
         return None
@@ -243,7 +243,7 @@ def failure_of_call(
     """
     last = tried[-1] if tried else None
     if not isinstance(failure, CallFailed) and (
-        last is None or last.error is not failure or last.verdict.error_class is ErrorClass.CLIENT
+        last is None or last.error is not failure or last.verdict.error_class is Fault.CLIENT
     ):
         return failure
     write = http_method.upper() not in READ_METHODS

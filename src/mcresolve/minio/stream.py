@@ -21,9 +21,9 @@ from typing import Any
 
 from urllib3.response import BaseHTTPResponse
 
+from mcresolve.attempts import Fault
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio.classify import (
-    ErrorClass,
     MalformedAnswer,
     Transport,
     classify_exception,
@@ -262,7 +262,7 @@ class ResumableResponse(BaseHTTPResponse):
 
     def _resume(self, exc: BaseException) -> None:
         verdict = classify_exception(exc, method="GET")
-        if verdict.error_class is ErrorClass.NODE:
+        if verdict.error_class is Fault.NODE:
             self._report_failure(self._endpoint, exc)
         with contextlib.suppress(Exception):
             self._inner.close()
