@@ -120,7 +120,7 @@ async def run(flips: int, gap: float) -> None:
                     report(name, delays, missed)
         finally:
             await registry.aclose()
-            await client.close()
+            await client.aclose()
 
 
 def main() -> None:

@@ -266,7 +266,7 @@ async def _stop(source: Source) -> None:
     """Stop the source, bounded: the command must end even if a source does not stop."""
     try:
         async with asyncio.timeout(STOP_GRACE_S):
-            await source.stop()
+            await source.aclose()
     except TimeoutError:
         logging.getLogger("mcresolve.cli").warning("%s did not stop in time", source)
 

@@ -97,7 +97,7 @@ async def scenario(fault: str, count: int) -> list[str]:
                 result = await run(lambda: pooled.get(url), count)
                 rows.append(row("mcresolve.http.httpx transport", fault, count, result))
             await registry.aclose()
-            await client.close()
+            await client.aclose()
     finally:
         for proxy in proxies:
             await proxy.aclose()

@@ -194,7 +194,7 @@ async def test_crashed_instance_is_reaped_after_deregister_critical_service_afte
         )
         registration = ConsulRegistration(c, service, policy=FAST, deregister_on_exit=False)
         await registration.start()
-        await registration.stop()  # the process "crashes": no heartbeat, no deregistration
+        await registration.aclose()  # the process "crashes": no heartbeat, no deregistration
         assert "app-crash" in await c.agent_services()
         await until(lambda: check_status(consul, "service:app-crash") is None, within=5)
         assert "app-crash" not in await c.agent_services()

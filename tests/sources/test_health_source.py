@@ -76,7 +76,7 @@ async def test_sources_share_one_watch(cluster: Cluster) -> None:
         assert len(cluster.registry.watches()) == 1
     finally:
         for source in sources:
-            await source.stop()
+            await source.aclose()
     assert cluster.registry.watches() == {}
 
 
@@ -158,7 +158,7 @@ async def test_factory_with_a_client(cluster: Cluster) -> None:
         answer = await client.health_service(SERVICE)
         assert len(answer.value) == 5
     finally:
-        await client.close()
+        await client.aclose()
 
 
 async def test_factory_sources_share_the_process_wide_watch_and_release_it(
@@ -183,5 +183,5 @@ async def test_factory_sources_share_the_process_wide_watch_and_release_it(
         assert watch.subscriber_count == 2 and shared.registry_for(config) is registry
     finally:
         for source in sources:
-            await source.stop()
+            await source.aclose()
     assert shared.active() == {} and not watch.running

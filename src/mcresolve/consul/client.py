@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +49,7 @@ from mcresolve.consul.models import (
     has_tags,
     parse_entries,
 )
+from mcresolve.lifecycle import AsyncClosing, deprecated_verb
 
 log = logging.getLogger("mcresolve.consul")
 
@@ -77,7 +77,7 @@ class RawResponse:
         )
 
 
-class ConsulClient:
+class ConsulClient(AsyncClosing):
     """Asynchronous Consul HTTP API client.
 
     Use as an async context manager (``async with ConsulClient(config) as consul: ...``) or call
@@ -109,19 +109,13 @@ class ConsulClient:
         """The agent the next request goes to first (the last one that answered)."""
         return self._config.addresses[self._current]
 
-    async def __aenter__(self) -> ConsulClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
-        """Close the HTTP session (idempotent). In-flight calls fail."""
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (idempotent). In-flight calls fail. ``async with`` calls it."""
         self._closed = True
         if self._session is not None:
             session, self._session = self._session, None

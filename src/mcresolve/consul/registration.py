@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulUnavailable, ServerError
-from mcresolve.lifecycle import AsyncStartStop
+from mcresolve.lifecycle import AsyncStartClose
 from mcresolve.tasks import cancel_and_wait
 from mcresolve.timing import Backoff, BackoffPolicy, RandomSource, format_duration
 
@@ -253,7 +253,7 @@ def classify_failure(error: ConsulError) -> FailureAction:
 # --- the I/O loop ----------------------------------------------------------------------------
 
 
-class ConsulRegistration(AsyncStartStop):
+class ConsulRegistration(AsyncStartClose):
     """Keeps one service instance registered with the local Consul agent.
 
     Use as an async context manager (or :meth:`start` / :meth:`stop`). Entering registers once:
@@ -320,7 +320,7 @@ class ConsulRegistration(AsyncStartStop):
             log.warning("Consul registration of %s deferred: %s", self._service.id, error)
         self._task = asyncio.create_task(self._maintain(), name=f"consul-registration {self}")
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop maintaining; deregister (when ``deregister_on_exit``) within
         ``deregister_timeout``. Failures to deregister are logged, not raised. Idempotent."""
         if self._stopped:

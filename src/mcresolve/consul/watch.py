@@ -623,7 +623,7 @@ class SharedWatchRegistries:
         log.debug("shared watch registry for %r closed: no user left", key)
         await entry.registry.aclose()
         if entry.owns_client:
-            await entry.registry.client.close()
+            await entry.registry.client.aclose()
 
 
 class SharedRegistryLease(WatchRegistry):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
@@ -49,6 +49,7 @@ from mcresolve.http.failover import (
     parse_retry_after,
     route_for,
 )
+from mcresolve.lifecycle import AsyncClosing, deprecated_verb
 from mcresolve.pool import EndpointPool
 from mcresolve.sources.target import Target
 
@@ -126,7 +127,7 @@ class _RequestContext:
             self._response.release()
 
 
-class PoolSession:
+class PoolSession(AsyncClosing):
     """An ``aiohttp.ClientSession`` wrapper that fails over between a service's endpoints.
 
     ``targets``: host name → target string, parsed target or a running
@@ -185,19 +186,14 @@ class PoolSession:
         """The pools in use, by target."""
         return self._pools.pools
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
-        """Close the pools created here and the session if it was created here."""
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pools created here and the session if it was created here (``async with``
+        calls it)."""
         await self._pools.aclose()
         if self._own_session and self._session is not None:
             await self._session.close()

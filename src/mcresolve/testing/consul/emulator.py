@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from mcresolve.lifecycle import AsyncStartStop
+from mcresolve.lifecycle import AsyncStartClose
 
 from .agent import AgentConfig
 from .contracts import DatacenterUnreachable, DatacenterView
@@ -22,7 +22,7 @@ from .profile import ConsulProfile, profile_for
 from .timebase import EmulatorClock
 
 
-class ConsulEmulator(AsyncStartStop):
+class ConsulEmulator(AsyncStartClose):
     """An in-process emulation of Consul dev agents (1.0.8 by default, or 1.21 / 2.x CE per
     datacenter), one per datacenter, WAN-joined.
 
@@ -90,12 +90,12 @@ class ConsulEmulator(AsyncStartStop):
             for dc in self._dcs.values():
                 await dc.start()
         except BaseException:
-            await self.stop()
+            await self.aclose()
             raise
         self._started = True
         return self
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop every agent and every background task."""
         for dc in self._dcs.values():
             await dc.close()
