@@ -1,8 +1,9 @@
 """Target strings: how an application says where its endpoints come from.
 
-A target string selects one of the article's three resolution stages (or a static list), so an
-application switches stages by configuration only. :func:`parse_target` turns a string into a
-frozen, typed spec and fails at once with a :class:`TargetError` that says what was expected.
+A target string selects one of three resolution stages (DNS, the health catalog, prepared
+queries) or a static list, so an application switches stages by configuration only.
+:func:`parse_target` turns a string into a frozen, typed spec and fails at once with a
+:class:`TargetError` that says what was expected.
 
 Forms (full reference with examples: ``docs/stages.md``)::
 
@@ -75,7 +76,8 @@ class TargetError(ValueError):
 
 
 class Stage(Enum):
-    """Where endpoints come from, numbered as in the article."""
+    """Where endpoints come from: a static list (0), then the three Consul stages in the order an
+    application adopts them (DNS, health catalog, prepared queries)."""
 
     STATIC = 0
     DNS = 1
