@@ -34,7 +34,7 @@ class Endpoint:
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         """The connection identity: ``(address, port)``."""
         return (self.address, self.port)
 
@@ -61,3 +61,8 @@ class Endpoint:
     def __str__(self) -> str:
         where = f" {self.datacenter}" if self.datacenter else ""
         return f"{self.host_port}{where}"
+
+
+#: An endpoint's connection identity, ``(address, port)`` (:attr:`Endpoint.key`): the one
+#: definition every module keys its per-endpoint state by.
+Key = tuple[str, int]
