@@ -294,3 +294,33 @@ def test_layer_lookup_takes_the_longest_name() -> None:
     assert layer_of("mcresolve.sources.target") == 2
     assert layer_of("mcresolve.consul.registration") == 1
     assert layer_of("mcresolve.nonexistent") is None
+
+
+#: What may sit directly in ``src/mcresolve`` beside the packages: the shared vocabulary and the
+#: entry points.
+TOP_LEVEL: frozenset[str] = frozenset(
+    {"__init__", "endpoint", "errors", "lifecycle", "timing", "tasks", "cli"}
+)
+
+#: Flat modules of the pool waiting for their packages (``balancer/``, ``calls/``): the list may
+#: only shrink.
+PENDING_TOP_LEVEL: frozenset[str] = frozenset(
+    {
+        "attempts",
+        "call_policy",
+        "events",
+        "ewma",
+        "locality",
+        "loop_thread",
+        "metrics",
+        "outlier",
+        "picker",
+        "pool",
+        "retry_budget",
+    }
+)
+
+
+def test_top_level_holds_only_the_vocabulary_and_the_entry_points() -> None:
+    flat = {p.stem for p in (SRC / ROOT).glob("*.py")}
+    assert flat - TOP_LEVEL - PENDING_TOP_LEVEL == set()
