@@ -74,8 +74,6 @@ MAY_IMPORT_BESIDE: frozenset[str] = frozenset({"mcresolve.demo"})
 #: not a rule: remove it with the import.
 KNOWN_BACKWARD: frozenset[tuple[str, str]] = frozenset(
     {
-        # NoEndpointAvailable moves into errors.py (under McResolveError).
-        ("mcresolve.errors", "mcresolve.picker"),
         # Type-only: CallFailed carries the planner's AttemptRecord/VerdictLike.
         ("mcresolve.errors", "mcresolve.attempts"),
     }

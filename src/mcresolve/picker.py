@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import NoEndpointAvailable as NoEndpointAvailable  # re-exported
 from mcresolve.ewma import EndpointLoad
 
 Key = tuple[str, int]
@@ -60,10 +61,6 @@ class PickStrategy(enum.Enum):
     ROUND_ROBIN = "round_robin"
     RANDOM = "random"
     P2C = "p2c"
-
-
-class NoEndpointAvailable(LookupError):
-    """The picker has no endpoint to offer (empty, or everything excluded without fallback)."""
 
 
 class Picker:

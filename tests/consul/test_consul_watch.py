@@ -312,18 +312,21 @@ async def test_callbacks_and_standalone_watch(emulator: ConsulEmulator) -> None:
 
 
 async def test_a_silent_agent_cannot_hang_the_watch(replay: ReplayServer) -> None:
-    # Accepts the request and never answers (blackholed): the client timeout
-    # (wait + wait/16 + margin) ends the request and the watch reports it.
-    replay.answer(Planned(delay=30.0))
-    policy = WatchPolicy(blocking=BlockingPolicy(wait=0.1), backoff=BackoffPolicy(base=5, cap=5))
-    client = ConsulClient(ConsulConfig.for_addresses(replay.address))
+    # Accepts the request and never answers (blackholed). The watch's first request is an
+    # immediate read (index 0, which never blocks): it is bounded by the ordinary request
+    # timeout, not by the long poll's wait + wait/16 + margin (here 66.75 s), so the watch
+    # reports the silent agent, by name, as early as a non-blocking call would.
+    replay.answer(Planned(delay=120.0))
+    policy = WatchPolicy(blocking=BlockingPolicy(wait=60), backoff=BackoffPolicy(base=5, cap=5))
+    config = ConsulConfig.for_addresses(replay.address, request_timeout=0.5)
+    client = ConsulClient(config)
     async with client, WatchRegistry(client, policy) as registry:
         sub = registry.subscribe(HealthServiceSpec(SERVICE))
-        started = time.monotonic()
         event = await next_event(sub)
         assert isinstance(event, WatchFailure) and isinstance(event.error, ConsulTimeout)
-        assert time.monotonic() - started < 0.1 * 17 / 16 + 3.0 + 2.0
+        assert event.error.tried == ((f"http://{replay.address}", "no answer within 0.5 s"),)
         assert event.last_update is None and event.retry_in > 0
+    assert replay.seen[0].query["index"] == "0"
 
 
 async def test_rate_limit_and_index_sanity_against_a_churning_agent(replay: ReplayServer) -> None:

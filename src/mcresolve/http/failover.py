@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
 from mcresolve.attempts import REFUSED_ERRNOS, AttemptContext, AttemptVerdict, Fault
+from mcresolve.errors import McResolveError
 from mcresolve.outlier import FailureKind
 from mcresolve.sources.target import (
     HealthTarget,
@@ -89,7 +90,7 @@ class TransportFailure(enum.Enum):
     """A limit of the client itself (its connection pool is full): not the endpoint's fault."""
 
 
-class StatusFailure(Exception, Generic[R]):
+class StatusFailure(McResolveError, Generic[R]):
     """An attempt answered with a 5xx status (raised inside the attempt so that the pool can
     classify it; the adapters return :attr:`response` to the caller when it is final)."""
 

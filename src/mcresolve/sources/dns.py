@@ -46,6 +46,7 @@ import dns.rrset
 from cachetools import TLRUCache
 
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import McResolveError
 from mcresolve.sources.base import PublishingSource, Resolution
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
 from mcresolve.sources.target import DnsTarget
@@ -64,7 +65,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class DnsLookupError(Exception):
+class DnsLookupError(McResolveError):
     """The answer cannot be turned into endpoints (e.g. no SRV record and no ``port=``)."""
 
 
