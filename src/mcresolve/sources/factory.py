@@ -128,5 +128,5 @@ def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> 
     if isinstance(consul, ConsulClient):
         return consul
     client = ConsulClient(consul)
-    cleanup.append(client.close)
+    cleanup.append(client.aclose)
     return client
