@@ -214,7 +214,7 @@ class HedgedReadPeer(ResilientPeer):
         )
 
     def read(self, bucket: str, key: str) -> int:
-        from mcresolve.minio_errors import classify_exception
+        from mcresolve.minio.classify import classify_exception
 
         pool = self._client.pool
         executor = self._executor

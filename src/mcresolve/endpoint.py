@@ -124,7 +124,7 @@ class Endpoint:
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         """The connection identity: ``(address, port)``."""
         return (self.address, self.port)
 
@@ -206,3 +206,8 @@ class Converted:
         shown = "; ".join(str(r) for r in self.rejected[:limit])
         more = f"; and {len(self.rejected) - limit} more" if len(self.rejected) > limit else ""
         return shown + more
+
+
+#: An endpoint's connection identity, ``(address, port)`` (:attr:`Endpoint.key`): the one
+#: definition every module keys its per-endpoint state by.
+Key = tuple[str, int]

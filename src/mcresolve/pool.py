@@ -80,7 +80,7 @@ from mcresolve.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, buil
 from mcresolve.retry_budget import RetryBudget, RetryBudgetPolicy
 from mcresolve.sources.base import Resolution, Source
 from mcresolve.sources.factory import from_target
-from mcresolve.target import HealthTarget, PreparedQueryTarget, Target, parse_target
+from mcresolve.sources.target import HealthTarget, PreparedQueryTarget, Target, parse_target
 
 __all__ = [
     "AttemptHandle",

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.models import HealthAnswer, Indexed, QueryMeta
@@ -27,8 +26,9 @@ from mcresolve.consul.watch import (
 from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
 from mcresolve.sources import HealthSource
-from mcresolve.target import HealthTarget, parse_target
+from mcresolve.sources.target import HealthTarget, parse_target
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.timing import BackoffPolicy
 
 SERVICE = "web"
 FAST = WatchPolicy(

@@ -396,7 +396,7 @@ class GoldenReplay:
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()
-        await self.emulator.stop()
+        await self.emulator.aclose()
         await self.stub.stop()
 
     # ------------------------------------------------------------------ rewriting

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mcresolve.aiohttp import PoolSession, RequestOptions
 from mcresolve.attempts import AttemptRecord
 from mcresolve.errors import DeadlineExceeded
+from mcresolve.http.aiohttp import PoolSession, RequestOptions
 from mcresolve.outlier import FailureKind
 from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy

@@ -11,7 +11,7 @@ import pytest
 from mcresolve.attempts import AttemptRecord
 from mcresolve.call_policy import CallPolicy
 from mcresolve.errors import DeadlineExceeded
-from mcresolve.httpx import AsyncPoolTransport, PoolTransport, RequestOptions
+from mcresolve.http.httpx import AsyncPoolTransport, PoolTransport, RequestOptions
 from mcresolve.outlier import FailureKind
 from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy

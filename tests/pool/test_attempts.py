@@ -24,7 +24,6 @@ from mcresolve.attempts import (
     fault_of,
     plan,
 )
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
@@ -33,8 +32,9 @@ from mcresolve.errors import (
     DeadlineExceeded,
     RetryBudgetExhausted,
 )
-from mcresolve.minio_errors import Outcome, Transport, classify
+from mcresolve.minio.classify import Outcome, Transport, classify
 from mcresolve.outlier import FailureKind
+from mcresolve.timing import BackoffPolicy, Jitter
 
 EPS = [Endpoint("10.0.0.1", 9000 + i, datacenter="dc1") for i in range(4)]
 KEYS = frozenset(e.key for e in EPS)

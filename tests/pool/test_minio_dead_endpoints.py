@@ -15,11 +15,11 @@ import pytest
 
 from manual_source import ManualSource
 from mcresolve.attempts import AttemptRecord
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.timing import BackoffPolicy, Jitter
 
 
 class _HeadOk(http.server.BaseHTTPRequestHandler):

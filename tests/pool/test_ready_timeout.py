@@ -62,7 +62,7 @@ async def test_async_client_ready_timeout(dead_agent: ConsulConfig) -> None:
     client = AsyncResilientMinio(TARGET, secure=False, consul=dead_agent, ready_timeout=0.2)
     with pytest.raises(NoEndpointAvailable, match=r"no endpoint within 0\.2 s"):
         await client.start()
-    await client.close()
+    await client.aclose()
     async with AsyncResilientMinio(
         TARGET, consul=dead_agent, ready_timeout=None, call_policy=CallPolicy(deadline=0.2)
     ) as waitless:

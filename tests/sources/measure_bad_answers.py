@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.sources import DnsSource, HealthSource, PreparedQuerySource
-from mcresolve.target import parse_target
+from mcresolve.sources.target import parse_target
 from sources.scripted import HttpAnswer, ScriptedConsul, ScriptedDns, srv_handler
 
 N1, N2 = "n1.node.dc1.consul.", "n2.node.dc1.consul."

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
 from mcresolve.pool import EndpointPool
 from mcresolve.sources import DnsCache, DnsSource, HealthSource, PreparedQuerySource, Resolution
-from mcresolve.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
+from mcresolve.sources.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
+from mcresolve.timing import BackoffPolicy
 
 from .helpers import next_matching
 from .scripted import HttpAnswer, ScriptedConsul, ScriptedDns, srv_handler

@@ -32,7 +32,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig, ConsulProtocolError
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.models import (
@@ -53,7 +52,8 @@ from mcresolve.sources import (
     from_target,
 )
 from mcresolve.sources.base import AnswerRejected
-from mcresolve.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
+from mcresolve.sources.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
+from mcresolve.timing import BackoffPolicy
 
 from .helpers import next_matching
 from .scripted import DnsHandler, HttpAnswer, ScriptedConsul, ScriptedDns, srv_handler

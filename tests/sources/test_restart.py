@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from manual_source import eps
-from mcresolve.backoff import Backoff, BackoffPolicy, Jitter
 from mcresolve.sources.base import RESTART_BACKOFF, PublishingSource, Resolution
+from mcresolve.timing import Backoff, BackoffPolicy, Jitter
 
 from .helpers import next_matching
 

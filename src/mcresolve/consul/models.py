@@ -1,9 +1,9 @@
 """Typed views of Consul's answers, parsed strictly (a wrong shape raises
 :class:`~mcresolve.consul.errors.ConsulProtocolError` naming the offending field).
 
-Consul 1.0.8's shapes are the reference (its recorded answers): ``Meta``, ``Tags`` and
-``TaggedAddresses`` may be ``null``; catalog-registered nodes have ``"ID": ""``; a service without
-its own ``Address`` means "use the node's address".
+Consul 1.0.8's recorded answers are the reference (the emulator's golden tests): ``Meta``,
+``Tags`` and ``TaggedAddresses`` may be ``null``; catalog-registered nodes have ``"ID": ""``; a
+service without its own ``Address`` means "use the node's address".
 
 Two kinds of bad answer, two rules:
 

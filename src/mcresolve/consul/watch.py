@@ -2,7 +2,7 @@
 
 A :class:`Watch` runs Consul's blocking-query loop for one :class:`WatchSpec` (e.g.
 :class:`HealthServiceSpec`) using the pure rules of :mod:`mcresolve.consul.blocking` and
-:mod:`mcresolve.backoff`:
+:mod:`mcresolve.timing`:
 
 * the first request (and the first after an error or an index reset) is an immediate read
   (``index=0``); then each request blocks on the last index (never below 1) for ``policy.wait``,
@@ -46,7 +46,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
 from mcresolve.consul.blocking import BlockingPolicy, TokenBucket, is_change, next_index
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
@@ -62,6 +61,7 @@ from mcresolve.consul.models import (
 from mcresolve.endpoint import Endpoint
 from mcresolve.lifecycle import AsyncClosing
 from mcresolve.tasks import cancel_and_wait
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource
 
 log = logging.getLogger("mcresolve.consul.watch")
 
@@ -673,7 +673,7 @@ class SharedWatchRegistries:
         log.debug("shared watch registry for %r closed: no user left", key)
         await entry.registry.aclose()
         if entry.owns_client:
-            await entry.registry.client.close()
+            await entry.registry.client.aclose()
 
 
 class SharedRegistryLease(WatchRegistry):

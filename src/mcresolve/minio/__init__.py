@@ -6,6 +6,7 @@ See ``docs/minio.md`` for configuration, retry rules and error types.
 
 from mcresolve.minio.aio import AsyncResilientMinio, AwaitableAsyncIterable
 from mcresolve.minio.arguments import DataShorterThanLength
+from mcresolve.minio.classify import MalformedAnswer
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.errors import (
     Affects,
@@ -19,7 +20,6 @@ from mcresolve.minio.errors import (
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, make_http_client
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.minio_errors import MalformedAnswer
 
 __all__ = [
     "Affects",

@@ -24,7 +24,6 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import replace
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from minio import Minio
@@ -37,6 +36,7 @@ from urllib3 import PoolManager
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
+from mcresolve.lifecycle import AsyncStartClose, deprecated_verb
 from mcresolve.minio.arguments import (
     check_call,
     check_client_arguments,
@@ -48,7 +48,7 @@ from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -109,7 +109,7 @@ class AsyncResultIterator(Generic[T]):
         return self._all().__await__()
 
 
-class AsyncResilientMinio:
+class AsyncResilientMinio(AsyncStartClose):
     """The public methods of ``minio.Minio`` as coroutines, with failover.
 
     ``endpoint``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
@@ -245,7 +245,13 @@ class AsyncResilientMinio:
         return self.sync.pool
 
     async def close(self) -> None:
-        """Wait for running calls, close connections and the pool this client built."""
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for running calls, close connections and the pool this client built
+        (``async with`` calls it)."""
         await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self._executor.shutdown, wait=True)
         )
@@ -253,17 +259,6 @@ class AsyncResilientMinio:
             self._sync.close()
         if self._owns_pool and self._pool is not None:
             await self._pool.close()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -29,6 +29,7 @@ from minio.sse import Sse, SseCustomerKey
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
+from mcresolve.errors import McResolveError
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.pool import PoolPolicy
@@ -298,7 +299,7 @@ PER_METHOD_CHECKS: Mapping[tuple[str, str], Callable[[str, object], None]] = {
 """Where a parameter means something else in one method."""
 
 
-class DataShorterThanLength(OSError, ValueError):
+class DataShorterThanLength(McResolveError, OSError, ValueError):
     """``put_object``'s ``data`` ended before ``length`` bytes: an ``OSError`` as minio raises
     it (``stream having not enough data``), and a ``ValueError`` naming ``length``."""
 

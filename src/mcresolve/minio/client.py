@@ -4,13 +4,13 @@ Every public method of ``minio.Minio`` exists with the same signature and return
 forwarding is generated from ``minio.Minio`` and :data:`~mcresolve.minio.operations.OPERATIONS`;
 the tests compare both). Each call runs through an :class:`~mcresolve.pool.EndpointPool`
 (``pool.call_sync``) on one cached ``minio.Minio`` per endpoint, whose HTTP client never retries
-(:mod:`mcresolve.minio.http`); failures are classified by :mod:`mcresolve.minio_errors`:
+(:mod:`mcresolve.minio.http`); failures are classified by :mod:`mcresolve.minio.classify`:
 
 * node failures (refused, reset, timeout, 502/504, ``XMinioServerNotInitialized``) eject the
   endpoint and retry at once on another one, when replaying the request is safe;
 * cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere), once a second node confirms
   them, wait ``Retry-After`` within the deadline, then raise
-  :class:`~mcresolve.minio_errors.StorageClusterDegraded` (whatever the number of endpoints);
+  :class:`~mcresolve.minio.classify.StorageClusterDegraded` (whatever the number of endpoints);
 * answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried;
 * a write that failed after an attempt that may have executed it raises
   :class:`~mcresolve.minio.errors.WriteOutcomeUnknown` (the object may be stored: stat it and
@@ -60,7 +60,7 @@ from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 
-from mcresolve.attempts import AttemptContext, VerdictLike, attempt_time_left
+from mcresolve.attempts import AttemptContext, Fault, VerdictLike, attempt_time_left
 from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
@@ -73,6 +73,11 @@ from mcresolve.minio.arguments import (
     check_client_arguments,
     check_instance,
 )
+from mcresolve.minio.classify import (
+    MalformedAnswer,
+    classify_exception,
+    transport_of,
+)
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     TriedAttempt,
@@ -82,15 +87,9 @@ from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, answers_received, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.minio_errors import (
-    ErrorClass,
-    MalformedAnswer,
-    classify_exception,
-    transport_of,
-)
 from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = ["ResilientMinio"]
 
@@ -143,7 +142,7 @@ class ResilientMinio(Minio):
 
     ``endpoint``: a target string (``"consul+query://storage-object-minio"``,
     ``"consul://storage-object-minio?tag=minio"``, ``"static://10.0.0.1:9000,10.0.0.2:9000"``,
-    ...), a parsed :class:`~mcresolve.target.Target`, a started
+    ...), a parsed :class:`~mcresolve.sources.target.Target`, a started
     :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
     loop's thread), or a :class:`~mcresolve.pool.BackgroundPool`. A target is resolved by a
     pool this client starts and closes in :meth:`close`; it runs on the process-wide loop
@@ -379,7 +378,8 @@ class ResilientMinio(Minio):
 
         A quorum answer from one node is that node's own view (``verdict.confirmed`` False): the
         planner asks another node at once and the pool avoids the node for a while; only a
-        confirmed condition ends the call (:class:`~mcresolve.minio_errors.StorageClusterDegraded`).
+        confirmed condition ends the call
+        (:class:`~mcresolve.minio.classify.StorageClusterDegraded`).
         """
         tried: list[TriedAttempt] = []
 
@@ -390,7 +390,7 @@ class ResilientMinio(Minio):
             # cluster (a PUT timing out on one node while the other is down is that node's).
             latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
             reached = not any(
-                v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
+                v.error_class is Fault.NODE and v.failure_kind is FailureKind.CONNECT
                 for v in latest.values()
             )
             verdict = classify_exception(
@@ -398,8 +398,7 @@ class ResilientMinio(Minio):
                 method=http_method,
                 from_every_endpoint=context.every_endpoint_tried and reached,
                 confirmed_elsewhere=any(
-                    t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
-                    for t in tried
+                    t.verdict.error_class is Fault.CLUSTER and t.endpoint.key != here for t in tried
                 ),
                 body_replayable=replayable() if replayable is not None else True,
                 idempotent=idempotent,
@@ -1119,9 +1118,9 @@ class ResilientMinio(Minio):
                         raise malformed from exc
                 except Exception as exc:
                     verdict = classify_exception(exc, method="GET")
-                    if verdict.error_class is ErrorClass.CLIENT or not verdict.replay_safe:
+                    if verdict.error_class is Fault.CLIENT or not verdict.replay_safe:
                         raise
-                    if verdict.error_class is ErrorClass.NODE:
+                    if verdict.error_class is Fault.NODE:
                         self._pool.report_failure(endpoint, verdict)
                     avoid = (endpoint.key,)
                     stalled = 0 if progressed else stalled + 1
@@ -1183,7 +1182,7 @@ class ResilientMinio(Minio):
 
 
 def _malformed(exc: Exception, answered: int, endpoint: Endpoint) -> MalformedAnswer | None:
-    """``exc`` as a :class:`~mcresolve.minio_errors.MalformedAnswer` when it is neither minio's
+    """``exc`` as a :class:`~mcresolve.minio.classify.MalformedAnswer` when it is neither minio's
     nor mcresolve's nor a transport failure and was raised after the node answered
     (``answers_received()`` grew past ``answered``): minio could not make sense of the answer.
     None otherwise (the caller's own error, raised before anything was received)."""

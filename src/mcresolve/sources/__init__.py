@@ -1,4 +1,5 @@
-"""Where endpoints come from: the article's three stages, static lists, and their composition.
+"""Where endpoints come from: three Consul stages (DNS, health catalog, prepared queries),
+static lists, and their composition.
 
 Build one from a target string with :func:`from_target`::
 
@@ -6,7 +7,7 @@ Build one from a target string with :func:`from_target`::
         async for resolution in source.updates():
             ...
 
-See ``docs/stages.md`` for how the article's three stages map to target strings.
+See ``docs/stages.md`` for how the three stages map to target strings.
 Watches are shared process-wide by default (one per Consul configuration, event loop and query).
 """
 

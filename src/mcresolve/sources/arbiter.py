@@ -3,7 +3,7 @@
 No I/O and no clock of its own: every method takes ``now`` (a monotonic time in seconds) and
 returns a :class:`Decision` that the I/O adapter (:mod:`mcresolve.sources.composite`) carries out.
 
-The rules (the defaults come from :class:`mcresolve.target.CommonOptions`):
+The rules (the defaults come from :class:`mcresolve.sources.target.CommonOptions`):
 
 1. A good answer from the primary becomes the last known good set (LKG) and is published. So
    does a *partial* one (some instances rejected, :attr:`Resolution.partial`), published with
@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mcresolve.sources.base import Resolution
-from mcresolve.target import CommonOptions
+from mcresolve.sources.target import CommonOptions
 
 __all__ = ["Arbiter", "ArbiterPolicy", "Decision"]
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.endpoint import Converted, Endpoint, Rejected
 from mcresolve.errors import McResolveError
-from mcresolve.lifecycle import AsyncStartStop
+from mcresolve.lifecycle import AsyncStartClose
 from mcresolve.tasks import cancel_and_wait
+from mcresolve.timing import Backoff, BackoffPolicy
 
 __all__ = ["RESTART_BACKOFF", "AnswerRejected", "PublishingSource", "Resolution", "Source"]
 
@@ -163,8 +163,12 @@ class Source(Protocol):
         """Begin resolving (idempotent)."""
         ...
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop resolving and end every :meth:`updates` iterator (idempotent)."""
+        ...
+
+    async def stop(self) -> None:
+        """Deprecated: the old name of :meth:`aclose`."""
         ...
 
     async def wait_ready(self) -> Resolution:
@@ -197,7 +201,7 @@ class Source(Protocol):
     ) -> None: ...
 
 
-class PublishingSource(AsyncStartStop):
+class PublishingSource(AsyncStartClose):
     """Base class: lifecycle, one background task running :meth:`_run`, and fan-out of
     publications to iterators and listeners. Subclasses implement :meth:`_run` and call
     :meth:`_publish`."""
@@ -231,7 +235,7 @@ class PublishingSource(AsyncStartStop):
         if self._task is None and not self._stopped:
             self._task = asyncio.create_task(self._guarded_run(), name=f"source {self}")
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         self._stopped = True
         task, self._task = self._task, None
         if task is not None:

@@ -95,7 +95,7 @@ class ResilientSource(PublishingSource):
             self._timer.cancel()
         for remove in self._remove_listeners:
             remove()
-        await self._primary.stop()
+        await self._primary.aclose()
         await self._stop_fallback()
         for task in list(self._tasks):
             await cancel_and_wait(task)
@@ -154,7 +154,7 @@ class ResilientSource(PublishingSource):
             self._start_fallback()
         elif not decision.fallback_wanted and self._fallback is not None:
             _log.info("source %s: primary is back, fallback released", self)
-            self._spawn(self._detach_fallback().stop())
+            self._spawn(self._detach_fallback().aclose())
             if self._arbiter is not None:
                 self._apply(self._arbiter.fallback_stopped(self._now()))
 
@@ -192,7 +192,7 @@ class ResilientSource(PublishingSource):
 
     async def _stop_fallback(self) -> None:
         if self._fallback is not None:
-            await self._detach_fallback().stop()
+            await self._detach_fallback().aclose()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` in a task that :meth:`stop` cancels and awaits."""

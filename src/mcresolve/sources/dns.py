@@ -53,14 +53,13 @@ import dns.resolver
 import dns.rrset
 from cachetools import TLRUCache
 
-from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
 from mcresolve.errors import McResolveError
 from mcresolve.sources.base import PublishingSource
-from mcresolve.sources.prepared_query import jittered
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
+from mcresolve.sources.target import DnsTarget
 from mcresolve.sources.wakeup import RefreshTrigger, Wake
-from mcresolve.target import DnsTarget
+from mcresolve.timing import Backoff, BackoffPolicy, jittered
 
 __all__ = [
     "DnsAnswer",
@@ -193,7 +192,7 @@ def _single_datacenter(endpoints: Iterable[Endpoint], fallback: str | None) -> s
 
 
 class DnsSource(PublishingSource):
-    """Resolves a :class:`~mcresolve.target.DnsTarget` periodically (see the module doc).
+    """Resolves a :class:`~mcresolve.sources.target.DnsTarget` periodically (see the module doc).
 
     ``damping`` rules how often :meth:`refresh_now` may re-query while the answer stays the same
     (default :class:`~mcresolve.sources.refresh.RefreshDamping`); ``policy`` caps TTLs

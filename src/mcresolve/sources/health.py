@@ -25,7 +25,7 @@ from mcresolve.consul.watch import (
 )
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import PublishingSource
-from mcresolve.target import HealthTarget
+from mcresolve.sources.target import HealthTarget
 
 __all__ = ["HealthSource", "entries_to_endpoints", "health_spec"]
 

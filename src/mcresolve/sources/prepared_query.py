@@ -33,7 +33,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import PreparedQueryResult
@@ -46,18 +45,13 @@ from mcresolve.consul.watch import (
 )
 from mcresolve.sources.base import PublishingSource
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
+from mcresolve.sources.target import PreparedQueryTarget
 from mcresolve.sources.wakeup import RefreshTrigger, Wake
-from mcresolve.target import PreparedQueryTarget
+from mcresolve.timing import Backoff, BackoffPolicy, jittered
 
-__all__ = ["PreparedQuerySource", "jittered"]
+__all__ = ["PreparedQuerySource"]
 
 _log = logging.getLogger(__name__)
-
-
-def jittered(period: float, random_value: float, spread: float = 0.2) -> float:
-    """``period`` scaled by a factor in ``[1 - spread, 1 + spread)`` chosen by ``random_value``
-    (uniform in ``[0, 1)``)."""
-    return period * (1 - spread + 2 * spread * random_value)
 
 
 class PreparedQuerySource(PublishingSource):

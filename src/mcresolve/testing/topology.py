@@ -30,7 +30,6 @@ import minio
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.lifecycle import AsyncStartStop
-from mcresolve.target import format_duration
 from mcresolve.testing.consul import AgentConfig, ConsulEmulator, Datacenter
 from mcresolve.testing.storage import StorageCluster
 from mcresolve.testing.topology_consul import (
@@ -39,6 +38,7 @@ from mcresolve.testing.topology_consul import (
     NodeRef,
     RegisteredNode,
 )
+from mcresolve.timing import format_duration
 
 __all__ = [
     "DEFAULT_CLOUDS",

@@ -375,9 +375,8 @@ class AgentHttpApi:
             target = self.dc.cluster.reach(self.dc.name, name)
         except DatacenterUnreachable as exc:
             raise ForwardedError(exc.status, exc.message) from None
-        from .datacenter import Datacenter
-
-        assert isinstance(target, Datacenter)
+        # The cluster holds this agent's kind of datacenter (no import: datacenter imports us).
+        assert isinstance(target, type(self.dc))
         return target
 
     def _peer(self, query: Query) -> str | None:
@@ -585,9 +584,8 @@ class AgentHttpApi:
         if not name or name == self.dc.name:
             return self.dc
         target = self.dc.cluster.reach(self.dc.name, name)
-        from .datacenter import Datacenter
-
-        assert isinstance(target, Datacenter)
+        # The cluster holds this agent's kind of datacenter (no import: datacenter imports us).
+        assert isinstance(target, type(self.dc))
         return target
 
     async def catalog_register(self, req: ApiRequest) -> web.StreamResponse:
