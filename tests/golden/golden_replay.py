@@ -198,13 +198,13 @@ def build_plans(files: list[RecordedFile]) -> dict[str, FilePlan]:
         ]
     f, p = plan("05_")
     if f is not None:
-        p.time_scale = 0.01
+        p.time_scale = 0.05
         p.segment_starts = (44, 86)
         # 05b ran concurrently on a quiet service (see the note of 05#43), both batches at once
         p.companion = ("05b_", 0.0)
     f, p = plan("05b_")
     if f is not None:
-        p.time_scale = 0.01
+        p.time_scale = 0.05
     f, p = plan("06_")
     if f is not None:
         p.time_scale = 0.2

@@ -349,8 +349,52 @@ def _woken_watch(watch: WokenWatch) -> TimedExchange:
 
 WATCHES_WOKEN_BY_A_WRITE = tuple(_woken_watch(watch) for watch in WOKEN_WATCHES)
 
+#: 09b#0 registers ``reap-1`` with a TTL check of 2 s (``"TTL": "2s"``), never passed.
+REAP_TTL_S = 2.0
+#: README, "TTL": "Output becomes ``TTL expired (last output before timeout follows): <previous
+#: output>``"; with no previous output it is ``TTL expired`` (the expired TTL checks of 05, 09).
+TTL_EXPIRED = "TTL expired"
+
+
+def _ttl_not_expired(moment: Moment) -> bool:
+    """Read before the TTL could have run out (it starts when the registration is handled)."""
+    return moment.event is not None and moment.exchange.start < moment.event.end + REAP_TTL_S
+
+
+def _ttl_expired(moment: Moment) -> bool:
+    return moment.event is not None and moment.exchange.end >= moment.event.start + REAP_TTL_S
+
+
+def _reap_check_expired(exchange: HttpExchange) -> dict[str, Any]:
+    out = copy.deepcopy(exchange.response)
+    out["body"]["reap-1-ttl"]["Output"] = TTL_EXPIRED
+    return out
+
+
+REAP_CHECK_READ = TimedExchange(
+    "the 2 s TTL check of 09b#0 read right after its registration",
+    lambda ex: ex.file.startswith("09b_") and ex.position == 1,
+    (
+        TimedAnswer(
+            "TTL not run out yet (Output empty, as recorded)",
+            "09b#1, read 1.1 ms after the registration 09b#0: critical from the start, Output ''",
+            _ttl_not_expired,
+            _as_recorded,
+        ),
+        TimedAnswer(
+            "TTL ran out (Output 'TTL expired')",
+            "README 'TTL expiry': the Output becomes 'TTL expired (last output before timeout "
+            "follows): <previous output>', 'TTL expired' with none (05, 09: expired checks)",
+            _ttl_expired,
+            _reap_check_expired,
+        ),
+    ),
+    event="09b_deregister_critical_service_after.json#0",
+)
+
 TIMED_EXCHANGES: tuple[TimedExchange, ...] = (
     *WATCHES_WOKEN_BY_A_WRITE,
+    REAP_CHECK_READ,
     TimedExchange(
         "WAN members after the kill",
         lambda ex: _after_kill(ex) and ex.route == "/v1/agent/members" and ex.status == 200,

@@ -120,6 +120,21 @@ def test_every_woken_watch_starts_from_a_read_of_the_same_query_at_its_index() -
         assert start.position < write.position, watch
 
 
+def test_reap_check_output_follows_its_two_second_ttl() -> None:
+    read = _exchange("09b_", 1)
+    registered = Interval(10.0, 10.002)
+    assert _answers(read, 10.003, 10.004, registered) == {
+        "TTL not run out yet (Output empty, as recorded)"
+    }
+    assert _answers(read, 12.1, 12.2, registered) == {"TTL ran out (Output 'TTL expired')"}
+    assert len(_answers(read, 11.9, 12.1, registered)) == 2
+    timed = timed_exchange(read)
+    assert timed is not None
+    ((_, variant),) = possible_answers(timed, read, Moment(Interval(13, 13.1), registered))
+    assert variant.body["reap-1-ttl"]["Output"] == "TTL expired"
+    assert variant.body["reap-1-ttl"]["Status"] == read.body["reap-1-ttl"]["Status"] == "critical"
+
+
 def test_other_exchanges_are_compared_with_the_recording_only() -> None:
     assert timed_exchange(_exchange("10_", 19)) is None  # local dc1 read after the kill
     assert timed_exchange(_exchange("05_", 86)) is None
