@@ -198,6 +198,11 @@ def build_plans(files: list[RecordedFile]) -> dict[str, FilePlan]:
         ]
     f, p = plan("05_")
     if f is not None:
+        # 1/20, not faster: every real second a loaded machine stalls is 1/scale Consul seconds,
+        # and 05's back-to-back blocking queries add their stalls up. The recorded state must
+        # not age: 03's output-only passes of minio-dc1-a (deferred 5 min) still unsynced at
+        # 05#22, ~70 s of recorded time later; the 15 min TTL of minio-dc2-a (passed in 01)
+        # still passing at 06, ~650 s later.
         p.time_scale = 0.05
         p.segment_starts = (44, 86)
         # 05b ran concurrently on a quiet service (see the note of 05#43), both batches at once

@@ -14,7 +14,7 @@ and with no other: an answer is never accepted outside its documented period. Ev
 the line of the recordings' README and the recorded exchanges it comes from.
 
 The same holds for a blocking query woken by a write sent while it waits (05: a watch with a 5 s
-wait woken by a write 1 s in, replayed at 1/100 of Consul's time, so 40 ms of real time apart):
+wait woken by a write 1 s in, replayed at 1/20 of Consul's time, so 200 ms of real time apart):
 if the replay could only send the write after the agent's wait for the watch had run out (a
 stall of the loaded machine), Consul answers what it answers when nothing changes: the state
 and index of the recorded read the watch started from. When the wait ran out is taken from the
