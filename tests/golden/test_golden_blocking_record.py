@@ -74,6 +74,9 @@ def _held(woken: bool, wait: float) -> HeldQuery:
 def test_an_early_answer_is_judged_by_the_record_not_by_its_duration() -> None:
     at_once = _exchange("05_", 19)  # ?index=44 (current-1)&wait=5s returns immediately
     assert GoldenReplay._timing_problems(at_once, _answer(at_once), None) == []
+    # received long after its (scaled) wait because the machine stalled: still answered at once
+    stalled = _answer(at_once, elapsed_s=10.0)
+    assert GoldenReplay._timing_problems(at_once, stalled, None) == []
     woken = _exchange("05_", 33)  # woken by the write 1 s in
     assert GoldenReplay._timing_problems(woken, _answer(woken), _held(True, 5.1)) == []
     (problem,) = GoldenReplay._timing_problems(at_once, _answer(at_once), _held(False, 5.1))
@@ -90,6 +93,6 @@ def test_a_full_wait_must_have_been_held_until_its_jittered_wait_ran_out() -> No
     assert GoldenReplay._timing_problems(full, _answer(full), _held(False, 2.9))  # < wait
 
 
-def _answer(exchange: HttpExchange) -> Actual:
-    """The recorded answer, received after no time at all (duration plays no part)."""
-    return Actual(exchange.status, dict(exchange.headers), "", 0.0)
+def _answer(exchange: HttpExchange, elapsed_s: float = 0.0) -> Actual:
+    """The recorded answer, received ``elapsed_s`` (wall clock) after it was sent."""
+    return Actual(exchange.status, dict(exchange.headers), "", elapsed_s)
