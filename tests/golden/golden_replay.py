@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -392,6 +392,8 @@ class GoldenReplay:
         #: when things happened in Consul time (the dc2 kill; every exchange sent, by label
         #: prefix ``file#position``), for the answers that depend on it (golden_timed.py)
         self.events: dict[str, Interval] = {}
+        #: the URL each exchange was last sent to (recorded indexes translated), by label
+        self._sent_urls: dict[str, str] = {}
 
     async def __aenter__(self) -> GoldenReplay:
         await self.stub.start()
@@ -446,10 +448,12 @@ class GoldenReplay:
         if body is not None:
             body = self._rewrite_request(body.decode("utf-8")).encode("utf-8")
         started = time.monotonic()
+        url = self.request_url(exchange)
+        self._sent_urls[exchange.label] = url
         try:
             async with self._session.request(
                 exchange.method,
-                self.request_url(exchange),
+                url,
                 data=body,
                 timeout=aiohttp.ClientTimeout(total=60),
             ) as resp:
@@ -463,10 +467,14 @@ class GoldenReplay:
         at once): same path, held while the exchange ran."""
         api = AgentHttpApi.of(self.emulator.dc(exchange.datacenter))
         path = unquote(self._rewrite_request(exchange.route))
+        sent = parse_qs(urlsplit(self._sent_urls.get(exchange.label, "")).query)
+        index = (sent.get("index") or ["-1"])[0]
         found = [
             held
             for held in api.held_queries
-            if held.path == path and ran.start <= held.held_at <= ran.end
+            if held.path == path
+            and str(held.index) == index
+            and ran.start <= held.held_at <= ran.end
         ]
         return found[-1] if found else None
 
