@@ -53,7 +53,7 @@ async def serve(
     try:
         await _serve_with(settings, stop, client, on_ready)
     finally:
-        await client.close()
+        await client.aclose()
 
 
 async def _serve_with(

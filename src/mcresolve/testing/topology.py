@@ -292,7 +292,7 @@ class MultiCloudTopology(ConsulRegistrations, AsyncStartStop):
         """Stop the emulator and, if the topology started it, the storage cluster."""
         consul, self._consul = self._consul, None
         if consul is not None:
-            await consul.stop()
+            await consul.aclose()
         if self._owns_storage and self._storage is not None:
             cluster, self._storage = self._storage, None
             await cluster.stop()
