@@ -1,43 +1,22 @@
 """A thin asyncio client for the parts of Consul's HTTP API that resolution and registration use.
 
-One :class:`aiohttp.ClientSession` (connection pooling, no connection limit so that long-lived
-blocking requests never queue behind each other) for the client's lifetime. Agents are tried in the
-configured order; the client sticks to the one that last answered and moves on when it cannot
-connect (see :meth:`ConsulClient.request`).
+:class:`ConsulClient` holds the typed endpoint methods (health, catalog, prepared queries,
+agent); sending goes through the :class:`~mcresolve.consul.transport.ConsulTransport` it owns:
+one :class:`aiohttp.ClientSession` for the client's lifetime, agents tried in the configured
+order, sticking to the one that last answered (see :meth:`ConsulClient.request`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
-import logging
 import random
-import ssl
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-import yarl
-from multidict import CIMultiDictProxy
-
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
-from mcresolve.consul.errors import (
-    ConsulAnswerError,
-    ConsulAnswerTooLarge,
-    ConsulBodyStalled,
-    ConsulError,
-    ConsulProtocolError,
-    ConsulRedirect,
-    ConsulTimeout,
-    ConsulUnavailable,
-    http_error,
-)
+from mcresolve.consul.errors import ConsulAnswerError, ConsulProtocolError
 from mcresolve.consul.models import (
     CatalogService,
     Consistency,
@@ -51,107 +30,32 @@ from mcresolve.consul.models import (
     has_tags,
     parse_entries,
 )
-from mcresolve.consul.token_file import TokenFile
+from mcresolve.consul.transport import (
+    ConsulTransport,
+    NextAgent,
+    Params,
+    RateLimitPolicy,
+    RawResponse,
+    Refusal,
+    Refuse,
+    RetryLater,
+    decode_json,
+    plan_refusal,
+)
 from mcresolve.lifecycle import AsyncClosing, deprecated_verb
-from mcresolve.timing import Backoff, BackoffPolicy, RandomSource
+from mcresolve.timing import RandomSource
 
-log = logging.getLogger("mcresolve.consul")
-
-#: Largest piece of an answer's body read at once, bytes.
-_READ_SIZE = 64 * 1024
-
-Params = Sequence[tuple[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    """A successful (2xx) answer before parsing."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    address: ConsulAddress
-    elapsed: float
-
-    @property
-    def meta(self) -> QueryMeta:
-        """The answer's :class:`QueryMeta`."""
-        return QueryMeta.from_headers(
-            self.headers, address=self.address.base_url, elapsed=self.elapsed
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitPolicy:
-    """How the client answers Consul's refusals for rate.
-
-    Consul's servers (1.15+, when their RPC rate limiter enforces) refuse a request with
-    **429** when another server could serve it ("we recommend immediately retrying the request to
-    another server") and with **503** when none could ("retrying according to an exponential
-    backoff schedule"), without ``Retry-After`` (Consul's "Limit traffic rates overview",
-    website/content/docs/agent/limits/index.mdx). An agent also answers 429 to a client address
-    holding more than ``limits.http_max_conns_per_client`` (200) connections. A refused request
-    was not executed, so retrying it is safe for every method.
-
-    Attributes:
-        overloaded_retries: retries of a 503 after a backoff, within the call's time limit.
-            3: with the default backoff the retries wait at most 0.25 + 0.5 + 1 s (full jitter:
-            0.9 s on average), which fits the 10 s default request timeout, and a fourth 503
-            is reported rather than hidden.
-        backoff: delays before those retries: :class:`~mcresolve.timing.BackoffPolicy`'s
-            defaults (250 ms doubling, capped at 10 s, full jitter, after consul-template).
-    """
-
-    overloaded_retries: int = 3
-    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-
-    def __post_init__(self) -> None:
-        if self.overloaded_retries < 0:
-            raise ValueError(f"overloaded_retries must be >= 0, got {self.overloaded_retries!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class NextAgent:
-    """Send the refused request to the next configured agent at once."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryLater:
-    """Send the refused request again after ``delay`` seconds."""
-
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class Refuse:
-    """Raise the refusal to the caller."""
-
-
-Refusal = NextAgent | RetryLater | Refuse
-
-
-def plan_refusal(
-    status: int,
-    *,
-    agents_left: int,
-    retry: int,
-    delay: float,
-    time_left: float,
-    policy: RateLimitPolicy,
-) -> Refusal:
-    """What to do with a 429 or 503 answer (pure).
-
-    * 429: the next agent at once while one is left (``agents_left`` not yet tried in this
-      call); else raise :class:`~mcresolve.consul.errors.RateLimited`.
-    * 503: wait ``delay`` (the backoff's draw for this ``retry``, 1 for the first) and retry,
-      while ``retry`` is within ``policy.overloaded_retries`` and the wait ends before the
-      call's time limit (``time_left``); else raise :class:`~mcresolve.consul.errors.Overloaded`.
-    """
-    if status == 429:
-        return NextAgent() if agents_left > 0 else Refuse()
-    if status == 503 and retry <= policy.overloaded_retries and delay < time_left:
-        return RetryLater(delay)
-    return Refuse()
+__all__ = [
+    "ConsulClient",
+    "NextAgent",
+    "RateLimitPolicy",
+    "RawResponse",
+    "Refusal",
+    "Refuse",
+    "RetryLater",
+    "decode_json",
+    "plan_refusal",
+]
 
 
 class ConsulClient(AsyncClosing):
@@ -177,21 +81,7 @@ class ConsulClient(AsyncClosing):
         random: RandomSource = random.random,
     ) -> None:
         self._config = config if config is not None else ConsulConfig()
-        self._rate_limit = rate_limit if rate_limit is not None else RateLimitPolicy()
-        self._random = random
-        self._session: aiohttp.ClientSession | None = None
-        self._ssl: ssl.SSLContext | None = (
-            self._config.ssl_context() if self._config.uses_tls else None
-        )
-        self._token_file: TokenFile | None = None
-        if self._config.token_file is not None:
-            self._token_file = TokenFile(
-                self._config.token_file,
-                fallback=self._config.token,
-                check_interval=self._config.token_file_check_interval,
-            )
-        self._current = 0
-        self._closed = False
+        self._transport = ConsulTransport(self._config, rate_limit=rate_limit, random=random)
 
     def __repr__(self) -> str:
         return f"ConsulClient(current={self.current_address.base_url!r}, config={self._config!r})"
@@ -204,7 +94,7 @@ class ConsulClient(AsyncClosing):
     @property
     def current_address(self) -> ConsulAddress:
         """The agent the next request goes to first (the last one that answered)."""
-        return self._config.addresses[self._current]
+        return self._transport.current_address
 
     async def close(self) -> None:
         """Deprecated: the old name of :meth:`aclose`."""
@@ -213,53 +103,7 @@ class ConsulClient(AsyncClosing):
 
     async def aclose(self) -> None:
         """Close the HTTP session (idempotent). In-flight calls fail. ``async with`` calls it."""
-        self._closed = True
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise ConsulError("the Consul client is closed")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl else True)
-            # No cookies (Consul sets none; an agent must not plant any) and no proxy from the
-            # environment (the token goes to the agent only).
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                raise_for_status=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-            )
-        return self._session
-
-    def _token(self) -> str | None:
-        if self._token_file is not None:
-            return self._token_file.current()
-        return self._config.token
-
-    def _headers(self, has_body: bool) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        token = self._token()
-        if token:
-            headers["X-Consul-Token"] = token
-        auth = self._config.http_auth
-        if auth is not None:
-            # As Consul's Go client (api/api.go, req.SetBasicAuth): beside the token, not for it.
-            pair = f"{auth.username}:{auth.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        if has_body:
-            headers["Content-Type"] = "application/json"
-        return headers
-
-    def _scope_params(self) -> list[tuple[str, str]]:
-        """``ns`` and ``partition`` when configured, else nothing (Consul CE refuses any)."""
-        params = []
-        if self._config.namespace is not None:
-            params.append(("ns", self._config.namespace))
-        if self._config.partition is not None:
-            params.append(("partition", self._config.partition))
-        return params
+        await self._transport.aclose()
 
     async def request(
         self,
@@ -293,250 +137,9 @@ class ConsulClient(AsyncClosing):
             time_limit: total seconds for the call (default: ``config.request_timeout``),
                 retries after a 503 included.
         """
-        session = self._get_session()
-        data: bytes | None
-        if body is None:
-            data = None
-        elif isinstance(body, bytes):
-            data = body
-        else:
-            data = json.dumps(body).encode()
-        total = self._config.request_timeout if time_limit is None else time_limit
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + total
-        query = [*params, *self._scope_params()]
-        addresses = self._config.addresses
-        first = self._current
-        tried: list[tuple[str, str]] = []
-        backoff = Backoff(self._rate_limit.backoff, self._random)
-        token_retried = False
-        step = 0
-        while step < len(addresses):
-            position = (first + step) % len(addresses)
-            address = addresses[position]
-            # Each agent gets the whole time limit (a dead agent's connect timeout must not cut
-            # a healthy long poll on the next one short); a retry after a 503 what is left.
-            budget = total if backoff.failures == 0 else max(deadline - loop.time(), 0.001)
-            answer = await self._send(
-                session, method, path, query, data, address, position, budget, tried
-            )
-            if answer is None:  # could not reach this agent: the next one
-                step += 1
-                continue
-            status, response_headers, payload, elapsed = answer
-            if position != self._current:
-                log.info("consul: switched to agent %s", address)
-            self._current = position
-            log.debug(
-                "consul %s %s -> %s from %s in %.1f ms",
-                method,
-                path,
-                status,
-                address,
-                elapsed * 1000,
-            )
-            if 200 <= status < 300:
-                return RawResponse(status, response_headers, payload, address, elapsed)
-            message = payload.decode("utf-8", errors="replace").strip()
-            if status in (429, 503):
-                retry = backoff.failures + 1
-                delay = backoff.failure() if status == 503 else 0.0
-                plan = plan_refusal(
-                    status,
-                    agents_left=len(addresses) - 1 - step,
-                    retry=retry,
-                    delay=delay,
-                    time_left=deadline - loop.time(),
-                    policy=self._rate_limit,
-                )
-                if isinstance(plan, NextAgent):
-                    tried.append((address.base_url, f"answered {status}"))
-                    log.info(
-                        "consul %s %s: %s refused (%s, rate limit), trying the next agent",
-                        method,
-                        path,
-                        address,
-                        status,
-                    )
-                    step += 1
-                    continue
-                if isinstance(plan, RetryLater):
-                    log.info(
-                        "consul %s %s: %s refused (%s, overloaded), retry %d in %.3f s",
-                        method,
-                        path,
-                        address,
-                        status,
-                        retry,
-                        plan.delay,
-                    )
-                    await asyncio.sleep(plan.delay)
-                    continue
-            elif status == 403 and self._token_file is not None and not token_retried:
-                token_retried = True
-                if self._token_file.reload():
-                    log.info(
-                        "consul %s %s: 403 from %s and the token file changed: retrying with "
-                        "the new token",
-                        method,
-                        path,
-                        address,
-                    )
-                    continue
-            if 400 <= status < 600:
-                raise http_error(status, message, method=method, path=path, agent=address.base_url)
-            raise ConsulProtocolError(
-                f"unexpected status {status} from {address} for {method} {path}"
-            )
-        raise ConsulUnavailable(f"no Consul agent reachable for {method} {path}", tried)
-
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        query: Params,
-        data: bytes | None,
-        address: ConsulAddress,
-        position: int,
-        budget: float,
-        tried: list[tuple[str, str]],
-    ) -> tuple[int, CIMultiDictProxy[str], bytes, float] | None:
-        """One request to one agent: its ``(status, headers, body, elapsed)``, or ``None`` when
-        the agent could not be reached (the reason appended to ``tried``) and the next one may
-        be tried. Raises for what must not be retried elsewhere (a timeout after connecting, a
-        redirect, a stalled, oversized or malformed answer, a dropped ``POST``)."""
-        timeout = aiohttp.ClientTimeout(
-            total=budget, sock_connect=min(self._config.connect_timeout, budget)
+        return await self._transport.request(
+            method, path, params=params, body=body, time_limit=time_limit
         )
-        started = time.monotonic()
-        try:
-            async with session.request(
-                method,
-                address.base_url + path,
-                params=list(query),
-                data=data,
-                headers=self._headers(data is not None),
-                timeout=timeout,
-                allow_redirects=False,
-                server_hostname=self._config.tls_server_name if self._ssl else None,
-            ) as response:
-                status = response.status
-                response_headers = response.headers
-                if 300 <= status < 400:
-                    # Consul never redirects: following would hand the token to the host
-                    # the answer names. The body is not read.
-                    self._current = position
-                    raise ConsulRedirect(
-                        address.base_url,
-                        status,
-                        _location_host(response_headers),
-                        method=method,
-                        path=path,
-                    )
-                payload = await self._read_body(response, address, method, path, tried)
-        except ConsulBodyStalled:
-            self._advance_from(position)
-            raise
-        except aiohttp.ServerTimeoutError as exc:
-            if _is_connect_timeout(exc):
-                tried.append((address.base_url, "connect timeout"))
-                return None
-            self._advance_from(position)
-            raise self._timeout(method, path, address, budget, tried) from None
-        except TimeoutError:
-            self._advance_from(position)
-            raise self._timeout(method, path, address, budget, tried) from None
-        except aiohttp.ClientConnectorError as exc:
-            tried.append((address.base_url, _reason(exc)))
-            log.debug("consul %s %s: %s unreachable: %s", method, path, address, _reason(exc))
-            return None
-        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-            tried.append((address.base_url, _reason(exc)))
-            log.debug("consul %s %s: %s dropped: %s", method, path, address, _reason(exc))
-            if method.upper() == "POST":
-                self._advance_from(position)
-                raise ConsulUnavailable(
-                    f"Consul connection lost during {method} {path}", tried
-                ) from None
-            return None
-        except aiohttp.ClientPayloadError as exc:
-            self._advance_from(position)
-            raise ConsulProtocolError(
-                f"incomplete answer from {address} for {method} {path}: {_reason(exc)}"
-            ) from None
-        except aiohttp.ClientResponseError as exc:
-            # The agent answered something that is not HTTP (bad status line, headers or
-            # framing): a broken agent, not an unreachable one.
-            self._advance_from(position)
-            raise ConsulProtocolError(
-                f"malformed HTTP answer from {address} for {method} {path}: "
-                f"{_first_line(exc.message)}"
-            ) from None
-        except aiohttp.ClientError as exc:
-            tried.append((address.base_url, _reason(exc)))
-            return None
-        return status, response_headers, payload, time.monotonic() - started
-
-    async def _read_body(
-        self,
-        response: aiohttp.ClientResponse,
-        address: ConsulAddress,
-        method: str,
-        path: str,
-        tried: list[tuple[str, str]],
-    ) -> bytes:
-        """The answer's body, read piece by piece: at most ``config.max_answer_bytes`` (a
-        larger ``Content-Length``, or one byte more streamed, raises
-        :class:`ConsulAnswerTooLarge` without reading on), and no pause between pieces longer
-        than ``config.body_idle_timeout`` (else :class:`ConsulBodyStalled`)."""
-        limit = self._config.max_answer_bytes
-        declared = response.content_length
-        if declared is not None and declared > limit:
-            raise ConsulAnswerTooLarge(
-                address.base_url, method, path, limit=limit, received=0, declared=declared
-            )
-        idle = self._config.body_idle_timeout
-        pieces: list[bytes] = []
-        received = 0
-        while True:
-            # Never ask for more than one byte past the limit: the excess is not buffered.
-            want = min(_READ_SIZE, limit + 1 - received)
-            pause = asyncio.timeout(idle)
-            try:
-                async with pause:
-                    piece = await response.content.read(want)
-            except TimeoutError:
-                if not pause.expired():
-                    raise  # the call's own (total) timeout, handled by the caller
-                raise ConsulBodyStalled(
-                    f"Consul agent {address.base_url} stopped sending the answer to "
-                    f"{method} {path}",
-                    [*tried, (address.base_url, f"no body data for {idle:.3g} s")],
-                ) from None
-            if not piece:
-                return b"".join(pieces)
-            received += len(piece)
-            if received > limit:
-                raise ConsulAnswerTooLarge(
-                    address.base_url,
-                    method,
-                    path,
-                    limit=limit,
-                    received=received,
-                    declared=declared,
-                )
-            pieces.append(piece)
-
-    def _advance_from(self, position: int) -> None:
-        self._current = (position + 1) % len(self._config.addresses)
-
-    @staticmethod
-    def _timeout(
-        method: str, path: str, address: ConsulAddress, total: float, tried: list[tuple[str, str]]
-    ) -> ConsulTimeout:
-        tried = [*tried, (address.base_url, f"no answer within {total:.3g} s")]
-        return ConsulTimeout(f"Consul call {method} {path} timed out", tried)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -544,65 +147,19 @@ class ConsulClient(AsyncClosing):
         chosen = dc if dc is not None else self._config.datacenter
         return [("dc", chosen)] if chosen else []
 
-    @staticmethod
-    def _blocking_params(
-        index: int | None, wait: float | None
-    ) -> tuple[list[tuple[str, str]], float | None]:
-        if index is None:
-            return [], None
-        if index < 0:
-            raise ValueError(f"index must be >= 0, got {index!r}")
-        params = [("index", str(index))]
-        if wait is not None:
-            params.append(("wait", format_wait(wait)))
-        # Index 0 never blocks (Consul answers at once whatever the wait: "index must be > 0"
-        # to block), so it is an ordinary read with the ordinary timeout: a silent agent is
-        # reported after ``request_timeout``, not after the long poll's ``wait + wait/16``.
-        return params, (None if index == 0 else client_timeout(wait))
-
-    @staticmethod
-    def _consistency_params(consistency: Consistency) -> list[tuple[str, str]]:
-        return [(consistency.value, "")] if consistency.value else []
-
-    @classmethod
-    def _near_meta_consistency_params(
-        cls, near: str | None, node_meta: Mapping[str, str] | None, consistency: Consistency
-    ) -> list[tuple[str, str]]:
-        """``near``, then ``node-meta`` (one per pair), then the consistency mode: the filters
-        shared by the health and catalog listings, in the order they send them."""
-        params = [("near", near)] if near else []
-        params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
-        return params + cls._consistency_params(consistency)
-
-    @staticmethod
-    def _json(raw: RawResponse, method: str, path: str) -> Any:
-        """The answer's JSON value; anything that is not strict JSON (invalid, nested too
-        deeply for the decoder, ``NaN``/``Infinity``, numbers beyond Python's digit limit)
-        raises :class:`ConsulAnswerError` naming the agent and path."""
-        return decode_json(raw.body, raw.address.base_url, method, path)
-
     async def _get_json(
         self, path: str, params: Params = (), time_limit: float | None = None
     ) -> tuple[Any, RawResponse]:
         raw = await self.request("GET", path, params=params, time_limit=time_limit)
-        return self._json(raw, "GET", path), raw
+        return _json(raw, "GET", path), raw
 
     async def _get_json_blocking(
         self, path: str, params: list[tuple[str, str]], index: int | None, wait: float | None
     ) -> tuple[Any, RawResponse]:
         """:meth:`_get_json` with the blocking parameters (if ``index`` is given) appended and
         the client timeout that their ``wait`` needs."""
-        blocking, timeout = self._blocking_params(index, wait)
+        blocking, timeout = _blocking_params(index, wait)
         return await self._get_json(path, params + blocking, timeout)
-
-    @staticmethod
-    def _indexed_meta(raw: RawResponse, path: str, blocking: bool) -> QueryMeta:
-        meta = raw.meta
-        if blocking and meta.index is None:
-            raise ConsulProtocolError(
-                f"blocking answer from {raw.address} for GET {path} has no X-Consul-Index"
-            )
-        return meta
 
     # --- health --------------------------------------------------------------------------------
 
@@ -641,13 +198,13 @@ class ConsulClient(AsyncClosing):
         if passing:
             params.append(("passing", "1"))
         params += [("tag", t) for t in wanted]
-        params += self._near_meta_consistency_params(near, node_meta, consistency)
+        params += _near_meta_consistency_params(near, node_meta, consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             entries = parse_entries(body, f"GET {path}")
             if len(wanted) > 1:
                 entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
-            return Indexed(entries, self._indexed_meta(raw, path, index is not None))
+            return Indexed(entries, _indexed_meta(raw, path, index is not None))
 
     # --- catalog -------------------------------------------------------------------------------
 
@@ -669,7 +226,7 @@ class ConsulClient(AsyncClosing):
         wanted = tuple(tags)
         path = f"/v1/catalog/service/{_segment(service)}"
         params = self._dc_params(dc) + [("tag", t) for t in wanted]
-        params += self._near_meta_consistency_params(near, node_meta, consistency)
+        params += _near_meta_consistency_params(near, node_meta, consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             items = expect_list(body, f"GET {path}")
@@ -678,7 +235,7 @@ class ConsulClient(AsyncClosing):
             )
             if len(wanted) > 1:
                 records = tuple(r for r in records if has_tags(r.service_tags, wanted))
-            return Indexed(records, self._indexed_meta(raw, path, index is not None))
+            return Indexed(records, _indexed_meta(raw, path, index is not None))
 
     async def catalog_services(
         self,
@@ -690,7 +247,7 @@ class ConsulClient(AsyncClosing):
     ) -> Indexed[dict[str, tuple[str, ...]]]:
         """``GET /v1/catalog/services``: every service name with the union of its tags."""
         path = "/v1/catalog/services"
-        params = self._dc_params(dc) + self._consistency_params(consistency)
+        params = self._dc_params(dc) + _consistency_params(consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             mapping = expect_mapping(body, f"GET {path}")
@@ -700,7 +257,7 @@ class ConsulClient(AsyncClosing):
                 if not all(isinstance(t, str) for t in tag_list):
                     raise ConsulProtocolError(f"GET {path}.{name}: expected an array of strings")
                 result[name] = tuple(tag_list)
-            return Indexed(result, self._indexed_meta(raw, path, index is not None))
+            return Indexed(result, _indexed_meta(raw, path, index is not None))
 
     async def catalog_datacenters(self) -> list[str]:
         """``GET /v1/catalog/datacenters``: every known datacenter, nearest first."""
@@ -725,12 +282,12 @@ class ConsulClient(AsyncClosing):
         """``GET /v1/catalog/nodes``."""
         path = "/v1/catalog/nodes"
         params = self._dc_params(dc)
-        params += self._near_meta_consistency_params(near, node_meta, consistency)
+        params += _near_meta_consistency_params(near, node_meta, consistency)
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             items = expect_list(body, f"GET {path}")
             nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
-            return Indexed(nodes, self._indexed_meta(raw, path, index is not None))
+            return Indexed(nodes, _indexed_meta(raw, path, index is not None))
 
     # --- prepared queries ----------------------------------------------------------------------
 
@@ -751,7 +308,7 @@ class ConsulClient(AsyncClosing):
             params.append(("near", near))
         if limit is not None:
             params.append(("limit", str(limit)))
-        params += self._consistency_params(consistency)
+        params += _consistency_params(consistency)
         body, raw = await self._get_json(path, params)
         with _answer(raw, "GET", path):
             return PreparedQueryResult.from_json(body, raw.meta)
@@ -768,7 +325,7 @@ class ConsulClient(AsyncClosing):
         path = "/v1/query"
         raw = await self.request("POST", path, params=self._dc_params(dc), body=dict(definition))
         with _answer(raw, "POST", path):
-            body = expect_mapping(self._json(raw, "POST", path), f"POST {path}")
+            body = expect_mapping(_json(raw, "POST", path), f"POST {path}")
             query_id = body.get("ID")
             if not isinstance(query_id, str) or not query_id:
                 raise ConsulProtocolError(f"POST {path}: answer has no ID")
@@ -891,6 +448,52 @@ class ConsulClient(AsyncClosing):
             return body
 
 
+def _blocking_params(
+    index: int | None, wait: float | None
+) -> tuple[list[tuple[str, str]], float | None]:
+    if index is None:
+        return [], None
+    if index < 0:
+        raise ValueError(f"index must be >= 0, got {index!r}")
+    params = [("index", str(index))]
+    if wait is not None:
+        params.append(("wait", format_wait(wait)))
+    # Index 0 never blocks (Consul answers at once whatever the wait: "index must be > 0"
+    # to block), so it is an ordinary read with the ordinary timeout: a silent agent is
+    # reported after ``request_timeout``, not after the long poll's ``wait + wait/16``.
+    return params, (None if index == 0 else client_timeout(wait))
+
+
+def _consistency_params(consistency: Consistency) -> list[tuple[str, str]]:
+    return [(consistency.value, "")] if consistency.value else []
+
+
+def _near_meta_consistency_params(
+    near: str | None, node_meta: Mapping[str, str] | None, consistency: Consistency
+) -> list[tuple[str, str]]:
+    """``near``, then ``node-meta`` (one per pair), then the consistency mode: the filters
+    shared by the health and catalog listings, in the order they send them."""
+    params = [("near", near)] if near else []
+    params += [("node-meta", f"{k}:{v}") for k, v in (node_meta or {}).items()]
+    return params + _consistency_params(consistency)
+
+
+def _json(raw: RawResponse, method: str, path: str) -> Any:
+    """The answer's JSON value; anything that is not strict JSON (invalid, nested too
+    deeply for the decoder, ``NaN``/``Infinity``, numbers beyond Python's digit limit)
+    raises :class:`ConsulAnswerError` naming the agent and path."""
+    return decode_json(raw.body, raw.address.base_url, method, path)
+
+
+def _indexed_meta(raw: RawResponse, path: str, blocking: bool) -> QueryMeta:
+    meta = raw.meta
+    if blocking and meta.index is None:
+        raise ConsulProtocolError(
+            f"blocking answer from {raw.address} for GET {path} has no X-Consul-Index"
+        )
+    return meta
+
+
 @contextmanager
 def _answer(raw: RawResponse, method: str, path: str) -> Iterator[None]:
     """Turn any failure to make sense of an answer into one :class:`ConsulAnswerError` naming
@@ -913,61 +516,6 @@ def _answer(raw: RawResponse, method: str, path: str) -> Iterator[None]:
         ) from None
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def decode_json(body: bytes, agent: str, method: str, path: str) -> Any:
-    """Decode an answer body as strict JSON, or raise :class:`ConsulAnswerError` naming the
-    agent (base URL) and the request path: invalid JSON or UTF-8, ``NaN``/``Infinity``,
-    integers beyond Python's digit limit, nesting deeper than the decoder's recursion limit."""
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except RecursionError:
-        problem = "nested too deeply to decode"
-    except (ValueError, UnicodeDecodeError) as exc:
-        problem = f"invalid JSON: {exc}"
-    raise ConsulAnswerError(agent, method, path, problem)
-
-
-def _location_host(headers: Mapping[str, str]) -> str | None:
-    """The host a ``Location`` header names (``None`` without one or when unparsable); only
-    the host, so that no user-info or query of the target URL ends up in an error."""
-    location = headers.get("Location")
-    if not location:
-        return None
-    try:
-        return yarl.URL(location).host
-    except (ValueError, TypeError):
-        return None
-
-
 def _segment(value: str) -> str:
     """Quote a value used as a path segment (names with ``/`` or ``?`` must not change the path)."""
     return quote(value, safe="")
-
-
-def _is_connect_timeout(exc: aiohttp.ServerTimeoutError) -> bool:
-    connection_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
-    if connection_timeout is not None and isinstance(exc, connection_timeout):
-        return True
-    return "Connection timeout" in str(exc)
-
-
-def _first_line(text: str, limit: int = 120) -> str:
-    """The first line of an aiohttp message, cut, control characters escaped (it may quote
-    the agent's bytes)."""
-    lines = (text or "").splitlines()
-    line = lines[0] if lines and lines[0] else "unparsable answer"
-    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
-    return line if len(line) <= limit else line[:limit] + "..."
-
-
-def _reason(exc: BaseException) -> str:
-    """A short description of a transport error (no headers, no token)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        err = exc.os_error
-        text = err.strerror or str(err) if err is not None else str(exc)
-        return f"{type(exc).__name__}: {text}"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .processes import ProcessError, kill_now
-from .report import render_table, results_document
+from .report import PhaseResult, render_table, results_document
 from .runner import Demo, DemoOptions
 from .scenarios import battery
 
@@ -85,6 +85,55 @@ def json_path_problem(path: Path) -> str:
     return ""
 
 
+def _print_results(results: list[PhaseResult], wall: float, *, wide: bool) -> int:
+    """Print the table and the verdict; the exit status they call for (0 or 1)."""
+    print("", flush=True)
+    print(render_table(results, wide=wide), flush=True)
+    mismatches = [r for r in results if not r.ok]
+    verdict = (
+        "every scenario behaved as the article says"
+        if not mismatches
+        else f"{len(mismatches)} phase(s) did NOT behave as the article says"
+    )
+    print(f"\n{verdict}; demo wall time {wall:.0f} s", flush=True)
+    return 0 if not mismatches else 1
+
+
+def _setup_document(demo: Demo) -> dict[str, object]:
+    """What the demo brought up, for the JSON results: storefronts and Consul addresses."""
+    return {
+        "storefronts": [
+            {
+                "datacenter": sf.datacenter,
+                "service": sf.service,
+                "url": sf.url,
+                "minio_host": sf.target,
+            }
+            for sf in demo.storefronts
+        ],
+        "consul": {dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.datacenters},
+    }
+
+
+async def _keep_running(demo: Demo) -> None:
+    """Stop the demo's traffic, print where everything is, and wait until cancelled."""
+    uploads = await demo.stop_traffic()
+    print(
+        f"demo traffic stopped ({uploads} uploads made to the bucket demo-writes); "
+        "Consul, storage and the storefronts stay up",
+        flush=True,
+    )
+    for sf in demo.storefronts:
+        print(f"storefront {sf.datacenter} ({sf.service}): {sf.url}", flush=True)
+    for dc in demo.stack.datacenters:
+        print(
+            f"Consul {dc}: {demo.stack.consul.dc(dc).http_url}/v1/catalog/services",
+            flush=True,
+        )
+    print("running; Ctrl-C stops everything", flush=True)
+    await asyncio.Event().wait()
+
+
 async def _run(args: argparse.Namespace) -> int:
     options = DemoOptions.quick() if args.quick else DemoOptions()
     if args.scenarios:
@@ -111,48 +160,13 @@ async def _run(args: argparse.Namespace) -> int:
         results = [] if args.no_battery else await demo.run_battery(battery())
         wall = time.monotonic() - began
         if results:
-            print("", flush=True)
-            print(render_table(results, wide=args.wide), flush=True)
-            mismatches = [r for r in results if not r.ok]
-            verdict = (
-                "every scenario behaved as the article says"
-                if not mismatches
-                else f"{len(mismatches)} phase(s) did NOT behave as the article says"
-            )
-            print(f"\n{verdict}; demo wall time {wall:.0f} s", flush=True)
-            code = 0 if not mismatches else 1
+            code = _print_results(results, wall, wide=args.wide)
         if args.json:
-            setup = {
-                "storefronts": [
-                    {
-                        "datacenter": sf.datacenter,
-                        "service": sf.service,
-                        "url": sf.url,
-                        "minio_host": sf.target,
-                    }
-                    for sf in demo.storefronts
-                ],
-                "consul": {dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.datacenters},
-            }
-            document = results_document(results, wall_seconds=wall, setup=setup)
+            document = results_document(results, wall_seconds=wall, setup=_setup_document(demo))
             args.json.write_text(json.dumps(document, indent=2) + "\n")
             print(f"results written to {args.json.resolve()}", flush=True)
         if args.keep_running:
-            uploads = await demo.stop_traffic()
-            print(
-                f"demo traffic stopped ({uploads} uploads made to the bucket demo-writes); "
-                "Consul, storage and the storefronts stay up",
-                flush=True,
-            )
-            for sf in demo.storefronts:
-                print(f"storefront {sf.datacenter} ({sf.service}): {sf.url}", flush=True)
-            for dc in demo.stack.datacenters:
-                print(
-                    f"Consul {dc}: {demo.stack.consul.dc(dc).http_url}/v1/catalog/services",
-                    flush=True,
-                )
-            print("running; Ctrl-C stops everything", flush=True)
-            await asyncio.Event().wait()
+            await _keep_running(demo)
     except asyncio.CancelledError:
         demo.say("interrupted, stopping everything")
         code = 130

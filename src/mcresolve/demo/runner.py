@@ -22,7 +22,16 @@ from mcresolve.minio import AsyncResilientMinio, HttpPolicy
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.testing.topology import STORAGE_SERVICE, MultiCloudTopology
 
-from .measure import LOCAL_ONLY, SHOPPERS, TRAFFIC_CLASSES, WRITES, PhaseStats, summarize
+from .faults import FaultInjector
+from .measure import (
+    LOCAL_ONLY,
+    SHOPPERS,
+    TRAFFIC_CLASSES,
+    WRITES,
+    PhaseStats,
+    Sample,
+    summarize,
+)
 from .processes import ChildProcess, ProcessError, child_env, free_port, storefront_code
 from .report import PhaseResult
 from .scenarios import Fault, Phase, Scenario, judge_all
@@ -317,37 +326,16 @@ class Demo:
             for dc in self.stack.datacenters
         )
 
-    def _traffic_recovered(self, since: float, streak: int = 3) -> bool:
-        assert self.traffic is not None
-        for traffic in TRAFFIC_CLASSES:
-            recent = [
-                s for s in self.traffic.samples if s.traffic == traffic and s.started >= since
-            ]
-            tail = recent[-streak:]
-            if len(tail) < streak or not all(s.ok for s in tail):
-                return False
-        return True
-
     async def _await(self, condition: Callable[[], Awaitable[bool]], what: str) -> float:
-        """Poll ``condition`` with a deadline; the seconds it took."""
-        began = time.monotonic()
-        deadline = began + self.options.settle_timeout
-        pause = 0.05
-        while not await condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"not reached within {self.options.settle_timeout:.0f} s: {what}"
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
-        return time.monotonic() - began
+        """Poll ``condition`` until the settle timeout; the seconds it took."""
+        return await poll_until(condition, what, self.options.settle_timeout)
 
     async def _await_steady(self, since: float) -> None:
         async def steady() -> bool:
             return (
                 await self._storage_passing()
                 and await self._storefronts_passing()
-                and self._traffic_recovered(since)
+                and traffic_recovered(self._samples(), since)
             )
 
         await self._await(
@@ -356,24 +344,15 @@ class Demo:
 
     # --------------------------------------------------------------------------- faults
 
-    async def _inject(self, fault: Fault) -> None:
-        storage, consul = self.stack.storage, self.stack.consul
-        local, remote = self.local_dc, self.remote_dc
-        if fault is Fault.ONE_STORAGE_NODE:
-            await storage.node(local, 0).kill()
-        elif fault is Fault.TWO_STORAGE_NODES:
-            await asyncio.gather(storage.node(local, 0).kill(), storage.node(remote, 0).kill())
-            for node in storage.nodes:
-                if node.index != 0:
-                    node.proxy.answer_error("XMinioWriteQuorum", methods={"PUT", "POST", "DELETE"})
-        elif fault is Fault.STORAGE_DATACENTER:
-            await storage.kill_datacenter(local)
-        elif fault is Fault.STOREFRONT_DATACENTER:
-            await asyncio.gather(*(sf.process.kill() for sf in self._local_query_storefronts()))
-        elif fault is Fault.CONSUL_AGENT:
-            await consul.stop_agent(local)
-        elif fault is Fault.WAN_LINK:
-            consul.partition(local, remote)
+    def _faults(self) -> FaultInjector:
+        local = self._local_query_storefronts
+        return FaultInjector(
+            self.stack,
+            self.local_dc,
+            self.remote_dc,
+            kill_storefronts=lambda: [sf.process.kill() for sf in local()],
+            start_storefronts=lambda: [self._start_storefront(sf) for sf in local()],
+        )
 
     def _local_query_storefronts(self) -> list[_Storefront]:
         """The stage-3 storefronts of the local datacenter (what the storefront fault kills)."""
@@ -383,33 +362,14 @@ class Demo:
             if sf.datacenter == self.local_dc and sf.service == STOREFRONT_SERVICE
         ]
 
-    async def _repair(self, fault: Fault) -> None:
-        storage, consul = self.stack.storage, self.stack.consul
-        local, remote = self.local_dc, self.remote_dc
-        if fault is Fault.ONE_STORAGE_NODE:
-            await storage.node(local, 0).restart()
-        elif fault is Fault.TWO_STORAGE_NODES:
-            for node in storage.nodes:
-                node.proxy.pass_through()
-            await asyncio.gather(
-                storage.node(local, 0).restart(), storage.node(remote, 0).restart()
-            )
-        elif fault is Fault.STORAGE_DATACENTER:
-            await storage.restart_datacenter(local)
-        elif fault is Fault.STOREFRONT_DATACENTER:
-            await asyncio.gather(
-                *(self._start_storefront(sf) for sf in self._local_query_storefronts())
-            )
-        elif fault is Fault.CONSUL_AGENT:
-            await consul.start_agent(local)
-        elif fault is Fault.WAN_LINK:
-            consul.heal(local, remote)
-
     # ------------------------------------------------------------------------ measuring
 
-    def _stats(self, start: float, end: float) -> dict[str, PhaseStats]:
+    def _samples(self) -> list[Sample]:
         assert self.traffic is not None
-        samples = list(self.traffic.samples)
+        return list(self.traffic.samples)
+
+    def _stats(self, start: float, end: float) -> dict[str, PhaseStats]:
+        samples = self._samples()
         return {t: summarize(samples, t, start=start, end=end) for t in TRAFFIC_CLASSES}
 
     async def _observe(self, label: str, seconds: float, start: float) -> None:
@@ -442,7 +402,7 @@ class Demo:
     async def run_scenario(self, scenario: Scenario) -> list[PhaseResult]:
         """Inject, observe, repair, wait for steady state, measure."""
         self.say(f"scenario: {scenario.title} — the article: {scenario.article}")
-        await self._inject(scenario.fault)
+        await self._faults().inject(scenario.fault)
         fault_start = time.monotonic()
         await self._observe("fault", self.options.observe, fault_start)
         fault_end = time.monotonic()
@@ -450,7 +410,7 @@ class Demo:
             result = await self._fault_result(scenario, fault_start, fault_end)
             self.say(f"  {result.phase.value}: {_verdict(result)}")
             return [result]
-        await self._repair(scenario.fault)
+        await self._faults().repair(scenario.fault)
         repaired = time.monotonic()
         await self._await_steady(repaired)
         steady = time.monotonic()
@@ -504,6 +464,31 @@ class Demo:
             for child in self.children:
                 print(f"--- {child.name}:\n{child.describe_output()}", file=self.out)
         await _quietly(self.stack.stop())
+
+
+def traffic_recovered(samples: Sequence[Sample], since: float, streak: int = 3) -> bool:
+    """Whether every traffic class's last ``streak`` samples started at or after ``since``
+    were all served (pure)."""
+    for traffic in TRAFFIC_CLASSES:
+        recent = [s for s in samples if s.traffic == traffic and s.started >= since]
+        tail = recent[-streak:]
+        if len(tail) < streak or not all(s.ok for s in tail):
+            return False
+    return True
+
+
+async def poll_until(condition: Callable[[], Awaitable[bool]], what: str, within: float) -> float:
+    """Poll ``condition`` until it holds or ``within`` seconds passed (then
+    :class:`TimeoutError` naming ``what``); the seconds it took."""
+    began = time.monotonic()
+    deadline = began + within
+    pause = 0.05
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not reached within {within:.0f} s: {what}")
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+    return time.monotonic() - began
 
 
 def _verdict(result: PhaseResult) -> str:

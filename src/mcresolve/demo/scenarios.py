@@ -92,14 +92,26 @@ RECOVERED = _NO_FAILURE
 def battery(local_dc: str = "dc1", remote_dc: str = "dc2") -> tuple[Scenario, ...]:
     """The scenarios in the order the demo runs them (``local_dc`` is where faults hit)."""
     return (
-        Scenario(
-            key="baseline",
-            title="steady state",
-            fault=Fault.NONE,
-            article="everything healthy: every request served from the local datacenter",
-            during=_NO_FAILURE,
-            after=_NO_FAILURE,
-        ),
+        _BASELINE,
+        *_storage_scenarios(local_dc, remote_dc),
+        *_service_scenarios(local_dc, remote_dc),
+    )
+
+
+_BASELINE = Scenario(
+    key="baseline",
+    title="steady state",
+    fault=Fault.NONE,
+    article="everything healthy: every request served from the local datacenter",
+    during=_NO_FAILURE,
+    after=_NO_FAILURE,
+)
+"""Nothing injected: the reference every other scenario is read against."""
+
+
+def _storage_scenarios(local_dc: str, remote_dc: str) -> tuple[Scenario, ...]:
+    """Storage nodes lost: one, one per datacenter, every one of ``local_dc``."""
+    return (
         Scenario(
             key="one-node",
             title=f"1 storage node lost ({local_dc})",
@@ -137,6 +149,12 @@ def battery(local_dc: str = "dc1", remote_dc: str = "dc2") -> tuple[Scenario, ..
             ),
             after=RECOVERED,
         ),
+    )
+
+
+def _service_scenarios(local_dc: str, remote_dc: str) -> tuple[Scenario, ...]:
+    """The storefronts, the Consul agent or the link between the datacenters lost."""
+    return (
         Scenario(
             key="storefront-dc",
             title=f"storefront instances of {local_dc} lost",

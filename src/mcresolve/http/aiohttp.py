@@ -272,31 +272,11 @@ class PoolSession(AsyncClosing):
             kwargs["server_hostname"] = self._policy.server_hostname or route.host
 
         async def attempt(endpoint: Endpoint) -> aiohttp.ClientResponse:
-            host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
-            target = URL.build(
-                scheme=route.scheme,
-                host=host,
-                port=endpoint.port,
-                path=full.raw_path,
-                query_string=full.raw_query_string,
-                encoded=True,
-            )
             sent = CIMultiDict(headers)
             sent["Host"] = endpoint.host_port if self._policy.host_header == "endpoint" else logical
+            target = _endpoint_url(route.scheme, endpoint, full)
             response = await session.request(method, target, headers=sent, **kwargs)
-            try:
-                if failed_status(response.status):
-                    await response.read()
-                    response.release()
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    raise StatusFailure(response.status, retry_after, response)
-                if hedging:  # a losing hedge must not hold a connection: read it here
-                    await response.read()
-            except BaseException as exc:
-                if not isinstance(exc, StatusFailure):
-                    response.close()
-                raise
-            return response
+            return await _settle(response, read_body=hedging)
 
         try:
             return await pool.call(
@@ -312,6 +292,38 @@ class PoolSession(AsyncClosing):
             if isinstance(answer, aiohttp.ClientResponse):
                 return answer
             raise
+
+
+def _endpoint_url(scheme: str, endpoint: Endpoint, full: URL) -> URL:
+    """``full``'s path and query sent to ``endpoint`` (an IPv6 address in brackets)."""
+    host = f"[{endpoint.address}]" if ":" in endpoint.address else endpoint.address
+    return URL.build(
+        scheme=scheme,
+        host=host,
+        port=endpoint.port,
+        path=full.raw_path,
+        query_string=full.raw_query_string,
+        encoded=True,
+    )
+
+
+async def _settle(response: aiohttp.ClientResponse, *, read_body: bool) -> aiohttp.ClientResponse:
+    """``response`` if it is not a failure status, else :class:`StatusFailure` carrying it
+    (its body read and its connection released). ``read_body``: read a success's body here
+    (a losing hedge must not hold a connection). The response is closed on any other error."""
+    try:
+        if failed_status(response.status):
+            await response.read()
+            response.release()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise StatusFailure(response.status, retry_after, response)
+        if read_body:
+            await response.read()
+    except BaseException as exc:
+        if not isinstance(exc, StatusFailure):
+            response.close()
+        raise
+    return response
 
 
 def _classifier(

@@ -353,36 +353,46 @@ def classify(outcome: Outcome) -> Verdict:
     never replayed.
     """
     detail = f" ({outcome.detail})" if outcome.detail else ""
-    every = outcome.from_every_endpoint
     if outcome.transport is not None:
-        transport = outcome.transport
-        kind = _TRANSPORT_KIND[transport]
-        executed = transport not in _NOT_SENT
-        if every and transport is Transport.READ_TIMEOUT:
-            return _verdict(
-                outcome,
-                Fault.CLUSTER,
-                f"no node answered in time{detail}",
-                may_have_executed=True,
-            )
-        if every and transport is Transport.TLS:
-            return _verdict(
-                outcome,
-                Fault.CLIENT,
-                f"TLS failed with every node: check CA, certificates and server name{detail}",
-                may_have_executed=False,
-            )
+        return _classify_transport(outcome, outcome.transport, detail)
+    by_code = _classify_code(outcome, detail)
+    if by_code is not None:
+        return by_code
+    return _classify_status(outcome, detail)
+
+
+def _classify_transport(outcome: Outcome, transport: Transport, detail: str) -> Verdict:
+    """Rule 1 of :func:`classify`: no complete, understandable response."""
+    every = outcome.from_every_endpoint
+    if every and transport is Transport.READ_TIMEOUT:
         return _verdict(
             outcome,
-            Fault.NODE,
-            f"{transport.value.replace('_', ' ')}{detail}",
-            failure_kind=kind,
-            may_have_executed=executed,
+            Fault.CLUSTER,
+            f"no node answered in time{detail}",
+            may_have_executed=True,
         )
+    if every and transport is Transport.TLS:
+        return _verdict(
+            outcome,
+            Fault.CLIENT,
+            f"TLS failed with every node: check CA, certificates and server name{detail}",
+            may_have_executed=False,
+        )
+    return _verdict(
+        outcome,
+        Fault.NODE,
+        f"{transport.value.replace('_', ' ')}{detail}",
+        failure_kind=_TRANSPORT_KIND[transport],
+        may_have_executed=transport not in _NOT_SENT,
+    )
 
-    status = outcome.status
+
+def _classify_code(outcome: Outcome, detail: str) -> Verdict | None:
+    """Rules 2 and 3 of :func:`classify`: MinIO's cluster and node-local codes (``None`` for
+    any other code or none)."""
+    every = outcome.from_every_endpoint
     code = outcome.code
-    answer = f"{status} {code}" if code else f"{status}"
+    answer = f"{outcome.status} {code}" if code else f"{outcome.status}"
     if code is not None and code in CLUSTER_CODES:
         confirmed = code not in QUORUM_CODES or every or outcome.confirmed_elsewhere
         who = "cluster answered" if confirmed else "node answered, by its own view of the cluster,"
@@ -410,6 +420,13 @@ def classify(outcome: Outcome) -> Verdict:
             failure_kind=FailureKind.GATEWAY,
             may_have_executed=False,
         )
+    return None
+
+
+def _classify_status(outcome: Outcome, detail: str) -> Verdict:
+    """Rules 4 to 6 of :func:`classify`: by the HTTP status alone."""
+    status = outcome.status
+    answer = f"{status} {outcome.code}" if outcome.code else f"{status}"
     if status is None:
         return _verdict(
             outcome, Fault.CLIENT, f"not a storage failure{detail}", may_have_executed=False
@@ -426,7 +443,7 @@ def classify(outcome: Outcome) -> Verdict:
     # Here no MinIO code says the request was refused before executing: a 503 without one (a
     # proxy's or gateway's "Service Unavailable", which may come after the server executed
     # the request) may have executed like any other 5xx.
-    if every:
+    if outcome.from_every_endpoint:
         return _verdict(
             outcome,
             Fault.CLUSTER,

@@ -214,6 +214,37 @@ def _degraded(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _OutcomeUnknown:
+    """What every :class:`WriteOutcomeUnknown` of one failed call carries."""
+
+    operation: str
+    reason: str
+    failure: BaseException
+    tried: tuple[TriedAttempt, ...]
+    bucket_name: str | None
+    object_name: str | None
+    expected_etag: str | None
+
+    def error(
+        self, kind: type[WriteOutcomeUnknown], at: TriedAttempt | None, happened: bool, why: str
+    ) -> WriteOutcomeUnknown:
+        """``kind`` for the attempt ``at`` (``happened``: it may have executed; ``why``: why
+        it was not sent again)."""
+        return kind(
+            self.operation,
+            self.reason,
+            endpoint=at.endpoint if at is not None else None,
+            may_have_executed=happened,
+            why_not_retried=why,
+            bucket_name=self.bucket_name,
+            object_name=self.object_name,
+            tried=self.tried,
+            expected_etag=self.expected_etag,
+            cause=self.failure,
+        )
+
+
 def failure_of_call(
     failure: BaseException,
     tried: Sequence[TriedAttempt],
@@ -252,21 +283,9 @@ def failure_of_call(
     degraded = _degraded(failure, tried, http_method)
     reason = last.verdict.reason if last is not None else str(failure)
 
-    def unknown(
-        kind: type[WriteOutcomeUnknown], at: TriedAttempt | None, happened: bool, why: str
-    ) -> WriteOutcomeUnknown:
-        return kind(
-            operation,
-            reason,
-            endpoint=at.endpoint if at is not None else None,
-            may_have_executed=happened,
-            why_not_retried=why,
-            bucket_name=bucket_name,
-            object_name=object_name,
-            tried=tried,
-            expected_etag=expected_etag,
-            cause=failure,
-        )
+    unknown = _OutcomeUnknown(
+        operation, reason, failure, tuple(tried), bucket_name, object_name, expected_etag
+    ).error
 
     not_idempotent = f"{operation} is not idempotent"
     if write and outcome_matters and executed:

@@ -65,22 +65,7 @@ def from_target(
     if isinstance(spec, DnsTarget):
         primary = DnsSource(spec, cache=dns_cache)
     else:
-        client: ConsulClient | None = None
-        watches: WatchRegistry
-        if spec.agent is None and registry is not None:
-            client, watches = registry.client, registry
-        else:
-            consul_for_target = _config_for(spec.agent, consul)
-            lease = shared.lease(consul_for_target)
-            cleanup.insert(0, lease.aclose)
-            watches = lease
-        if isinstance(spec, HealthTarget):
-            primary = HealthSource(spec, watches)
-        else:
-            assert isinstance(spec, PreparedQueryTarget)
-            if client is None:
-                client = _client_for(consul_for_target, cleanup)
-            primary = PreparedQuerySource(spec, client, watches)
+        primary = _consul_source(spec, consul, registry, shared, cleanup)
     fallback_target = spec.options.fallback
     fallback: Callable[[], Source] | None = None
     if fallback_target is not None:
@@ -101,6 +86,31 @@ def from_target(
         snapshot=spec.options.snapshot,
         cleanup=cleanup,
     )
+
+
+def _consul_source(
+    spec: HealthTarget | PreparedQueryTarget,
+    consul: ConsulClient | ConsulConfig | None,
+    registry: WatchRegistry | None,
+    shared: SharedWatchRegistries,
+    cleanup: list[Cleanup],
+) -> Source:
+    """The health or prepared-query source of a Consul target, watching through ``registry``
+    or a lease on ``shared`` (see :func:`from_target`); what it creates goes to ``cleanup``."""
+    client: ConsulClient | None = None
+    watches: WatchRegistry
+    if spec.agent is None and registry is not None:
+        client, watches = registry.client, registry
+    else:
+        consul_for_target = _config_for(spec.agent, consul)
+        lease = shared.lease(consul_for_target)
+        cleanup.insert(0, lease.aclose)
+        watches = lease
+    if isinstance(spec, HealthTarget):
+        return HealthSource(spec, watches)
+    if client is None:
+        client = _client_for(consul_for_target, cleanup)
+    return PreparedQuerySource(spec, client, watches)
 
 
 def _config_for(
