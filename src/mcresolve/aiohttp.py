@@ -33,7 +33,6 @@ from mcresolve._http_pools import (
     final_answer,
     split_targets,
 )
-from mcresolve.attempts import AttemptContext, AttemptVerdict
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed
 from mcresolve.http_failover import (
@@ -50,6 +49,7 @@ from mcresolve.http_failover import (
     route_for,
 )
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.planner import AttemptContext, AttemptVerdict
 from mcresolve.target import Target
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 Every failure of ``pool.call`` / ``pool.call_sync`` that is not the callee's own non-retryable
 error is a :class:`CallFailed` carrying each attempt (endpoint, error, verdict, timing), so the
-caller can say exactly what happened. :class:`~mcresolve.picker.NoEndpointAvailable` (raised by
+caller can say exactly what happened.
+:class:`~mcresolve.balancer.picker.NoEndpointAvailable` (raised by
 ``pool.pick()`` when there is nothing to pick) is re-exported here.
 """
 
@@ -11,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mcresolve.picker import NoEndpointAvailable
+from mcresolve.balancer.picker import NoEndpointAvailable
 
 if TYPE_CHECKING:
-    from mcresolve.attempts import AttemptRecord, VerdictLike
+    from mcresolve.pool.planner import AttemptRecord, VerdictLike
 
 __all__ = [
     "AttemptsExhausted",

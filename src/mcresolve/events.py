@@ -21,9 +21,9 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.lifecycle import AsyncClosing
-from mcresolve.outlier import FailureKind
 
 __all__ = ["EventHub", "EventKind", "EventStream", "PoolEvent"]
 

@@ -43,7 +43,6 @@ from mcresolve._http_pools import (
     final_answer,
     split_targets,
 )
-from mcresolve.attempts import AttemptContext, AttemptVerdict
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed
 from mcresolve.http_failover import (
@@ -61,6 +60,7 @@ from mcresolve.http_failover import (
     route_for,
 )
 from mcresolve.pool import BackgroundPool, EndpointPool
+from mcresolve.pool.planner import AttemptContext, AttemptVerdict
 from mcresolve.target import Target
 
 __all__ = [

@@ -37,9 +37,9 @@ from typing import Any
 import urllib3.exceptions as u3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from mcresolve.attempts import REFUSED_ERRNOS
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.errors import McResolveError
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import REFUSED_ERRNOS
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """RFC 9110 §9.2.2. S3 ``PUT`` (object, part) and ``DELETE`` are idempotent; ``POST`` is not in

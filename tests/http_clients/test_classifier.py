@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcresolve.aiohttp import describe_aiohttp_error
-from mcresolve.attempts import AttemptContext, Fault
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.http_failover import (
     IDEMPOTENT_METHODS,
@@ -28,7 +28,7 @@ from mcresolve.http_failover import (
     route_for,
 )
 from mcresolve.httpx import describe_httpx_error
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import AttemptContext, Fault
 from mcresolve.target import TargetError
 
 POLICY = HttpFailoverPolicy()

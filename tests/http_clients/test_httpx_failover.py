@@ -8,13 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from mcresolve.attempts import AttemptRecord
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import DeadlineExceeded
 from mcresolve.httpx import AsyncPoolTransport, PoolTransport, RequestOptions
-from mcresolve.outlier import FailureKind
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.faultproxy import FaultProxy, S3ErrorSpec
 
 from .conftest import Billing

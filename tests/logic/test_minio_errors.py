@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.minio_errors import (
     CLUSTER_CODES,
     NODE_LOCAL_CODES,
@@ -32,7 +33,6 @@ from mcresolve.minio_errors import (
     parse_retry_after,
     transport_of,
 )
-from mcresolve.outlier import FailureKind
 
 NODE, CLUSTER, CLIENT = ErrorClass.NODE, ErrorClass.CLUSTER, ErrorClass.CLIENT
 R, W, RW = Affects.READS, Affects.WRITES, Affects.READS_AND_WRITES

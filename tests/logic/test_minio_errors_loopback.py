@@ -15,8 +15,8 @@ import pytest
 import urllib3
 from minio import Minio
 
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.minio_errors import ErrorClass, Transport, classify_exception, transport_of
-from mcresolve.outlier import FailureKind
 
 XML = "application/xml"
 

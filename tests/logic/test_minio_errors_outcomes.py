@@ -13,7 +13,6 @@ from minio.error import S3Error
 from urllib3 import HTTPHeaderDict
 from urllib3.response import HTTPResponse
 
-from mcresolve.attempts import AttemptRecord
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
     AttemptsExhausted,
@@ -40,6 +39,7 @@ from mcresolve.minio_errors import (
     classify_exception,
     parse_retry_after,
 )
+from mcresolve.pool.planner import AttemptRecord
 
 EPS = [Endpoint("10.0.0.1", 9000 + i) for i in range(3)]
 

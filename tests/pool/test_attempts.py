@@ -10,7 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.attempts import (
+from mcresolve.backoff import BackoffPolicy, Jitter
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import (
+    AttemptsExhausted,
+    ClusterUnavailable,
+    DeadlineExceeded,
+    RetryBudgetExhausted,
+)
+from mcresolve.minio_errors import Outcome, Transport, classify
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import (
     Attempt,
     AttemptContext,
     AttemptRecord,
@@ -24,17 +35,6 @@ from mcresolve.attempts import (
     fault_of,
     plan,
 )
-from mcresolve.backoff import BackoffPolicy, Jitter
-from mcresolve.call_policy import CallPolicy
-from mcresolve.endpoint import Endpoint
-from mcresolve.errors import (
-    AttemptsExhausted,
-    ClusterUnavailable,
-    DeadlineExceeded,
-    RetryBudgetExhausted,
-)
-from mcresolve.minio_errors import Outcome, Transport, classify
-from mcresolve.outlier import FailureKind
 
 EPS = [Endpoint("10.0.0.1", 9000 + i, datacenter="dc1") for i in range(4)]
 KEYS = frozenset(e.key for e in EPS)

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 from manual_source import ManualSource
-from mcresolve.attempts import AttemptRecord
 from mcresolve.backoff import BackoffPolicy, Jitter
-from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptRecord
 
 
 class _HeadOk(http.server.BaseHTTPRequestHandler):

@@ -24,6 +24,8 @@ from resilient_minio_bed import (
     wait_until,
 )
 
+from mcresolve.balancer.outlier import OutlierPolicy
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.minio import (
     ExternalEndpoint,
     ObjectChangedDuringRead,
@@ -32,8 +34,6 @@ from mcresolve.minio import (
     StorageClusterDegraded,
     UploadNotRetryable,
 )
-from mcresolve.outlier import OutlierPolicy
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import PoolPolicy
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageCluster, StorageNode

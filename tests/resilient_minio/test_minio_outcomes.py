@@ -21,13 +21,13 @@ from resilient_minio_bed import (
     wait_until,
 )
 
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import McResolveError
 from mcresolve.minio import (
     AsyncResilientMinio,
     StorageClusterDegraded,
     WriteOutcomeUnknown,
 )
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import PoolPolicy
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageCluster, StorageNode

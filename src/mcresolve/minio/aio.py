@@ -32,13 +32,13 @@ from minio.datatypes import Object
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import DictType
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.target import Target
 
 __all__ = [

@@ -59,8 +59,7 @@ from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 
-from mcresolve.attempts import AttemptContext, VerdictLike, attempt_time_left
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
@@ -80,8 +79,9 @@ from mcresolve.minio_errors import (
     classify_exception,
     transport_of,
 )
-from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptContext, VerdictLike, attempt_time_left
 from mcresolve.target import Target
 
 __all__ = ["ResilientMinio"]
@@ -95,7 +95,7 @@ _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects ba
 
 def _within_attempt_time(http: PoolManager, policy: HttpPolicy) -> PoolManager:
     """``http`` whose requests made inside a pool attempt wait at most the attempt's time left
-    (:func:`~mcresolve.attempts.attempt_time_left`): connect and read timeouts become
+    (:func:`~mcresolve.pool.planner.attempt_time_left`): connect and read timeouts become
     ``min(policy timeout, time left)``, so a node that accepts and never answers cannot hold a
     call past its deadline (``pool.call_sync`` cannot interrupt a running request). Outside an
     attempt (the pages of a listing after the first, a download's body read by the caller)
@@ -139,7 +139,7 @@ class ResilientMinio(Minio):
     :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
     loop's thread), or a :class:`~mcresolve.pool.BackgroundPool`. A target is resolved by a
     pool this client starts and closes in :meth:`close`; it runs on the process-wide loop
-    thread of every synchronous client (:mod:`mcresolve.loop_thread`), so clients on the same
+    thread of every synchronous client (:mod:`mcresolve.pool.loop_thread`), so clients on the same
     Consul target share its watches.
 
     ``access_key``, ``secret_key``, ``session_token``, ``secure``, ``region``, ``credentials`` are

@@ -4,7 +4,7 @@ context through which a running attempt learns its time.
 A call through the pool is a sequence of attempts, each on one endpoint. After every event the
 pool asks :func:`plan` what to do, given the call's :class:`CallState` (attempts so far, which
 endpoints were tried, waits done), a :class:`PoolView` of the current picker, ``now``, the
-:class:`~mcresolve.call_policy.CallPolicy` and whether the retry budget has room. The answer is
+:class:`~mcresolve.pool.call_policy.CallPolicy` and whether the retry budget has room. The answer is
 one of:
 
 * :class:`Attempt` — pick an endpoint outside ``exclude`` and run the function on it now, with
@@ -87,7 +87,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
     AttemptsExhausted,
@@ -96,7 +96,7 @@ from mcresolve.errors import (
     DeadlineExceeded,
     RetryBudgetExhausted,
 )
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.call_policy import CallPolicy
 
 __all__ = [
     "REFUSED_ERRNOS",

@@ -2,14 +2,15 @@
 
 :class:`EndpointPool` consumes a :class:`~mcresolve.sources.Source` (or a target string) and keeps,
 per endpoint, the source's health (an endpoint is in the set only while Consul says it passes),
-passive outlier state (:mod:`mcresolve.outlier`), in-flight count and latency EWMA
-(:mod:`mcresolve.ewma`). From these it builds an immutable picker (:mod:`mcresolve.picker`)
-restricted to the active datacenter (:mod:`mcresolve.locality`), rebuilt only when something
-changes (set change, ejection, un-ejection, datacenter switch); :meth:`EndpointPool.pick` reads
-the current picker without a lock.
+passive outlier state (:mod:`mcresolve.balancer.outlier`), in-flight count and latency EWMA
+(:mod:`mcresolve.balancer.ewma`). From these it builds an immutable picker
+(:mod:`mcresolve.balancer.picker`) restricted to the active datacenter
+(:mod:`mcresolve.balancer.locality`), rebuilt only when something changes (set change,
+ejection, un-ejection, datacenter switch); :meth:`EndpointPool.pick` reads the current picker
+without a lock.
 
 :meth:`EndpointPool.call` (asyncio) and :meth:`EndpointPool.call_sync` (worker threads) run a
-function on endpoints following the pure planner of :mod:`mcresolve.attempts`: per-attempt
+function on endpoints following the pure planner of :mod:`mcresolve.pool.planner`: per-attempt
 timeout, overall deadline, retry on a different endpoint, retry budget, backoff once every
 endpoint was tried, optional hedging, outcomes fed back into the outlier state. When every
 endpoint is ejected or none exists, the pool asks the source to re-resolve
@@ -19,13 +20,12 @@ for a new set within the deadline.
 Threading: the pool lives on one event loop (its "loop thread"). ``pick``, ``snapshot``,
 ``call_sync``, :meth:`EndpointPool.attempt` and ``report_*`` are thread-safe; ``call_sync`` must
 not run on a thread with a running event loop (it blocks). :class:`BackgroundPool` runs a pool on
-the process-wide loop thread of :mod:`mcresolve.loop_thread` for synchronous programs.
+the process-wide loop thread of :mod:`mcresolve.pool.loop_thread` for synchronous programs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import math
@@ -33,12 +33,40 @@ import random
 import threading
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from mcresolve.attempts import (
+from mcresolve.balancer.ewma import EndpointLoad
+from mcresolve.balancer.locality import (
+    DEFAULT_FAILBACK_HOLD_DOWN,
+    LocalityPolicy,
+    LocalityState,
+    datacenter_of,
+    failback_due,
+    in_datacenter,
+    initial_state,
+    step,
+    usable_datacenters,
+)
+from mcresolve.balancer.outlier import (
+    Ejection,
+    FailureKind,
+    OutlierDetector,
+    OutlierPolicy,
+    probe_order,
+)
+from mcresolve.balancer.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, build_picker
+from mcresolve.balancer.retry_budget import RetryBudget, RetryBudgetPolicy
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulConfig
+from mcresolve.consul.watch import WatchRegistry
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import NoEndpointAvailable, PoolClosed
+from mcresolve.events import EventHub, EventKind, EventStream, PoolEvent
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import (
     Attempt,
     AttemptContext,
     AttemptRecord,
@@ -55,41 +83,20 @@ from mcresolve.attempts import (
     leave_attempt,
     plan,
 )
-from mcresolve.call_policy import CallPolicy
-from mcresolve.consul.client import ConsulClient
-from mcresolve.consul.config import ConsulConfig
-from mcresolve.consul.watch import WatchRegistry
-from mcresolve.endpoint import Endpoint
-from mcresolve.errors import NoEndpointAvailable, PoolClosed
-from mcresolve.events import EventHub, EventKind, EventStream, PoolEvent
-from mcresolve.ewma import EndpointLoad
-from mcresolve.locality import (
-    DEFAULT_FAILBACK_HOLD_DOWN,
-    LocalityPolicy,
-    LocalityState,
-    datacenter_of,
-    failback_due,
-    in_datacenter,
-    initial_state,
-    step,
-    usable_datacenters,
-)
-from mcresolve.loop_thread import SHARED_LOOP_THREAD
-from mcresolve.outlier import Ejection, FailureKind, OutlierDetector, OutlierPolicy, probe_order
-from mcresolve.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, build_picker
-from mcresolve.retry_budget import RetryBudget, RetryBudgetPolicy
 from mcresolve.sources.base import Resolution, Source
 from mcresolve.sources.factory import from_target
 from mcresolve.target import HealthTarget, PreparedQueryTarget, Target, parse_target
 
 __all__ = [
     "AttemptHandle",
-    "BackgroundPool",
     "EndpointPool",
     "EndpointStatus",
     "PoolPolicy",
     "PoolSnapshot",
 ]
+
+if TYPE_CHECKING:
+    from mcresolve.pool.background import BackgroundPool
 
 _log = logging.getLogger(__name__)
 
@@ -102,13 +109,13 @@ class PoolPolicy:
     """Everything that shapes a pool's behaviour (defaults justified in the modules named)."""
 
     call: CallPolicy = field(default_factory=CallPolicy)
-    """Default per-call policy (:mod:`mcresolve.call_policy`)."""
+    """Default per-call policy (:mod:`mcresolve.pool.call_policy`)."""
     outlier: OutlierPolicy = field(default_factory=OutlierPolicy)
-    """Passive ejection (:class:`mcresolve.outlier.OutlierPolicy`)."""
+    """Passive ejection (:class:`mcresolve.balancer.outlier.OutlierPolicy`)."""
     retry_budget: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
-    """Shared by every call of the pool (:mod:`mcresolve.retry_budget`)."""
+    """Shared by every call of the pool (:mod:`mcresolve.balancer.retry_budget`)."""
     strategy: PickStrategy = PickStrategy.P2C
-    """Picking strategy (P2C on in-flight × peak-EWMA, :mod:`mcresolve.picker`)."""
+    """Picking strategy (P2C on in-flight × peak-EWMA, :mod:`mcresolve.balancer.picker`)."""
     panic_threshold: float = DEFAULT_PANIC_THRESHOLD
     """Envoy's healthy panic threshold (50 %)."""
     failback_hold_down: float = DEFAULT_FAILBACK_HOLD_DOWN
@@ -207,7 +214,7 @@ class AttemptHandle:
 
     def failed(self, verdict: VerdictLike | FailureKind, *, penalty: float | None = None) -> None:
         """The attempt failed: ``verdict`` from a classifier, or a bare
-        :class:`~mcresolve.outlier.FailureKind` (a NODE failure of that kind). ``penalty``:
+        :class:`~mcresolve.balancer.outlier.FailureKind` (a NODE failure of that kind). ``penalty``:
         latency fed to the EWMA (default: the measured time, at least the attempt timeout for
         NODE failures)."""
         if self._finish():
@@ -216,7 +223,7 @@ class AttemptHandle:
     def abandoned(self) -> None:
         """The attempt was cancelled by the caller: not counted for or against the endpoint's
         health; its elapsed time still raises the latency estimate when above it (see
-        :meth:`~mcresolve.ewma.EndpointLoad.abandon`)."""
+        :meth:`~mcresolve.balancer.ewma.EndpointLoad.abandon`)."""
         if self._finish():
             now = self._pool._clock()
             self._load.abandon(now, now - self.started)
@@ -266,7 +273,7 @@ class EndpointPool:
     first resolution's datacenter. Endpoints without a datacenter count as local.
 
     ``consul`` / ``registry``: used to build the source from a target string and to ask the
-    agent for its datacenter. ``classify``: default :data:`~mcresolve.attempts.Classifier` of
+    agent for its datacenter. ``classify``: default :data:`~mcresolve.pool.planner.Classifier` of
     every call. ``clock``: monotonic seconds (thread-safe; default :func:`time.monotonic`).
     ``rng``: randomness of pickers, ejection jitter and backoff.
     """
@@ -824,7 +831,7 @@ class EndpointPool:
 
     def _probe_succeeded(self, endpoint: Endpoint) -> None:
         """A probe of an endpoint outside the picker succeeded: it takes traffic again now
-        (:meth:`~mcresolve.outlier.OutlierDetector.reinstate`)."""
+        (:meth:`~mcresolve.balancer.outlier.OutlierDetector.reinstate`)."""
         now = self._clock()
         if self._detector.reinstate(endpoint.key, now):
             _log.info("pool %s: probe of %s succeeded: it takes traffic again", self, endpoint)
@@ -874,11 +881,11 @@ class EndpointPool:
         policy: CallPolicy | None = None,
         exclude: Collection[Key] = (),
     ) -> T:
-        """Run ``await fn(endpoint)`` with failover (see :mod:`mcresolve.attempts` for the
+        """Run ``await fn(endpoint)`` with failover (see :mod:`mcresolve.pool.planner` for the
         rules) and return its result.
 
         ``deadline`` / ``attempt_timeout`` (seconds from now / per attempt), ``hedge_delay``
-        override the pool's :class:`~mcresolve.call_policy.CallPolicy` (or ``policy``).
+        override the pool's :class:`~mcresolve.pool.call_policy.CallPolicy` (or ``policy``).
         ``exclude``: endpoint keys to avoid in the first round (eligible again after a
         backoff when nothing else is left).
         ``idempotent=False`` disables hedging and tells the classifier that a request that may
@@ -1131,7 +1138,7 @@ class EndpointPool:
         broke on); they become eligible again after a backoff when nothing else is left.
 
         A running ``fn`` cannot be interrupted, so it must bound its own I/O by the time its
-        attempt was given: :func:`mcresolve.attempts.attempt_time_left` returns it inside
+        attempt was given: :func:`mcresolve.pool.planner.attempt_time_left` returns it inside
         ``fn`` (``min(attempt_timeout, time left in the call)``, never past the deadline); use
         it as (or to cap) the socket / HTTP client timeouts of the request, as
         :class:`~mcresolve.minio.ResilientMinio` does. An attempt that was given the time left
@@ -1391,6 +1398,8 @@ class EndpointPool:
         started :class:`BackgroundPool` once the pool has an endpoint
         (:class:`~mcresolve.errors.NoEndpointAvailable` after ``ready_timeout`` seconds), or
         at once with ``ready_timeout=None``. See :class:`BackgroundPool`."""
+        from mcresolve.pool.background import BackgroundPool
+
         background = BackgroundPool(source, **kwargs)
         background.start(ready_timeout=ready_timeout)
         return background
@@ -1398,147 +1407,3 @@ class EndpointPool:
 
 def _fault(verdict: VerdictLike | FailureKind) -> Fault:
     return Fault.NODE if isinstance(verdict, FailureKind) else fault_of(verdict)
-
-
-class BackgroundPool:
-    """An :class:`EndpointPool` running on the process-wide event-loop thread
-    (:data:`~mcresolve.loop_thread.SHARED_LOOP_THREAD`), for synchronous programs.
-
-    Every background pool of the process (each synchronous
-    :class:`~mcresolve.minio.ResilientMinio` built from a target has one) runs on that one
-    loop, so sources built from targets share their Consul watches
-    (:data:`~mcresolve.consul.watch.SHARED_WATCHES` keys them by configuration and loop). The
-    thread starts with the first background pool and stops when the last one closes.
-
-    ``source``: a target string / parsed target, or a zero-argument factory returning a
-    :class:`~mcresolve.sources.Source` (called on the loop thread, so the source binds to its
-    loop). Keyword arguments go to :class:`EndpointPool`. Use as a context manager, or call
-    :meth:`start` / :meth:`close`. :meth:`close` closes the pool (and a source from the
-    factory) and releases the loop thread. Do not call :meth:`start` or :meth:`close` on the
-    loop thread itself (from a callback of the pool).
-    """
-
-    def __init__(self, source: str | Target | Callable[[], Source], **pool_kwargs: Any) -> None:
-        self._source_spec = source
-        self._kwargs = pool_kwargs
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pool: EndpointPool | None = None
-        self._factory_source: Source | None = None
-
-    @property
-    def pool(self) -> EndpointPool:
-        """The running pool (use its thread-safe methods from other threads)."""
-        if self._pool is None:
-            raise PoolClosed("background pool is not running")
-        return self._pool
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The pool's event loop (the process-wide one)."""
-        if self._loop is None:
-            raise PoolClosed("background pool is not running")
-        return self._loop
-
-    def start(self, *, ready_timeout: float | None = 10.0) -> None:
-        """Start the pool on the shared loop thread (starting the thread if needed) and, when
-        ``ready_timeout`` is not None, wait for its first endpoint
-        (:class:`NoEndpointAvailable` after that many seconds). Idempotent."""
-        if threading.current_thread() is SHARED_LOOP_THREAD.thread:
-            raise RuntimeError("BackgroundPool.start() would block the shared loop thread")
-        with self._lock:
-            if self._loop is not None:
-                return
-            loop = SHARED_LOOP_THREAD.acquire()
-            try:
-                future = asyncio.run_coroutine_threadsafe(self._open(ready_timeout), loop)
-                self._pool = future.result()
-            except BaseException:
-                SHARED_LOOP_THREAD.release()
-                raise
-            self._loop = loop
-            self._thread = SHARED_LOOP_THREAD.thread
-
-    async def _open(self, ready_timeout: float | None) -> EndpointPool:
-        spec = self._source_spec
-        source: Source | str | Target = spec() if callable(spec) else spec
-        if isinstance(source, Source) and callable(spec):
-            self._factory_source = source
-        try:
-            pool = EndpointPool(source, **self._kwargs)
-            try:
-                await pool.start()
-                if ready_timeout is not None:
-                    await pool.wait_ready(ready_timeout)
-            except BaseException:
-                await pool.close()
-                raise
-        except BaseException:
-            await self._stop_factory_source()
-            raise
-        return pool
-
-    async def _shutdown(self, pool: EndpointPool) -> None:
-        try:
-            await pool.close()
-        finally:
-            await self._stop_factory_source()
-
-    async def _stop_factory_source(self) -> None:
-        source, self._factory_source = self._factory_source, None
-        if source is not None:
-            await source.stop()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the pool's loop and wait for its result (from another thread)."""
-        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
-            coroutine, self.loop
-        )
-        return future.result(timeout)
-
-    def call_sync(self, fn: Callable[[Endpoint], T], **kwargs: Any) -> T:
-        """:meth:`EndpointPool.call_sync` on the running pool."""
-        return self.pool.call_sync(fn, **kwargs)
-
-    def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
-        """:meth:`EndpointPool.pick` on the running pool."""
-        return self.pool.pick(exclude)
-
-    def snapshot(self) -> PoolSnapshot:
-        """:meth:`EndpointPool.snapshot` of the running pool."""
-        return self.pool.snapshot()
-
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Close the pool (waiting up to ``timeout`` seconds) and release the shared loop
-        thread; the last background pool to close stops it (idempotent)."""
-        if threading.current_thread() is SHARED_LOOP_THREAD.thread:
-            raise RuntimeError("BackgroundPool.close() would block the shared loop thread")
-        with self._lock:
-            loop, pool = self._loop, self._pool
-            self._loop = self._pool = self._thread = None
-        if loop is None:
-            return
-        try:
-            if pool is not None:
-                future = asyncio.run_coroutine_threadsafe(self._shutdown(pool), loop)
-                try:
-                    future.result(timeout)
-                except concurrent.futures.TimeoutError:
-                    _log.warning("background pool %s did not close within %s s", pool, timeout)
-                except Exception:
-                    _log.exception("closing background pool %s failed", pool)
-        finally:
-            SHARED_LOOP_THREAD.release(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
