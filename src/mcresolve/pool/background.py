@@ -6,17 +6,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Collection, Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulConfig
+from mcresolve.consul.watch import WatchRegistry
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import PoolClosed
-from mcresolve.pool.endpoint_pool import EndpointPool, Key, PoolSnapshot
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.endpoint_pool import (
+    EndpointPool,
+    Key,
+    PoolPolicy,
+    PoolSnapshot,
+    check_timeout,
+)
 from mcresolve.pool.loop_thread import SHARED_LOOP_THREAD
+from mcresolve.pool.planner import Classifier, default_classify
 from mcresolve.sources.base import Source
 from mcresolve.target import Target
+from mcresolve.wiring import is_target
 
 __all__ = ["BackgroundPool"]
 
@@ -43,9 +57,35 @@ class BackgroundPool:
     loop thread itself (from a callback of the pool).
     """
 
-    def __init__(self, source: str | Target | Callable[[], Source], **pool_kwargs: Any) -> None:
+    def __init__(
+        self,
+        source: str | Target | Callable[[], Source],
+        *,
+        local_datacenter: str | None = None,
+        policy: PoolPolicy | None = None,
+        consul: ConsulClient | ConsulConfig | None = None,
+        registry: WatchRegistry | None = None,
+        classify: Classifier = default_classify,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not (isinstance(source, str | Source) or callable(source) or is_target(source)):
+            raise TypeError(
+                "source must be a target string, a parsed target or a function returning a "
+                f"Source, not {type(source).__name__}"
+            )
         self._source_spec = source
-        self._kwargs = pool_kwargs
+        self._kwargs: dict[str, Any] = {
+            "local_datacenter": local_datacenter,
+            "policy": policy,
+            "consul": consul,
+            "registry": registry,
+            "classify": classify,
+            "clock": clock,
+            "rng": rng,
+            "name": name,
+        }
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -70,6 +110,7 @@ class BackgroundPool:
         """Start the pool on the shared loop thread (starting the thread if needed) and, when
         ``ready_timeout`` is not None, wait for its first endpoint
         (:class:`NoEndpointAvailable` after that many seconds). Idempotent."""
+        ready_timeout = check_timeout("ready_timeout", ready_timeout)
         if threading.current_thread() is SHARED_LOOP_THREAD.thread:
             raise RuntimeError("BackgroundPool.start() would block the shared loop thread")
         with self._lock:
@@ -122,9 +163,27 @@ class BackgroundPool:
         )
         return future.result(timeout)
 
-    def call_sync(self, fn: Callable[[Endpoint], T], **kwargs: Any) -> T:
+    def call_sync(
+        self,
+        fn: Callable[[Endpoint], T],
+        *,
+        idempotent: bool = True,
+        deadline: float | None = None,
+        attempt_timeout: float | None = None,
+        classify: Classifier | None = None,
+        policy: CallPolicy | None = None,
+        exclude: Collection[Key] = (),
+    ) -> T:
         """:meth:`EndpointPool.call_sync` on the running pool."""
-        return self.pool.call_sync(fn, **kwargs)
+        return self.pool.call_sync(
+            fn,
+            idempotent=idempotent,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            classify=classify,
+            policy=policy,
+            exclude=exclude,
+        )
 
     def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
         """:meth:`EndpointPool.pick` on the running pool."""

@@ -84,8 +84,8 @@ from mcresolve.pool.planner import (
     plan,
 )
 from mcresolve.sources.base import Resolution, Source
-from mcresolve.sources.factory import from_target
-from mcresolve.target import HealthTarget, PreparedQueryTarget, Target, parse_target
+from mcresolve.target import Target
+from mcresolve.wiring import AgentLookup, wire
 
 __all__ = [
     "AttemptHandle",
@@ -260,6 +260,18 @@ counts as having run until the deadline (socket timeouts fire at, never before, 
 this absorbs the clock reads around them)."""
 
 
+def check_timeout(name: str, value: object) -> float | None:
+    """``value`` as a timeout in seconds (None: no limit): :class:`TypeError` unless a number,
+    :class:`ValueError` when negative or NaN; the message names the parameter."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds, not {value!r}")
+    return float(value)
+
+
 class EndpointPool:
     """A health-aware failover pool over the endpoints of one source.
 
@@ -291,34 +303,15 @@ class EndpointPool:
         rng: random.Random | None = None,
         name: str | None = None,
     ) -> None:
+        if policy is not None and not isinstance(policy, PoolPolicy):
+            raise TypeError(f"policy must be a PoolPolicy, not {type(policy).__name__}")
         self.policy = policy if policy is not None else PoolPolicy()
-        target: Target | None = None
-        if isinstance(source, str):
-            target = parse_target(source)
-        elif not isinstance(source, Source):
-            target = source
-        if target is not None:
-            self._source: Source = from_target(target, consul=consul, registry=registry)
-            self._owns_source = True
-        else:
-            assert isinstance(source, Source)
-            self._source = source
-            self._owns_source = False
+        wiring = wire(source, local_datacenter=local_datacenter, consul=consul, registry=registry)
+        self._source: Source = wiring.source
+        self._owns_source = wiring.owns_source
         self.name = name or _short(self._source.description)
-        self._explicit_dc = local_datacenter
-        if local_datacenter is None and isinstance(target, HealthTarget | PreparedQueryTarget):
-            self._explicit_dc = target.dc
-        # Who to ask for the local datacenter (/v1/agent/self) when it is not given: the
-        # client passed in, the registry's client, or (Consul targets only) a client from the
-        # same configuration from_target() uses, closed after the lookup.
-        self._agent_lookup: tuple[ConsulClient, bool] | None = None
-        if isinstance(consul, ConsulClient):
-            self._agent_lookup = (consul, False)
-        elif registry is not None:
-            self._agent_lookup = (registry.client, False)
-        elif isinstance(target, HealthTarget | PreparedQueryTarget) and target.agent is None:
-            config = consul if consul is not None else None
-            self._agent_lookup = (ConsulClient(config or ConsulConfig.from_env()), True)
+        self._explicit_dc = wiring.local_datacenter
+        self._agent_lookup: AgentLookup | None = wiring.agent
         self._classify = classify
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
@@ -371,18 +364,21 @@ class EndpointPool:
         return self._hub.stream(maxlen)
 
     async def start(self) -> None:
-        """Start consuming the source (idempotent)."""
-        if self._started:
-            return
+        """Start consuming the source (idempotent while open; :class:`PoolClosed` once
+        closed)."""
         if self._closed:
             raise PoolClosed(f"pool {self.name} is closed")
+        if self._started:
+            return
         self._started = True
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._async_changed = asyncio.Event()
         self._hub.bind(self._loop)
         if self._explicit_dc is None and self._agent_lookup is not None:
-            self._explicit_dc = await self._agent_datacenter(*self._agent_lookup)
+            self._explicit_dc = await self._agent_lookup.datacenter(
+                self.policy.agent_lookup_timeout
+            )
         if self._explicit_dc is not None:
             self._set_local(self._explicit_dc)
         self._remove_listener = self._source.add_listener(self._on_resolution)
@@ -390,20 +386,6 @@ class EndpointPool:
         current = self._source.current
         if current is not None and current is not self._resolution:
             self._on_resolution(current)
-
-    async def _agent_datacenter(self, client: ConsulClient, owned: bool) -> str | None:
-        try:
-            async with asyncio.timeout(self.policy.agent_lookup_timeout):
-                info = await client.agent_self()
-        except Exception as exc:  # agent down: fall back to the first resolution's datacenter
-            _log.warning("pool %s: cannot ask the Consul agent for its datacenter: %s", self, exc)
-            return None
-        finally:
-            if owned:
-                await client.close()
-        config = info.get("Config")
-        dc = config.get("Datacenter") if isinstance(config, dict) else None
-        return dc if isinstance(dc, str) and dc else None
 
     async def close(self) -> None:
         """Stop consuming the source (stopping it if the pool built it) and wake every waiter
@@ -438,6 +420,7 @@ class EndpointPool:
         """Wait until the pool has at least one endpoint; :class:`NoEndpointAvailable` (with the
         source's last error) when ``timeout`` seconds pass first (a parameter rather than
         ``asyncio.timeout()`` so the error can say why the pool is empty)."""
+        timeout = check_timeout("timeout", timeout)
         self._check_open()
         end = None if timeout is None else self._clock() + timeout
         while not self._endpoints:
@@ -1391,16 +1374,35 @@ class EndpointPool:
         source: str | Target | Callable[[], Source],
         *,
         ready_timeout: float | None = 10.0,
-        **kwargs: Any,
+        local_datacenter: str | None = None,
+        policy: PoolPolicy | None = None,
+        consul: ConsulClient | ConsulConfig | None = None,
+        registry: WatchRegistry | None = None,
+        classify: Classifier = default_classify,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        name: str | None = None,
     ) -> BackgroundPool:
         """Run a pool on the process-wide event-loop thread (for synchronous programs; pools
         started this way share it, and with it their Consul watches); returns the
         started :class:`BackgroundPool` once the pool has an endpoint
         (:class:`~mcresolve.errors.NoEndpointAvailable` after ``ready_timeout`` seconds), or
-        at once with ``ready_timeout=None``. See :class:`BackgroundPool`."""
+        at once with ``ready_timeout=None``. The other parameters are :class:`EndpointPool`'s.
+        See :class:`BackgroundPool`."""
         from mcresolve.pool.background import BackgroundPool
 
-        background = BackgroundPool(source, **kwargs)
+        check_timeout("ready_timeout", ready_timeout)
+        background = BackgroundPool(
+            source,
+            local_datacenter=local_datacenter,
+            policy=policy,
+            consul=consul,
+            registry=registry,
+            classify=classify,
+            clock=clock,
+            rng=rng,
+            name=name,
+        )
         background.start(ready_timeout=ready_timeout)
         return background
 
