@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+Key = tuple[str, int]
+"""An endpoint's connection identity, ``(address, port)`` (:attr:`Endpoint.key`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -34,7 +37,7 @@ class Endpoint:
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         """The connection identity: ``(address, port)``."""
         return (self.address, self.port)
 

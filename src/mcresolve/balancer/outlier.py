@@ -54,8 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-Key = tuple[str, int]
-"""An endpoint's connection identity, :attr:`mcresolve.endpoint.Endpoint.key`."""
+from mcresolve.endpoint import Key
 
 
 class FailureKind(enum.Enum):

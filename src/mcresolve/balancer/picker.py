@@ -42,9 +42,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from mcresolve.balancer.ewma import EndpointLoad
-from mcresolve.endpoint import Endpoint
-
-Key = tuple[str, int]
+from mcresolve.endpoint import Endpoint, Key
 
 DEFAULT_PANIC_THRESHOLD = 0.5
 """Envoy's default healthy panic threshold (50 %)."""

@@ -34,6 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, BinaryIO, Self, TextIO, TypeVar, cast
@@ -128,6 +129,17 @@ def _seekable_start(data: Any) -> int | None:
         return int(data.tell())
     except (AttributeError, OSError, ValueError):
         return None
+
+
+_NOT_HEDGED = frozenset({"fget_object"})
+"""Reads that must not run twice at once: ``fget_object`` writes the object to a local file."""
+
+
+def _release_response(value: tuple[BaseHTTPResponse, Endpoint]) -> None:
+    """Close a hedge loser's object response and give its connection back to the pool."""
+    response = value[0]
+    response.close()
+    response.release_conn()
 
 
 class ResilientMinio(Minio):
@@ -319,8 +331,15 @@ class ResilientMinio(Minio):
         subject: Callable[[], tuple[str | None, str | None]] | None = None,
         expected_etag: str | None = None,
         outcome_matters: bool = True,
+        hedge: bool = False,
+        discard: Callable[[T], object] | None = None,
     ) -> T:
         """Run ``fn(client, endpoint)`` with failover; translate the pool's outcome.
+
+        ``hedge``: the call may hedge when the policy asks for it (reads whose result is
+        complete in memory, or whose losing result ``discard`` releases); every other call
+        runs one attempt at a time whatever the policy says (a hedged upload would read its
+        body from two threads, a hedged download would write one file twice).
 
         ``replayable()`` says, after a failure, whether the request body can be sent again;
         ``prepare()`` runs before every attempt (rewinding a stream). ``exclude``: endpoint
@@ -382,8 +401,9 @@ class ResilientMinio(Minio):
                 attempt,
                 idempotent=idempotent,
                 classify=classify,
-                policy=self.call_policy,
+                policy=self._policy_for(hedge),
                 exclude=exclude,
+                discard=discard,
             )
         except Exception as exc:
             bucket_name, object_name = subject() if subject is not None else (None, None)
@@ -403,6 +423,13 @@ class ResilientMinio(Minio):
             raise error from exc
         return value
 
+    def _policy_for(self, hedge: bool) -> CallPolicy | None:
+        """The call policy of one call: the client's, without hedging unless ``hedge``."""
+        policy = self.call_policy or self._pool.policy.call
+        if policy.hedging and not hedge:
+            return replace(policy, hedge_delay=None)
+        return self.call_policy
+
     def _forward(self, name: str, operation: Operation, args: Any, kwargs: Any) -> Any:
         def fn(client: Minio, _endpoint: Endpoint) -> Any:
             return getattr(client, name)(*args, **kwargs)
@@ -416,6 +443,7 @@ class ResilientMinio(Minio):
             http_method=operation.http_method,
             idempotent=operation.idempotent,
             subject=subject,
+            hedge=operation.is_read and name not in _NOT_HEDGED,
         )
 
     # --- local methods -----------------------------------------------------------------------
@@ -958,7 +986,14 @@ class ResilientMinio(Minio):
                 )
                 return response, endpoint
 
-            return self._run("get_object", fn, http_method="GET", exclude=avoid)
+            return self._run(
+                "get_object",
+                fn,
+                http_method="GET",
+                exclude=avoid,
+                hedge=True,
+                discard=_release_response,
+            )
 
         avoid: set[tuple[str, int]] = set()
         first, endpoint = open_range(offset, length, None)

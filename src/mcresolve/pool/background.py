@@ -16,12 +16,11 @@ from typing import Any, Self, TypeVar
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
-from mcresolve.endpoint import Endpoint
+from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import PoolClosed
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.endpoint_pool import (
     EndpointPool,
-    Key,
     PoolPolicy,
     PoolSnapshot,
     check_timeout,

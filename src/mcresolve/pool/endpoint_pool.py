@@ -26,7 +26,10 @@ the process-wide loop thread of :mod:`mcresolve.pool.loop_thread` for synchronou
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
+import functools
 import logging
 import math
 import random
@@ -62,10 +65,11 @@ from mcresolve.balancer.retry_budget import RetryBudget, RetryBudgetPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
-from mcresolve.endpoint import Endpoint
+from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import NoEndpointAvailable, PoolClosed
 from mcresolve.events import EventHub, EventKind, EventStream, PoolEvent
 from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.driver import CallDriver, Settle, counts, fault_of_outcome, latency_sample
 from mcresolve.pool.planner import (
     Attempt,
     AttemptContext,
@@ -73,15 +77,14 @@ from mcresolve.pool.planner import (
     CallState,
     Classifier,
     Fault,
-    GiveUp,
     PoolView,
     VerdictLike,
     Wait,
     default_classify,
     enter_attempt,
     fault_of,
+    first_attempt,
     leave_attempt,
-    plan,
 )
 from mcresolve.sources.base import Resolution, Source
 from mcresolve.target import Target
@@ -100,7 +103,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-Key = tuple[str, int]
 T = TypeVar("T")
 
 
@@ -253,11 +255,6 @@ _EMPTY_COUNTS: Mapping[FailureKind, int] = MappingProxyType({})
 
 
 _NO_KEYS: frozenset[Key] = frozenset()
-
-_DEADLINE_SLACK = 0.005
-"""Seconds before the deadline at which a synchronous attempt that was given the time left
-counts as having run until the deadline (socket timeouts fire at, never before, their time;
-this absorbs the clock reads around them)."""
 
 
 def check_timeout(name: str, value: object) -> float | None:
@@ -762,14 +759,11 @@ class EndpointPool:
         counted: bool,
     ) -> None:
         now = self._clock()
-        latency = now - started
         if not counted:
             load.finish(now, None)
             return
-        if verdict is not None and _fault(verdict) is Fault.NODE:
-            floor = penalty if penalty is not None else self.policy.call.attempt_timeout
-            latency = max(latency, floor if math.isfinite(floor) else latency)
-        load.finish(now, latency)
+        floor = penalty if penalty is not None else self.policy.call.attempt_timeout
+        load.finish(now, latency_sample(verdict, now - started, floor))
         self._outcome(endpoint, verdict, now, None)
 
     def _outcome(
@@ -790,7 +784,7 @@ class EndpointPool:
             if key in self._failing:
                 self._record_success(key, now)
             return
-        fault = _fault(verdict)
+        fault = fault_of_outcome(verdict)
         if fault is Fault.CLIENT:
             if key in self._failing:
                 self._record_success(key, now)
@@ -850,6 +844,125 @@ class EndpointPool:
             _log.exception("pool %s: classifier failed on %r; raising it as is", self, exc)
             return default_classify(Exception(), context)
 
+    # --- calls: shared steps (the rules are the driver's and the planner's) ------------------
+
+    def _next_step(self, driver: CallDriver) -> tuple[Attempt | Wait, Picker, float]:
+        """The driver's next step on the current picker, now (raises when the call gives up)."""
+        self._check_open()
+        now = self._clock()
+        self._catch_up(now)
+        picker = self._picker
+        budget_ok = driver.state.charged_attempts == 0 or self._budget.can_retry(now)
+        action = driver.next(
+            self._view(picker), now, budget_ok=budget_ok, random=self._rng.random()
+        )
+        return action, picker, now
+
+    def _begin_attempt(
+        self, driver: CallDriver, action: Attempt, picker: Picker, now: float
+    ) -> AttemptContext | None:
+        """Choose the endpoint ``action`` runs on, charge the retry budget and tell the driver;
+        None when there is no such endpoint (or no budget for a hedge)."""
+        endpoint = self._endpoint_for(picker, action)
+        if endpoint is None:
+            return None
+        if action.hedge:
+            if not self._budget.try_retry(now):
+                return None
+        elif action.retry:
+            self._budget.record_retry(now)
+        context = AttemptContext(
+            endpoint=endpoint,
+            attempt=driver.state.started_attempts + 1,
+            idempotent=driver.idempotent,
+            every_endpoint_tried=self._every_endpoint_tried(driver.state, endpoint.key, picker),
+        )
+        driver.started(endpoint.key, action, now)
+        if action.hedge:
+            _log.debug("pool %s: hedging on %s", self, endpoint)
+        return context
+
+    def _hedge_step(self, driver: CallDriver) -> tuple[Attempt, AttemptContext] | None:
+        """The hedge the driver starts now, with its context, or None."""
+        now = self._clock()
+        picker = self._picker
+        action = driver.hedge(self._view(picker), now)
+        if action is None:
+            return None
+        context = self._begin_attempt(driver, action, picker, now)
+        return None if context is None else (action, context)
+
+    def _attempt_failed(
+        self,
+        action: Attempt,
+        context: AttemptContext,
+        classifier: Classifier,
+        exc: Exception,
+        load: EndpointLoad,
+        started: float,
+        timed_out: bool,
+    ) -> AttemptRecord:
+        """Classify a failed attempt, feed the balancer what counts, tell the listeners."""
+        counted = counts(action, self._clock(), timed_out=timed_out)
+        context = AttemptContext(
+            context.endpoint,
+            context.attempt,
+            context.idempotent,
+            context.every_endpoint_tried,
+            timed_out,
+        )
+        verdict = self._classify_safely(classifier, exc, context)
+        self._report(context.endpoint, verdict, load, started, action.timeout, counted)
+        record = AttemptRecord(
+            context.endpoint,
+            started,
+            self._clock(),
+            exc,
+            verdict,
+            hedge=action.hedge,
+            counted=counted,
+            timeout=action.timeout,
+            probe=action.probe is not None,
+        )
+        self._notify_attempt(record)
+        return record
+
+    def _attempt_succeeded(
+        self, action: Attempt, endpoint: Endpoint, load: EndpointLoad, started: float
+    ) -> AttemptRecord:
+        self._report(endpoint, None, load, started, None, True)
+        if action.probe is not None:
+            self._probe_succeeded(endpoint)
+        record = AttemptRecord(
+            endpoint,
+            started,
+            self._clock(),
+            hedge=action.hedge,
+            timeout=action.timeout,
+            probe=action.probe is not None,
+        )
+        self._notify_attempt(record)
+        return record
+
+    def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
+        try:
+            return picker.pick(exclude, fallback=False)
+        except NoEndpointAvailable:
+            return None
+
+    def _endpoint_for(self, picker: Picker, action: Attempt) -> Endpoint | None:
+        """The endpoint ``action`` runs on: its probe, else a pick outside its exclusions."""
+        if action.probe is not None:
+            return picker.reserved(action.probe)
+        return self._pick_untried(picker, action.exclude)
+
+    @staticmethod
+    def _every_endpoint_tried(state: CallState, key: Key, picker: Picker) -> bool:
+        """Every endpoint of the pool (candidates and reserve) has been tried in the round once
+        the attempt on ``key`` starts (MinIO's ``from_every_endpoint``)."""
+        tried = state.tried | {key}
+        return tried >= picker.keys and tried.issuperset(picker.reserve_keys)
+
     # --- calls (asyncio) ---------------------------------------------------------------------
 
     async def call(
@@ -873,186 +986,84 @@ class EndpointPool:
         backoff when nothing else is left).
         ``idempotent=False`` disables hedging and tells the classifier that a request that may
         have executed must not be repeated. Raises the callee's own error for CLIENT and
-        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass.
+        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass. A hedge
+        that loses the race is cancelled.
         """
         self._check_open()
         call_policy = (policy or self.policy.call).with_overrides(
             deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
         )
         classifier = classify or self._classify
-        hedging = idempotent and call_policy.hedging
         now = self._clock()
-        state = CallState.begin(now, call_policy, frozenset(exclude) if exclude else _NO_KEYS)
+        driver = CallDriver.begin(now, call_policy, idempotent=idempotent, exclude=exclude)
         self._budget.record_request(now)
         running: dict[asyncio.Task[_Finished], Endpoint] = {}
-        hedges = 0
-        hedge_at: float | None = None
         try:
             while True:
                 if not running:
-                    action, picker, now = self._plan_next(state, call_policy)
+                    action, picker, now = self._next_step(driver)
                     if isinstance(action, Wait):
                         generation = self._generation
                         if action.refresh:
                             self._request_refresh()
                         await self._wait_async(action.delay, generation, action.interruptible)
-                        state = state.wait_done(action)
+                        driver.waited(action)
                         continue
-                    assert isinstance(action, Attempt)
-                    endpoint = self._endpoint_for(picker, action)
-                    if endpoint is None:
-                        continue
-                    if action.retry:
-                        self._budget.record_retry(now)
-                    task = self._spawn_attempt(
-                        fn, endpoint, state, action, picker, classifier, idempotent, False
-                    )
-                    running[task] = endpoint
-                    state = state.attempt_started(endpoint.key)
-                    hedge_at = (
-                        now + call_policy.hedge_delay
-                        if hedging and call_policy.hedge_delay is not None
-                        else None
-                    )
-                timeout = None if hedge_at is None else max(0.0, hedge_at - self._clock())
+                    context = self._begin_attempt(driver, action, picker, now)
+                    if context is not None:
+                        self._spawn(fn, action, context, classifier, running)
+                    continue
                 done, _ = await asyncio.wait(
-                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    running,
+                    timeout=driver.hedge_due(self._clock()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if not done:
-                    hedge_at = None
-                    started = self._start_hedge(fn, state, call_policy, classifier, hedges, running)
-                    if started is not None:
-                        state = state.attempt_started(started.key)
-                        hedges += 1
-                        if hedges < call_policy.max_hedges and call_policy.hedge_delay is not None:
-                            hedge_at = self._clock() + call_policy.hedge_delay
+                    hedge = self._hedge_step(driver)
+                    if hedge is not None:
+                        self._spawn(fn, *hedge, classifier, running)
                     continue
                 for task in done:
                     running.pop(task)
                     finished = task.result()
-                    state = state.attempt_finished(finished.record)
-                    record = finished.record
-                    if record.error is None:
+                    settle = driver.finished(finished.record)
+                    if settle is Settle.RETURN:
                         return finished.value  # type: ignore[no-any-return]
-                    assert record.verdict is not None
-                    if fault_of(record.verdict) is Fault.CLIENT or not record.verdict.replay_safe:
-                        raise record.error
+                    if settle is Settle.RAISE:
+                        assert finished.record.error is not None
+                        raise finished.record.error
         finally:
             for task in running:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
-    def _plan_next(
-        self, state: CallState, call_policy: CallPolicy
-    ) -> tuple[Attempt | Wait, Picker, float]:
-        """The planner's next step for a call in ``state``, on the current picker, now (shared by
-        :meth:`call` and :meth:`call_sync`). Raises the planner's error when it gives up."""
-        self._check_open()
-        now = self._clock()
-        self._catch_up(now)
-        picker = self._picker
-        budget_ok = state.charged_attempts == 0 or self._budget.can_retry(now)
-        action = plan(
-            state,
-            self._view(picker),
-            now,
-            call_policy,
-            budget_ok=budget_ok,
-            random=self._rng.random(),
-        )
-        if isinstance(action, GiveUp):
-            raise action.error
-        return action, picker, now
-
-    def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
-        try:
-            return picker.pick(exclude, fallback=False)
-        except NoEndpointAvailable:
-            return None
-
-    def _endpoint_for(self, picker: Picker, action: Attempt) -> Endpoint | None:
-        """The endpoint ``action`` runs on: its probe, else a pick outside its exclusions."""
-        if action.probe is not None:
-            return picker.reserved(action.probe)
-        return self._pick_untried(picker, action.exclude)
-
-    @staticmethod
-    def _every_endpoint_tried(state: CallState, key: Key, picker: Picker) -> bool:
-        """Every endpoint of the pool (candidates and reserve) has been tried in the round once
-        the attempt on ``key`` starts (MinIO's ``from_every_endpoint``)."""
-        tried = state.tried | {key}
-        return tried >= picker.keys and tried.issuperset(picker.reserve_keys)
-
-    def _start_hedge(
+    def _spawn(
         self,
         fn: Callable[[Endpoint], Awaitable[Any]],
-        state: CallState,
-        policy: CallPolicy,
-        classifier: Classifier,
-        hedges: int,
-        running: dict[asyncio.Task[_Finished], Endpoint],
-    ) -> Endpoint | None:
-        if hedges >= policy.max_hedges or state.charged_attempts >= policy.max_attempts:
-            return None
-        now = self._clock()
-        remaining = state.remaining(now)
-        picker = self._picker
-        if remaining <= 0 or picker.keys <= state.tried:
-            return None
-        endpoint = self._pick_untried(picker, state.tried)
-        if endpoint is None or not self._budget.try_retry(now):
-            return None
-        cut = remaining < policy.attempt_timeout
-        action = Attempt(
-            exclude=state.tried,
-            timeout=min(policy.attempt_timeout, remaining),
-            cut_by_deadline=cut,
-            retry=True,
-            ends=state.deadline if cut else now + policy.attempt_timeout,
-        )
-        task = self._spawn_attempt(fn, endpoint, state, action, picker, classifier, True, True)
-        running[task] = endpoint
-        _log.debug("pool %s: hedging on %s", self, endpoint)
-        return endpoint
-
-    def _spawn_attempt(
-        self,
-        fn: Callable[[Endpoint], Awaitable[Any]],
-        endpoint: Endpoint,
-        state: CallState,
         action: Attempt,
-        picker: Picker,
+        context: AttemptContext,
         classifier: Classifier,
-        idempotent: bool,
-        hedge: bool,
-    ) -> asyncio.Task[_Finished]:
-        context = AttemptContext(
-            endpoint=endpoint,
-            attempt=state.started_attempts + 1,
-            idempotent=idempotent,
-            every_endpoint_tried=self._every_endpoint_tried(state, endpoint.key, picker),
+        running: dict[asyncio.Task[_Finished], Endpoint],
+    ) -> None:
+        task = asyncio.create_task(
+            self._run_attempt(fn, action, context, classifier),
+            name=f"attempt {context.attempt} on {context.endpoint}",
         )
-        return asyncio.create_task(
-            self._run_attempt(fn, endpoint, action, context, classifier, hedge),
-            name=f"attempt {context.attempt} on {endpoint}",
-        )
+        running[task] = context.endpoint
 
     async def _run_attempt(
         self,
         fn: Callable[[Endpoint], Awaitable[Any]],
-        endpoint: Endpoint,
         action: Attempt,
         context: AttemptContext,
         classifier: Classifier,
-        hedge: bool,
     ) -> _Finished:
+        endpoint = context.endpoint
         load = self._load_of(endpoint.key)
         load.start()
         started = self._clock()
-        limit = None if math.isinf(action.timeout) else action.timeout
-        scope = asyncio.timeout(limit)
-        probe = action.probe is not None
+        scope = asyncio.timeout(None if math.isinf(action.timeout) else action.timeout)
         token = enter_attempt(action.timeout, action.ends, self._clock)
         try:
             async with scope:
@@ -1064,41 +1075,12 @@ class EndpointPool:
         except Exception as exc:
             leave_attempt(token)
             timed_out = scope.expired() and isinstance(exc, TimeoutError)
-            context = AttemptContext(
-                context.endpoint,
-                context.attempt,
-                context.idempotent,
-                context.every_endpoint_tried,
-                timed_out,
+            record = self._attempt_failed(
+                action, context, classifier, exc, load, started, timed_out
             )
-            verdict = self._classify_safely(classifier, exc, context)
-            # Given the time left and ended by the deadline: the deadline's failure, not the
-            # endpoint's (the same rule as call_sync's).
-            ran_out = timed_out or self._clock() >= action.ends - _DEADLINE_SLACK
-            counted = not (action.cut_by_deadline and ran_out)
-            self._report(endpoint, verdict, load, started, action.timeout, counted)
-            record = AttemptRecord(
-                endpoint,
-                started,
-                self._clock(),
-                exc,
-                verdict,
-                hedge=hedge,
-                counted=counted,
-                timeout=action.timeout,
-                probe=probe,
-            )
-            self._notify_attempt(record)
             return _Finished(record)
         leave_attempt(token)
-        self._report(endpoint, None, load, started, None, True)
-        if probe:
-            self._probe_succeeded(endpoint)
-        record = AttemptRecord(
-            endpoint, started, self._clock(), hedge=hedge, timeout=action.timeout, probe=probe
-        )
-        self._notify_attempt(record)
-        return _Finished(record, value)
+        return _Finished(self._attempt_succeeded(action, endpoint, load, started), value)
 
     # --- calls (threads) ---------------------------------------------------------------------
 
@@ -1109,13 +1091,15 @@ class EndpointPool:
         idempotent: bool = True,
         deadline: float | None = None,
         attempt_timeout: float | None = None,
+        hedge_delay: float | None = None,
         classify: Classifier | None = None,
         policy: CallPolicy | None = None,
         exclude: Collection[Key] = (),
+        discard: Callable[[T], object] | None = None,
     ) -> T:
         """Run the blocking ``fn(endpoint)`` with failover in the calling thread (the same
-        planner as :meth:`call`, without hedging). Must not be called on a thread running an
-        event loop (:class:`RuntimeError`).
+        driver and planner as :meth:`call`). Must not be called on a thread running an event
+        loop (:class:`RuntimeError`).
 
         ``exclude``: endpoint keys to avoid in the first round (e.g. the node a stream just
         broke on); they become eligible again after a backoff when nothing else is left.
@@ -1128,11 +1112,18 @@ class EndpointPool:
         (shorter than ``attempt_timeout``) and ran until the deadline is the deadline's failure,
         not the endpoint's: it is not counted against the endpoint.
 
-        The first attempt takes a fast path (no planner, no call state, no allocation beyond
-        the attempt's time unless an attempt listener is registered): what is left per
-        successful call is one retry-budget deposit, the endpoint's in-flight count and latency
-        EWMA, and a set lookup for its outlier counters. Anything else (a failure, nothing to
-        pick) goes through the planner.
+        Hedging (an idempotent call whose policy has a ``hedge_delay``, or ``hedge_delay``
+        given here): attempts run on their own threads, carrying the caller's context
+        variables; when ``hedge_delay`` passes without an answer a hedge starts on another
+        endpoint, and the first answer wins. A losing attempt cannot be interrupted: it runs
+        to its end (its outcome still feeds the endpoint's health) and its value, if it
+        succeeds, is passed to ``discard`` (e.g. to close a response) instead of leaking.
+
+        Without hedging the first attempt takes a fast path (no planner, no call state, no
+        allocation beyond the attempt's time unless an attempt listener is registered): what
+        is left per successful call is one retry-budget deposit, the endpoint's in-flight count
+        and latency EWMA, and a set lookup for its outlier counters. Anything else (a failure,
+        nothing to pick) goes through the driver.
         """
         if _get_running_loop() is not None:
             raise RuntimeError(
@@ -1142,54 +1133,67 @@ class EndpointPool:
         if self._closed or not self._started:
             self._check_open()
         call_policy = policy or self.policy.call
-        if deadline is not None or attempt_timeout is not None:
+        if deadline is not None or attempt_timeout is not None or hedge_delay is not None:
             call_policy = call_policy.with_overrides(
-                deadline=deadline, attempt_timeout=attempt_timeout
+                deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
             )
         classifier = classify or self._classify
         excluded: frozenset[Key] = frozenset(exclude) if exclude else _NO_KEYS
-        clock = self._clock
-        started = clock()
+        started = self._clock()
         self._budget.record_request(started)
         if self._wake_at is not None:
             self._catch_up(started)
+        if idempotent and call_policy.hedging:
+            driver = CallDriver.begin(started, call_policy, idempotent=True, exclude=excluded)
+            return self._call_sync_hedged(fn, driver, classifier, discard)
         picker = self._picker
+        endpoint = self._first_pick(picker, excluded)
+        if endpoint is None:
+            driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
+            return self._call_sync_rounds(fn, driver, classifier)
+        return self._call_sync_fast(
+            fn, endpoint, picker, started, call_policy, classifier, idempotent, excluded
+        )
+
+    def _first_pick(self, picker: Picker, excluded: frozenset[Key]) -> Endpoint | None:
         if not picker.endpoints:
-            state = CallState.begin(started, call_policy, excluded)
-            return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
+            return None
         if excluded:
-            try:
-                endpoint = picker.pick(excluded, fallback=False)
-            except NoEndpointAvailable:
-                state = CallState.begin(started, call_policy, excluded)
-                return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
-        else:
-            endpoint = picker.pick()
-        # Fast path: the first attempt, at once (plan()'s rule 7 for a fresh call).
+            return self._pick_untried(picker, excluded)
+        return picker.pick()
+
+    def _call_sync_fast(
+        self,
+        fn: Callable[[Endpoint], T],
+        endpoint: Endpoint,
+        picker: Picker,
+        started: float,
+        call_policy: CallPolicy,
+        classifier: Classifier,
+        idempotent: bool,
+        excluded: frozenset[Key],
+    ) -> T:
+        """The first attempt of a call that does not hedge, at once (the planner's rule 7 for a
+        fresh call: its :class:`~mcresolve.pool.planner.Attempt` is built only if it fails)."""
+        clock = self._clock
         key = endpoint.key
         load = self._load_of(key)
         load.start()
-        timeout = min(call_policy.attempt_timeout, call_policy.deadline)
-        token = enter_attempt(timeout, started + timeout, clock)
+        first = first_attempt(started, call_policy, excluded)
+        token = enter_attempt(first.timeout, first.ends, clock)
         try:
             value = fn(endpoint)
         except Exception as exc:
             leave_attempt(token)
-            state = CallState.begin(started, call_policy, excluded)
-            first = Attempt(
-                exclude=excluded,
-                timeout=timeout,
-                cut_by_deadline=call_policy.deadline < call_policy.attempt_timeout,
-                retry=False,
-                ends=started + timeout,
-            )
+            driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
             context = AttemptContext(
-                endpoint, 1, idempotent, self._every_endpoint_tried(state, key, picker)
+                endpoint, 1, idempotent, self._every_endpoint_tried(driver.state, key, picker)
             )
-            state = self._sync_failed(
-                exc, context, classifier, load, started, first, state.attempt_started(key)
-            )
-            return self._call_sync_rounds(fn, state, call_policy, classifier, idempotent)
+            driver.started(key, first, started)
+            record = self._attempt_failed(first, context, classifier, exc, load, started, False)
+            if driver.finished(record) is Settle.RAISE:
+                raise
+            return self._call_sync_rounds(fn, driver, classifier)
         except BaseException:
             leave_attempt(token)
             load.finish(clock(), None)
@@ -1200,101 +1204,147 @@ class EndpointPool:
         if key in self._failing:
             self._record_success(key, ended)
         if self._attempt_listeners:
-            self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=timeout))
+            self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=first.timeout))
         return value
 
-    def _sync_failed(
-        self,
-        exc: Exception,
-        context: AttemptContext,
-        classifier: Classifier,
-        load: EndpointLoad,
-        started: float,
-        action: Attempt,
-        state: CallState,
-    ) -> CallState:
-        """A synchronous attempt raised ``exc``: classify, report, record; re-raise the
-        callee's error when it must not be retried, else return the new call state."""
-        ended = self._clock()
-        # Given the time left and run until the deadline: the deadline's failure, not the
-        # endpoint's (the asynchronous path knows it from its timeout scope).
-        counted = not (action.cut_by_deadline and ended >= state.deadline - _DEADLINE_SLACK)
-        verdict = self._classify_safely(classifier, exc, context)
-        self._report(context.endpoint, verdict, load, started, action.timeout, counted)
-        record = AttemptRecord(
-            context.endpoint,
-            started,
-            ended,
-            exc,
-            verdict,
-            counted=counted,
-            timeout=action.timeout,
-            probe=action.probe is not None,
-        )
-        self._notify_attempt(record)
-        if fault_of(verdict) is Fault.CLIENT or not verdict.replay_safe:
-            raise exc
-        return state.attempt_finished(record)
-
     def _call_sync_rounds(
+        self, fn: Callable[[Endpoint], T], driver: CallDriver, classifier: Classifier
+    ) -> T:
+        """The driver-run part of a call that does not hedge, attempts in the calling thread."""
+        while True:
+            action, picker, now = self._next_step(driver)
+            if isinstance(action, Wait):
+                self._wait_for(action)
+                driver.waited(action)
+                continue
+            context = self._begin_attempt(driver, action, picker, now)
+            if context is None:
+                continue
+            finished = self._run_attempt_sync(fn, action, context, classifier)
+            settle = driver.finished(finished.record)
+            if settle is Settle.RETURN:
+                return finished.value  # type: ignore[no-any-return]
+            if settle is Settle.RAISE:
+                assert finished.record.error is not None
+                raise finished.record.error
+
+    def _call_sync_hedged(
         self,
         fn: Callable[[Endpoint], T],
-        state: CallState,
-        call_policy: CallPolicy,
+        driver: CallDriver,
         classifier: Classifier,
-        idempotent: bool,
+        discard: Callable[[T], object] | None,
     ) -> T:
-        """The planner-driven part of :meth:`call_sync` (after the fast path)."""
-        while True:
-            action, picker, now = self._plan_next(state, call_policy)
-            if isinstance(action, Wait):
-                generation = self._generation
-                if action.refresh:
-                    self._request_refresh()
-                self._wait_sync(action.delay, generation, action.interruptible)
-                state = state.wait_done(action)
-                continue
-            assert isinstance(action, Attempt)
-            endpoint = self._endpoint_for(picker, action)
-            if endpoint is None:
-                continue
-            if action.retry:
-                self._budget.record_retry(now)
-            context = AttemptContext(
-                endpoint=endpoint,
-                attempt=state.started_attempts + 1,
-                idempotent=idempotent,
-                every_endpoint_tried=self._every_endpoint_tried(state, endpoint.key, picker),
-            )
-            state = state.attempt_started(endpoint.key)
-            load = self._load_of(endpoint.key)
-            load.start()
-            started = self._clock()
-            token = enter_attempt(action.timeout, action.ends, self._clock)
-            try:
-                value = fn(endpoint)
-            except Exception as exc:
-                leave_attempt(token)
-                state = self._sync_failed(exc, context, classifier, load, started, action, state)
-                continue
-            except BaseException:
-                leave_attempt(token)
-                load.finish(self._clock(), None)
-                raise
-            leave_attempt(token)
-            self._report(endpoint, None, load, started, None, True)
-            if action.probe is not None:
-                self._probe_succeeded(endpoint)
-            self._notify_attempt(
-                AttemptRecord(
-                    endpoint,
-                    started,
-                    self._clock(),
-                    timeout=action.timeout,
-                    probe=action.probe is not None,
+        """A hedging call: each attempt on its own thread, the calling thread waits for the
+        first answer or the next hedge (the asyncio adapter's loop, with futures)."""
+        running: dict[concurrent.futures.Future[_Finished], Endpoint] = {}
+        try:
+            while True:
+                if not running:
+                    action, picker, now = self._next_step(driver)
+                    if isinstance(action, Wait):
+                        self._wait_for(action)
+                        driver.waited(action)
+                        continue
+                    context = self._begin_attempt(driver, action, picker, now)
+                    if context is not None:
+                        self._start_thread(fn, action, context, classifier, running)
+                    continue
+                done, _ = concurrent.futures.wait(
+                    running,
+                    timeout=driver.hedge_due(self._clock()),
+                    return_when=concurrent.futures.FIRST_COMPLETED,
                 )
-            )
-            return value
+                if not done:
+                    hedge = self._hedge_step(driver)
+                    if hedge is not None:
+                        self._start_thread(fn, *hedge, classifier, running)
+                    continue
+                for future in done:
+                    running.pop(future)
+                    finished = future.result()
+                    settle = driver.finished(finished.record)
+                    if settle is Settle.CONTINUE:
+                        continue
+                    for other in done - {future}:  # finished in the same instant: losers too
+                        running.setdefault(other, finished.record.endpoint)
+                    if settle is Settle.RETURN:
+                        return finished.value  # type: ignore[no-any-return]
+                    assert finished.record.error is not None
+                    raise finished.record.error
+        finally:
+            for future in running:
+                future.add_done_callback(functools.partial(self._discard_loser, discard))
+
+    def _start_thread(
+        self,
+        fn: Callable[[Endpoint], Any],
+        action: Attempt,
+        context: AttemptContext,
+        classifier: Classifier,
+        running: dict[concurrent.futures.Future[_Finished], Endpoint],
+    ) -> None:
+        future: concurrent.futures.Future[_Finished] = concurrent.futures.Future()
+        variables = contextvars.copy_context()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = variables.run(self._run_attempt_sync, fn, action, context, classifier)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        name = f"mcresolve attempt {context.attempt} on {context.endpoint}"
+        threading.Thread(target=run, name=name, daemon=True).start()
+        running[future] = context.endpoint
+
+    def _discard_loser(
+        self, discard: Callable[[Any], object] | None, future: concurrent.futures.Future[_Finished]
+    ) -> None:
+        """A losing attempt finished: hand a successful one's value to ``discard``."""
+        if discard is None or future.cancelled() or future.exception() is not None:
+            return
+        finished = future.result()
+        if finished.record.error is not None:
+            return
+        try:
+            discard(finished.value)
+        except Exception:
+            _log.exception("pool %s: discarding a hedge loser's value failed", self)
+
+    def _run_attempt_sync(
+        self,
+        fn: Callable[[Endpoint], Any],
+        action: Attempt,
+        context: AttemptContext,
+        classifier: Classifier,
+    ) -> _Finished:
+        endpoint = context.endpoint
+        load = self._load_of(endpoint.key)
+        load.start()
+        started = self._clock()
+        token = enter_attempt(action.timeout, action.ends, self._clock)
+        try:
+            value = fn(endpoint)
+        except Exception as exc:
+            leave_attempt(token)
+            record = self._attempt_failed(action, context, classifier, exc, load, started, False)
+            return _Finished(record)
+        except BaseException:
+            leave_attempt(token)
+            load.finish(self._clock(), None)
+            raise
+        leave_attempt(token)
+        return _Finished(self._attempt_succeeded(action, endpoint, load, started), value)
+
+    def _wait_for(self, wait: Wait) -> None:
+        generation = self._generation
+        if wait.refresh:
+            self._request_refresh()
+        self._wait_sync(wait.delay, generation, wait.interruptible)
 
     # --- introspection -----------------------------------------------------------------------
 
@@ -1405,7 +1455,3 @@ class EndpointPool:
         )
         background.start(ready_timeout=ready_timeout)
         return background
-
-
-def _fault(verdict: VerdictLike | FailureKind) -> Fault:
-    return Fault.NODE if isinstance(verdict, FailureKind) else fault_of(verdict)
