@@ -29,6 +29,7 @@ from mcresolve.pool.planner import (
     attempt_now,
     default_classify,
     first_attempt,
+    first_attempt_time,
     plan,
     plan_hedge,
 )
@@ -127,6 +128,7 @@ def test_the_fast_path_first_attempt_is_the_planners_first_attempt(
     driver = CallDriver.begin(now, policy)
     planned = driver.next(VIEW, now, budget_ok=True, random=0.5)
     fast = first_attempt(now, policy)
+    assert first_attempt_time(now, policy) == (fast.timeout, fast.ends)
     assert isinstance(planned, Attempt)
     assert fast.cut_by_deadline == planned.cut_by_deadline and not fast.retry
     assert fast.timeout == pytest.approx(planned.timeout, rel=1e-9, abs=1e-6)

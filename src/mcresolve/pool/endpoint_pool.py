@@ -84,6 +84,7 @@ from mcresolve.pool.planner import (
     enter_attempt,
     fault_of,
     first_attempt,
+    first_attempt_time,
     leave_attempt,
 )
 from mcresolve.sources.base import Resolution, Source
@@ -1179,13 +1180,14 @@ class EndpointPool:
         key = endpoint.key
         load = self._load_of(key)
         load.start()
-        first = first_attempt(started, call_policy, excluded)
-        token = enter_attempt(first.timeout, first.ends, clock)
+        timeout, ends = first_attempt_time(started, call_policy)
+        token = enter_attempt(timeout, ends, clock)
         try:
             value = fn(endpoint)
         except Exception as exc:
             leave_attempt(token)
             driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
+            first = first_attempt(started, call_policy, excluded)
             context = AttemptContext(
                 endpoint, 1, idempotent, self._every_endpoint_tried(driver.state, key, picker)
             )
@@ -1204,7 +1206,7 @@ class EndpointPool:
         if key in self._failing:
             self._record_success(key, ended)
         if self._attempt_listeners:
-            self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=first.timeout))
+            self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=timeout))
         return value
 
     def _call_sync_rounds(

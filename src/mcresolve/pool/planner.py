@@ -119,6 +119,7 @@ __all__ = [
     "enter_attempt",
     "fault_of",
     "first_attempt",
+    "first_attempt_time",
     "leave_attempt",
     "plan",
     "plan_hedge",
@@ -657,9 +658,15 @@ def first_attempt(now: float, policy: CallPolicy, exclude: frozenset[Key] = froz
     yet: what :func:`plan` returns for ``CallState.begin(now, policy, exclude)`` on a pool
     with a candidate outside ``exclude``), computed without a call state: the synchronous fast
     path's attempt."""
+    timeout, ends = first_attempt_time(now, policy)
+    return Attempt(exclude, timeout, policy.deadline < policy.attempt_timeout, False, ends=ends)
+
+
+def first_attempt_time(now: float, policy: CallPolicy) -> tuple[float, float]:
+    """``(timeout, ends)`` of :func:`first_attempt`, without building it (a tuple costs a tenth
+    of a frozen dataclass on the synchronous fast path, where it would be built per call)."""
     timeout = min(policy.attempt_timeout, policy.deadline)
-    cut = policy.deadline < policy.attempt_timeout
-    return Attempt(exclude, timeout, cut, False, ends=now + timeout)
+    return timeout, now + timeout
 
 
 def attempt_now(
