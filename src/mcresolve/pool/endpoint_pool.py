@@ -36,31 +36,22 @@ import random
 import threading
 import time
 from asyncio.events import _get_running_loop
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from mcresolve.balancer.balancer import Balancer, BalancerUpdate
 from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.balancer.locality import (
     DEFAULT_FAILBACK_HOLD_DOWN,
-    LocalityPolicy,
-    LocalityState,
     datacenter_of,
-    failback_due,
-    in_datacenter,
-    initial_state,
-    step,
-    usable_datacenters,
 )
 from mcresolve.balancer.outlier import (
-    Ejection,
     FailureKind,
-    OutlierDetector,
     OutlierPolicy,
-    probe_order,
 )
-from mcresolve.balancer.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy, build_picker
+from mcresolve.balancer.picker import DEFAULT_PANIC_THRESHOLD, Picker, PickStrategy
 from mcresolve.balancer.retry_budget import RetryBudget, RetryBudgetPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
@@ -316,30 +307,23 @@ class EndpointPool:
         self._lock = threading.Lock()
         self._cond = threading.Condition()
         self._generation = 0
-        self._detector = OutlierDetector(self.policy.outlier, self._rng)
-        # Keys whose outlier counters may be non-zero (see _record_success).
-        self._failing: set[Key] = set()
-        self._failing_lock = threading.Lock()
+        self._balancer = Balancer(
+            name=self.name,
+            outlier=self.policy.outlier,
+            strategy=self.policy.strategy,
+            panic_threshold=self.policy.panic_threshold,
+            failback_hold_down=self.policy.failback_hold_down,
+            datacenter_preference=self.policy.datacenter_preference,
+            rng=self._rng,
+            clock=clock,
+        )
         self._budget = RetryBudget(self.policy.retry_budget)
         self._hub = EventHub()
-        self._resolution: Resolution | None = None
-        self._endpoints: tuple[Endpoint, ...] = ()
-        self._loads: dict[Key, EndpointLoad] = {}
-        self._locality_policy: LocalityPolicy | None = None
-        self._locality: LocalityState | None = None
-        self._picker: Picker = self._build([], frozenset())
-        self._usable = 0
-        self._all_ejected = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._async_changed: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        # When the picker must next be rebuilt (an ejection or avoidance ends, a fail-back is
-        # due), on the pool clock: set under _lock by _rebuild_locked. The loop's timer acts on
-        # it, and so does any call that sees it passed (_catch_up), so decisions follow the
-        # pool's clock even when the timer is late (a busy loop, an injected clock).
-        self._wake_at: float | None = None
         self._remove_listener: Callable[[], None] | None = None
         self._attempt_listeners: list[Callable[[AttemptRecord], None]] = []
         self._started = False
@@ -378,11 +362,12 @@ class EndpointPool:
                 self.policy.agent_lookup_timeout
             )
         if self._explicit_dc is not None:
-            self._set_local(self._explicit_dc)
+            with self._lock:
+                self._balancer.set_local(self._explicit_dc)
         self._remove_listener = self._source.add_listener(self._on_resolution)
         await self._source.start()
         current = self._source.current
-        if current is not None and current is not self._resolution:
+        if current is not None and current is not self._balancer.resolution:
             self._on_resolution(current)
 
     async def close(self) -> None:
@@ -421,11 +406,12 @@ class EndpointPool:
         timeout = check_timeout("timeout", timeout)
         self._check_open()
         end = None if timeout is None else self._clock() + timeout
-        while not self._endpoints:
+        while not self._balancer.endpoints:
             self._check_open()
             left = math.inf if end is None else end - self._clock()
             if left <= 0:
-                error = self._resolution.error if self._resolution is not None else None
+                resolution = self._balancer.resolution
+                error = resolution.error if resolution is not None else None
                 why = f": {error}" if error is not None else ""
                 raise NoEndpointAvailable(
                     f"pool {self.name}: no endpoint within {timeout:g} s{why}"
@@ -441,119 +427,28 @@ class EndpointPool:
 
     # --- source updates ----------------------------------------------------------------------
 
-    def _set_local(self, datacenter: str) -> None:
-        self._locality_policy = LocalityPolicy(
-            local=datacenter,
-            preference=self.policy.datacenter_preference,
-            failback_hold_down=self.policy.failback_hold_down,
-        )
-        self._locality = initial_state(self._locality_policy)
-        _log.info("pool %s: local datacenter %r", self, datacenter)
-
     def _on_resolution(self, resolution: Resolution) -> None:
         """Listener on the source (runs on the loop thread, in the publishing task)."""
         if self._closed:
             return
-        events: list[PoolEvent] = []
-        now = self._clock()
-        previous = self._resolution
         with self._lock:
-            self._resolution = resolution
-            self._resolution_events(previous, resolution, now, events)
-            unique: dict[Key, Endpoint] = {}
-            for endpoint in resolution.endpoints:
-                unique.setdefault(endpoint.key, endpoint)  # first occurrence wins, order kept
-            endpoints = tuple(unique.values())
-            changed = endpoints != self._endpoints
-            if changed:
-                if self._locality_policy is None and endpoints:
-                    dc = resolution.datacenter or endpoints[0].datacenter
-                    self._set_local(dc)
-                old = {e.key: e for e in self._endpoints}
-                new = {e.key: e for e in endpoints}
-                for key in new.keys() - old.keys():
-                    events.append(self._event(EventKind.ADDED, now, endpoint=new[key]))
-                for key in old.keys() - new.keys():
-                    events.append(self._event(EventKind.REMOVED, now, endpoint=old[key]))
-                self._endpoints = endpoints
-                self._detector.set_endpoints(new)
-                self._loads = {k: self._loads.get(k) or EndpointLoad(now) for k in new}
-                self._rebuild_locked(now, events)
-        if changed:
+            update = self._balancer.resolve(resolution, self._clock())
+            self._schedule_wake(update.wake_at)
+        if update.changed:
             _log.info("pool %s: %s", self, resolution)
-            self._notify_change()
-        self._emit(events)
+        self._apply(update)
 
-    def _resolution_events(
-        self, previous: Resolution | None, current: Resolution, now: float, out: list[PoolEvent]
-    ) -> None:
-        if current.error is not None:
-            out.append(self._event(EventKind.SOURCE_ERROR, now, detail=str(current.error)))
-        elif previous is not None and previous.error is not None:
-            out.append(self._event(EventKind.SOURCE_RECOVERED, now, detail=str(current)))
-        was_fallback = previous is not None and previous.fallback
-        if current.fallback and not was_fallback:
-            out.append(self._event(EventKind.FALLBACK_ENGAGED, now, detail=current.source))
-        elif was_fallback and not current.fallback:
-            out.append(self._event(EventKind.FALLBACK_RELEASED, now, detail=current.source))
-
-    # --- picker ------------------------------------------------------------------------------
-
-    def _build(
-        self,
-        endpoints: list[Endpoint],
-        usable: Collection[Key],
-        avoid: Collection[Key] = (),
-        order: tuple[Endpoint, ...] = (),
-    ) -> Picker:
-        return build_picker(
-            endpoints,
-            usable,
-            strategy=self.policy.strategy,
-            loads=self._loads,
-            panic_threshold=self.policy.panic_threshold,
-            rng=self._rng,
-            clock=self._clock,
-            avoid=avoid,
-            probe_order=order,
-        )
-
-    def _rebuild_locked(self, now: float, events: list[PoolEvent]) -> None:
-        """Recompute usability, locality and the picker (caller holds ``_lock``)."""
-        endpoints = self._endpoints
-        ejected = self._detector.ejected(now)
-        usable = frozenset(e.key for e in endpoints if e.key not in ejected)
-        chosen = list(endpoints)
-        lp, state = self._locality_policy, self._locality
-        if lp is not None and state is not None:
-            new_state = step(state, usable_datacenters(endpoints, usable, lp), now, lp)
-            if new_state.active != state.active:
-                kind = EventKind.FAILBACK if new_state.active == lp.local else EventKind.FAILOVER
-                events.append(self._event(kind, now, datacenter=new_state.active))
-            self._locality = new_state
-            in_active = in_datacenter(endpoints, new_state.active, lp)
-            if in_active:
-                chosen = in_active
-        states = self._detector.states()
-        avoided = frozenset(k for k, st in states.items() if st.is_avoided(now)) & usable
-        by_key = {e.key: e for e in endpoints}
-        order = tuple(by_key[k] for k in probe_order(by_key, states))
-        self._picker = self._build(chosen, usable, avoided, order)
-        self._usable = len(usable)
-        all_ejected = bool(endpoints) and not usable
-        if all_ejected and not self._all_ejected:
-            events.append(
-                self._event(EventKind.ALL_EJECTED, now, detail=f"{len(endpoints)} endpoint(s)")
-            )
+    def _apply(self, update: BalancerUpdate | None) -> None:
+        """Carry out a balancer update (outside the lock): re-resolve, wake waiters, publish."""
+        if update is None:
+            return
+        if update.refresh:
             self._request_refresh()
-        self._all_ejected = all_ejected
-        wake = [t for t in (self._detector.next_unejection(now),) if t is not None]
-        if lp is not None and self._locality is not None:
-            due = failback_due(self._locality, lp)
-            if due is not None:
-                wake.append(max(due, now))
-        self._wake_at = min(wake) if wake else None
-        self._schedule_wake(self._wake_at)
+        if update.changed:
+            self._notify_change()
+        self._emit(update.events)
+
+    # --- timer -------------------------------------------------------------------------------
 
     def _schedule_wake(self, at: float | None) -> None:
         loop = self._loop
@@ -587,44 +482,19 @@ class EndpointPool:
         self._refresh_picker(self._clock())
 
     def _catch_up(self, now: float) -> None:
-        """Rebuild the picker now if a scheduled rebuild is due (thread-safe; cheap when not)."""
-        wake = self._wake_at
+        """Tick the balancer now if its wake-up is due (thread-safe; cheap when not): decisions
+        follow the pool's clock even when the loop's timer is late (a busy loop, an injected
+        clock)."""
+        wake = self._balancer.wake_at
         if wake is not None and now >= wake and not self._closed:
             self._refresh_picker(now)
 
     def _refresh_picker(self, now: float) -> None:
-        """Report returned endpoints and rebuild the picker (thread-safe)."""
-        events: list[PoolEvent] = []
+        """Tick the balancer (thread-safe)."""
         with self._lock:
-            by_key = {e.key: e for e in self._endpoints}
-            for key in self._detector.sweep(now):
-                if key in by_key:
-                    events.append(self._event(EventKind.RESTORED, now, endpoint=by_key[key]))
-            self._rebuild_locked(now, events)
-        self._notify_change()
-        self._emit(events)
-
-    def _on_ejection(self, ejection: Ejection, now: float) -> None:
-        events: list[PoolEvent] = []
-        with self._lock:
-            endpoint = next((e for e in self._endpoints if e.key == ejection.key), None)
-            if endpoint is not None:
-                events.append(
-                    self._event(
-                        EventKind.EJECTED,
-                        now,
-                        endpoint=endpoint,
-                        reason=ejection.reason,
-                        until=ejection.until,
-                        detail=(
-                            f"{ejection.consecutive_failures} consecutive "
-                            f"{ejection.reason.value} failure(s), {ejection.duration:.1f} s"
-                        ),
-                    )
-                )
-            self._rebuild_locked(now, events)
-        self._notify_change()
-        self._emit(events)
+            update = self._balancer.tick(now)
+            self._schedule_wake(update.wake_at)
+        self._apply(update)
 
     def _request_refresh(self) -> None:
         loop = self._loop
@@ -683,22 +553,7 @@ class EndpointPool:
 
     # --- events ------------------------------------------------------------------------------
 
-    def _event(
-        self,
-        kind: EventKind,
-        at: float,
-        *,
-        endpoint: Endpoint | None = None,
-        datacenter: str | None = None,
-        reason: FailureKind | None = None,
-        until: float | None = None,
-        detail: str = "",
-    ) -> PoolEvent:
-        if datacenter is None and endpoint is not None:
-            datacenter = endpoint.datacenter or None
-        return PoolEvent(kind, at, self.name, endpoint, datacenter, reason, until, detail)
-
-    def _emit(self, events: list[PoolEvent]) -> None:
+    def _emit(self, events: Iterable[PoolEvent]) -> None:
         for event in events:
             level = logging.INFO
             if event.kind in (EventKind.EJECTED, EventKind.ALL_EJECTED, EventKind.SOURCE_ERROR):
@@ -722,12 +577,12 @@ class EndpointPool:
     @property
     def picker(self) -> Picker:
         """The current immutable picker."""
-        return self._picker
+        return self._balancer.picker
 
     def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
         """An endpoint for one attempt, not in ``exclude`` while another exists (lock-free,
         thread-safe). :class:`NoEndpointAvailable` when the pool is empty."""
-        return self._picker.pick(exclude)
+        return self._balancer.picker.pick(exclude)
 
     def attempt(self, endpoint: Endpoint) -> AttemptHandle:
         """Start tracking an attempt the caller runs itself (thread-safe)."""
@@ -747,8 +602,7 @@ class EndpointPool:
         self._outcome(endpoint, verdict, self._clock(), latency)
 
     def _load_of(self, key: Key) -> EndpointLoad:
-        load = self._loads.get(key)
-        return load if load is not None else EndpointLoad(self._clock())
+        return self._balancer.load_of(key)
 
     def _report(
         self,
@@ -774,58 +628,53 @@ class EndpointPool:
         now: float,
         latency: float | None,
     ) -> None:
-        """Feed one outcome to the outlier detector (and ``latency``, if given, to the EWMA)."""
+        """Feed one outcome to the balancer (and ``latency``, if given, to the EWMA)."""
+        key = endpoint.key
         if latency is not None:
-            load = self._loads.get(endpoint.key)
+            load = self._balancer.loads.get(key)
             if load is not None:
                 load.start()
                 load.finish(now, latency)
-        key = endpoint.key
-        if verdict is None:
-            if key in self._failing:
+        fault = fault_of_outcome(verdict)
+        if fault is None or fault is Fault.CLIENT:
+            if key in self._balancer.failing:
                 self._record_success(key, now)
             return
-        fault = fault_of_outcome(verdict)
-        if fault is Fault.CLIENT:
-            if key in self._failing:
-                self._record_success(key, now)
-        elif fault is Fault.NODE:
-            kind = verdict if isinstance(verdict, FailureKind) else verdict.failure_kind
-            with self._failing_lock:
-                self._failing.add(key)
-                ejection = self._detector.record_failure(key, kind or FailureKind.SERVER_ERROR, now)
-            if ejection is not None:
-                self._on_ejection(ejection, now)
-        elif not isinstance(verdict, FailureKind):  # CLUSTER: avoid the node that said so
-            hint = verdict.retry_after
-            if self._detector.record_cluster_answer(key, now, hint):
-                _log.info(
-                    "pool %s: avoiding %s for a while: it answered for the whole cluster (%s)",
-                    self,
-                    endpoint,
-                    verdict.reason,
+        with self._lock:
+            if isinstance(verdict, FailureKind):
+                update = self._balancer.failed(key, verdict, now)
+            elif fault is Fault.NODE:
+                assert verdict is not None
+                kind = verdict.failure_kind or FailureKind.SERVER_ERROR
+                update = self._balancer.failed(key, kind, now)
+            else:  # CLUSTER: avoid the node that said so, without blame
+                assert verdict is not None
+                update = self._balancer.answered_for_cluster(
+                    key, now, verdict.retry_after, verdict.reason
                 )
-                self._refresh_picker(now)
+            if update is not None:
+                self._schedule_wake(update.wake_at)
+        self._apply(update)
 
     def _probe_succeeded(self, endpoint: Endpoint) -> None:
-        """A probe of an endpoint outside the picker succeeded: it takes traffic again now
-        (:meth:`~mcresolve.balancer.outlier.OutlierDetector.reinstate`)."""
+        """A probe of an endpoint outside the picker succeeded: it takes traffic again now."""
         now = self._clock()
-        if self._detector.reinstate(endpoint.key, now):
-            _log.info("pool %s: probe of %s succeeded: it takes traffic again", self, endpoint)
-            self._refresh_picker(now)
+        with self._lock:
+            update = self._balancer.reinstate(endpoint.key, now)
+            if update is not None:
+                self._schedule_wake(update.wake_at)
+        self._apply(update)
 
     def _record_success(self, key: Key, now: float) -> None:
-        """Reset ``key``'s failure counters. Only keys in ``_failing`` can have any (every NODE
-        failure is recorded under ``_failing_lock`` after adding its key), so a success on a
-        key outside it skips the detector: a set lookup instead of a locked state update. A
-        success that misses a concurrent failure's marker happened before that failure."""
-        with self._failing_lock:
-            self._failing.discard(key)
-            self._detector.record_success(key, now)
+        """Reset ``key``'s failure counters. Callers look ``key`` up in the balancer's
+        ``failing`` set first (lock-free): only those keys can have any, since every NODE
+        failure adds its key under the lock before recording; a success that misses a
+        concurrent failure's marker happened before that failure."""
+        with self._lock:
+            self._balancer.succeeded(key, now)
 
     def _view(self, picker: Picker) -> PoolView:
-        return PoolView(picker.keys, self._usable, picker.reserve_keys)
+        return PoolView(picker.keys, self._balancer.usable, picker.reserve_keys)
 
     def _notify_attempt(self, record: AttemptRecord) -> None:
         for listener in list(self._attempt_listeners):
@@ -852,7 +701,7 @@ class EndpointPool:
         self._check_open()
         now = self._clock()
         self._catch_up(now)
-        picker = self._picker
+        picker = self._balancer.picker
         budget_ok = driver.state.charged_attempts == 0 or self._budget.can_retry(now)
         action = driver.next(
             self._view(picker), now, budget_ok=budget_ok, random=self._rng.random()
@@ -886,7 +735,7 @@ class EndpointPool:
     def _hedge_step(self, driver: CallDriver) -> tuple[Attempt, AttemptContext] | None:
         """The hedge the driver starts now, with its context, or None."""
         now = self._clock()
-        picker = self._picker
+        picker = self._balancer.picker
         action = driver.hedge(self._view(picker), now)
         if action is None:
             return None
@@ -1142,12 +991,12 @@ class EndpointPool:
         excluded: frozenset[Key] = frozenset(exclude) if exclude else _NO_KEYS
         started = self._clock()
         self._budget.record_request(started)
-        if self._wake_at is not None:
+        if self._balancer.wake_at is not None:
             self._catch_up(started)
         if idempotent and call_policy.hedging:
             driver = CallDriver.begin(started, call_policy, idempotent=True, exclude=excluded)
             return self._call_sync_hedged(fn, driver, classifier, discard)
-        picker = self._picker
+        picker = self._balancer.picker
         endpoint = self._first_pick(picker, excluded)
         if endpoint is None:
             driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
@@ -1203,7 +1052,7 @@ class EndpointPool:
         leave_attempt(token)
         ended = clock()
         load.finish(ended, ended - started)
-        if key in self._failing:
+        if key in self._balancer.failing:
             self._record_success(key, ended)
         if self._attempt_listeners:
             self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=timeout))
@@ -1353,14 +1202,15 @@ class EndpointPool:
     def snapshot(self) -> PoolSnapshot:
         """An immutable view of the pool now (thread-safe)."""
         now = self._clock()
+        balancer = self._balancer
         with self._lock:
-            picker = self._picker
-            endpoints = self._endpoints
-            resolution = self._resolution
-            lp, locality = self._locality_policy, self._locality
-            loads = dict(self._loads)
-            usable = self._usable
-        states = self._detector.states()
+            picker = balancer.picker
+            endpoints = balancer.endpoints
+            resolution = balancer.resolution
+            lp, locality = balancer.locality_policy, balancer.locality
+            loads = dict(balancer.loads)
+            usable = balancer.usable
+        states = balancer.detector.states()
         in_picker = picker.keys
         statuses = []
         for endpoint in endpoints:
@@ -1413,7 +1263,10 @@ class EndpointPool:
         )
 
     def __repr__(self) -> str:
-        return f"<EndpointPool {self.name} {len(self._endpoints)} endpoint(s) {self._picker!r}>"
+        balancer = self._balancer
+        return (
+            f"<EndpointPool {self.name} {len(balancer.endpoints)} endpoint(s) {balancer.picker!r}>"
+        )
 
     def __str__(self) -> str:
         return self.name
