@@ -142,6 +142,43 @@ def _release_response(value: tuple[BaseHTTPResponse, Endpoint]) -> None:
     response.release_conn()
 
 
+def _call_classifier(
+    tried: list[TriedAttempt],
+    http_method: str,
+    idempotent: bool,
+    replayable: Callable[[], bool] | None,
+) -> Callable[[BaseException, AttemptContext], VerdictLike]:
+    """The classifier of one call: MinIO's verdict of each failed attempt, given what the
+    call's earlier attempts (appended to ``tried``, hedges included) said."""
+
+    def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
+        here = context.endpoint.key
+        # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
+        # other endpoints to have been reached: one that refused says nothing about the
+        # cluster (a PUT timing out on one node while the other is down is that node's).
+        latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
+        reached = not any(
+            v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
+            for v in latest.values()
+        )
+        verdict = classify_exception(
+            exc,
+            method=http_method,
+            from_every_endpoint=context.every_endpoint_tried and reached,
+            confirmed_elsewhere=any(
+                t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
+                for t in tried
+            ),
+            body_replayable=replayable() if replayable is not None else True,
+            idempotent=idempotent,
+            now_epoch=time.time(),
+        )
+        tried.append(TriedAttempt(context.endpoint, exc, verdict))
+        return verdict
+
+    return classify
+
+
 class ResilientMinio(Minio):
     """A ``minio.Minio`` whose calls fail over across the endpoints of a pool or target.
 
@@ -358,31 +395,7 @@ class ResilientMinio(Minio):
         confirmed condition ends the call (:class:`~mcresolve.minio_errors.StorageClusterDegraded`).
         """
         tried: list[TriedAttempt] = []
-
-        def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
-            here = context.endpoint.key
-            # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
-            # other endpoints to have been reached: one that refused says nothing about the
-            # cluster (a PUT timing out on one node while the other is down is that node's).
-            latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
-            reached = not any(
-                v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
-                for v in latest.values()
-            )
-            verdict = classify_exception(
-                exc,
-                method=http_method,
-                from_every_endpoint=context.every_endpoint_tried and reached,
-                confirmed_elsewhere=any(
-                    t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
-                    for t in tried
-                ),
-                body_replayable=replayable() if replayable is not None else True,
-                idempotent=idempotent,
-                now_epoch=time.time(),
-            )
-            tried.append(TriedAttempt(context.endpoint, exc, verdict))
-            return verdict
+        classify = _call_classifier(tried, http_method, idempotent, replayable)
 
         def attempt(endpoint: Endpoint) -> T:
             if prepare is not None:
