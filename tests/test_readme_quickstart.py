@@ -20,12 +20,12 @@ BUCKET = "readme-quickstart"
 
 
 async def test_readme_quick_start_runs_as_written(
-    topology: MultiCloudTopology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mcresolve_topology: MultiCloudTopology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in topology.consul_env("dc1").items():
+    for name, value in mcresolve_topology.consul_env("dc1").items():
         monkeypatch.setenv(name, value)
-    access_key = topology.storage.access_key
-    secret_key = topology.storage.secret_key
+    access_key = mcresolve_topology.storage.access_key
+    secret_key = mcresolve_topology.storage.secret_key
     image = tmp_path / "shoe.png"
     image.write_bytes(b"\x89PNG not really")
 
@@ -49,7 +49,7 @@ async def test_readme_quick_start_runs_as_written(
         assert names == ["shoe.png"]
         assert await aclient.read_object(BUCKET, "shoe.png") == image.read_bytes()
 
-    local = {(node.address, node.port) for node in topology.nodes_in("dc1")}
+    local = {(node.address, node.port) for node in mcresolve_topology.nodes_in("dc1")}
     async with EndpointPool("storage-object-minio.query.consul") as pool:
         await pool.wait_ready(10)
 

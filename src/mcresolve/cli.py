@@ -9,9 +9,11 @@ Both honour the consul CLI's environment variables (``CONSUL_HTTP_ADDR``, ``CONS
 TLS variables; :meth:`ConsulConfig.from_env`), ``--consul-addr`` overrides the address.
 
 Exit codes: 0 endpoints found (``resolve``) / clean stop on SIGTERM (``watch``), 1 the target
-resolved to no endpoint (``resolve``), 2 bad usage (invalid target, bad option or ``CONSUL_*``
-variable), 3 the target could not be resolved (Consul or DNS unreachable, Consul error, no
-answer within ``--timeout``), 130 interrupted with Ctrl-C. See ``docs/cli.md``.
+resolved to no endpoint (``resolve``: the service or query is known but nothing passes), 2 bad
+usage (invalid target, bad option or ``CONSUL_*`` variable, a TLS or token file missing or
+unreadable), 3 the target could not be resolved (Consul or DNS unreachable, Consul error, no
+answer within ``--timeout``), 4 Consul knows no such service or prepared query, 130 interrupted
+with Ctrl-C. Every error is one line on stderr naming what is at fault. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -28,17 +30,27 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from mcresolve.consul.config import ConsulConfig, parse_addresses
-from mcresolve.consul.errors import ConsulConfigError
+from mcresolve.consul.client import ConsulClient
+from mcresolve.consul.config import ConsulAddress, ConsulConfig, parse_addresses
+from mcresolve.consul.errors import ConsulConfigError, ConsulError, NotFound, ServerError
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import McResolveError
 from mcresolve.sources import Resolution, Source, from_target
-from mcresolve.target import Stage, Target, TargetError, parse_target
+from mcresolve.target import (
+    HealthTarget,
+    PreparedQueryTarget,
+    Stage,
+    Target,
+    TargetError,
+    parse_target,
+)
 
 __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NO_ENDPOINTS",
     "EXIT_OK",
     "EXIT_UNAVAILABLE",
+    "EXIT_UNKNOWN",
     "EXIT_USAGE",
     "Change",
     "diff_endpoints",
@@ -50,6 +62,7 @@ EXIT_OK = 0
 EXIT_NO_ENDPOINTS = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_UNKNOWN = 4
 EXIT_INTERRUPTED = 130
 #: Upper bound on stopping the source when the command ends.
 STOP_GRACE_S = 2.0
@@ -65,7 +78,7 @@ HEALTH_NOTE: dict[Stage, str] = {
 _COLUMNS = ("ADDRESS", "PORT", "NODE", "DC", "SERVICE ID", "TAGS")
 
 
-class UsageError(Exception):
+class UsageError(McResolveError):
     """Bad command-line input (exit 2)."""
 
 
@@ -182,8 +195,9 @@ def _parser() -> argparse.ArgumentParser:
         "query) or a static list, as mcresolve does.",
         epilog="Targets: consul://<service>, consul+query://<query>, "
         "dns://<name>?server=<ip:port>, static://<host:port,...>, or a Consul DNS name such "
-        "as storage-object-minio.query.consul. Exit codes: 0 ok, 1 no endpoint, 2 usage, "
-        "3 unreachable/error/timeout, 130 interrupted.",
+        "as storage-object-minio.query.consul. Exit codes: 0 ok, 1 no passing endpoint, "
+        "2 usage or configuration, 3 unreachable/error/timeout, 4 unknown service or query, "
+        "130 interrupted.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("target", help="what to resolve (see docs/cli.md)")
@@ -227,13 +241,112 @@ def consul_config(consul_addr: str | None, timeout: float) -> ConsulConfig:
         config = config.with_options(
             addresses=parse_addresses(consul_addr, scheme, "--consul-addr")
         )
-    return config.with_options(
+    config = config.with_options(
         connect_timeout=min(config.connect_timeout, timeout * 0.75),
         request_timeout=timeout * 0.75,
     )
+    if config.uses_tls:
+        config.ssl_context()  # a CA or client certificate that cannot be loaded: usage error now
+    return config
 
 
-def _build(args: argparse.Namespace) -> tuple[Target, Source]:
+def _agent_config(spec: Target, config: ConsulConfig) -> ConsulConfig:
+    """The configuration for extra calls about ``spec``: its own agent when it names one."""
+    agent = getattr(spec, "agent", None)
+    if agent is None:
+        return config
+    scheme = config.addresses[0].scheme
+    return config.with_options(addresses=(ConsulAddress.parse(str(agent), scheme),))
+
+
+def _agents(config: ConsulConfig) -> str:
+    return ", ".join(a.base_url for a in config.addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How the command ends: exit code and the line for stderr."""
+
+    code: int
+    message: str
+
+
+def failure_exit(spec: Target, source: str, error: Exception) -> ExitStatus:
+    """The exit code and message when the first resolution failed with ``error`` (pure)."""
+    if isinstance(spec, PreparedQueryTarget) and (
+        isinstance(error, NotFound) or (isinstance(error, ServerError) and error.query_not_found)
+    ):
+        agent = getattr(error, "agent", "") or "Consul"
+        return ExitStatus(
+            EXIT_UNKNOWN, f"unknown prepared query {spec.query!r}: {agent} has no such query"
+        )
+    return ExitStatus(EXIT_UNAVAILABLE, f"cannot resolve {source}: {error}")
+
+
+def empty_exit(
+    spec: Target, source: str, known: bool | None, instances: int | None, agents: str
+) -> ExitStatus:
+    """The exit code and message when the target resolved to no endpoint (pure).
+
+    ``known``: whether Consul's catalog lists the service (``None``: not asked, or the
+    question failed); ``instances``: how many instances it has regardless of health.
+    """
+    if isinstance(spec, HealthTarget):
+        dc = f" in datacenter {spec.dc!r}" if spec.dc else ""
+        if known is False:
+            return ExitStatus(
+                EXIT_UNKNOWN,
+                f"unknown service {spec.service!r}: Consul ({agents}) knows no such service{dc}",
+            )
+        tag = f" with tag {spec.tag!r}" if spec.tag else ""
+        if known is None:
+            count = " (Consul could not be asked whether it knows the service)"
+        else:
+            count = "" if instances is None else f" ({instances} instance(s), none passing)"
+        return ExitStatus(
+            EXIT_NO_ENDPOINTS,
+            f"service {spec.service!r}{dc} has no passing instance{tag}{count}",
+        )
+    if isinstance(spec, PreparedQueryTarget):
+        return ExitStatus(
+            EXIT_NO_ENDPOINTS,
+            f"prepared query {spec.query!r} found no instance without a critical check "
+            "(in any datacenter its failover allows)",
+        )
+    return ExitStatus(EXIT_NO_ENDPOINTS, f"{source} has no endpoint")
+
+
+async def _why_empty(spec: Target, source: str, config: ConsulConfig) -> ExitStatus:
+    """Ask Consul whether an empty stage-2 answer means an unknown service or one whose
+    instances all fail; other targets need no question."""
+    if not isinstance(spec, HealthTarget):
+        return empty_exit(spec, source, None, None, _agents(config))
+    known: bool | None = None
+    instances: int | None = None
+    try:
+        async with ConsulClient(config) as client:
+            services = await client.catalog_services(dc=spec.dc)
+            known = spec.service in services.value
+            if known:
+                tags = (spec.tag,) if spec.tag else ()
+                listed = await client.health_service(
+                    spec.service, tags=tags, dc=spec.dc, node_meta=dict(spec.node_meta)
+                )
+                instances = len(listed.value)
+    except ConsulError as error:
+        logging.getLogger("mcresolve.cli").info("cannot tell why %s is empty: %s", source, error)
+    return empty_exit(spec, source, known, instances, _agents(config))
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    spec: Target
+    source: Source
+    #: The Consul configuration the target uses (its own agent when it names one).
+    consul: ConsulConfig | None
+
+
+def _build(args: argparse.Namespace) -> _Setup:
     if not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout!r}")
     try:
@@ -242,9 +355,18 @@ def _build(args: argparse.Namespace) -> tuple[Target, Source]:
         raise UsageError(f"invalid target {args.target!r}: {error}") from None
     try:
         config = consul_config(args.consul_addr, args.timeout)
-        return spec, from_target(spec, consul=config)
+        source = from_target(spec, consul=config)
+        if not isinstance(spec, HealthTarget | PreparedQueryTarget):
+            return _Setup(spec, source, None)
+        return _Setup(spec, source, _agent_config(spec, config))
     except ConsulConfigError as error:
         raise UsageError(f"Consul configuration: {error}") from None
+
+
+def _no_answer(setup: _Setup, within: float) -> str:
+    """The message for a first answer that did not come in time, naming the agent(s)."""
+    where = "" if setup.consul is None else f" from Consul ({_agents(setup.consul)})"
+    return f"no answer for {setup.source.description}{where} within {within:g} s"
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -296,32 +418,48 @@ def _print(out: TextIO, lines: Sequence[str]) -> None:
 
 
 async def _resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    spec, source = _build(args)
-    await source.start()
+    setup = _build(args)
+    spec, source = setup.spec, setup.source
+    await _start(source)
     try:
         resolution = await _first(source, args.timeout)
-    except TimeoutError as error:
-        _print(err, [f"mcresolve: {error}"])
+    except TimeoutError:
+        _print(err, [f"mcresolve: {_no_answer(setup, args.timeout)}"])
         return EXIT_UNAVAILABLE
     finally:
         await _stop(source)
     now = time.time()
     if resolution.error is not None and not resolution.endpoints:
-        _print(err, [f"mcresolve: cannot resolve {resolution.source}: {resolution.error}"])
-        return EXIT_UNAVAILABLE
+        failed = failure_exit(spec, resolution.source, resolution.error)
+        _print(err, [f"mcresolve: {failed.message}"])
+        return failed.code
     if args.json:
         _print(out, [json.dumps(resolution_json(resolution, now))])
     else:
         _print(out, [*endpoint_table(resolution.endpoints), ""])
         _print(out, describe_resolution(resolution, spec.stage, now))
     if not resolution.endpoints:
-        _print(err, [f"mcresolve: {resolution.source} has no endpoint"])
-        return EXIT_NO_ENDPOINTS
+        if setup.consul is None:
+            empty = empty_exit(spec, resolution.source, None, None, "")
+        else:
+            empty = await _why_empty(spec, resolution.source, setup.consul)
+        _print(err, [f"mcresolve: {empty.message}"])
+        return empty.code
     return EXIT_OK
 
 
+async def _start(source: Source) -> None:
+    """Start the source; a Consul setting found wrong only now is a usage error."""
+    try:
+        await source.start()
+    except ConsulConfigError as error:
+        await _stop(source)
+        raise UsageError(f"Consul configuration: {error}") from None
+
+
 async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    spec, source = _build(args)
+    setup = _build(args)
+    spec, source = setup.spec, setup.source
     stop = asyncio.Event()
     interrupted = False
 
@@ -334,7 +472,7 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await source.start()
+        await _start(source)
         try:
             stopping = asyncio.ensure_future(stop.wait())
             try:
@@ -345,15 +483,13 @@ async def _watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     return EXIT_INTERRUPTED if interrupted else EXIT_OK
                 try:
                     resolution = first.result()
-                except TimeoutError as error:
-                    _print(err, [f"mcresolve: {error}"])
+                except TimeoutError:
+                    _print(err, [f"mcresolve: {_no_answer(setup, args.timeout)}"])
                     return EXIT_UNAVAILABLE
                 if resolution.error is not None and not resolution.endpoints:
-                    _print(
-                        err,
-                        [f"mcresolve: cannot resolve {resolution.source}: {resolution.error}"],
-                    )
-                    return EXIT_UNAVAILABLE
+                    failed = failure_exit(spec, resolution.source, resolution.error)
+                    _print(err, [f"mcresolve: {failed.message}"])
+                    return failed.code
                 await _follow(source, spec, resolution, stopping, out, args.json)
             finally:
                 stopping.cancel()
@@ -447,10 +583,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(command(args, sys.stdout, sys.stderr))
     except UsageError as error:
-        print(f"mcresolve: {error}", file=sys.stderr)
+        print(f"mcresolve: {_one_line(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConsulConfigError as error:
+        print(f"mcresolve: Consul configuration: {_one_line(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: still one line (the traceback with -vv)
+        logging.getLogger("mcresolve.cli").debug("unexpected error", exc_info=True)
+        what = f"{type(error).__name__}: {_one_line(str(error))}"
+        print(f"mcresolve: unexpected error: {what} (-vv shows where)", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one printable line (control characters escaped)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 if __name__ == "__main__":  # pragma: no cover

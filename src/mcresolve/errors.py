@@ -2,17 +2,20 @@
 
 Every failure of ``pool.call`` / ``pool.call_sync`` that is not the callee's own non-retryable
 error is a :class:`CallFailed` carrying each attempt (endpoint, error, verdict, timing), so the
-caller can say exactly what happened.
-:class:`~mcresolve.balancer.picker.NoEndpointAvailable` (raised by
-``pool.pick()`` when there is nothing to pick) is re-exported here.
+caller can say exactly what happened. :class:`NoEndpointAvailable` is raised by ``pool.pick()``
+when there is nothing to pick.
+
+:class:`McResolveError` is the root of every exception mcresolve raises (Consul's
+:class:`~mcresolve.consul.errors.ConsulError`, target errors, storage errors...), so one
+``except McResolveError`` catches them all; classes keep a second built-in base
+(``ValueError``, ``LookupError``, ``TimeoutError``...) where callers rely on it. This module
+imports nothing else of the library at run time, so every module can import its root from here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-from mcresolve.balancer.picker import NoEndpointAvailable
 
 if TYPE_CHECKING:
     from mcresolve.pool.planner import AttemptRecord, VerdictLike
@@ -31,6 +34,10 @@ __all__ = [
 
 class McResolveError(Exception):
     """Base of mcresolve's own errors."""
+
+
+class NoEndpointAvailable(McResolveError, LookupError):
+    """The picker has no endpoint to offer (empty, or everything excluded without fallback)."""
 
 
 class PoolClosed(McResolveError, RuntimeError):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
 from mcresolve.balancer.outlier import FailureKind
+from mcresolve.errors import McResolveError
 from mcresolve.pool.planner import REFUSED_ERRNOS, AttemptContext, AttemptVerdict, Fault
 from mcresolve.target import HealthTarget, PreparedQueryTarget, Target, TargetError, parse_target
 
@@ -82,7 +83,7 @@ class TransportFailure(enum.Enum):
     """A limit of the client itself (its connection pool is full): not the endpoint's fault."""
 
 
-class StatusFailure(Exception, Generic[R]):
+class StatusFailure(McResolveError, Generic[R]):
     """An attempt answered with a 5xx status (raised inside the attempt so that the pool can
     classify it; the adapters return :attr:`response` to the caller when it is final)."""
 
@@ -190,7 +191,7 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "¹" or "٣": int() refuses them
         return float(int(text))
     try:
         when = email.utils.parsedate_to_datetime(text)

@@ -32,6 +32,8 @@ from enum import Enum
 from typing import Final, Literal, TypeVar
 from urllib.parse import quote, unquote
 
+from mcresolve.errors import McResolveError
+
 __all__ = [
     "CONSUL_DNS_PORT",
     "CommonOptions",
@@ -68,7 +70,7 @@ _DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
 _DURATION_UNITS: Final[Mapping[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class TargetError(ValueError):
+class TargetError(McResolveError, ValueError):
     """A target string that cannot be used; the message says what was expected."""
 
 

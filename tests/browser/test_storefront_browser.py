@@ -146,15 +146,15 @@ def served_requests(node: StorageNode) -> int:
 
 
 async def test_every_product_image_renders_before_and_after_a_storage_node_is_killed(
-    topology: MultiCloudTopology,
+    mcresolve_topology: MultiCloudTopology,
 ) -> None:
     if not chromium_installed():
         pytest.fail(f"{CHROMIUM} is missing: {INSTALL_HINT}", pytrace=False)
     products = seeded_products()
-    settings = storefront_settings(topology)
+    settings = storefront_settings(mcresolve_topology)
     client = build_object_client(settings)  # the storefront's own client
     assert isinstance(client, AsyncResilientMinio)
-    nodes = topology.storage.nodes_in(DATACENTER)
+    nodes = mcresolve_topology.storage.nodes_in(DATACENTER)
     async with running_storefront(settings, client) as url, headless_chromium() as browser:
         report = await seed_catalog(client, BUCKET, sample_objects())
         assert sorted(report.uploaded + report.unchanged) == sorted(
@@ -171,7 +171,7 @@ async def test_every_product_image_renders_before_and_after_a_storage_node_is_ki
         before = {node.name: served_requests(node) for node in nodes}
         victim = max(nodes, key=served_requests)
         assert before[victim.name] > 0, f"no storage node of {DATACENTER} served: {before}"
-        await topology.kill_storage_node(DATACENTER, victim.index)
+        await mcresolve_topology.kill_storage_node(DATACENTER, victim.index)
         survivors = [node for node in nodes if node is not victim]
         for node in survivors:
             node.proxy.reset_stats()

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -145,12 +146,66 @@ async def test_dns_target_resolves_through_the_emulators_dns(bed: Bed) -> None:
     }
 
 
-async def test_no_endpoint_exits_1(bed: Bed) -> None:
-    code, _, err, _ = await run_cli(
-        "resolve", "consul://unknown-service", env=cli_env(CONSUL_HTTP_ADDR=bed.addr())
-    )
-    assert code == 1
-    assert "consul://unknown-service has no endpoint" in err
+async def test_unknown_service_exits_4_and_all_critical_exits_1(bed: Bed) -> None:
+    """An unknown service and a known one whose instances all fail are told apart: by exit
+    code (4 and 1) and by message (before: both exit 1 with "has no endpoint")."""
+    env = cli_env(CONSUL_HTTP_ADDR=bed.addr())
+    code, _, err, _ = await run_cli("resolve", "consul://unknown-service", env=env)
+    assert code == 4, err
+    assert err.splitlines() == [
+        f"mcresolve: unknown service 'unknown-service': Consul (http://{bed.addr()}) knows no "
+        "such service"
+    ]
+    for service_id, _port in DC1:
+        bed.consul.dc("dc1").set_check_status(f"{service_id}-ttl", "critical", "down")
+    code, out, err, _ = await run_cli("resolve", f"consul://{SERVICE}", env=env)
+    assert code == 1, err
+    assert err.splitlines() == [
+        f"mcresolve: service '{SERVICE}' has no passing instance (2 instance(s), none passing)"
+    ]
+    assert "health: passing instances only" in out  # the (empty) table is still printed
+
+
+async def test_unknown_prepared_query_exits_4(bed: Bed) -> None:
+    for command in ("resolve", "watch"):
+        code, _, err, _ = await run_cli(
+            command, "consul+query://no-such-query", env=cli_env(CONSUL_HTTP_ADDR=bed.addr())
+        )
+        assert code == 4, err
+        assert err.splitlines() == [
+            f"mcresolve: unknown prepared query 'no-such-query': http://{bed.addr()} has no "
+            "such query"
+        ]
+
+
+@pytest.mark.parametrize("target", [f"consul://{SERVICE}", f"consul+query://{SERVICE}"])
+@pytest.mark.parametrize(
+    "variable", ["CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_CLIENT_CERT", "CONSUL_HTTP_TOKEN_FILE"]
+)
+async def test_missing_tls_or_token_file_exits_2_naming_variable_and_file(
+    target: str, variable: str
+) -> None:
+    """Before: a missing CONSUL_CACERT gave a 35-line traceback and exit 1 for consul://, and a
+    line without the file's name for consul+query://."""
+    missing = f"/nonexistent/{variable.lower()}.pem"
+    env = cli_env(CONSUL_HTTP_SSL="true", CONSUL_HTTP_ADDR="127.0.0.1:1", **{variable: missing})
+    if variable == "CONSUL_CLIENT_CERT":
+        env["CONSUL_CLIENT_KEY"] = "/dev/null"
+    code, out, err, _ = await run_cli("resolve", target, env=env)
+    assert code == 2, (out, err)
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("mcresolve: Consul configuration: ")
+    assert variable in err and missing in err
+
+
+@pytest.mark.parametrize("target", [f"consul://{SERVICE}", f"consul+query://{SERVICE}"])
+async def test_a_ca_file_that_is_not_pem_exits_2_naming_it(target: str, tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    env = cli_env(CONSUL_HTTP_SSL="true", CONSUL_HTTP_ADDR="127.0.0.1:1", CONSUL_CACERT=str(bad))
+    code, out, err, _ = await run_cli("watch", target, env=env)
+    assert code == 2, (out, err)
+    assert len(err.splitlines()) == 1 and "CONSUL_CACERT" in err and str(bad) in err
 
 
 @pytest.mark.parametrize(
@@ -212,19 +267,27 @@ async def test_unreachable_consul_exits_3_at_once() -> None:
     assert elapsed < PROCESS_DEADLINE_S
 
 
-async def test_silent_consul_times_out_instead_of_hanging() -> None:
+@pytest.mark.parametrize("target", [f"consul://{SERVICE}", f"consul+query://{SERVICE}"])
+@pytest.mark.parametrize("command", ["resolve", "watch"])
+async def test_silent_consul_is_reported_naming_the_agent_before_the_deadline(
+    target: str, command: str
+) -> None:
+    """An agent that accepts and never answers: each Consul call is bounded by 3/4 of
+    ``--timeout``, and stage 2's first request (an immediate read) is such a call too, so both
+    stages report the agent by name from the call's own timeout (before: stage 2 waited for
+    the command's deadline and said only "no answer for consul://... within 4 s")."""
     with silent_listener() as port:
-        for command in ("resolve", "watch"):
-            code, _, err, elapsed = await run_cli(
-                command,
-                f"consul+query://{SERVICE}",
-                "--timeout",
-                "1",
-                env=cli_env(CONSUL_HTTP_ADDR=f"127.0.0.1:{port}"),
-            )
-            assert code == 3, err
-            assert "timed out" in err or "within 1 s" in err, err
-            assert elapsed < 15
+        code, _, err, elapsed = await run_cli(
+            command,
+            target,
+            "--timeout",
+            "4",
+            env=cli_env(CONSUL_HTTP_ADDR=f"127.0.0.1:{port}"),
+        )
+    assert code == 3, err
+    assert len(err.splitlines()) == 1, err
+    assert f"(http://127.0.0.1:{port}: no answer within 3 s)" in err, err
+    assert elapsed < PROCESS_DEADLINE_S
 
 
 async def test_watch_prints_changes_and_exits_130_on_ctrl_c(bed: Bed) -> None:
@@ -326,3 +389,31 @@ async def watching(target: str, *args: str, env: dict[str, str]) -> AsyncIterato
         if process.returncode is None:
             process.kill()
         await process.wait()
+
+
+def test_exit_status_decisions_are_pure_and_distinct() -> None:
+    from mcresolve.cli import (
+        EXIT_NO_ENDPOINTS,
+        EXIT_UNAVAILABLE,
+        EXIT_UNKNOWN,
+        empty_exit,
+        failure_exit,
+    )
+    from mcresolve.consul.errors import NotFound, ServerError
+    from mcresolve.target import parse_target
+
+    web = parse_target("consul://web?dc=dc2")
+    agents = "http://127.0.0.1:8500"
+    assert empty_exit(web, "consul://web", False, None, agents).code == EXIT_UNKNOWN
+    known = empty_exit(web, "consul://web", True, 3, agents)
+    assert known.code == EXIT_NO_ENDPOINTS and "(3 instance(s), none passing)" in known.message
+    unasked = empty_exit(web, "consul://web", None, None, agents)
+    assert unasked.code == EXIT_NO_ENDPOINTS and "could not be asked" in unasked.message
+    query = parse_target("consul+query://q")
+    missing = NotFound(404, "Query not found", agent=agents)
+    assert failure_exit(query, "consul+query://q", missing).code == EXIT_UNKNOWN
+    elsewhere = ServerError(500, "rpc error making call: Query not found", agent=agents)
+    assert failure_exit(query, "consul+query://q", elsewhere).code == EXIT_UNKNOWN
+    down = ServerError(500, "No cluster leader", agent=agents)
+    assert failure_exit(query, "consul+query://q", down).code == EXIT_UNAVAILABLE
+    assert failure_exit(web, "consul://web", missing).code == EXIT_UNAVAILABLE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import ssl
 import string
@@ -81,23 +82,101 @@ def test_booleans_follow_go_parsebool() -> None:
 
 
 def test_tls_variables(tmp_path: Path) -> None:
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "client", "client-key")}
+    for path in files.values():
+        path.write_text("not PEM\n")
     env = {
         "CONSUL_HTTP_ADDR": "https://c:8501",
-        "CONSUL_CACERT": "/etc/consul/ca.pem",
-        "CONSUL_CLIENT_CERT": "/etc/consul/client.pem",
-        "CONSUL_CLIENT_KEY": "/etc/consul/client-key.pem",
+        "CONSUL_CACERT": str(files["ca"]),
+        "CONSUL_CLIENT_CERT": str(files["client"]),
+        "CONSUL_CLIENT_KEY": str(files["client-key"]),
         "CONSUL_TLS_SERVER_NAME": "server.dc1.consul",
     }
     config = ConsulConfig.from_env(env)
-    assert config.ca_file == "/etc/consul/ca.pem"
+    assert config.ca_file == str(files["ca"])
     assert (config.client_cert, config.client_key) == (
-        "/etc/consul/client.pem",
-        "/etc/consul/client-key.pem",
+        str(files["client"]),
+        str(files["client-key"]),
     )
     assert config.tls_server_name == "server.dc1.consul"
-    # The files do not exist: building the TLS context says so, without crashing oddly.
-    with pytest.raises(ConsulConfigError, match="cannot load Consul TLS files"):
+    # The files exist but are not PEM: building the TLS context says which setting and file.
+    with pytest.raises(ConsulConfigError, match="cannot load the Consul CA") as caught:
         config.ssl_context()
+    assert "CONSUL_CACERT" in str(caught.value) and str(files["ca"]) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "directory"),
+    [
+        ("CONSUL_CACERT", False),
+        ("CONSUL_CAPATH", True),
+        ("CONSUL_CLIENT_CERT", False),
+        ("CONSUL_CLIENT_KEY", False),
+        ("CONSUL_HTTP_TOKEN_FILE", False),
+    ],
+)
+def test_missing_tls_or_token_files_are_refused_at_config_time_naming_variable_and_file(
+    tmp_path: Path, variable: str, directory: bool
+) -> None:
+    """A missing file is reported when the configuration is made (for the library as for the
+    CLI), naming the variable and the file; not later as a bare OSError from the TLS layer."""
+    present = tmp_path / "present.pem"
+    present.write_text("x\n")
+    env = {"CONSUL_HTTP_SSL": "true"}
+    if variable in ("CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):  # one needs the other
+        env["CONSUL_CLIENT_CERT"] = env["CONSUL_CLIENT_KEY"] = str(present)
+    missing = str(tmp_path / "nonexistent")
+    env[variable] = missing
+    with pytest.raises(ConsulConfigError) as caught:
+        ConsulConfig.from_env(env)
+    message = str(caught.value)
+    assert variable in message and missing in message
+    assert ("not a directory" if directory else "No such file or directory") in message
+    assert "\n" not in message
+
+
+def test_unreadable_file_is_refused_at_config_time(tmp_path: Path) -> None:
+    """A TLS file that exists but cannot be read is refused when the configuration is made.
+    Root reads every file, so under root the check runs in a forked child that dropped to
+    ``nobody`` (the interpreter and mcresolve are already loaded there)."""
+    secret = tmp_path / "ca.pem"
+    secret.write_text("x\n")
+    secret.chmod(0)
+    if os.geteuid() != 0:
+        with pytest.raises(ConsulConfigError, match="Permission denied"):
+            ConsulConfig(ca_file=str(secret))
+        return
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                ConsulConfig(ca_file=str(secret))
+                message = "accepted"
+            except ConsulConfigError as exc:
+                message = str(exc)
+            os.write(write_end, message.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "Permission denied" in message and "CONSUL_CACERT" in message, message
+
+
+def test_library_config_checks_tls_files_too(tmp_path: Path) -> None:
+    with pytest.raises(ConsulConfigError, match=r"ca_file \(CONSUL_CACERT\) '/nonexistent/ca.pem'"):
+        ConsulConfig(ca_file="/nonexistent/ca.pem")
+    with pytest.raises(ConsulConfigError, match=r"ca_path \(CONSUL_CAPATH\)"):
+        ConsulConfig(ca_path=str(tmp_path / "none"))
+    assert ConsulConfig(ca_path=str(tmp_path)).ca_path == str(tmp_path)
 
 
 def test_verify_off_disables_certificate_checks() -> None:

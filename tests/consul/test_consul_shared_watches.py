@@ -21,6 +21,7 @@ from mcresolve.consul.watch import (
 )
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import until
 
 SERVICE = "storage-object-minio"
 PATH = f"/v1/health/service/{SERVICE}"
@@ -110,9 +111,8 @@ async def test_leases_share_one_registry_and_the_last_one_closes_it(
     await second.aclose()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         second.subscribe(spec)
-    async with asyncio.timeout(DEADLINE):
-        while api.parked < 1:  # noqa: ASYNC110 - the other token's watch holds its request
-            await asyncio.sleep(0.005)
+    # the other token's watch holds its request
+    await until(lambda: api.parked >= 1, within=DEADLINE, what="the other watch parked")
     assert other_token.watches() and len(shared.active()) == 1
     await other_token.aclose()
     assert shared.active() == {}

@@ -25,6 +25,7 @@ from mcresolve.consul.watch import (
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.datacenter import Datacenter
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import until
 
 SERVICE = "storage-object-minio"
 FAST = WatchPolicy(
@@ -71,9 +72,7 @@ async def parked(dc: Datacenter, count: int = 1) -> None:
     """Wait (with a deadline) until ``dc``'s agent holds ``count`` blocking queries: the watches'
     next requests have arrived (so they were counted by any proxy) and wait for a change."""
     api = AgentHttpApi.of(dc)
-    async with asyncio.timeout(DEADLINE):
-        while api.parked < count:  # noqa: ASYNC110 - polling a counter, not an event
-            await asyncio.sleep(0.005)
+    await until(lambda: api.parked >= count, within=DEADLINE, what=f"{count} parked queries")
 
 
 def ids(update: WatchUpdate[object]) -> list[str]:
@@ -119,10 +118,8 @@ async def test_wake_ups_without_a_change_are_not_delivered(emulator: ConsulEmula
             before = watch.requests
             # critical -> warning wakes a ?passing watcher, but the filtered answer is the same.
             dc1.set_check_status("minio-1-ttl", "warning", "still out")
-            async with asyncio.timeout(DEADLINE):
-                # Poll (with a deadline) until the wake-up was answered and the watch re-armed.
-                while watch.requests < before + 2:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+            # Until the wake-up was answered and the watch re-armed.
+            await until(lambda: watch.requests >= before + 2, within=DEADLINE, what="re-armed")
             dc1.set_check_status("minio-2-ttl", "critical", "down")
             assert ids(await next_update(sub)) == ["minio-0"]
 
@@ -270,12 +267,11 @@ async def test_one_request_stream_for_many_subscribers(emulator: ConsulEmulator)
                 await next_update(control)
                 dc1.set_check_status("minio-0-ttl", "passing", "")
                 await next_update(control)
-                async with asyncio.timeout(DEADLINE):
-                    # polled counters: its request after the change, seen by the proxy
-                    while control.watch.requests < 3:  # noqa: ASYNC110
-                        await asyncio.sleep(0.005)
-                    while proxy.count(path) < count + control.watch.requests:  # noqa: ASYNC110
-                        await asyncio.sleep(0.005)
+                # its request after the change, seen by the proxy
+                await until(lambda: control.watch.requests >= 3, within=DEADLINE)
+                await until(
+                    lambda: proxy.count(path) >= count + control.watch.requests, within=DEADLINE
+                )
                 assert proxy.count(path) == count + control.watch.requests
             assert watch.requests == stopped_requests
             with pytest.raises(StopAsyncIteration):
@@ -312,18 +308,21 @@ async def test_callbacks_and_standalone_watch(emulator: ConsulEmulator) -> None:
 
 
 async def test_a_silent_agent_cannot_hang_the_watch(replay: ReplayServer) -> None:
-    # Accepts the request and never answers (blackholed): the client timeout
-    # (wait + wait/16 + margin) ends the request and the watch reports it.
-    replay.answer(Planned(delay=30.0))
-    policy = WatchPolicy(blocking=BlockingPolicy(wait=0.1), backoff=BackoffPolicy(base=5, cap=5))
-    client = ConsulClient(ConsulConfig.for_addresses(replay.address))
+    # Accepts the request and never answers (blackholed). The watch's first request is an
+    # immediate read (index 0, which never blocks): it is bounded by the ordinary request
+    # timeout, not by the long poll's wait + wait/16 + margin (here 66.75 s), so the watch
+    # reports the silent agent, by name, as early as a non-blocking call would.
+    replay.answer(Planned(delay=120.0))
+    policy = WatchPolicy(blocking=BlockingPolicy(wait=60), backoff=BackoffPolicy(base=5, cap=5))
+    config = ConsulConfig.for_addresses(replay.address, request_timeout=0.5)
+    client = ConsulClient(config)
     async with client, WatchRegistry(client, policy) as registry:
         sub = registry.subscribe(HealthServiceSpec(SERVICE))
-        started = time.monotonic()
         event = await next_event(sub)
         assert isinstance(event, WatchFailure) and isinstance(event.error, ConsulTimeout)
-        assert time.monotonic() - started < 0.1 * 17 / 16 + 3.0 + 2.0
+        assert event.error.tried == ((f"http://{replay.address}", "no answer within 0.5 s"),)
         assert event.last_update is None and event.retry_in > 0
+    assert replay.seen[0].query["index"] == "0"
 
 
 async def test_rate_limit_and_index_sanity_against_a_churning_agent(replay: ReplayServer) -> None:

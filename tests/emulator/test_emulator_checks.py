@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,16 +11,7 @@ import pytest
 from aiohttp import web
 
 from mcresolve.testing.consul import ConsulEmulator
-
-
-async def _wait_for(predicate: Callable[[], Awaitable[bool]], deadline_s: float) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took (fails at the deadline)."""
-    started = time.monotonic()
-    while not await predicate():
-        if time.monotonic() - started > deadline_s:
-            raise AssertionError(f"condition not met within {deadline_s}s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
+from support import until
 
 
 class Target:
@@ -104,19 +93,23 @@ async def test_http_check_turns_critical_within_its_interval_when_the_server_die
                 _check(await _health(http, base, "storage"), "node-a-http")["Status"] == "passing"
             )
 
-        await _wait_for(passing, deadline_s=2 * 0.2 + 2.0)
+        await until(passing, within=2 * 0.2 + 2.0)
         check = _check(await _health(http, base, "storage"), "node-a-http")
         assert check["Output"] == f"HTTP GET {url}: 200 OK Output: ok\n"
 
         await target.kill()
+        killed_at = consul.clock.consul_now()
 
         async def critical() -> bool:
             return (
                 _check(await _health(http, base, "storage"), "node-a-http")["Status"] == "critical"
             )
 
-        took = await _wait_for(critical, deadline_s=5.0)
-        assert took <= 0.2 + 0.5  # one interval (2 s x 0.1) plus slack for a loaded machine
+        await until(critical, within=5.0)
+        # What is tested is a time, the check's schedule: critical at the first run after the kill,
+        # so within one 2 s interval of Consul time; 5 Consul seconds (0.5 s at this scale) of
+        # slack for a loaded machine. Measured on the emulator's clock, not the test's.
+        assert consul.clock.consul_now() - killed_at <= 2.0 + 5.0
         check = _check(await _health(http, base, "storage"), "node-a-http")
         assert check["Output"] == (
             f"Get {url}: dial tcp 127.0.0.1:{target.port}: connect: connection refused"
@@ -171,14 +164,15 @@ async def test_ttl_expires_with_consul_output(
         assert resp.status == 200
     async with http.put(f"{base}/v1/agent/check/pass/x-ttl?note=beat") as resp:
         assert resp.status == 200
-    passed_at = time.monotonic()
+    passed_at = consul.clock.consul_now()
     assert _check(await _health(http, base, "ttl-svc"), "x-ttl")["Status"] == "passing"
 
     async def expired() -> bool:
         return _check(await _health(http, base, "ttl-svc"), "x-ttl")["Status"] == "critical"
 
-    await _wait_for(expired, deadline_s=3.0)
-    assert time.monotonic() - passed_at >= 0.3 * 0.95  # 3 s TTL at time scale 0.1
+    await until(expired, within=3.0)
+    # the 3 s TTL, on the emulator's clock (Consul seconds), whatever the time scale
+    assert consul.clock.consul_now() - passed_at >= 3.0 * 0.95
     check = _check(await _health(http, base, "ttl-svc"), "x-ttl")
     assert check["Output"] == "TTL expired (last output before timeout follows): beat"
 
@@ -198,7 +192,7 @@ async def test_deregister_critical_service_after_is_reaped_by_the_reaper() -> No
         async def reaped() -> bool:
             return "reap-1" not in agent.services
 
-        await _wait_for(reaped, deadline_s=3.0)
+        await until(reaped, within=3.0)
         elapsed = consul.clock.consul_now() - started
         # the 30 s setting counts as Consul's 1 min minimum; the reaper runs every 30 s
         assert 60.0 <= elapsed <= 90.0 + 15.0

@@ -13,6 +13,7 @@ import pytest
 
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.connlimit import TOO_MANY_CONNS_MESSAGE
+from support import until
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 DEADLINE = 10.0  # generous bound for a loaded machine; the states below take milliseconds
@@ -71,11 +72,10 @@ async def test_the_rate_limiter_spares_agent_endpoints_and_other_datacenters(
 
 
 async def _wait_open(consul: ConsulEmulator, count: int) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while consul.dc("dc1").connections.open.get("127.0.0.1", 0) != count:
-        assert loop.time() < deadline, consul.dc("dc1").connections.open
-        await asyncio.sleep(0.01)
+    def opened() -> int:
+        return consul.dc("dc1").connections.open.get("127.0.0.1", 0)
+
+    await until(lambda: opened() == count, within=DEADLINE, what=f"{count} open connections")
 
 
 async def test_connections_beyond_the_per_client_limit_get_429(consul: ConsulEmulator) -> None:

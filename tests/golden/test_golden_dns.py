@@ -21,7 +21,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -38,6 +38,7 @@ from mcresolve.testing.consul.dns_golden import (
     known_srv_instances,
 )
 from mcresolve.testing.consul.golden_files import golden_dir
+from support import until
 
 GOLDEN = golden_dir()
 FILES = sorted(p.name for p in GOLDEN.glob("[0-9][0-9]*.json"))
@@ -95,14 +96,6 @@ class Stub:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def udp_exchange(wire: bytes, port: int) -> bytes:
@@ -196,7 +189,9 @@ class Replay:
                         return bool(check["Status"] == check_status)
             return True
 
-        await wait_for(http_check_settled, f"{HTTP_CHECK} to turn {check_status}")
+        await until(
+            http_check_settled, within=DEADLINE, what=f"{HTTP_CHECK} to turn {check_status}"
+        )
 
     async def anti_entropy_after_09(self) -> None:
         dc1 = self.consul.dc("dc1")
@@ -205,7 +200,11 @@ class Replay:
             ids = {entry["Service"]["ID"] for entry in dc1.health_service(SERVICE)}
             return "minio-dc1-b" in ids and "minio-dc1-ghost" not in ids
 
-        await wait_for(synced, "anti-entropy to restore minio-dc1-b and drop minio-dc1-ghost")
+        await until(
+            synced,
+            within=DEADLINE,
+            what="anti-entropy to restore minio-dc1-b and drop minio-dc1-ghost",
+        )
 
     async def ask(self, question: RecordedQuestion, wire: bytes) -> bytes:
         dc = self.consul.dc(DNS_SERVERS[question.server])

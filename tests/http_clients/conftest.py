@@ -15,18 +15,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
-from mcresolve.consul.blocking import BlockingPolicy
-from mcresolve.consul.watch import WatchPolicy, WatchRegistry
+from mcresolve.consul.watch import WatchRegistry
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.faultproxy import FaultProxy
+from support import FAST_WATCH
 
 SERVICE = "billing"
-FAST_WATCH = WatchPolicy(
-    blocking=BlockingPolicy(wait=30.0, min_interval=0.0, burst=10),
-    backoff=BackoffPolicy(base=0.02, multiplier=2.0, cap=0.2),
-)
 
 
 @dataclass

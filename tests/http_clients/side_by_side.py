@@ -28,8 +28,9 @@ from mcresolve.consul.watch import WatchRegistry
 from mcresolve.httpx import AsyncPoolTransport
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.faultproxy import FaultProxy, S3ErrorSpec
+from support import FAST_WATCH
 
-from .conftest import FAST_WATCH, BillingServer, register
+from .conftest import BillingServer, register
 
 FAULTS = ["none", "refuse", "reset", "blackhole", "503"]
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from mcresolve.events import EventKind, EventStream, PoolEvent
 from mcresolve.pool import EndpointPool, PoolSnapshot
+from support import until
 
 
 async def next_event(
@@ -22,16 +23,17 @@ async def next_event(
     raise AssertionError(f"event stream ended before {kind}")
 
 
-async def until(
+async def snapshot_until(
     pool: EndpointPool, predicate: Callable[[PoolSnapshot], bool], within: float = 10.0
 ) -> PoolSnapshot:
-    """Poll the pool's snapshot (on every change, with a deadline) until ``predicate`` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            snapshot = pool.snapshot()
-            if predicate(snapshot):
-                return snapshot
-            await pool._wait_async(0.05, pool._generation)
+    """The pool's first snapshot for which ``predicate`` holds (polled through the public
+    :meth:`EndpointPool.snapshot` by :func:`support.until`)."""
+
+    def matching() -> PoolSnapshot | None:
+        snapshot = pool.snapshot()
+        return snapshot if predicate(snapshot) else None
+
+    return await until(matching, within=within, what="a matching pool snapshot")
 
 
 class FakeClock:

@@ -8,9 +8,10 @@ from mcresolve.balancer.outlier import OutlierPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.events import EventKind
 from mcresolve.pool import EndpointPool, PoolPolicy, PoolSnapshot
+from support import Cluster
 
-from .conftest import DC1, SERVICE, Cluster
-from .helpers import next_event, until
+from .conftest import DC1, SERVICE
+from .helpers import next_event, snapshot_until
 
 
 @pytest.fixture(params=["1.0.8", "1.21"])
@@ -51,17 +52,17 @@ async def test_stage3_fails_over_to_dc2_and_back(cluster: Cluster) -> None:
     async with EndpointPool(QUERY, registry=cluster.registry, consul=cluster.dc1) as pool:
         await pool.wait_ready(10)
         stream = pool.stream_events()
-        for service_id, _ in DC1:
+        for service_id, _, _ in DC1:
             cluster.flip("dc1", service_id, "critical")
         failover = await next_event(stream, EventKind.FAILOVER)
         assert failover.datacenter == "dc2"
-        snapshot = await until(pool, lambda s: ports(s) == {9101, 9102})
+        snapshot = await snapshot_until(pool, lambda s: ports(s) == {9101, 9102})
         assert snapshot.failed_over and snapshot.active_datacenter == "dc2"
         assert pool.pick().datacenter == "dc2"
         cluster.flip("dc1", "minio-dc1-a", "passing")
         back = await next_event(stream, EventKind.FAILBACK)
         assert back.datacenter == "dc1"
-        snapshot = await until(pool, lambda s: ports(s) == {9001})
+        snapshot = await snapshot_until(pool, lambda s: ports(s) == {9001})
         assert not snapshot.failed_over and pool.pick().port == 9001
 
 
@@ -82,7 +83,7 @@ async def test_every_endpoint_ejected_re_executes_the_prepared_query(cluster: Cl
         with pytest.raises(Exception):  # noqa: B017 - every attempt refused, any CallFailed
             await pool.call(refused, deadline=0.5)
         await next_event(stream, EventKind.ALL_EJECTED)
-        await until(pool, lambda s: primary.executions > before)
+        await snapshot_until(pool, lambda s: primary.executions > before)
         assert pool.snapshot().panic  # everything ejected: the picker spreads over all
 
 

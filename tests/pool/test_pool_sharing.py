@@ -4,7 +4,6 @@ the last user stops it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -15,9 +14,10 @@ from mcresolve.minio import AsyncResilientMinio
 from mcresolve.pool import EndpointPool, PoolSnapshot
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import register, until
 
-from .conftest import DC1, SERVICE, register
-from .helpers import until
+from .conftest import DC1, SERVICE
+from .helpers import snapshot_until
 
 TARGET = f"consul://{SERVICE}"
 PATH = f"/v1/health/service/{SERVICE}"
@@ -33,7 +33,7 @@ async def consul(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ConsulEmulato
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("CONSUL_HTTP_ADDR", url)
         async with ConsulClient(ConsulConfig.for_addresses(url)) as client:
-            await register(client, DC1)
+            await register(client, SERVICE, DC1)
         yield emulator
 
 
@@ -56,15 +56,13 @@ def ports(snapshot: PoolSnapshot) -> set[int]:
 
 async def all_see(pools: list[EndpointPool], predicate: Callable[[PoolSnapshot], bool]) -> None:
     for pool in pools:
-        await until(pool, predicate, within=DEADLINE)
+        await snapshot_until(pool, predicate, within=DEADLINE)
 
 
 async def served_when_parked(api: AgentHttpApi, watches: list[Watch[object]]) -> int:
     """Requests the agent received, once each watch's latest request is held there (a watch
     counts a request just before sending it)."""
-    async with asyncio.timeout(DEADLINE):
-        while api.parked < len(watches):  # noqa: ASYNC110 - a polled counter
-            await asyncio.sleep(0.005)
+    await until(lambda: api.parked >= len(watches), within=DEADLINE, what="every watch parked")
     return api.requests_served(PATH)
 
 
@@ -77,9 +75,7 @@ async def assert_stream_stopped(emulator: ConsulEmulator, watch: Watch[object]) 
     assert not watch.running
     served = api.requests_served(PATH)
     emulator.dc("dc1").set_check_status("minio-dc1-c-ttl", "critical", "after close")
-    async with asyncio.timeout(DEADLINE):
-        while api.parked:  # noqa: ASYNC110 - a polled counter
-            await asyncio.sleep(0.005)
+    await until(lambda: not api.parked, within=DEADLINE, what="no query held")
     assert api.requests_served(PATH) == served
     assert watch.requests == served
 

@@ -2,6 +2,4 @@
 
 from resilient_minio_bed import bucket, consul_bed
 
-from mcresolve.testing.storage_fixtures import storage, storage_cluster
-
-__all__ = ["bucket", "consul_bed", "storage", "storage_cluster"]
+__all__ = ["bucket", "consul_bed"]

@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -29,6 +28,7 @@ from mcresolve.minio import HttpPolicy, ResilientMinio
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.storage import StorageCluster
+from support import until_sync
 
 SERVICE = "storage-object-minio"
 BUCKET = "resilient-minio"
@@ -83,24 +83,12 @@ class ConsulBed:
             self.loop.close()
 
 
-def wait_until(predicate: Callable[[], bool], deadline_s: float = 20.0, what: str = "") -> float:
-    """Poll ``predicate`` with a short growing pause until true; seconds taken."""
-    start = time.monotonic()
-    pause = 0.01
-    while not predicate():
-        if time.monotonic() - start > deadline_s:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what or predicate}")
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.2)
-    return time.monotonic() - start
-
-
 @pytest.fixture(scope="module")
-def consul_bed(storage_cluster: StorageCluster) -> Iterator[ConsulBed]:
+def consul_bed(mcresolve_storage_cluster: StorageCluster) -> Iterator[ConsulBed]:
     """Consul with every storage node registered in its datacenter, checks passing."""
     bed = ConsulBed()
     try:
-        for node in storage_cluster.nodes:
+        for node in mcresolve_storage_cluster.nodes:
             bed.request(
                 node.datacenter,
                 "PUT",
@@ -132,18 +120,18 @@ def consul_bed(storage_cluster: StorageCluster) -> Iterator[ConsulBed]:
                 },
             },
         )
-        for dc in storage_cluster.datacenters:
-            names = {n.name for n in storage_cluster.nodes_in(dc)}
-            wait_until(lambda dc=dc, names=names: bed.passing(dc) == names, what=f"{dc} passing")
+        for dc in mcresolve_storage_cluster.datacenters:
+            names = {n.name for n in mcresolve_storage_cluster.nodes_in(dc)}
+            until_sync(lambda dc=dc, names=names: bed.passing(dc) == names, what=f"{dc} passing")
         yield bed
     finally:
         bed.close()
 
 
 @pytest.fixture(scope="module")
-def bucket(storage_cluster: StorageCluster) -> str:
+def bucket(mcresolve_storage_cluster: StorageCluster) -> str:
     """The module's bucket (created once through a direct node client)."""
-    client = storage_cluster.nodes[0].client()
+    client = mcresolve_storage_cluster.nodes[0].client()
     if not client.bucket_exists(BUCKET):
         client.make_bucket(BUCKET)
     return BUCKET
@@ -173,4 +161,4 @@ def wait_all_passing(bed: ConsulBed, cluster: StorageCluster) -> None:
     """After a heal: wait until Consul sees every node passing again."""
     for dc in cluster.datacenters:
         names = {n.name for n in cluster.nodes_in(dc)}
-        wait_until(lambda dc=dc, names=names: bed.passing(dc) == names, what=f"{dc} passing")
+        until_sync(lambda dc=dc, names=names: bed.passing(dc) == names, what=f"{dc} passing")

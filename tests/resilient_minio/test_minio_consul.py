@@ -17,13 +17,13 @@ from resilient_minio_bed import (
     make_client,
     unique,
     wait_all_passing,
-    wait_until,
 )
 
 from mcresolve.minio import AsyncResilientMinio, ResilientMinio
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.storage import StorageCluster
+from support import until_sync
 
 QUERY = f"consul+query://{SERVICE}"
 HEALTH = f"consul://{SERVICE}"
@@ -89,7 +89,7 @@ class Workload:
 
     def wait_calls(self, count: int) -> None:
         target = self.calls + count
-        wait_until(lambda: self.calls >= target or bool(self.failures), what=f"{count} calls")
+        until_sync(lambda: self.calls >= target or bool(self.failures), what=f"{count} calls")
 
 
 def verify_written(client: ResilientMinio, bucket: str, written: dict[str, bytes]) -> None:
@@ -102,14 +102,16 @@ def consul_client(storage: StorageCluster, bed: ConsulBed, target: str, **kw: An
 
 
 def test_node_sigkilled_during_reads_writes_and_lists_costs_no_call(
-    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+    mcresolve_storage: StorageCluster, consul_bed: ConsulBed, bucket: str
 ) -> None:
-    wait_all_passing(consul_bed, storage)
+    wait_all_passing(consul_bed, mcresolve_storage)
     prefix = unique("kill") + "/"
-    with consul_client(storage, consul_bed, HEALTH + "?dc=dc1", list_page_size=7) as client:
+    with consul_client(
+        mcresolve_storage, consul_bed, HEALTH + "?dc=dc1", list_page_size=7
+    ) as client:
         with Workload(client, bucket, prefix) as work:
             work.wait_calls(15)
-            storage.run(storage.node("dc1", 0).kill())
+            mcresolve_storage.run(mcresolve_storage.node("dc1", 0).kill())
             work.wait_calls(30)
         assert work.failures == []
         assert work.listing_problems == []
@@ -119,17 +121,17 @@ def test_node_sigkilled_during_reads_writes_and_lists_costs_no_call(
 
 
 def test_whole_datacenter_storage_lost_is_survived_by_the_prepared_query(
-    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+    mcresolve_storage: StorageCluster, consul_bed: ConsulBed, bucket: str
 ) -> None:
-    wait_all_passing(consul_bed, storage)
+    wait_all_passing(consul_bed, mcresolve_storage)
     prefix = unique("dcloss") + "/"
-    with consul_client(storage, consul_bed, QUERY) as client:
+    with consul_client(mcresolve_storage, consul_bed, QUERY) as client:
         with Workload(client, bucket, prefix, threads=2) as work:
             work.wait_calls(10)
-            storage.run(storage.kill_datacenter("dc1"))
+            mcresolve_storage.run(mcresolve_storage.kill_datacenter("dc1"))
             work.wait_calls(25)
-            dc2_ports = {n.port for n in storage.nodes_in("dc2")}
-            wait_until(
+            dc2_ports = {n.port for n in mcresolve_storage.nodes_in("dc2")}
+            until_sync(
                 lambda: {e.port for e in client.pool.snapshot().by_state("active")} <= dc2_ports,
                 what="dc2 active",
             )
@@ -159,7 +161,7 @@ class ConsecutiveRefusals:
 
 
 def test_whole_datacenter_lost_with_two_attempts_per_call_costs_no_call(
-    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+    mcresolve_storage: StorageCluster, consul_bed: ConsulBed, bucket: str
 ) -> None:
     """Guards the pool's rule that refused connections are not charged against
     ``max_attempts``: with two attempts per call and two dead nodes in dc1, a call during the
@@ -167,18 +169,18 @@ def test_whole_datacenter_lost_with_two_attempts_per_call_costs_no_call(
     otherwise fail after trying both."""
     from resilient_minio_bed import READ_TIMEOUT
 
-    wait_all_passing(consul_bed, storage)
+    wait_all_passing(consul_bed, mcresolve_storage)
     prefix = unique("dcloss2") + "/"
     two = CallPolicy(attempt_timeout=READ_TIMEOUT, deadline=30.0, max_attempts=2)
-    assert len(storage.nodes_in("dc1")) == two.max_attempts
+    assert len(mcresolve_storage.nodes_in("dc1")) == two.max_attempts
     refusals = ConsecutiveRefusals()
-    with consul_client(storage, consul_bed, QUERY, call_policy=two) as client:
+    with consul_client(mcresolve_storage, consul_bed, QUERY, call_policy=two) as client:
         client.pool.add_attempt_listener(refusals)
         with Workload(client, bucket, prefix, threads=2) as work:
             work.wait_calls(6)
-            storage.run(storage.kill_datacenter("dc1"))
-            dc2_ports = {n.port for n in storage.nodes_in("dc2")}
-            wait_until(
+            mcresolve_storage.run(mcresolve_storage.kill_datacenter("dc1"))
+            dc2_ports = {n.port for n in mcresolve_storage.nodes_in("dc2")}
+            until_sync(
                 lambda: {e.port for e in client.pool.snapshot().by_state("active")} <= dc2_ports,
                 what="dc2 active",
             )
@@ -191,19 +193,19 @@ def test_whole_datacenter_lost_with_two_attempts_per_call_costs_no_call(
 
 
 def test_every_object_reported_written_reads_back_while_nodes_die_and_restart(
-    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+    mcresolve_storage: StorageCluster, consul_bed: ConsulBed, bucket: str
 ) -> None:
-    wait_all_passing(consul_bed, storage)
+    wait_all_passing(consul_bed, mcresolve_storage)
     prefix = unique("chaos") + "/"
-    nodes = storage.nodes_in("dc1")
-    with consul_client(storage, consul_bed, QUERY) as client:
+    nodes = mcresolve_storage.nodes_in("dc1")
+    with consul_client(mcresolve_storage, consul_bed, QUERY) as client:
         with Workload(client, bucket, prefix) as work:
             for round_ in range(4):
                 node = nodes[round_ % 2]
                 work.wait_calls(6)
-                storage.run(node.kill())
+                mcresolve_storage.run(node.kill())
                 work.wait_calls(6)
-                storage.run(node.restart())
+                mcresolve_storage.run(node.restart())
         assert work.failures == []
         assert len(work.written) >= 40
         verify_written(client, bucket, work.written)
@@ -216,7 +218,7 @@ def run_async(factory: Callable[[], Any]) -> Any:
 
 
 def test_async_facade_with_a_stage_2_target(
-    storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+    mcresolve_storage: StorageCluster, consul_bed: ConsulBed, bucket: str
 ) -> None:
     from resilient_minio_bed import FAST_HTTP, POLICY
 
@@ -231,8 +233,8 @@ def test_async_facade_with_a_stage_2_target(
             workers=8,
             http=FAST_HTTP,
             call_policy=POLICY,
-            access_key=storage.access_key,
-            secret_key=storage.secret_key,
+            access_key=mcresolve_storage.access_key,
+            secret_key=mcresolve_storage.secret_key,
             region="us-east-1",
         ) as s3:
             names = [f"{prefix}{i:02d}" for i in range(12)]

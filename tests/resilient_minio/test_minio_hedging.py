@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import urllib3
-from resilient_minio_bed import make_client, static_target, unique, wait_until
+from resilient_minio_bed import make_client, static_target, unique
 
 from mcresolve.balancer.picker import PickStrategy
 from mcresolve.endpoint import Endpoint
@@ -18,6 +18,7 @@ from mcresolve.pool import PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.storage import StorageCluster, StorageNode
+from support import until_sync
 
 #: Long timeouts: the slow node's answer must come back (a success to discard), not time out.
 SLOW_HTTP = HttpPolicy(connect_timeout=5.0, read_timeout=20.0)
@@ -58,14 +59,14 @@ def _hedged_read(
 
 
 def test_get_object_hedges_around_a_slow_node_and_releases_the_losing_response(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
-    slow, fast = storage.nodes_in("dc1")[:2]
+    slow, fast = mcresolve_storage.nodes_in("dc1")[:2]
     name = unique("hedge-get")
     data = b"h" * 4096
     with make_client(
-        storage,
-        static_target(storage),
+        mcresolve_storage,
+        static_target(mcresolve_storage),
         http=SLOW_HTTP,
         call_policy=HEDGED,
         pool_policy=ROUND_ROBIN,
@@ -84,7 +85,7 @@ def test_get_object_hedges_around_a_slow_node_and_releases_the_losing_response(
         [hedge] = records
         assert hedge.endpoint.port == fast.port and hedge.error is None
         # The slow node answers later: its response is closed and its connection back.
-        wait_until(
+        until_sync(
             lambda: (
                 connections_in_use(client, slow_endpoint) == 0
                 and client.pool.snapshot().endpoints[0].in_flight == 0
@@ -94,12 +95,14 @@ def test_get_object_hedges_around_a_slow_node_and_releases_the_losing_response(
         )
 
 
-def test_stat_object_hedges_around_a_slow_node(storage: StorageCluster, bucket: str) -> None:
-    slow, fast = storage.nodes_in("dc1")[:2]
+def test_stat_object_hedges_around_a_slow_node(
+    mcresolve_storage: StorageCluster, bucket: str
+) -> None:
+    slow, fast = mcresolve_storage.nodes_in("dc1")[:2]
     name = unique("hedge-stat")
     with make_client(
-        storage,
-        static_target(storage),
+        mcresolve_storage,
+        static_target(mcresolve_storage),
         http=SLOW_HTTP,
         call_policy=HEDGED,
         pool_policy=ROUND_ROBIN,
@@ -113,12 +116,12 @@ def test_stat_object_hedges_around_a_slow_node(storage: StorageCluster, bucket: 
 
 
 def test_writes_do_not_hedge_even_when_the_policy_does(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
-    slow = storage.nodes_in("dc1")[0]
+    slow = mcresolve_storage.nodes_in("dc1")[0]
     with make_client(
-        storage,
-        static_target(storage),
+        mcresolve_storage,
+        static_target(mcresolve_storage),
         http=SLOW_HTTP,
         call_policy=HEDGED,
         pool_policy=ROUND_ROBIN,

@@ -123,8 +123,8 @@ answers = st.builds(
 
 
 @pytest.fixture(scope="module")
-def hostile(storage_cluster: StorageCluster) -> Iterator[HostileS3]:
-    node = storage_cluster.nodes_in("dc1")[0]
+def hostile(mcresolve_storage_cluster: StorageCluster) -> Iterator[HostileS3]:
+    node = mcresolve_storage_cluster.nodes_in("dc1")[0]
     server = HostileS3((node.address, node.s3_port)).start()
     try:
         yield server
@@ -133,9 +133,11 @@ def hostile(storage_cluster: StorageCluster) -> Iterator[HostileS3]:
 
 
 @pytest.fixture(scope="module")
-def stable(storage_cluster: StorageCluster, bucket: str) -> str:
+def stable(mcresolve_storage_cluster: StorageCluster, bucket: str) -> str:
     name = unique("stable")
-    storage_cluster.nodes[0].client().put_object(bucket, name, io.BytesIO(STABLE), len(STABLE))
+    mcresolve_storage_cluster.nodes[0].client().put_object(
+        bucket, name, io.BytesIO(STABLE), len(STABLE)
+    )
     return name
 
 
@@ -150,7 +152,7 @@ def _healthy(storage_cluster: StorageCluster) -> str:
 )
 @given(script=st.lists(answers, min_size=1, max_size=4), payload=st.binary(max_size=3000))
 def test_whatever_a_node_answers_the_caller_gets_the_data_or_a_documented_error(
-    storage_cluster: StorageCluster,
+    mcresolve_storage_cluster: StorageCluster,
     bucket: str,
     hostile: HostileS3,
     stable: str,
@@ -158,12 +160,12 @@ def test_whatever_a_node_answers_the_caller_gets_the_data_or_a_documented_error(
     payload: bytes,
 ) -> None:
     hostile.script(script)
-    direct = storage_cluster.nodes_in("dc1")[1].client()
+    direct = mcresolve_storage_cluster.nodes_in("dc1")[1].client()
     name = unique("hostile")
     client: ResilientMinio
     with make_client(
-        storage_cluster,
-        f"static://{hostile.endpoint},{_healthy(storage_cluster)}",
+        mcresolve_storage_cluster,
+        f"static://{hostile.endpoint},{_healthy(mcresolve_storage_cluster)}",
         http=HTTP,
         call_policy=CALLS,
         pool_policy=ROUND_ROBIN,
@@ -245,22 +247,26 @@ def _read_twice(client: ResilientMinio, bucket: str, name: str) -> list[bytes]:
     ids=["truncated-xml", "cut-after-status", "cut-inside-length"],
 )
 def test_pinned_hostile_answers_never_yield_wrong_bytes(
-    storage_cluster: StorageCluster, bucket: str, hostile: HostileS3, stable: str, answer: Answer
+    mcresolve_storage_cluster: StorageCluster,
+    bucket: str,
+    hostile: HostileS3,
+    stable: str,
+    answer: Answer,
 ) -> None:
     hostile.script([answer, answer])
-    with _client_over(hostile, storage_cluster) as client:
+    with _client_over(hostile, mcresolve_storage_cluster) as client:
         assert _read_twice(client, bucket, stable) == [STABLE, STABLE]
     assert len(hostile.requests) >= 1  # the hostile answer was given
 
 
 def test_an_answer_minio_cannot_parse_is_retried_elsewhere(
-    storage_cluster: StorageCluster, bucket: str, hostile: HostileS3, stable: str
+    mcresolve_storage_cluster: StorageCluster, bucket: str, hostile: HostileS3, stable: str
 ) -> None:
     """A bodiless 409 to a HEAD: minio's own error table raises ValueError (a 1-tuple where it
     unpacks two), which escaped as is."""
     forged = b"HTTP/1.1 409 Conflict\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     hostile.script([Answer(relay=False, forged=forged)] * 2)
-    with _client_over(hostile, storage_cluster) as client:
+    with _client_over(hostile, mcresolve_storage_cluster) as client:
         sizes = [client.stat_object(bucket, stable).size for _ in range(2)]
     assert sizes == [len(STABLE)] * 2
     assert len(hostile.requests) >= 1

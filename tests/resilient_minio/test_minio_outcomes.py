@@ -18,7 +18,6 @@ from resilient_minio_bed import (
     READ_TIMEOUT,
     make_client,
     unique,
-    wait_until,
 )
 
 from mcresolve.balancer.picker import PickStrategy
@@ -31,6 +30,7 @@ from mcresolve.minio import (
 from mcresolve.pool import PoolPolicy
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageCluster, StorageNode
+from support import until_sync
 
 #: Round robin puts a first attempt on every node within len(nodes) calls.
 ROUND_ROBIN = PoolPolicy(strategy=PickStrategy.ROUND_ROBIN)
@@ -74,7 +74,7 @@ def _check_outcome_unknown(
     assert node.endpoint in str(error) and name in str(error)  # ...also in the message
     # The write did happen: once the delayed request reached the node, the object is there,
     # byte-identical, with the ETag the error told the caller to compare.
-    wait_until(lambda: _stored(node, bucket, name), 30.0, "the delayed PUT to execute")
+    until_sync(lambda: _stored(node, bucket, name), within=30.0, what="the delayed PUT to execute")
     reader = node.client()
     assert reader.stat_object(bucket, name).etag == error.expected_etag
     response = reader.get_object(bucket, name)
@@ -86,14 +86,14 @@ def _check_outcome_unknown(
 
 
 def test_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
-    executes, down = _lose_put_answers(storage)
+    executes, down = _lose_put_answers(mcresolve_storage)
     name = unique("lost-answer")
     payload = os.urandom(5000)
     policy = POLICY.with_overrides(deadline=2 * READ_TIMEOUT + 1.0, max_attempts=3)
     with (
-        make_client(storage, target_of([executes, down]), call_policy=policy) as client,
+        make_client(mcresolve_storage, target_of([executes, down]), call_policy=policy) as client,
         pytest.raises(WriteOutcomeUnknown) as info,
     ):
         client.put_object(bucket, name, io.BytesIO(payload), len(payload))
@@ -105,9 +105,9 @@ def test_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
 
 
 def test_async_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
-    executes, down = _lose_put_answers(storage)
+    executes, down = _lose_put_answers(mcresolve_storage)
     name = unique("lost-answer-async")
     payload = os.urandom(3000)
     policy = POLICY.with_overrides(deadline=2 * READ_TIMEOUT + 1.0, max_attempts=3)
@@ -115,8 +115,8 @@ def test_async_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
     async def put() -> Any:
         async with AsyncResilientMinio(
             target_of([executes, down]),
-            access_key=storage.access_key,
-            secret_key=storage.secret_key,
+            access_key=mcresolve_storage.access_key,
+            secret_key=mcresolve_storage.secret_key,
             region="us-east-1",
             http=FAST_HTTP,
             call_policy=policy,
@@ -129,15 +129,15 @@ def test_async_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
 
 
 def test_put_that_cannot_have_executed_is_not_reported_as_unknown(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
     """Every node refusing: nothing was sent, so the failure is a plain pool failure."""
-    nodes = storage.nodes_in("dc1")[:2]
+    nodes = mcresolve_storage.nodes_in("dc1")[:2]
     for node in nodes:
         node.proxy.refuse()
     policy = POLICY.with_overrides(deadline=1.0)
     with (
-        make_client(storage, target_of(nodes), call_policy=policy) as client,
+        make_client(mcresolve_storage, target_of(nodes), call_policy=policy) as client,
         pytest.raises(McResolveError) as info,
     ):
         client.put_object(bucket, unique("refused"), io.BytesIO(b"x"), 1)
@@ -148,11 +148,11 @@ def test_put_that_cannot_have_executed_is_not_reported_as_unknown(
 
 
 def test_read_quorum_answer_from_one_node_is_confirmed_elsewhere_and_every_read_succeeds(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
     """A restarted node answers 503 XMinioReadQuorum (Retry-After 120) from its own view while
     the other node serves: every read must succeed."""
-    restarted, serving = storage.nodes_in("dc1")[:2]
+    restarted, serving = mcresolve_storage.nodes_in("dc1")[:2]
     name = unique("quorum-view")
     payload = os.urandom(2000)
     serving.client().put_object(bucket, name, io.BytesIO(payload), len(payload))
@@ -160,7 +160,9 @@ def test_read_quorum_answer_from_one_node_is_confirmed_elsewhere_and_every_read_
     restarted.proxy.reset_stats()
     reads = 200
     failed: list[BaseException] = []
-    with make_client(storage, target_of([restarted, serving]), pool_policy=ROUND_ROBIN) as client:
+    with make_client(
+        mcresolve_storage, target_of([restarted, serving]), pool_policy=ROUND_ROBIN
+    ) as client:
         for _ in range(reads):
             try:
                 response = client.get_object(bucket, name)
@@ -173,16 +175,16 @@ def test_read_quorum_answer_from_one_node_is_confirmed_elsewhere_and_every_read_
 
 
 def test_read_quorum_answer_from_every_node_fails_fast_without_ejecting(
-    storage: StorageCluster, bucket: str
+    mcresolve_storage: StorageCluster, bucket: str
 ) -> None:
     """Confirmed by the second node: the cluster condition, raised after one attempt per node
     (Retry-After 120 s exceeds the deadline), and no node is held against."""
-    nodes = storage.nodes_in("dc1")[:2]
+    nodes = mcresolve_storage.nodes_in("dc1")[:2]
     for node in nodes:
         node.proxy.answer_error("XMinioReadQuorum")
         node.proxy.reset_stats()
     with (
-        make_client(storage, target_of(nodes)) as client,
+        make_client(mcresolve_storage, target_of(nodes)) as client,
         pytest.raises(StorageClusterDegraded) as info,
     ):
         client.get_object(bucket, "anything")
@@ -196,14 +198,14 @@ def test_read_quorum_answer_from_every_node_fails_fast_without_ejecting(
 
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_write_quorum_lost_raises_storage_cluster_degraded_whatever_the_pool_size(
-    storage: StorageCluster, bucket: str, size: int
+    mcresolve_storage: StorageCluster, bucket: str, size: int
 ) -> None:
-    nodes = storage.nodes[:size]
+    nodes = mcresolve_storage.nodes[:size]
     for node in nodes:
         node.proxy.answer_error("XMinioWriteQuorum", methods={"PUT", "POST", "DELETE"})
         node.proxy.reset_stats()
     with (
-        make_client(storage, target_of(nodes)) as client,
+        make_client(mcresolve_storage, target_of(nodes)) as client,
         pytest.raises(StorageClusterDegraded) as info,
     ):
         client.put_object(bucket, unique("quorum"), io.BytesIO(b"data"), 4)
@@ -217,16 +219,16 @@ def test_write_quorum_lost_raises_storage_cluster_degraded_whatever_the_pool_siz
 
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_hung_writes_raise_storage_cluster_degraded_whatever_the_pool_size(
-    storage: StorageCluster, bucket: str, size: int
+    mcresolve_storage: StorageCluster, bucket: str, size: int
 ) -> None:
     """MinIO 2019 with write quorum lost hangs PUTs: no node answers in time. The write may have
     executed, so the error is also a WriteOutcomeUnknown; either type catches it."""
-    nodes = storage.nodes[:size]
+    nodes = mcresolve_storage.nodes[:size]
     for node in nodes:
         node.proxy.blackhole(methods={"PUT"})
     policy = POLICY.with_overrides(deadline=4 * READ_TIMEOUT + 0.5, max_attempts=size + 2)
     with (
-        make_client(storage, target_of(nodes), call_policy=policy) as client,
+        make_client(mcresolve_storage, target_of(nodes), call_policy=policy) as client,
         pytest.raises(StorageClusterDegraded) as info,
     ):
         client.put_object(bucket, unique("hung"), io.BytesIO(b"data"), 4)

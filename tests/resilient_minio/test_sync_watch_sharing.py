@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from resilient_minio_bed import SERVICE, ConsulBed, wait_until
+from resilient_minio_bed import SERVICE, ConsulBed
 
 import mcresolve.pool.background
 from mcresolve.consul.watch import SHARED_WATCHES
@@ -18,6 +18,7 @@ from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
 from mcresolve.pool.loop_thread import SHARED_LOOP_THREAD, SharedLoopThread
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import until_sync
 
 TARGET = f"consul://{SERVICE}"
 PATH = f"/v1/health/service/{SERVICE}"
@@ -89,10 +90,10 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
         assert watch.subscriber_count == 2
         consul.request("dc1", "PUT", "/v1/agent/check/fail/sync-a-ttl")
         for client in (first, second):
-            wait_until(lambda c=client: ports(c) == {9202}, what="instance a removed")
+            until_sync(lambda c=client: ports(c) == {9202}, what="instance a removed")
         # One stream: the first read, one blocking request answered by the change and the next
         # one held by the agent. Two streams would make at least four.
-        wait_until(lambda: api.parked >= 1, what="the next blocking request parked")
+        until_sync(lambda: api.parked >= 1, what="the next blocking request parked")
         served = api.requests_served(PATH) - before
         assert served == watch.requests <= 3
     finally:

@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import Callable
 
 from mcresolve.sources.base import PublishingSource, Resolution
+from support import Cluster
 
-from .conftest import SERVICE, Cluster
+from .conftest import SERVICE
 
 
 async def next_matching(

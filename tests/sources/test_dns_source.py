@@ -9,8 +9,9 @@ import pytest
 from mcresolve.sources import DnsCache, DnsSource, Resolution, from_target
 from mcresolve.sources.dns import consul_target_location, decode_addr_label
 from mcresolve.target import DnsTarget, parse_target
+from support import Cluster
 
-from .conftest import DC1, SERVICE, Cluster
+from .conftest import DC1, SERVICE
 from .helpers import define_query, next_matching
 
 

@@ -14,8 +14,9 @@ from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.snapshot import load_snapshot
 from mcresolve.target import HealthTarget, parse_target
+from support import FAST_WATCH, Cluster
 
-from .conftest import FAST_WATCH, SERVICE, Cluster
+from .conftest import SERVICE
 from .helpers import define_query, next_matching
 
 

@@ -9,8 +9,9 @@ import pytest
 from mcresolve.sources import PreparedQuerySource, Resolution, from_target
 from mcresolve.sources.prepared_query import jittered
 from mcresolve.target import PreparedQueryTarget, parse_target
+from support import Cluster
 
-from .conftest import DC1, SERVICE, Cluster
+from .conftest import DC1, SERVICE
 from .helpers import define_query, next_matching
 
 

@@ -12,8 +12,9 @@ from mcresolve.sources import DnsSource, PreparedQuerySource, Resolution
 from mcresolve.sources.refresh import RefreshDamping
 from mcresolve.target import DnsTarget, PreparedQueryTarget, parse_target
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from support import Cluster
 
-from .conftest import DC1, SERVICE, Cluster
+from .conftest import DC1, SERVICE
 from .helpers import define_query, next_matching
 
 #: How long each source is hammered, and how often refresh_now() is called meanwhile.

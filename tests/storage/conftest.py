@@ -1,5 +1,2 @@
-"""Storage harness tests share one real SeaweedFS cluster per session."""
-
-from mcresolve.testing.storage_fixtures import storage, storage_cluster
-
-__all__ = ["storage", "storage_cluster"]
+"""Storage harness tests share one real SeaweedFS cluster per session (``mcresolve_storage_cluster``
+from the plugin enabled in ``tests/conftest.py``)."""

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 import uuid
 import weakref
 from pathlib import Path
@@ -29,6 +28,7 @@ from mcresolve.testing.storage import (
     find_weed,
     live_weed_pids,
 )
+from support import until, until_sync
 
 pytestmark = pytest.mark.storage
 
@@ -61,36 +61,44 @@ def _get(client: minio.Minio, bucket: str, key: str) -> bytes:
         response.release_conn()
 
 
-async def test_topology_nodes_grouped_by_datacenter(storage: StorageCluster) -> None:
-    assert storage.datacenters == ("dc1", "dc2")
-    assert [n.name for n in storage.nodes] == ["dc1-node0", "dc1-node1", "dc2-node0", "dc2-node1"]
-    assert storage.nodes_in("dc2") == (storage.node("dc2", 0), storage.node("dc2", 1))
-    assert {n.datacenter for n in storage.nodes_in("dc1")} == {"dc1"}
-    ports = [p for n in storage.nodes for p in (n.port, n.s3_port, *n.ports.values())]
-    assert len(set(ports)) == len(ports) - len(storage.nodes)  # s3_port == ports["port"]
-    for node in storage.nodes:
+async def test_topology_nodes_grouped_by_datacenter(mcresolve_storage: StorageCluster) -> None:
+    assert mcresolve_storage.datacenters == ("dc1", "dc2")
+    assert [n.name for n in mcresolve_storage.nodes] == [
+        "dc1-node0",
+        "dc1-node1",
+        "dc2-node0",
+        "dc2-node1",
+    ]
+    assert mcresolve_storage.nodes_in("dc2") == (
+        mcresolve_storage.node("dc2", 0),
+        mcresolve_storage.node("dc2", 1),
+    )
+    assert {n.datacenter for n in mcresolve_storage.nodes_in("dc1")} == {"dc1"}
+    ports = [p for n in mcresolve_storage.nodes for p in (n.port, n.s3_port, *n.ports.values())]
+    assert len(set(ports)) == len(ports) - len(mcresolve_storage.nodes)  # s3_port == ports["port"]
+    for node in mcresolve_storage.nodes:
         assert node.port == node.proxy.port != node.s3_port
         assert node.endpoint == f"127.0.0.1:{node.port}"
         assert node.running and node.pid is not None and _pid_alive(node.pid)
-    assert len(storage.volume_servers) == 2
-    assert storage.pids() <= live_weed_pids()
-    assert len(storage.pids()) == 1 + 2 + 1 + 4
-    assert storage.startup_seconds is not None and storage.startup_seconds < 60
+    assert len(mcresolve_storage.volume_servers) == 2
+    assert mcresolve_storage.pids() <= live_weed_pids()
+    assert len(mcresolve_storage.pids()) == 1 + 2 + 1 + 4
+    assert mcresolve_storage.startup_seconds is not None and mcresolve_storage.startup_seconds < 60
     with pytest.raises(KeyError):
-        storage.nodes_in("dc9")
+        mcresolve_storage.nodes_in("dc9")
     with pytest.raises(IndexError):
-        storage.node("dc1", 2)
+        mcresolve_storage.node("dc1", 2)
 
 
 async def test_object_written_via_one_node_reads_identically_via_every_other(
-    storage: StorageCluster,
+    mcresolve_storage: StorageCluster,
 ) -> None:
     bucket = _bucket()
-    writer = storage.node("dc1", 0).client()
+    writer = mcresolve_storage.node("dc1", 0).client()
     payload = os.urandom(300_000)
     await asyncio.to_thread(writer.make_bucket, bucket)
     etag = await asyncio.to_thread(_put, writer, bucket, "blob", payload)
-    for node in storage.nodes[1:]:
+    for node in mcresolve_storage.nodes[1:]:
         client = node.client()
         assert await asyncio.to_thread(_get, client, bucket, "blob") == payload
         info = await asyncio.to_thread(client.stat_object, bucket, "blob")
@@ -101,25 +109,25 @@ async def test_object_written_via_one_node_reads_identically_via_every_other(
         assert names == ["blob"]
 
 
-async def test_every_chunk_lives_on_two_volume_servers(storage: StorageCluster) -> None:
+async def test_every_chunk_lives_on_two_volume_servers(mcresolve_storage: StorageCluster) -> None:
     bucket = _bucket()
-    client = storage.node("dc2", 1).client()
+    client = mcresolve_storage.node("dc2", 1).client()
     await asyncio.to_thread(client.make_bucket, bucket)
     await asyncio.to_thread(_put, client, bucket, "big", os.urandom(9 * 1024 * 1024))  # 3 chunks
     await asyncio.to_thread(_put, client, bucket, "tiny", b"x")
-    volume_servers = {f"127.0.0.1:{v.port}" for v in storage.volume_servers}
+    volume_servers = {f"127.0.0.1:{v.port}" for v in mcresolve_storage.volume_servers}
     for key in ("big", "tiny"):
-        locations = await storage.object_locations(bucket, key)
+        locations = await mcresolve_storage.object_locations(bucket, key)
         assert locations, f"{key} has no data chunks"
         for holders in locations:
             assert len(holders) == 2 and holders <= volume_servers, (key, holders)
 
 
 async def test_killed_node_refuses_while_others_serve_the_same_objects(
-    storage: StorageCluster,
+    mcresolve_storage: StorageCluster,
 ) -> None:
     bucket = _bucket()
-    victim = storage.node("dc1", 0)
+    victim = mcresolve_storage.node("dc1", 0)
     await asyncio.to_thread(victim.client().make_bucket, bucket)
     await asyncio.to_thread(_put, victim.client(), bucket, "k", b"before the kill")
     pid, port, s3_port = victim.pid, victim.port, victim.s3_port
@@ -129,14 +137,14 @@ async def test_killed_node_refuses_while_others_serve_the_same_objects(
 
     assert not victim.running and not _pid_alive(pid)
     assert pid not in live_weed_pids()
-    started = time.monotonic()
     with pytest.raises(urllib3.exceptions.NewConnectionError) as refused:
         await asyncio.to_thread(victim.client().list_buckets)
-    assert time.monotonic() - started < 1.5
-    assert isinstance(refused.value.__context__, ConnectionRefusedError)
-    for node in storage.nodes[1:]:
+    assert isinstance(refused.value.__context__, ConnectionRefusedError)  # refused, not timed out
+    for node in mcresolve_storage.nodes[1:]:
         assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"before the kill"
-    await asyncio.to_thread(_put, storage.node("dc2", 0).client(), bucket, "k2", b"while down")
+    await asyncio.to_thread(
+        _put, mcresolve_storage.node("dc2", 0).client(), bucket, "k2", b"while down"
+    )
 
     await victim.restart()
 
@@ -145,48 +153,53 @@ async def test_killed_node_refuses_while_others_serve_the_same_objects(
     client = victim.client()
     assert await asyncio.to_thread(_get, client, bucket, "k2") == b"while down"
     await asyncio.to_thread(_put, client, bucket, "k3", b"after the restart")
-    assert await asyncio.to_thread(_get, storage.node("dc2", 1).client(), bucket, "k3") == (
-        b"after the restart"
-    )
+    assert await asyncio.to_thread(
+        _get, mcresolve_storage.node("dc2", 1).client(), bucket, "k3"
+    ) == (b"after the restart")
 
 
-async def test_killed_volume_server_loses_no_object(storage: StorageCluster) -> None:
+async def test_killed_volume_server_loses_no_object(mcresolve_storage: StorageCluster) -> None:
     bucket = _bucket()
-    client = storage.node("dc1", 1).client()
+    client = mcresolve_storage.node("dc1", 1).client()
     await asyncio.to_thread(client.make_bucket, bucket)
     objects = {f"obj-{i}": os.urandom(1000 + i) for i in range(8)}
     for key, data in objects.items():
         await asyncio.to_thread(_put, client, bucket, key, data)
-    victim = storage.volume_servers[0]
+    victim = mcresolve_storage.volume_servers[0]
     address = f"127.0.0.1:{victim.port}"
 
     await victim.kill()
 
-    deadline = time.monotonic() + 10  # the master notices when its heartbeat stream breaks
-    while address in await storage.registered_volume_servers():
-        assert time.monotonic() < deadline, "master still lists the killed volume server"
-        await asyncio.sleep(0.02)
-    for node in storage.nodes:
+    async def unlisted() -> bool:  # the master notices when its heartbeat stream breaks
+        return address not in await mcresolve_storage.registered_volume_servers()
+
+    await until(unlisted, within=10, what="the master to drop the killed volume server")
+    for node in mcresolve_storage.nodes:
         reader = node.client()
         for key, data in objects.items():
             assert await asyncio.to_thread(_get, reader, bucket, key) == data, (node.name, key)
 
     await victim.restart()
 
-    assert address in await storage.registered_volume_servers()
+    assert address in await mcresolve_storage.registered_volume_servers()
     await asyncio.to_thread(_put, client, bucket, "after", b"writes work again")
     assert await asyncio.to_thread(_get, client, bucket, "after") == b"writes work again"
 
 
-async def test_heal_restarts_dead_processes_and_clears_faults(storage: StorageCluster) -> None:
-    node = storage.node("dc2", 0)
+async def test_heal_restarts_dead_processes_and_clears_faults(
+    mcresolve_storage: StorageCluster,
+) -> None:
+    node = mcresolve_storage.node("dc2", 0)
     await node.kill()
-    storage.node("dc2", 1).proxy.blackhole()
-    await storage.heal()
+    mcresolve_storage.node("dc2", 1).proxy.blackhole()
+    await mcresolve_storage.heal()
     assert node.running
-    assert all(n.proxy.mode.value == "pass" for n in storage.nodes)
+    assert all(n.proxy.mode.value == "pass" for n in mcresolve_storage.nodes)
     assert await asyncio.to_thread(
-        lambda: READY_BUCKET in [b.name for b in storage.node("dc2", 1).client().list_buckets()]
+        lambda: (
+            READY_BUCKET
+            in [b.name for b in mcresolve_storage.node("dc2", 1).client().list_buckets()]
+        )
     )
 
 
@@ -232,23 +245,27 @@ async def test_every_process_reaped_on_exit_and_on_exception(tmp_path: Path) -> 
     assert not (pids & live_weed_pids())
 
 
-async def test_datacenter_loss_leaves_the_other_datacenter_serving(storage: StorageCluster) -> None:
+async def test_datacenter_loss_leaves_the_other_datacenter_serving(
+    mcresolve_storage: StorageCluster,
+) -> None:
     bucket = _bucket()
-    await asyncio.to_thread(storage.node("dc1", 1).client().make_bucket, bucket)
-    await asyncio.to_thread(_put, storage.node("dc1", 1).client(), bucket, "k", b"site data")
+    await asyncio.to_thread(mcresolve_storage.node("dc1", 1).client().make_bucket, bucket)
+    await asyncio.to_thread(
+        _put, mcresolve_storage.node("dc1", 1).client(), bucket, "k", b"site data"
+    )
 
-    await storage.kill_datacenter("dc1")
+    await mcresolve_storage.kill_datacenter("dc1")
 
-    for node in storage.nodes_in("dc1"):
+    for node in mcresolve_storage.nodes_in("dc1"):
         assert not node.running
         with pytest.raises(urllib3.exceptions.NewConnectionError):
             await asyncio.to_thread(node.client().list_buckets)
-    for node in storage.nodes_in("dc2"):
+    for node in mcresolve_storage.nodes_in("dc2"):
         assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"site data"
 
-    await storage.restart_datacenter("dc1")
+    await mcresolve_storage.restart_datacenter("dc1")
 
-    for node in storage.nodes_in("dc1"):
+    for node in mcresolve_storage.nodes_in("dc1"):
         assert await asyncio.to_thread(_get, node.client(), bucket, "k") == b"site data"
 
 
@@ -283,8 +300,15 @@ def test_abandoned_cluster_is_reaped_when_garbage_collected(tmp_path: Path) -> N
     pids, directory = cluster.pids(), cluster.directory
     collected = weakref.ref(cluster)
     del cluster
-    gc.collect()
-    assert collected() is None
+
+    def gone() -> bool:
+        # start_blocking returns when the harness thread has set the start's result; that
+        # thread may still be unwinding the start's frames (which hold the cluster) for a moment
+        # on a loaded machine, so collect until it has let go (no reference may survive).
+        gc.collect()
+        return collected() is None
+
+    until_sync(gone, within=10, what="the abandoned cluster to be collected")
     assert len(pids) == 5 and not any(_pid_alive(p) for p in pids)
     assert not directory.exists()
 
@@ -304,7 +328,5 @@ def test_weed_processes_die_with_a_hard_killed_python(tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL, child.stderr
     pids = json.loads(child.stdout)
     assert len(pids) == 5
-    deadline = time.monotonic() + 10  # the kernel delivers the parent-death signal at once
-    while any(_pid_alive(p) for p in pids):
-        assert time.monotonic() < deadline, "weed outlived its SIGKILLed parent"
-        time.sleep(0.02)
+    # the kernel delivers the parent-death signal at once
+    until_sync(lambda: not any(_pid_alive(p) for p in pids), within=10, what="weed to die")

@@ -22,9 +22,9 @@ BUCKET = f"faults-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def node(storage: StorageCluster) -> StorageNode:
+def node(mcresolve_storage: StorageCluster) -> StorageNode:
     """Node dc1-0 with bucket BUCKET holding object ``obj``; counters zeroed."""
-    target = storage.node("dc1", 0)
+    target = mcresolve_storage.node("dc1", 0)
     client = target.client(direct=True)
     if not client.bucket_exists(BUCKET):
         client.make_bucket(BUCKET)
@@ -57,21 +57,20 @@ async def test_pass_through_counts_connections_and_requests(node: StorageNode) -
 
 
 async def test_refuse_fails_fast_with_connection_refused_then_recovers(node: StorageNode) -> None:
-    client = _client(node)
+    client = _client(node, read_timeout=30.0)
     assert await asyncio.to_thread(_read, client) == b"payload"  # a pooled connection exists
     node.proxy.refuse()
     assert not node.proxy.listening
     # The pooled keep-alive connection may be reused (reset by the proxy) or found dropped by
-    # urllib3 before reuse (then a new connect is refused): either way the call fails fast.
-    started = time.monotonic()
-    with pytest.raises(urllib3.exceptions.HTTPError):
+    # urllib3 before reuse (then a new connect is refused): either way the call fails fast, by
+    # a reset or a refusal, not by running into its (long) timeouts.
+    with pytest.raises(urllib3.exceptions.HTTPError) as pooled:
         await asyncio.to_thread(_read, client)
-    assert time.monotonic() - started < 1.0
+    fast = (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError)
+    assert isinstance(pooled.value, fast), repr(pooled.value)
     # A fresh connection attempt is refused by the kernel: nothing listens any more.
-    started = time.monotonic()
     with pytest.raises(urllib3.exceptions.HTTPError) as failure:
-        await asyncio.to_thread(_read, _client(node))
-    assert time.monotonic() - started < 1.0
+        await asyncio.to_thread(_read, _client(node, read_timeout=30.0))
     assert isinstance(failure.value, urllib3.exceptions.NewConnectionError)
     assert isinstance(failure.value.__cause__, ConnectionRefusedError)
     assert node.proxy.stats.connections[FaultMode.REFUSE] == 0
@@ -96,6 +95,8 @@ async def test_blackhole_costs_exactly_the_read_timeout(node: StorageNode) -> No
     with pytest.raises(urllib3.exceptions.ReadTimeoutError):
         await asyncio.to_thread(_read, client)
     elapsed = time.monotonic() - started
+    # What is tested is a time, the client's read timeout (0.5 s) running out: the lower bound
+    # cannot flake (load only adds), the upper one is generous for a loaded machine.
     assert 0.45 <= elapsed < 3.0
     stats = node.proxy.stats
     assert stats.requests[FaultMode.BLACKHOLE] == 1 and stats.connections[FaultMode.PASS] == 1
@@ -106,7 +107,7 @@ async def test_delay_adds_latency_and_still_answers(node: StorageNode) -> None:
     client = _client(node)
     started = time.monotonic()
     assert await asyncio.to_thread(_read, client) == b"payload"
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.3  # a time by nature (the delay); load only adds
     assert node.proxy.stats.requests[FaultMode.DELAY] == 1
 
 
@@ -174,8 +175,8 @@ async def test_retry_after_override(node: StorageNode) -> None:
     assert "Retry-After" not in failure.value.response.headers
 
 
-async def test_killed_node_refuses_through_its_proxy(storage: StorageCluster) -> None:
-    node = storage.node("dc2", 1)
+async def test_killed_node_refuses_through_its_proxy(mcresolve_storage: StorageCluster) -> None:
+    node = mcresolve_storage.node("dc2", 1)
     client = _client(node)
     assert await asyncio.to_thread(client.list_buckets)
     await node.kill()

@@ -211,7 +211,7 @@ async def test_method_filter_delays_only_writes(proxy: FaultProxy) -> None:
     assert proxy.stats.requests[FaultMode.PASS] == 1  # relayed at once, not delayed
     started = time.monotonic()
     await asyncio.to_thread(http.request, "PUT", f"http://{proxy.address}/echo", body=b"w")
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 0.4  # a time by nature (the delay); load only adds
     assert proxy.stats.requests[FaultMode.DELAY] == 1
 
 

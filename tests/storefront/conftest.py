@@ -1,5 +1,6 @@
-"""Fixtures for the storefront tests: mcresolve's shared SeaweedFS cluster (``storage_cluster``,
-and ``storage`` for tests that kill nodes) and the seeded test bucket (``seeded``).
+"""Fixtures for the storefront tests: mcresolve's shared SeaweedFS cluster
+(``mcresolve_storage_cluster``, and ``mcresolve_storage`` for tests that kill nodes) and the
+seeded test bucket (``seeded``).
 
 ``tests/storefront`` is deliberately not a package: it would shadow the ``storefront`` app package
 (``examples/storefront/storefront``), which ``storefront_testing`` puts first on ``sys.path``.
@@ -7,6 +8,4 @@ and ``storage`` for tests that kill nodes) and the seeded test bucket (``seeded`
 
 from storefront_testing import seeded
 
-from mcresolve.testing.storage_fixtures import storage, storage_cluster
-
-__all__ = ["seeded", "storage", "storage_cluster"]
+__all__ = ["seeded"]

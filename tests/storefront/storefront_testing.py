@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,19 +114,19 @@ class SeededStore:
 
 
 @pytest.fixture(scope="session")
-def seeded(storage_cluster: StorageCluster) -> SeededStore:
+def seeded(mcresolve_storage_cluster: StorageCluster) -> SeededStore:
     """The test bucket, seeded once per session (sample catalog + hostile names)."""
 
     async def seed() -> None:
-        node = storage_cluster.node("dc1", 0)
-        async with client_for(storage_cluster, node, timeout_s=10) as client:
+        node = mcresolve_storage_cluster.node("dc1", 0)
+        async with client_for(mcresolve_storage_cluster, node, timeout_s=10) as client:
             await seed_catalog(client, BUCKET, sample_objects())
             await put_objects(client, BUCKET, HOSTILE_OBJECTS)
             await put_objects(client, SECRET_BUCKET, (SECRET_OBJECT,))
 
     asyncio.run(seed())
     return SeededStore(
-        storage_cluster,
+        mcresolve_storage_cluster,
         sample={item.key: item for item in sample_objects()},
         hostile={item.key: item for item in HOSTILE_OBJECTS},
     )
@@ -151,16 +151,6 @@ async def running_storefront(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
-
-
-async def poll_until(condition: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
-    """Await ``condition`` until true; returns the time it took (fails after ``within`` s)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not await condition():
-        assert loop.time() - started < within, f"not within {within} s: {what}"
-        await asyncio.sleep(0.05)
-    return loop.time() - started
 
 
 def env_for_subprocess(settings_env: Mapping[str, str]) -> dict[str, str]:

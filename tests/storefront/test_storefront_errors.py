@@ -184,4 +184,4 @@ async def test_an_operation_is_bounded_by_the_storefront_deadline() -> None:
     started = time.monotonic()
     with pytest.raises(StorageUnavailable, match=r"no answer within 0\.2 s"):
         await catalog.list_products()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 2.0  # a time (the 0.2 s deadline), generous bound

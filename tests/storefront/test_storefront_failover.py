@@ -1,7 +1,8 @@
 """A storefront configured the article's way, ``MINIO_HOST=storage-object-minio.query.consul``,
-on the multi-cloud test bed (``topology``): its own client (mcresolve's ``AsyncResilientMinio``
-on the stage-3 prepared query, Consul from ``CONSUL_HTTP_ADDR``) fails over when the storage
-node it reads from is SIGKILLed, and the shop answers 503 (never 500) when no storage is left.
+on the multi-cloud test bed (``mcresolve_topology``): its own client (mcresolve's
+``AsyncResilientMinio`` on the stage-3 prepared query, Consul from ``CONSUL_HTTP_ADDR``) fails
+over when the storage node it reads from is SIGKILLed, and the shop answers 503 (never 500) when
+no storage is left.
 
 The storefront runs as ``python -m storefront``, configured only by its environment.
 """
@@ -17,13 +18,13 @@ from storefront_testing import (
     BUCKET,
     SeededStore,
     env_for_subprocess,
-    poll_until,
     storefront_process,
 )
 
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageNode
 from mcresolve.testing.topology import STORAGE_SERVICE, MultiCloudTopology
+from support import until
 
 DATACENTER = "dc1"
 STORAGE_TIMEOUT_S = 1.0
@@ -70,22 +71,24 @@ async def assert_every_image_served(
 
 
 async def test_images_keep_coming_when_the_storage_node_in_use_is_killed(
-    seeded: SeededStore, topology: MultiCloudTopology
+    seeded: SeededStore, mcresolve_topology: MultiCloudTopology
 ) -> None:
-    nodes = topology.storage.nodes_in(DATACENTER)
-    env = consul_name_env(seeded, topology)
+    nodes = mcresolve_topology.storage.nodes_in(DATACENTER)
+    env = consul_name_env(seeded, mcresolve_topology)
     async with storefront_process(env) as (url, _), aiohttp.ClientSession() as http:
         async with http.get(url + "/about") as about:
             assert "consul+query://storage-object-minio" in await about.text()
-        for node in topology.storage.nodes:
+        for node in mcresolve_topology.storage.nodes:
             node.proxy.reset_stats()
         await assert_every_image_served(http, url, seeded, "before the kill")
-        used = {node.name: served(node) for node in topology.storage.nodes}
+        used = {node.name: served(node) for node in mcresolve_topology.storage.nodes}
         victim = max(nodes, key=served)
         assert served(victim) > 0, f"no {DATACENTER} node served the storefront: {used}"
 
-        await topology.kill_storage_node(DATACENTER, victim.index)  # SIGKILL, nothing waited for
-        survivors = [node for node in topology.storage.nodes if node is not victim]
+        await mcresolve_topology.kill_storage_node(
+            DATACENTER, victim.index
+        )  # SIGKILL, nothing waited for
+        survivors = [node for node in mcresolve_topology.storage.nodes if node is not victim]
         for node in survivors:
             node.proxy.reset_stats()
         await assert_every_image_served(http, url, seeded, f"right after killing {victim.name}")
@@ -97,14 +100,14 @@ async def test_images_keep_coming_when_the_storage_node_in_use_is_killed(
 
 
 async def test_all_storage_gone_is_a_503_page_and_the_shop_comes_back(
-    seeded: SeededStore, topology: MultiCloudTopology
+    seeded: SeededStore, mcresolve_topology: MultiCloudTopology
 ) -> None:
-    env = consul_name_env(seeded, topology)
+    env = consul_name_env(seeded, mcresolve_topology)
     async with storefront_process(env) as (url, _), aiohttp.ClientSession() as http:
         async with http.get(url + "/") as page:
             assert page.status == 200
-        for datacenter in topology.datacenters:
-            await topology.kill_datacenter_storage(datacenter)
+        for datacenter in mcresolve_topology.datacenters:
+            await mcresolve_topology.kill_datacenter_storage(datacenter)
 
         for path in ("/", "/images/red-circle-mug.png"):
             started = time.monotonic()
@@ -118,12 +121,12 @@ async def test_all_storage_gone_is_a_503_page_and_the_shop_comes_back(
             # Bounded by the client's call deadline, not by minio's minutes-long defaults.
             assert elapsed < STORAGE_TIMEOUT_S * CALL_DEADLINE_FACTOR + 3.0, (path, elapsed)
 
-        for datacenter in topology.datacenters:
-            await topology.restart_datacenter_storage(datacenter)
+        for datacenter in mcresolve_topology.datacenters:
+            await mcresolve_topology.restart_datacenter_storage(datacenter)
 
         async def shop_back() -> bool:
             async with http.get(url + "/") as page:
                 return page.status == 200
 
-        await poll_until(shop_back, within=30, what="the shop serving again")
+        await until(shop_back, within=30, what="the shop serving again")
         await assert_every_image_served(http, url, seeded, "after storage came back")

@@ -15,13 +15,13 @@ from storefront_testing import (
     STOREFRONT_ROOT,
     SeededStore,
     env_for_subprocess,
-    poll_until,
     running_storefront,
     storefront_process,
 )
 
 from mcresolve.testing.consul.emulator import ConsulEmulator
 from mcresolve.testing.storage import StorageCluster
+from support import until
 
 
 def storefront_env(seeded: SeededStore, **extra: str) -> dict[str, str]:
@@ -103,7 +103,7 @@ async def test_seed_then_serve_register_and_deregister_as_processes(seeded: Seed
             async def consul_sees_it_passing() -> bool:
                 return service_id in await passing_instances(http, consul_url, "storefront")
 
-            await poll_until(consul_sees_it_passing, within=15, what="HTTP check passing")
+            await until(consul_sees_it_passing, within=15, what="HTTP check passing")
 
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=20) == 0
@@ -111,7 +111,7 @@ async def test_seed_then_serve_register_and_deregister_as_processes(seeded: Seed
 
 
 async def test_consul_takes_the_instance_out_when_storage_is_lost(
-    seeded: SeededStore, storage: StorageCluster
+    seeded: SeededStore, mcresolve_storage: StorageCluster
 ) -> None:
     async with ConsulEmulator(["dc1"]) as consul:
         consul_url = consul.dc("dc1").http_url
@@ -129,13 +129,13 @@ async def test_consul_takes_the_instance_out_when_storage_is_lost(
                     http, consul_url, "storefront"
                 )
 
-            await poll_until(passing, within=15, what="HTTP check passing")
+            await until(passing, within=15, what="HTTP check passing")
             await seeded.node.kill()
 
             async def gone() -> bool:
                 return not await passing()
 
-            await poll_until(gone, within=20, what="instance critical in Consul")
+            await until(gone, within=20, what="instance critical in Consul")
         assert "storefront-under-test" not in await _services(consul_url)
 
 

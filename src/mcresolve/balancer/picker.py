@@ -43,6 +43,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.endpoint import Endpoint, Key
+from mcresolve.errors import NoEndpointAvailable as NoEndpointAvailable  # re-exported
 
 DEFAULT_PANIC_THRESHOLD = 0.5
 """Envoy's default healthy panic threshold (50 %)."""
@@ -58,10 +59,6 @@ class PickStrategy(enum.Enum):
     ROUND_ROBIN = "round_robin"
     RANDOM = "random"
     P2C = "p2c"
-
-
-class NoEndpointAvailable(LookupError):
-    """The picker has no endpoint to offer (empty, or everything excluded without fallback)."""
 
 
 class Picker:

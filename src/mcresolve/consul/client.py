@@ -9,13 +9,15 @@ connect (see :meth:`ConsulClient.request`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import random
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +26,7 @@ import aiohttp
 import yarl
 from multidict import CIMultiDictProxy
 
+from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
 from mcresolve.consul.errors import (
@@ -50,6 +53,7 @@ from mcresolve.consul.models import (
     has_tags,
     parse_entries,
 )
+from mcresolve.consul.token_file import TokenFile
 
 log = logging.getLogger("mcresolve.consul")
 
@@ -77,6 +81,79 @@ class RawResponse:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    """How the client answers Consul's refusals for rate.
+
+    Consul's servers (1.15+, when their RPC rate limiter enforces) refuse a request with
+    **429** when another server could serve it ("we recommend immediately retrying the request to
+    another server") and with **503** when none could ("retrying according to an exponential
+    backoff schedule"), without ``Retry-After`` (Consul's "Limit traffic rates overview",
+    website/content/docs/agent/limits/index.mdx). An agent also answers 429 to a client address
+    holding more than ``limits.http_max_conns_per_client`` (200) connections. A refused request
+    was not executed, so retrying it is safe for every method.
+
+    Attributes:
+        overloaded_retries: retries of a 503 after a backoff, within the call's time limit.
+            3: with the default backoff the retries wait at most 0.25 + 0.5 + 1 s (full jitter:
+            0.9 s on average), which fits the 10 s default request timeout, and a fourth 503
+            is reported rather than hidden.
+        backoff: delays before those retries: :class:`~mcresolve.backoff.BackoffPolicy`'s
+            defaults (250 ms doubling, capped at 10 s, full jitter, after consul-template).
+    """
+
+    overloaded_retries: int = 3
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+
+    def __post_init__(self) -> None:
+        if self.overloaded_retries < 0:
+            raise ValueError(f"overloaded_retries must be >= 0, got {self.overloaded_retries!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NextAgent:
+    """Send the refused request to the next configured agent at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Send the refused request again after ``delay`` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Raise the refusal to the caller."""
+
+
+Refusal = NextAgent | RetryLater | Refuse
+
+
+def plan_refusal(
+    status: int,
+    *,
+    agents_left: int,
+    retry: int,
+    delay: float,
+    time_left: float,
+    policy: RateLimitPolicy,
+) -> Refusal:
+    """What to do with a 429 or 503 answer (pure).
+
+    * 429: the next agent at once while one is left (``agents_left`` not yet tried in this
+      call); else raise :class:`~mcresolve.consul.errors.RateLimited`.
+    * 503: wait ``delay`` (the backoff's draw for this ``retry``, 1 for the first) and retry,
+      while ``retry`` is within ``policy.overloaded_retries`` and the wait ends before the
+      call's time limit (``time_left``); else raise :class:`~mcresolve.consul.errors.Overloaded`.
+    """
+    if status == 429:
+        return NextAgent() if agents_left > 0 else Refuse()
+    if status == 503 and retry <= policy.overloaded_retries and delay < time_left:
+        return RetryLater(delay)
+    return Refuse()
+
+
 class ConsulClient:
     """Asynchronous Consul HTTP API client.
 
@@ -85,14 +162,34 @@ class ConsulClient:
     subclass on failure: :class:`ConsulUnavailable` when no agent could be reached,
     :class:`ConsulTimeout` when the call timed out, a :class:`ConsulHTTPError` subclass carrying
     Consul's message for error answers, :class:`ConsulProtocolError` for malformed answers.
+
+    Args:
+        config: where and how to reach Consul (default: ``ConsulConfig()``, the local agent).
+        rate_limit: how 429 and 503 refusals are retried (see :class:`RateLimitPolicy`).
+        random: uniform ``[0, 1)`` source for the backoff's jitter (injected by tests).
     """
 
-    def __init__(self, config: ConsulConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: ConsulConfig | None = None,
+        *,
+        rate_limit: RateLimitPolicy | None = None,
+        random: RandomSource = random.random,
+    ) -> None:
         self._config = config if config is not None else ConsulConfig()
+        self._rate_limit = rate_limit if rate_limit is not None else RateLimitPolicy()
+        self._random = random
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | None = (
             self._config.ssl_context() if self._config.uses_tls else None
         )
+        self._token_file: TokenFile | None = None
+        if self._config.token_file is not None:
+            self._token_file = TokenFile(
+                self._config.token_file,
+                fallback=self._config.token,
+                check_interval=self._config.token_file_check_interval,
+            )
         self._current = 0
         self._closed = False
 
@@ -142,13 +239,33 @@ class ConsulClient:
             )
         return self._session
 
+    def _token(self) -> str | None:
+        if self._token_file is not None:
+            return self._token_file.current()
+        return self._config.token
+
     def _headers(self, has_body: bool) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        if self._config.token:
-            headers["X-Consul-Token"] = self._config.token
+        token = self._token()
+        if token:
+            headers["X-Consul-Token"] = token
+        auth = self._config.http_auth
+        if auth is not None:
+            # As Consul's Go client (api/api.go, req.SetBasicAuth): beside the token, not for it.
+            pair = f"{auth.username}:{auth.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         if has_body:
             headers["Content-Type"] = "application/json"
         return headers
+
+    def _scope_params(self) -> list[tuple[str, str]]:
+        """``ns`` and ``partition`` when configured, else nothing (Consul CE refuses any)."""
+        params = []
+        if self._config.namespace is not None:
+            params.append(("ns", self._config.namespace))
+        if self._config.partition is not None:
+            params.append(("partition", self._config.partition))
+        return params
 
     async def request(
         self,
@@ -167,12 +284,20 @@ class ConsulClient:
         request that times out after connecting is not retried (its time budget is spent) but the
         next call starts with the next agent. The agent that answers becomes the current one.
 
+        Refusals for rate (see :class:`RateLimitPolicy`): a 429 moves on to the next agent at
+        once (:class:`RateLimited` when every agent refused); a 503 is retried after a jittered
+        backoff within ``time_limit`` (:class:`Overloaded` when the retries run out). A 403
+        while the token comes from a file re-reads the file and, if the token changed, sends
+        the request once more with the new token.
+
         Args:
             method: HTTP method.
             path: API path, e.g. ``/v1/health/service/web``.
-            params: query parameters in order (repeated names allowed).
+            params: query parameters in order (repeated names allowed); ``ns``/``partition``
+                are added when configured.
             body: JSON-serialisable request body, or ``bytes`` sent verbatim, or ``None``.
-            time_limit: total seconds for the call (default: ``config.request_timeout``).
+            time_limit: total seconds for the call (default: ``config.request_timeout``),
+                retries after a 503 included.
         """
         session = self._get_session()
         data: bytes | None
@@ -183,84 +308,28 @@ class ConsulClient:
         else:
             data = json.dumps(body).encode()
         total = self._config.request_timeout if time_limit is None else time_limit
-        client_timeout_ = aiohttp.ClientTimeout(
-            total=total, sock_connect=min(self._config.connect_timeout, total)
-        )
-        headers = self._headers(data is not None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        query = [*params, *self._scope_params()]
         addresses = self._config.addresses
+        first = self._current
         tried: list[tuple[str, str]] = []
-        for step in range(len(addresses)):
-            position = (self._current + step) % len(addresses)
+        backoff = Backoff(self._rate_limit.backoff, self._random)
+        token_retried = False
+        step = 0
+        while step < len(addresses):
+            position = (first + step) % len(addresses)
             address = addresses[position]
-            url = address.base_url + path
-            started = time.monotonic()
-            try:
-                async with session.request(
-                    method,
-                    url,
-                    params=list(params),
-                    data=data,
-                    headers=headers,
-                    timeout=client_timeout_,
-                    allow_redirects=False,
-                    server_hostname=self._config.tls_server_name if self._ssl else None,
-                ) as response:
-                    status = response.status
-                    response_headers = response.headers
-                    if 300 <= status < 400:
-                        # Consul never redirects: following would hand the token to the host
-                        # the answer names. The body is not read.
-                        self._current = position
-                        raise ConsulRedirect(
-                            address.base_url,
-                            status,
-                            _location_host(response_headers),
-                            method=method,
-                            path=path,
-                        )
-                    payload = await self._read_body(response, address, method, path, tried)
-            except ConsulBodyStalled:
-                self._advance_from(position)
-                raise
-            except aiohttp.ServerTimeoutError as exc:
-                if _is_connect_timeout(exc):
-                    tried.append((address.base_url, "connect timeout"))
-                    continue
-                self._advance_from(position)
-                raise self._timeout(method, path, address, total, tried) from None
-            except TimeoutError:
-                self._advance_from(position)
-                raise self._timeout(method, path, address, total, tried) from None
-            except aiohttp.ClientConnectorError as exc:
-                tried.append((address.base_url, _reason(exc)))
-                log.debug("consul %s %s: %s unreachable: %s", method, path, address, _reason(exc))
+            # Each agent gets the whole time limit (a dead agent's connect timeout must not cut
+            # a healthy long poll on the next one short); a retry after a 503 what is left.
+            budget = total if backoff.failures == 0 else max(deadline - loop.time(), 0.001)
+            answer = await self._send(
+                session, method, path, query, data, address, position, budget, tried
+            )
+            if answer is None:  # could not reach this agent: the next one
+                step += 1
                 continue
-            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-                tried.append((address.base_url, _reason(exc)))
-                log.debug("consul %s %s: %s dropped: %s", method, path, address, _reason(exc))
-                if method.upper() == "POST":
-                    self._advance_from(position)
-                    raise ConsulUnavailable(
-                        f"Consul connection lost during {method} {path}", tried
-                    ) from None
-                continue
-            except aiohttp.ClientPayloadError as exc:
-                self._advance_from(position)
-                raise ConsulProtocolError(
-                    f"incomplete answer from {address} for {method} {path}: {_reason(exc)}"
-                ) from None
-            except aiohttp.ClientResponseError as exc:
-                # The agent answered something that is not HTTP (bad status line, headers or
-                # framing): a broken agent, not an unreachable one.
-                self._advance_from(position)
-                raise ConsulProtocolError(
-                    f"malformed HTTP answer from {address} for {method} {path}: "
-                    f"{_first_line(exc.message)}"
-                ) from None
-            except aiohttp.ClientError as exc:
-                tried.append((address.base_url, _reason(exc)))
-                continue
-            elapsed = time.monotonic() - started
+            status, response_headers, payload, elapsed = answer
             if position != self._current:
                 log.info("consul: switched to agent %s", address)
             self._current = position
@@ -275,12 +344,145 @@ class ConsulClient:
             if 200 <= status < 300:
                 return RawResponse(status, response_headers, payload, address, elapsed)
             message = payload.decode("utf-8", errors="replace").strip()
+            if status in (429, 503):
+                retry = backoff.failures + 1
+                delay = backoff.failure() if status == 503 else 0.0
+                plan = plan_refusal(
+                    status,
+                    agents_left=len(addresses) - 1 - step,
+                    retry=retry,
+                    delay=delay,
+                    time_left=deadline - loop.time(),
+                    policy=self._rate_limit,
+                )
+                if isinstance(plan, NextAgent):
+                    tried.append((address.base_url, f"answered {status}"))
+                    log.info(
+                        "consul %s %s: %s refused (%s, rate limit), trying the next agent",
+                        method,
+                        path,
+                        address,
+                        status,
+                    )
+                    step += 1
+                    continue
+                if isinstance(plan, RetryLater):
+                    log.info(
+                        "consul %s %s: %s refused (%s, overloaded), retry %d in %.3f s",
+                        method,
+                        path,
+                        address,
+                        status,
+                        retry,
+                        plan.delay,
+                    )
+                    await asyncio.sleep(plan.delay)
+                    continue
+            elif status == 403 and self._token_file is not None and not token_retried:
+                token_retried = True
+                if self._token_file.reload():
+                    log.info(
+                        "consul %s %s: 403 from %s and the token file changed: retrying with "
+                        "the new token",
+                        method,
+                        path,
+                        address,
+                    )
+                    continue
             if 400 <= status < 600:
-                raise http_error(status, message, method=method, path=path)
+                raise http_error(status, message, method=method, path=path, agent=address.base_url)
             raise ConsulProtocolError(
                 f"unexpected status {status} from {address} for {method} {path}"
             )
         raise ConsulUnavailable(f"no Consul agent reachable for {method} {path}", tried)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        query: Params,
+        data: bytes | None,
+        address: ConsulAddress,
+        position: int,
+        budget: float,
+        tried: list[tuple[str, str]],
+    ) -> tuple[int, CIMultiDictProxy[str], bytes, float] | None:
+        """One request to one agent: its ``(status, headers, body, elapsed)``, or ``None`` when
+        the agent could not be reached (the reason appended to ``tried``) and the next one may
+        be tried. Raises for what must not be retried elsewhere (a timeout after connecting, a
+        redirect, a stalled, oversized or malformed answer, a dropped ``POST``)."""
+        timeout = aiohttp.ClientTimeout(
+            total=budget, sock_connect=min(self._config.connect_timeout, budget)
+        )
+        started = time.monotonic()
+        try:
+            async with session.request(
+                method,
+                address.base_url + path,
+                params=list(query),
+                data=data,
+                headers=self._headers(data is not None),
+                timeout=timeout,
+                allow_redirects=False,
+                server_hostname=self._config.tls_server_name if self._ssl else None,
+            ) as response:
+                status = response.status
+                response_headers = response.headers
+                if 300 <= status < 400:
+                    # Consul never redirects: following would hand the token to the host
+                    # the answer names. The body is not read.
+                    self._current = position
+                    raise ConsulRedirect(
+                        address.base_url,
+                        status,
+                        _location_host(response_headers),
+                        method=method,
+                        path=path,
+                    )
+                payload = await self._read_body(response, address, method, path, tried)
+        except ConsulBodyStalled:
+            self._advance_from(position)
+            raise
+        except aiohttp.ServerTimeoutError as exc:
+            if _is_connect_timeout(exc):
+                tried.append((address.base_url, "connect timeout"))
+                return None
+            self._advance_from(position)
+            raise self._timeout(method, path, address, budget, tried) from None
+        except TimeoutError:
+            self._advance_from(position)
+            raise self._timeout(method, path, address, budget, tried) from None
+        except aiohttp.ClientConnectorError as exc:
+            tried.append((address.base_url, _reason(exc)))
+            log.debug("consul %s %s: %s unreachable: %s", method, path, address, _reason(exc))
+            return None
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+            tried.append((address.base_url, _reason(exc)))
+            log.debug("consul %s %s: %s dropped: %s", method, path, address, _reason(exc))
+            if method.upper() == "POST":
+                self._advance_from(position)
+                raise ConsulUnavailable(
+                    f"Consul connection lost during {method} {path}", tried
+                ) from None
+            return None
+        except aiohttp.ClientPayloadError as exc:
+            self._advance_from(position)
+            raise ConsulProtocolError(
+                f"incomplete answer from {address} for {method} {path}: {_reason(exc)}"
+            ) from None
+        except aiohttp.ClientResponseError as exc:
+            # The agent answered something that is not HTTP (bad status line, headers or
+            # framing): a broken agent, not an unreachable one.
+            self._advance_from(position)
+            raise ConsulProtocolError(
+                f"malformed HTTP answer from {address} for {method} {path}: "
+                f"{_first_line(exc.message)}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            tried.append((address.base_url, _reason(exc)))
+            return None
+        return status, response_headers, payload, time.monotonic() - started
 
     async def _read_body(
         self,
@@ -359,7 +561,10 @@ class ConsulClient:
         params = [("index", str(index))]
         if wait is not None:
             params.append(("wait", format_wait(wait)))
-        return params, client_timeout(wait)
+        # Index 0 never blocks (Consul answers at once whatever the wait: "index must be > 0"
+        # to block), so it is an ordinary read with the ordinary timeout: a silent agent is
+        # reported after ``request_timeout``, not after the long poll's ``wait + wait/16``.
+        return params, (None if index == 0 else client_timeout(wait))
 
     @staticmethod
     def _consistency_params(consistency: Consistency) -> list[tuple[str, str]]:

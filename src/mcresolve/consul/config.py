@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mcresolve.consul.errors import ConsulConfigError
+from mcresolve.errors import McResolveError
 
 #: Consul's HTTP port.
 DEFAULT_PORT = 8500
@@ -32,6 +33,13 @@ DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 #: headers), so a healthy body flows without pause; 5 s outlasts four successive TCP
 #: retransmissions of one segment (200 ms minimum RTO, doubling: 0.2+0.4+0.8+1.6+... = 3 s).
 DEFAULT_BODY_IDLE_TIMEOUT = 5.0
+
+#: Default seconds between two looks (``stat``) at ``CONSUL_HTTP_TOKEN_FILE`` for a new token.
+#: Kubernetes' client-go re-reads a projected token file once a minute
+#: (``transport.NewCachedFileTokenSource``); a ``stat`` costs far less than a read, so the client
+#: looks every 10 s and re-reads only when the file's inode, size or modification time changed.
+#: A 403 answer makes it look at once, whatever the interval.
+DEFAULT_TOKEN_FILE_CHECK_INTERVAL = 10.0
 
 # Go's strconv.ParseBool, which the consul CLI uses for its boolean variables.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -105,7 +113,7 @@ def check_host(host: str) -> str | None:
     return None
 
 
-class _AddressProblem(Exception):
+class _AddressProblem(McResolveError):
     """What is wrong with an address text (internal: turned into a ConsulConfigError)."""
 
 
@@ -238,6 +246,63 @@ def _is_header_safe(value: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class BasicAuth:
+    """HTTP basic-auth credentials (``CONSUL_HTTP_AUTH=user:password``), for agents behind a
+    proxy that asks for them; sent as ``Authorization: Basic`` beside the ACL token, as
+    Consul's Go client does. The password is never shown by ``repr``/``str``."""
+
+    username: str
+    password: str = ""
+
+    def __post_init__(self) -> None:
+        for part in (self.username, self.password):
+            if not isinstance(part, str) or not part.isprintable():
+                raise ConsulConfigError(
+                    "CONSUL_HTTP_AUTH: user name and password must be printable text (no line "
+                    "breaks or control characters)"
+                )
+        if ":" in self.username:
+            raise ConsulConfigError("CONSUL_HTTP_AUTH: the user name cannot contain ':'")
+
+    @classmethod
+    def parse(cls, text: str) -> BasicAuth:
+        """``user:password`` (split at the first ``:``), or ``user`` alone (empty password),
+        as Consul's Go client reads ``CONSUL_HTTP_AUTH`` (api/api.go)."""
+        username, _, password = text.partition(":")
+        return cls(username, password)
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(username={self.username!r}, password='<redacted>')"
+
+    __str__ = __repr__
+
+
+def _show_path(path: str) -> str:
+    """A file path for an error message: quoted, or a placeholder when it holds control
+    characters (an error stays one line) or is absurdly long. Paths are not secrets."""
+    return repr(path) if path.isprintable() and len(path) <= 300 else "(unprintable path)"
+
+
+def _check_readable(what: str, path: str, *, directory: bool = False) -> None:
+    """Raise :class:`ConsulConfigError` naming ``what`` (the field and its variable) and
+    ``path`` unless ``path`` is a readable file (or, with ``directory``, a listable directory)."""
+    shown = _show_path(path)
+    try:
+        if directory:
+            if not os.path.isdir(path):
+                raise ConsulConfigError(f"{what} {shown} is not a directory")
+            os.listdir(path)
+        else:
+            with open(path, "rb"):
+                pass
+    except ConsulConfigError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConsulConfigError(f"{what} {shown} cannot be read: {reason}") from None
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ConsulConfig:
     """Everything needed to talk to Consul's HTTP API.
 
@@ -245,8 +310,24 @@ class ConsulConfig:
         addresses: agents to use, in order of preference. The client sticks to the first one that
             works and moves to the next when it cannot connect.
         token: ACL token sent as ``X-Consul-Token`` (never shown in ``repr``/logs/errors).
+        token_file: a file holding the ACL token (``CONSUL_HTTP_TOKEN_FILE``). Read at once
+            (its token wins over ``token`` when it holds one, like Consul's Go client), and,
+            unlike that client, re-read while the client runs: when the file changed (looked at
+            every ``token_file_check_interval`` seconds) and after a 403 answer, which is then
+            retried once if the token changed. Rotating the file needs no restart.
+        token_file_check_interval: seconds between two looks at ``token_file`` (see
+            :data:`DEFAULT_TOKEN_FILE_CHECK_INTERVAL`).
+        http_auth: HTTP basic-auth credentials (``CONSUL_HTTP_AUTH``), never shown.
+        namespace, partition: Consul Enterprise namespace and admin partition
+            (``CONSUL_NAMESPACE``, ``CONSUL_PARTITION``), sent as ``?ns=``/``?partition=`` on
+            every request, as Consul's Go client does, and only when set: Consul Community
+            Edition answers 400 "Namespaces are a Consul Enterprise feature" to any ``ns``,
+            even ``default``.
         datacenter: default ``?dc=`` for calls that do not name one (``None``: the agent's).
         ca_file: PEM file of CAs to verify the agent's certificate (``None``: system CAs).
+        ca_path: directory of PEM CA files (``CONSUL_CAPATH``, OpenSSL's hashed layout).
+            The TLS files and directory must exist and be readable when the configuration is
+            made: a missing one is a :class:`ConsulConfigError` naming the setting and the path.
         client_cert, client_key: PEM client certificate and key for mutual TLS.
         tls_server_name: host name expected in the agent's certificate (SNI and verification),
             when it differs from the address's host.
@@ -272,6 +353,7 @@ class ConsulConfig:
     token: str | None = field(default=None, compare=False)
     datacenter: str | None = None
     ca_file: str | None = None
+    ca_path: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
     tls_server_name: str | None = None
@@ -280,6 +362,11 @@ class ConsulConfig:
     request_timeout: float = 10.0
     body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    token_file: str | None = None
+    token_file_check_interval: float = DEFAULT_TOKEN_FILE_CHECK_INTERVAL
+    http_auth: BasicAuth | None = None
+    namespace: str | None = None
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         if not self.addresses:
@@ -309,6 +396,28 @@ class ConsulConfig:
                 "the Consul token must be printable ASCII without white space (no line breaks "
                 "or control characters)"
             )
+        if not self.token_file_check_interval > 0:
+            raise ConsulConfigError("token_file_check_interval must be > 0 seconds")
+        if self.http_auth is not None and not isinstance(self.http_auth, BasicAuth):
+            raise ConsulConfigError("http_auth must be a BasicAuth value (BasicAuth.parse)")
+        for name, variable, value in (
+            ("namespace", "CONSUL_NAMESPACE", self.namespace),
+            ("partition", "CONSUL_PARTITION", self.partition),
+        ):
+            if value is not None and (not value or not _is_header_safe(value)):
+                raise ConsulConfigError(
+                    f"the Consul {name} ({variable}) must be a non-empty name without white "
+                    f"space or control characters{_show(value)}"
+                )
+        for what, path, directory in (
+            ("ca_file (CONSUL_CACERT)", self.ca_file, False),
+            ("ca_path (CONSUL_CAPATH)", self.ca_path, True),
+            ("client_cert (CONSUL_CLIENT_CERT)", self.client_cert, False),
+            ("client_key (CONSUL_CLIENT_KEY)", self.client_key, False),
+            ("token_file (CONSUL_HTTP_TOKEN_FILE)", self.token_file, False),
+        ):
+            if path is not None:
+                _check_readable(what, path, directory=directory)
 
     @classmethod
     def for_addresses(
@@ -327,8 +436,11 @@ class ConsulConfig:
         given separated by commas, an mcresolve extension), ``CONSUL_HTTP_TOKEN``,
         ``CONSUL_HTTP_TOKEN_FILE`` (wins over ``CONSUL_HTTP_TOKEN`` when it holds a token, like
         the Go API client), ``CONSUL_HTTP_SSL``, ``CONSUL_CACERT``, ``CONSUL_CLIENT_CERT``,
-        ``CONSUL_CLIENT_KEY``, ``CONSUL_TLS_SERVER_NAME``, ``CONSUL_HTTP_SSL_VERIFY``.
-        Unset or empty variables keep the defaults.
+        ``CONSUL_CLIENT_KEY``, ``CONSUL_CAPATH``, ``CONSUL_TLS_SERVER_NAME``,
+        ``CONSUL_HTTP_SSL_VERIFY``, ``CONSUL_HTTP_AUTH`` (``user:password``),
+        ``CONSUL_NAMESPACE``, ``CONSUL_PARTITION``. Unset or empty variables keep the defaults.
+        A TLS file or token file that is missing or unreadable raises
+        :class:`ConsulConfigError` naming the variable and the file.
         """
         env = os.environ if environ is None else environ
 
@@ -347,24 +459,24 @@ class ConsulConfig:
         token = get("CONSUL_HTTP_TOKEN")
         token_file = get("CONSUL_HTTP_TOKEN_FILE")
         if token_file is not None:
-            try:
-                from_file = Path(token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConsulConfigError(
-                    f"CONSUL_HTTP_TOKEN_FILE {token_file!r} cannot be read: {exc.strerror}"
-                ) from None
-            token = from_file or token
+            token = read_token_file(token_file) or token
 
+        auth = env.get("CONSUL_HTTP_AUTH") or None  # not stripped: a password may end in a space
         verify_text = get("CONSUL_HTTP_SSL_VERIFY")
         verify = True if verify_text is None else parse_bool("CONSUL_HTTP_SSL_VERIFY", verify_text)
         return cls(
             addresses=addresses,
             token=token,
             ca_file=get("CONSUL_CACERT"),
+            ca_path=get("CONSUL_CAPATH"),
             client_cert=get("CONSUL_CLIENT_CERT"),
             client_key=get("CONSUL_CLIENT_KEY"),
             tls_server_name=get("CONSUL_TLS_SERVER_NAME"),
             verify=verify,
+            token_file=token_file,
+            http_auth=None if auth is None else BasicAuth.parse(auth),
+            namespace=get("CONSUL_NAMESPACE"),
+            partition=get("CONSUL_PARTITION"),
         )
 
     def with_options(self, **changes: object) -> ConsulConfig:
@@ -377,13 +489,28 @@ class ConsulConfig:
         return any(a.scheme == "https" for a in self.addresses)
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The TLS context for ``https`` addresses (CA file, client certificate, verification)."""
+        """The TLS context for ``https`` addresses (CA file or directory, client certificate,
+        verification). A file that cannot be loaded (not PEM, key not matching the
+        certificate) raises :class:`ConsulConfigError` naming the setting and the file."""
         try:
-            context = ssl.create_default_context(cafile=self.ca_file)
-            if self.client_cert and self.client_key:
-                context.load_cert_chain(self.client_cert, self.client_key)
+            context = ssl.create_default_context(cafile=self.ca_file, capath=self.ca_path)
         except (OSError, ssl.SSLError) as exc:
-            raise ConsulConfigError(f"cannot load Consul TLS files: {exc}") from None
+            where = f"ca_file (CONSUL_CACERT) {_show_path(self.ca_file)}" if self.ca_file else ""
+            if self.ca_path:
+                where += " or " if where else ""
+                where += f"ca_path (CONSUL_CAPATH) {_show_path(self.ca_path)}"
+            raise ConsulConfigError(
+                f"cannot load the Consul CA from {where}: {_tls_reason(exc)}"
+            ) from None
+        if self.client_cert and self.client_key:
+            try:
+                context.load_cert_chain(self.client_cert, self.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConsulConfigError(
+                    "cannot load the Consul client certificate "
+                    f"(CONSUL_CLIENT_CERT {_show_path(self.client_cert)}, CONSUL_CLIENT_KEY "
+                    f"{_show_path(self.client_key)}): {_tls_reason(exc)}"
+                ) from None
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -399,7 +526,44 @@ class ConsulConfig:
             f"tls_server_name={self.tls_server_name!r}, verify={self.verify!r}, "
             f"connect_timeout={self.connect_timeout!r}, request_timeout={self.request_timeout!r}, "
             f"body_idle_timeout={self.body_idle_timeout!r}, "
-            f"max_answer_bytes={self.max_answer_bytes!r})"
+            f"max_answer_bytes={self.max_answer_bytes!r}, ca_path={self.ca_path!r}, "
+            f"token_file={self.token_file!r}, "
+            f"token_file_check_interval={self.token_file_check_interval!r}, "
+            f"http_auth={'<redacted>' if self.http_auth else None!r}, "
+            f"namespace={self.namespace!r}, partition={self.partition!r})"
         )
 
     __str__ = __repr__
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """What went wrong loading a TLS file, in a few words (no file contents)."""
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.strerror or type(exc).__name__
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return type(exc).__name__
+
+
+def read_token_file(path: str) -> str | None:
+    """The token in ``path`` (surrounding white space removed; ``None`` when the file is empty),
+    or :class:`ConsulConfigError` naming ``CONSUL_HTTP_TOKEN_FILE`` and the file when it cannot
+    be read or holds something that cannot be a token (the message never quotes the content)."""
+    shown = _show_path(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConsulConfigError(
+            f"CONSUL_HTTP_TOKEN_FILE {shown} cannot be read: {reason}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConsulConfigError(f"CONSUL_HTTP_TOKEN_FILE {shown} is not UTF-8 text") from None
+    if not text:
+        return None
+    if not _is_header_safe(text):
+        raise ConsulConfigError(
+            f"CONSUL_HTTP_TOKEN_FILE {shown}: the token must be printable ASCII without white "
+            "space (no line breaks or control characters)"
+        )
+    return text

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mcresolve.errors import McResolveError
+
 #: Longest part of a response body quoted in an exception message.
 _QUOTE_LIMIT = 200
 
@@ -20,8 +22,9 @@ def _quote(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
 
 
-class ConsulError(Exception):
-    """Base class of every error raised by :mod:`mcresolve.consul`."""
+class ConsulError(McResolveError):
+    """Base class of every error raised by :mod:`mcresolve.consul` (itself under mcresolve's
+    root, :class:`~mcresolve.errors.McResolveError`)."""
 
 
 class ConsulConfigError(ConsulError, ValueError):
@@ -141,16 +144,22 @@ class ConsulHTTPError(ConsulError):
             unknown path).
         method: the request method.
         path: the request path (without the query string, which may hold user data).
+        agent: the base URL of the agent that answered (``scheme://host:port``; ``""`` when
+            unknown). Never the token, headers or query string.
     """
 
-    def __init__(self, status: int, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self, status: int, message: str, *, method: str = "", path: str = "", agent: str = ""
+    ) -> None:
         self.status = status
         self.message = message
         self.method = method
         self.path = path
+        self.agent = agent
+        who = f"Consul agent {agent}" if agent else "Consul"
         where = f" for {method} {path}" if method or path else ""
         text = f": {_quote(message)}" if message else ""
-        super().__init__(f"Consul answered {status}{where}{text}")
+        super().__init__(f"{who} answered {status}{where}{text}")
 
 
 class BadRequest(ConsulHTTPError):
@@ -171,7 +180,12 @@ class MethodNotAllowed(ConsulHTTPError):
 
 
 class RateLimited(ConsulHTTPError):
-    """429: Consul's rate limiter refused the request."""
+    """429: the request was refused for rate, not served: by the servers' RPC rate limiter
+    (Consul 1.15+, "429 Resource Exhausted": another server could serve it, retry elsewhere at
+    once) or by the agent beyond ``limits.http_max_conns_per_client`` concurrent connections
+    from one client address (default 200). Consul sends no ``Retry-After``. The client moves on
+    to the next configured agent at once and raises this only when every agent refused
+    (see :class:`~mcresolve.consul.client.RateLimitPolicy`)."""
 
 
 class ServerError(ConsulHTTPError):
@@ -204,6 +218,14 @@ class ServerError(ConsulHTTPError):
         return "Query not found" in self.message
 
 
+class Overloaded(ServerError):
+    """503: the servers' RPC rate limiter (Consul 1.15+, "503 Service Unavailable") says no
+    server can serve the request now (consistent reads, writes): retry after an exponential,
+    jittered backoff. Consul sends no ``Retry-After``. The client retries within the call's
+    time limit and raises this when the limit or the attempts run out (see
+    :class:`~mcresolve.consul.client.RateLimitPolicy`)."""
+
+
 _BY_STATUS: dict[int, type[ConsulHTTPError]] = {
     400: BadRequest,
     403: PermissionDenied,
@@ -213,9 +235,13 @@ _BY_STATUS: dict[int, type[ConsulHTTPError]] = {
 }
 
 
-def http_error(status: int, message: str, *, method: str = "", path: str = "") -> ConsulHTTPError:
-    """The typed exception for an error answer ``status`` with body ``message``."""
+def http_error(
+    status: int, message: str, *, method: str = "", path: str = "", agent: str = ""
+) -> ConsulHTTPError:
+    """The typed exception for an error answer ``status`` with body ``message`` from ``agent``."""
+    if status == 503:
+        return Overloaded(status, message, method=method, path=path, agent=agent)
     if status >= 500:
-        return ServerError(status, message, method=method, path=path)
+        return ServerError(status, message, method=method, path=path, agent=agent)
     cls = _BY_STATUS.get(status, ConsulHTTPError)
-    return cls(status, message, method=method, path=path)
+    return cls(status, message, method=method, path=path, agent=agent)

@@ -47,6 +47,7 @@ from cachetools import TLRUCache
 
 from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.endpoint import Endpoint
+from mcresolve.errors import McResolveError
 from mcresolve.sources.base import PublishingSource, Resolution
 from mcresolve.sources.prepared_query import jittered
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
@@ -65,7 +66,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class DnsLookupError(Exception):
+class DnsLookupError(McResolveError):
     """The answer cannot be turned into endpoints (e.g. no SRV record and no ``port=``)."""
 
 

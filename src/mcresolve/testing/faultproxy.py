@@ -376,6 +376,50 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+_Upstream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+def _framed(response: _ResponseHead) -> bool:
+    """Whether the response's body length is known without reading to EOF."""
+    return (
+        "content-length" in response.headers
+        or "chunked" in response.headers.get("transfer-encoding", "").lower()
+    )
+
+
+async def _relay_exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: _RequestHead,
+    upstream: _Upstream,
+) -> tuple[_ResponseHead, bool]:
+    """Send one request (head and body) to the node and its final response back to the client;
+    returns that response's head and whether the request body was sent."""
+    up_reader, up_writer = upstream
+    # With "Expect: 100-continue" the client sends its body only after the node's
+    # "100 Continue"; if the node answers finally instead, the body is never sent.
+    body_sent = head.headers.get("expect", "").lower() != "100-continue"
+    up_writer.write(head.raw)
+    await up_writer.drain()
+    if body_sent:
+        await _relay_body(reader, up_writer, head.headers, until_eof=False)
+    while True:
+        raw = await _read_head(up_reader)
+        if raw is None:
+            raise _ConnectionDone("upstream closed before answering")
+        response = _parse_response_head(raw)
+        writer.write(raw)
+        await writer.drain()
+        if response.status == 100 and not body_sent:
+            await _relay_body(reader, up_writer, head.headers, until_eof=False)
+            body_sent = True
+        elif not 100 <= response.status < 200:
+            break
+    if not (head.method == "HEAD" or response.status in (204, 304)):
+        await _relay_body(up_reader, writer, response.headers, until_eof=not _framed(response))
+    return response, body_sent
+
+
 class FaultProxy:
     """A fault-injecting HTTP/1.1 proxy for one upstream S3 node (see the module docstring).
 
@@ -653,7 +697,7 @@ class FaultProxy:
         self._handlers.add(task)
         self._writers.add(writer)
         self._stats.connections[self._setting.mode] += 1
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        upstream: _Upstream | None = None
         try:
             while not self._closed:
                 raw = await _read_head(reader)
@@ -720,54 +764,34 @@ class FaultProxy:
         await writer.drain()
         return keep_alive
 
+    async def _upstream(self, reuse: _Upstream | None) -> _Upstream:
+        """``reuse`` while it is still open, otherwise a new connection to the node."""
+        if reuse is not None and not reuse[1].transport.is_closing() and not reuse[0].at_eof():
+            return reuse
+        if reuse is not None:
+            reuse[1].transport.abort()
+        try:
+            return await asyncio.wait_for(
+                asyncio.open_connection(self.upstream_host, self.upstream_port),
+                self.upstream_connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            self._stats.upstream_failures += 1
+            raise _ConnectionDone(f"upstream unreachable: {exc}") from exc
+
     async def _relay(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         head: _RequestHead,
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
-    ) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None, bool]:
+        upstream: _Upstream | None,
+    ) -> tuple[_Upstream | None, bool]:
         """Relay one request and its response. Returns the upstream connection to reuse (if
         any) and whether the client connection stays open."""
-        if upstream is None or upstream[1].transport.is_closing() or upstream[0].at_eof():
-            if upstream is not None:
-                upstream[1].transport.abort()
-            try:
-                upstream = await asyncio.wait_for(
-                    asyncio.open_connection(self.upstream_host, self.upstream_port),
-                    self.upstream_connect_timeout,
-                )
-            except (OSError, TimeoutError) as exc:
-                self._stats.upstream_failures += 1
-                raise _ConnectionDone(f"upstream unreachable: {exc}") from exc
-        up_reader, up_writer = upstream
-        # With "Expect: 100-continue" the client sends its body only after the node's
-        # "100 Continue"; if the node answers finally instead, the body is never sent.
-        body_sent = head.headers.get("expect", "").lower() != "100-continue"
+        upstream = await self._upstream(upstream)
+        up_writer = upstream[1]
         try:
-            up_writer.write(head.raw)
-            await up_writer.drain()
-            if body_sent:
-                await _relay_body(reader, up_writer, head.headers, until_eof=False)
-            while True:
-                raw = await _read_head(up_reader)
-                if raw is None:
-                    raise _ConnectionDone("upstream closed before answering")
-                response = _parse_response_head(raw)
-                writer.write(raw)
-                await writer.drain()
-                if response.status == 100 and not body_sent:
-                    await _relay_body(reader, up_writer, head.headers, until_eof=False)
-                    body_sent = True
-                elif not 100 <= response.status < 200:
-                    break
-            no_body = head.method == "HEAD" or response.status in (204, 304)
-            framed = (
-                "content-length" in response.headers
-                or "chunked" in response.headers.get("transfer-encoding", "").lower()
-            )
-            if not no_body:
-                await _relay_body(up_reader, writer, response.headers, until_eof=not framed)
+            response, body_sent = await _relay_exchange(reader, writer, head, upstream)
         except (_ConnectionDone, ConnectionError, asyncio.IncompleteReadError) as exc:
             self._stats.upstream_failures += 1
             up_writer.transport.abort()
@@ -775,12 +799,13 @@ class FaultProxy:
         except asyncio.CancelledError:
             up_writer.transport.abort()
             raise
+        no_body = head.method == "HEAD" or response.status in (204, 304)
+        framed = _framed(response)
         upstream_keeps = body_sent and "close" not in response.headers.get("connection", "").lower()
         if not (no_body or framed) or not upstream_keeps:
             up_writer.transport.abort()
-            upstream = None
-        keep_client = head.keep_alive and (no_body or framed) and upstream_keeps
-        return upstream, keep_client
+            return None, False
+        return upstream, head.keep_alive
 
 
 def _error_spec(error: str | S3ErrorSpec) -> S3ErrorSpec:

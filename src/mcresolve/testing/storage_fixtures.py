@@ -1,14 +1,16 @@
 """pytest fixtures for the real SeaweedFS storage cluster.
 
-- ``storage_cluster`` (session scope): one :class:`~mcresolve.testing.storage.StorageCluster`
-  with datacenters ``dc1`` and ``dc2`` of two nodes each, shared by the whole session.
-- ``storage`` (function scope): the same cluster, healed after each test (dead processes
+- ``mcresolve_storage_cluster`` (session scope): one
+  :class:`~mcresolve.testing.storage.StorageCluster` with datacenters ``dc1`` and ``dc2`` of
+  two nodes each, shared by the whole session.
+- ``mcresolve_storage`` (function scope): the same cluster, healed after each test (dead processes
   restarted, proxies back to pass-through, counters zeroed), so a test may kill nodes freely.
 
 The fixtures are synchronous on purpose: the cluster runs on its own harness thread, so it
 works with tests on any event loop (pytest-asyncio's per-test loops included) and with
-synchronous tests. Import both names into a ``conftest.py`` or a pytest plugin; several imports
-share one cluster per process.
+synchronous tests, and need no pytest-asyncio. They are part of the opt-in plugin
+:mod:`mcresolve.testing.pytest_plugin` (``pytest_plugins = ["mcresolve.testing.pytest_plugin"]`` in
+the top-level ``conftest.py``); importing this module starts nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 from mcresolve.testing.storage import StorageCluster
 
-__all__ = ["SESSION_LAYOUT", "storage", "storage_cluster"]
+__all__ = ["SESSION_LAYOUT", "mcresolve_storage", "mcresolve_storage_cluster"]
 
 SESSION_LAYOUT: dict[str, int] = {"dc1": 2, "dc2": 2}
 """Storage nodes per datacenter of the session cluster."""
@@ -51,7 +53,7 @@ def _release() -> None:
 
 
 @pytest.fixture(scope="session")
-def storage_cluster() -> Iterator[StorageCluster]:
+def mcresolve_storage_cluster() -> Iterator[StorageCluster]:
     """The session's shared storage cluster (``dc1``: 2 nodes, ``dc2``: 2 nodes)."""
     cluster = _acquire()
     try:
@@ -61,9 +63,9 @@ def storage_cluster() -> Iterator[StorageCluster]:
 
 
 @pytest.fixture
-def storage(storage_cluster: StorageCluster) -> Iterator[StorageCluster]:
+def mcresolve_storage(mcresolve_storage_cluster: StorageCluster) -> Iterator[StorageCluster]:
     """The shared storage cluster, healed after the test (see :meth:`StorageCluster.heal`)."""
     try:
-        yield storage_cluster
+        yield mcresolve_storage_cluster
     finally:
-        storage_cluster.run(storage_cluster.heal(), timeout=120)
+        mcresolve_storage_cluster.run(mcresolve_storage_cluster.heal(), timeout=120)
