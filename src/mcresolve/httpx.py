@@ -268,6 +268,10 @@ class AsyncPoolTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def _close_response(response: httpx.Response) -> None:
+    response.close()
+
+
 class PoolTransport(httpx.BaseTransport):
     """An ``httpx.Client`` transport that fails over between a service's endpoints (the
     synchronous twin of :class:`AsyncPoolTransport`; pools run on mcresolve's shared background
@@ -335,6 +339,7 @@ class PoolTransport(httpx.BaseTransport):
                 idempotent=facts.replayable,
                 classify=router.classifier(facts),
                 policy=policy,
+                discard=_close_response,  # a hedge that lost gives its connection back
             )
         except StatusFailure as final:
             return final.response  # type: ignore[no-any-return]
