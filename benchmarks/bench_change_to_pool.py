@@ -21,13 +21,13 @@ import logging
 import statistics
 import time
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
 from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.timing import BackoffPolicy
 
 SERVICE = "bench-minio"
 INSTANCES = [("bench-a", 9001), ("bench-b", 9002), ("bench-c", 9003)]
@@ -120,7 +120,7 @@ async def run(flips: int, gap: float) -> None:
                     report(name, delays, missed)
         finally:
             await registry.aclose()
-            await client.close()
+            await client.aclose()
 
 
 def main() -> None:

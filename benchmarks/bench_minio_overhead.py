@@ -117,6 +117,7 @@ def main() -> int:
             f"static://{endpoint}",
             access_key=cluster.access_key,
             secret_key=cluster.secret_key,
+            secure=False,
             region="us-east-1",
             http=policy,
         )

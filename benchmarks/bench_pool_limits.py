@@ -80,6 +80,7 @@ def overrun(deadline: float, calls: int) -> None:
             target,
             access_key="bench",
             secret_key="bench-secret",
+            secure=False,
             region="us-east-1",
             call_policy=CallPolicy(deadline=deadline),
         ) as client:

@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.timing import BackoffPolicy
 
 T = TypeVar("T")
 

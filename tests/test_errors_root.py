@@ -46,7 +46,7 @@ def test_every_exception_class_of_the_library_derives_from_mcresolve_error() -> 
     for known in (
         "mcresolve.consul.errors.ConsulError",
         "mcresolve.consul.errors.ConsulConfigError",
-        "mcresolve.target.TargetError",
+        "mcresolve.sources.target.TargetError",
         "mcresolve.errors.NoEndpointAvailable",
         "mcresolve.errors.CallFailed",
     ):
@@ -59,7 +59,7 @@ def test_second_bases_are_kept_for_callers_that_rely_on_them() -> None:
     from mcresolve.balancer.picker import NoEndpointAvailable as FromPicker
     from mcresolve.consul.errors import ConsulConfigError, ConsulTimeout
     from mcresolve.errors import DeadlineExceeded, NoEndpointAvailable
-    from mcresolve.target import TargetError
+    from mcresolve.sources.target import TargetError
 
     assert FromPicker is NoEndpointAvailable
     assert issubclass(NoEndpointAvailable, LookupError)

@@ -31,7 +31,10 @@ async def test_readme_quick_start_runs_as_written(
 
     def synchronous_drop_in() -> None:
         client = ResilientMinio(
-            "consul+query://storage-object-minio", access_key=access_key, secret_key=secret_key
+            "consul+query://storage-object-minio",
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=False,
         )
         try:
             if not client.bucket_exists(BUCKET):
@@ -43,7 +46,10 @@ async def test_readme_quick_start_runs_as_written(
     await asyncio.to_thread(synchronous_drop_in)
 
     async with AsyncResilientMinio(
-        "consul://storage-object-minio?tag=minio", access_key=access_key, secret_key=secret_key
+        "consul://storage-object-minio?tag=minio",
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=False,
     ) as aclient:
         names = [obj.object_name for obj in await aclient.list_objects(BUCKET)]
         assert names == ["shoe.png"]

@@ -24,6 +24,7 @@ from benchmarks.failover.haproxy import find_haproxy
 from benchmarks.failover.micro import measure_idle_consul, run_micro_scripts
 from benchmarks.failover.peers import PEER_KINDS
 from benchmarks.failover.plots import render_timeline
+from benchmarks.failover.progress import Progress, format_duration
 from benchmarks.failover.report import markdown_report
 from benchmarks.failover.runner import RunConfig, run_scenario
 from benchmarks.failover.scenarios import SCENARIOS, scenario_named
@@ -127,24 +128,31 @@ async def run_benchmark(
     summaries: list[dict[str, Any]] = []
     micro: dict[str, Any] = {}
     scenarios = [scenario_named(name) for name in config.scenarios]
+    plan = [(scenario, workload) for workload in config.workloads for scenario in scenarios]
+    stages = tuple(k for k in config.peers if k.startswith("mcresolve") and "hedged" not in k)
+    progress = Progress(
+        [config.planned_for(scenario) for scenario, _ in plan],
+        extra=idle_seconds if stages else 0.0,
+    )
+    _log.info("%s", progress.plan_line(out))
     async with BenchEnvironment(config.environment) as env:
-        for workload in config.workloads:
-            for scenario in scenarios:
-                _log.info("scenario %s, %s workload", scenario.name, workload)
-                logged_before = ROOT_LOGGER_LINES.dropped
-                run = await run_scenario(env, scenario, workload, config)
-                summary = summarize_run(run)
-                multiminio = summary["peers"].get("multiminio")
-                if multiminio is not None and "unavailable" not in multiminio:
-                    # MultiMinio logs two root-logger lines per failed attempt it retries.
-                    multiminio["retry_log_lines"] = ROOT_LOGGER_LINES.dropped - logged_before
-                png = out / f"timeline-{scenario.name}-{workload}.png"
-                await asyncio.to_thread(render_timeline, run, png, deadline=config.peer.deadline)
-                summary["timeline_png"] = png.name
-                if raw:
-                    (out / f"raw-{scenario.name}-{workload}.csv").write_text(_raw_csv(run))
-                summaries.append(summary)
-        stages = tuple(k for k in config.peers if k.startswith("mcresolve") and "hedged" not in k)
+        for scenario, workload in plan:
+            label = f"scenario {scenario.name}, {workload} workload"
+            _log.info("%s", progress.starting(label))
+            logged_before = ROOT_LOGGER_LINES.dropped
+            run = await run_scenario(env, scenario, workload, config)
+            summary = summarize_run(run)
+            multiminio = summary["peers"].get("multiminio")
+            if multiminio is not None and "unavailable" not in multiminio:
+                # MultiMinio logs two root-logger lines per failed attempt it retries.
+                multiminio["retry_log_lines"] = ROOT_LOGGER_LINES.dropped - logged_before
+            png = out / f"timeline-{scenario.name}-{workload}.png"
+            await asyncio.to_thread(render_timeline, run, png, deadline=config.peer.deadline)
+            summary["timeline_png"] = png.name
+            if raw:
+                (out / f"raw-{scenario.name}-{workload}.csv").write_text(_raw_csv(run))
+            summaries.append(summary)
+            _log.info("%s", progress.finished(label))
         if idle_seconds > 0 and stages:
             _log.info("idle Consul requests over %.0f s", idle_seconds)
             idle = await measure_idle_consul(env, stages, idle_seconds, config.peer)
@@ -178,6 +186,14 @@ async def run_benchmark(
     }
     (out / "results.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     (out / "results.md").write_text(markdown_report(summaries, verdicts, meta, _flat(micro)))
+    _log.info(
+        "wrote %s, %s and %d timeline PNG(s) in %s (%s in all)",
+        "results.json",
+        "results.md",
+        len(summaries),
+        out,
+        format_duration(time.monotonic() - began),
+    )
     return BenchResult(summaries, verdicts_json(verdicts), micro, meta, out)
 
 

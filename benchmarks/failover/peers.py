@@ -214,7 +214,7 @@ class HedgedReadPeer(ResilientPeer):
         )
 
     def read(self, bucket: str, key: str) -> int:
-        from mcresolve.minio_errors import classify_exception
+        from mcresolve.minio.classify import classify_exception
 
         pool = self._client.pool
         executor = self._executor
@@ -409,6 +409,7 @@ async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) ->
                 background,
                 access_key=env.access_key,
                 secret_key=env.secret_key,
+                secure=False,
                 region=REGION,
                 http=http,
                 call_policy=policy,

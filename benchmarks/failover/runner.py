@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from benchmarks.failover.analysis import PeerRun, ScenarioRun
 from benchmarks.failover.environment import BenchEnvironment, EnvironmentSettings
 from benchmarks.failover.peers import PEER_KINDS, Peer, PeerSettings, open_peer
+from benchmarks.failover.progress import Progress
 from benchmarks.failover.records import NodeVisit, PoolChange, RequestRecord, ScenarioTimes
 from benchmarks.failover.scenarios import SCENARIOS, Scenario
 from benchmarks.failover.workload import WorkloadSettings, drive
@@ -51,6 +52,11 @@ class RunConfig:
 
     def during_for(self, scenario: Scenario) -> float:
         return self.during_consul if scenario.consul_fault else self.during
+
+    def planned_for(self, scenario: Scenario) -> float:
+        """Seconds one run of ``scenario`` is planned to drive traffic (the progress estimate's
+        base; starting and closing the peers comes on top)."""
+        return self.warmup + self.before + self.during_for(scenario) + self.after
 
 
 async def run_scenario(
@@ -162,12 +168,15 @@ async def run_all(
     """Every configured scenario × workload in one environment."""
     chosen = scenarios or [s for s in SCENARIOS if s.name in config.scenarios]
     out: list[ScenarioRun] = []
+    plan = [(scenario, workload) for workload in config.workloads for scenario in chosen]
+    progress = Progress([config.planned_for(scenario) for scenario, _ in plan])
     async with BenchEnvironment(config.environment) as env:
-        for workload in config.workloads:
-            for scenario in chosen:
-                _log.info("scenario %s (%s workload)", scenario.name, workload)
-                run = await run_scenario(env, scenario, workload, config)
-                out.append(run)
-                if on_run is not None:
-                    on_run(run)
+        for scenario, workload in plan:
+            label = f"scenario {scenario.name}, {workload} workload"
+            _log.info("%s", progress.starting(label))
+            run = await run_scenario(env, scenario, workload, config)
+            out.append(run)
+            _log.info("%s", progress.finished(label))
+            if on_run is not None:
+                on_run(run)
     return out

@@ -45,7 +45,7 @@ from mcresolve.pool.planner import (
     default_classify,
 )
 from mcresolve.sources import Resolution, Source, from_target
-from mcresolve.target import TargetError, parse_target
+from mcresolve.sources.target import TargetError, parse_target
 
 __version__ = "0.1.0"
 

@@ -36,7 +36,7 @@ from mcresolve.consul.errors import ConsulConfigError, ConsulError, NotFound, Se
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.sources import Resolution, Source, from_target
-from mcresolve.target import (
+from mcresolve.sources.target import (
     HealthTarget,
     PreparedQueryTarget,
     Stage,
@@ -388,7 +388,7 @@ async def _stop(source: Source) -> None:
     """Stop the source, bounded: the command must end even if a source does not stop."""
     try:
         async with asyncio.timeout(STOP_GRACE_S):
-            await source.stop()
+            await source.aclose()
     except TimeoutError:
         logging.getLogger("mcresolve.cli").warning("%s did not stop in time", source)
 

@@ -90,7 +90,7 @@ class ClusterUnavailable(CallFailed):
     """The classifier said the failure concerns the whole backend cluster (CLUSTER verdict) and
     waiting for it (``Retry-After`` or backoff) would not end before the deadline.
     :attr:`verdict` is the classifier's last verdict (for MinIO a
-    :class:`mcresolve.minio_errors.Verdict` with ``affects``)."""
+    :class:`mcresolve.minio.classify.Verdict` with ``affects``)."""
 
     def __init__(
         self, message: str, attempts: Sequence[AttemptRecord], verdict: VerdictLike

@@ -20,8 +20,10 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mcresolve.balancer.outlier import FailureKind
+if TYPE_CHECKING:
+    from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.lifecycle import AsyncClosing
 

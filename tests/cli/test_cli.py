@@ -400,7 +400,7 @@ def test_exit_status_decisions_are_pure_and_distinct() -> None:
         failure_exit,
     )
     from mcresolve.consul.errors import NotFound, ServerError
-    from mcresolve.target import parse_target
+    from mcresolve.sources.target import parse_target
 
     web = parse_target("consul://web?dc=dc2")
     agents = "http://127.0.0.1:8500"

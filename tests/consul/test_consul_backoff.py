@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcresolve.backoff import Backoff, BackoffPolicy, Jitter
+from mcresolve.timing import Backoff, BackoffPolicy, Jitter
 
 unit = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
 policies = st.builds(

@@ -456,7 +456,7 @@ async def test_timeout_is_typed_and_next_call_tries_the_next_agent(
 
 async def test_closed_client_refuses_calls() -> None:
     consul = client_for("127.0.0.1:1")
-    await consul.close()
+    await consul.aclose()
     with pytest.raises(Exception, match="closed"):
         await consul.status_leader()
 

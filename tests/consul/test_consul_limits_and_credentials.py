@@ -14,7 +14,6 @@ from consul_replay import Planned, ReplayServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.consul import ConsulClient, ConsulConfig, ConsulConfigError
 from mcresolve.consul.client import (
     NextAgent,
@@ -33,6 +32,7 @@ from mcresolve.consul.errors import (
 )
 from mcresolve.consul.token_file import TokenFile
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.timing import BackoffPolicy, Jitter
 
 LEADER = Planned(body=b'"127.0.0.1:8300"', headers={"Content-Type": "application/json"})
 #: Consul's rate limiter answers (agent/consul/rate: "rate limit exceeded, try a different

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig, ConsulError
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import (
@@ -21,6 +20,7 @@ from mcresolve.consul.watch import (
 )
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from mcresolve.timing import BackoffPolicy
 from support import until
 
 SERVICE = "storage-object-minio"

@@ -14,7 +14,6 @@ import pytest
 from aiohttp import web
 from consul_replay import Planned, ReplayServer, golden
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import (
     ConsulAnswerError,
     ConsulAnswerTooLarge,
@@ -32,6 +31,7 @@ from mcresolve.consul.watch import (
     WatchRegistry,
     WatchUpdate,
 )
+from mcresolve.timing import BackoffPolicy
 
 TOKEN = "s3cr3t-redirect-token-77"
 SVC = "/v1/health/service/web"

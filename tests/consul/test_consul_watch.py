@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 from consul_replay import CountingProxy, Planned, ReplayServer
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import ConsulClient, ConsulConfig, ConsulTimeout, ServerError
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import (
@@ -25,6 +24,7 @@ from mcresolve.consul.watch import (
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.consul.datacenter import Datacenter
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from mcresolve.timing import BackoffPolicy
 from support import until
 
 SERVICE = "storage-object-minio"

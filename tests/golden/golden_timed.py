@@ -13,10 +13,13 @@ So such an exchange is compared with every answer whose period overlaps the repl
 and with no other: an answer is never accepted outside its documented period. Every period cites
 the line of the recordings' README and the recorded exchanges it comes from.
 
-The same holds for a blocking query whose waking write comes late in the recording's timeline
-(05#87, woken by 05#88 half a second into a 2 s wait, replayed at 1/100 of Consul's time): if
-the replay could only send the write after the watcher's wait had run out, Consul answers what it
-answers when nothing changes.
+The same holds for a blocking query woken by a write sent while it waits (05: a watch with a 5 s
+wait woken by a write 1 s in, replayed at 1/20 of Consul's time, so 200 ms of real time apart):
+if the replay could only send the write after the agent's wait for the watch had run out (a
+stall of the loaded machine), Consul answers what it answers when nothing changes: the state
+and index of the recorded read the watch started from. When the wait ran out is taken from the
+agent's own record of the held query (:class:`~mcresolve.testing.consul.http_api.HeldQuery`),
+in Consul time, not from the wall clock.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ IN_FLIGHT_EOF = "rpc error making call: EOF"
 #: of up to wait/16, with status 200, the same index and the same body."
 NOTHING_CHANGED_CITE = (
     "README 'Blocking queries': nothing changes: the query returns at wait plus jitter, status "
-    "200, the same index and the same body (the state 05#86 read)"
+    "200, the same index and the same body"
 )
 
 
@@ -81,11 +84,13 @@ class Window:
 
 @dataclass(frozen=True)
 class Moment:
-    """What decides a timed answer: when this exchange ran, and when its reference event ran
-    (``None``: not yet)."""
+    """What decides a timed answer: when this exchange ran, when its reference event ran
+    (``None``: not yet) and, for a blocking query the agent held, when the agent's wait for it
+    ran out (``None``: not held, or not known)."""
 
     exchange: Interval
     event: Interval | None
+    wait_end: float | None = None
 
     def since_event(self) -> Window | None:
         """The exchange's interval relative to the start of an instantaneous event."""
@@ -169,10 +174,6 @@ def _sent_after_event(start: float, end: float) -> Callable[[Moment], bool]:
     return possible
 
 
-CHAINED_WATCH_WAIT_S = 2.0
-"""The ``wait`` of 05#87 (``?index=100&wait=2s``)."""
-
-
 def _woken_by_write(moment: Moment) -> bool:
     """The write had been sent before the watcher's answer arrived."""
     return moment.event is not None and moment.event.start < moment.exchange.end
@@ -183,12 +184,21 @@ def _woken_by_write(moment: Moment) -> bool:
 WAKE_LATENCY_MAX_S = 0.030
 
 
-def _wait_ran_out_first(moment: Moment) -> bool:
+def _wait_ran_out_first(wait_s: float) -> Callable[[Moment], bool]:
     """The write may have reached Consul, or woken the watcher, only after the watcher's wait
-    had run out."""
-    return moment.event is None or moment.event.end + WAKE_LATENCY_MAX_S >= (
-        moment.exchange.start + CHAINED_WATCH_WAIT_S
-    )
+    had run out (the agent's record of the held query; else ``wait_s`` after the send)."""
+
+    def possible(moment: Moment) -> bool:
+        wait_end = moment.wait_end
+        if wait_end is None:
+            wait_end = moment.exchange.start + wait_s
+        return moment.event is None or moment.event.end + WAKE_LATENCY_MAX_S >= wait_end
+
+    return possible
+
+
+def _both(*tests: Callable[[Moment], bool]) -> Callable[[Moment], bool]:
+    return lambda moment: all(test(moment) for test in tests)
 
 
 @functools.cache
@@ -198,9 +208,14 @@ def _recorded(file: str, position: int) -> HttpExchange:
     return entry
 
 
-def _unchanged_since_05_86(exchange: HttpExchange) -> dict[str, Any]:
-    """Nothing changed: the state and index the watcher started from (05#86's answer)."""
-    return copy.deepcopy(_recorded(exchange.file, 86).response)
+def _as_read_by(position: int) -> Callable[[HttpExchange], dict[str, Any]]:
+    """Nothing changed: the state and index the watcher started from (the answer of the
+    recorded read at ``position`` of the same file)."""
+
+    def response(exchange: HttpExchange) -> dict[str, Any]:
+        return copy.deepcopy(_recorded(exchange.file, position).response)
+
+    return response
 
 
 def _as_recorded(exchange: HttpExchange) -> dict[str, Any]:
@@ -229,36 +244,157 @@ _NO_PATH_CITE = (
     "No path to datacenter (10#23, 10#26)"
 )
 
-TIMED_EXCHANGES: tuple[TimedExchange, ...] = (
-    TimedExchange(
-        "chained watcher woken by an identical re-register",
-        lambda ex: ex.file.startswith("05_") and ex.position == 87,
-        (
-            TimedAnswer(
-                "woken by the write (index 100 -> 109)",
-                "README 'Blocking queries': a change wakes the watcher 2-30 ms after the write "
-                "request is sent; an identical agent re-register writes once (05#87, 05#89)",
-                _woken_by_write,
-                _as_recorded,
-            ),
-            TimedAnswer(
-                "wait ran out as the write landed (index 109 after the full wait)",
-                "README 'Blocking queries': a query that waits out its wait returns the state "
-                "current then (index above the current one: full wait, then the current index)",
-                lambda moment: _woken_by_write(moment) and _wait_ran_out_first(moment),
-                _as_recorded,
-                elapsed_ms=CHAINED_WATCH_WAIT_S * 1000,
-            ),
-            TimedAnswer(
-                "wait ran out before the write (index 100, unchanged)",
-                NOTHING_CHANGED_CITE,
-                _wait_ran_out_first,
-                _unchanged_since_05_86,
-                elapsed_ms=CHAINED_WATCH_WAIT_S * 1000,
-            ),
-        ),
-        event="05_blocking_queries.json#88",
+_BLOCKING_FILE = "05_blocking_queries.json"
+
+
+@dataclass(frozen=True)
+class WokenWatch:
+    """A recorded blocking query of 05 and the write sent while it waited, with the recorded
+    read whose state and index it started from (same endpoint and filters, the ``?index`` it
+    waits on)."""
+
+    position: int
+    wait_s: float
+    write: int
+    started_from: int
+    why: str
+
+
+#: README, "Blocking queries", each with the exchanges it was recorded from.
+WOKEN_WATCHES: tuple[WokenWatch, ...] = (
+    WokenWatch(
+        24,
+        5.0,
+        23,
+        22,
+        "an index above the current one blocks for the full wait even if the service changes "
+        "meanwhile, then returns the current index (05#24 after the write 05#23; 05#22 read 45)",
     ),
+    WokenWatch(
+        33,
+        5.0,
+        32,
+        31,
+        "a node-level check change on a node that hosts an instance wakes it (05#33 woken by "
+        "05#32; 05#31 read index 47)",
+    ),
+    WokenWatch(
+        67,
+        5.0,
+        66,
+        62,
+        "a watcher of a service that does not exist is woken by an unrelated registration "
+        "(05#67 woken by 05#66; 05#62 read index 96)",
+    ),
+    WokenWatch(
+        73,
+        5.0,
+        72,
+        71,
+        "an identical agent re-register writes once and wakes the watcher (05#73 woken by "
+        "05#72; 05#71 read index 96)",
+    ),
+    WokenWatch(
+        87,
+        2.0,
+        88,
+        86,
+        "an identical agent re-register writes once and wakes the watcher (05#87 woken by "
+        "05#88 0.5 s into its wait, 05#89; 05#86 read index 100)",
+    ),
+)
+
+
+def _woken_watch(watch: WokenWatch) -> TimedExchange:
+    recorded = _recorded(_BLOCKING_FILE, watch.position)
+    waited_full = recorded.elapsed_ms >= 0.9 * watch.wait_s * 1000
+    ran_out = _wait_ran_out_first(watch.wait_s)
+    new_index = recorded.headers.get("X-Consul-Index")
+    old_index = _recorded(_BLOCKING_FILE, watch.started_from).headers.get("X-Consul-Index")
+    answers = [
+        TimedAnswer(
+            f"the write landed while it waited (index {new_index}, as recorded)",
+            f"README 'Blocking queries': {watch.why}",
+            _woken_by_write,
+            _as_recorded,
+        )
+    ]
+    if not waited_full:
+        answers.append(
+            TimedAnswer(
+                f"wait ran out as the write landed (index {new_index} after the full wait)",
+                "README 'Blocking queries': a query that waits out its wait returns the state "
+                "current then; a change wakes the watcher 2-30 ms after the write is sent",
+                _both(_woken_by_write, ran_out),
+                _as_recorded,
+                elapsed_ms=watch.wait_s * 1000,
+            )
+        )
+    answers.append(
+        TimedAnswer(
+            f"wait ran out before the write (index {old_index}, unchanged)",
+            NOTHING_CHANGED_CITE + f" (the state 05#{watch.started_from} read)",
+            ran_out,
+            _as_read_by(watch.started_from),
+            elapsed_ms=watch.wait_s * 1000,
+        )
+    )
+    return TimedExchange(
+        f"watch 05#{watch.position} and the write 05#{watch.write} sent while it waits",
+        lambda ex, position=watch.position: ex.file == _BLOCKING_FILE and ex.position == position,
+        tuple(answers),
+        event=f"{_BLOCKING_FILE}#{watch.write}",
+    )
+
+
+WATCHES_WOKEN_BY_A_WRITE = tuple(_woken_watch(watch) for watch in WOKEN_WATCHES)
+
+#: 09b#0 registers ``reap-1`` with a TTL check of 2 s (``"TTL": "2s"``), never passed.
+REAP_TTL_S = 2.0
+#: README, "TTL": "Output becomes ``TTL expired (last output before timeout follows): <previous
+#: output>``"; with no previous output it is ``TTL expired`` (the expired TTL checks of 05, 09).
+TTL_EXPIRED = "TTL expired"
+
+
+def _ttl_not_expired(moment: Moment) -> bool:
+    """Read before the TTL could have run out (it starts when the registration is handled)."""
+    return moment.event is not None and moment.exchange.start < moment.event.end + REAP_TTL_S
+
+
+def _ttl_expired(moment: Moment) -> bool:
+    return moment.event is not None and moment.exchange.end >= moment.event.start + REAP_TTL_S
+
+
+def _reap_check_expired(exchange: HttpExchange) -> dict[str, Any]:
+    out = copy.deepcopy(exchange.response)
+    out["body"]["reap-1-ttl"]["Output"] = TTL_EXPIRED
+    return out
+
+
+REAP_CHECK_READ = TimedExchange(
+    "the 2 s TTL check of 09b#0 read right after its registration",
+    lambda ex: ex.file.startswith("09b_") and ex.position == 1,
+    (
+        TimedAnswer(
+            "TTL not run out yet (Output empty, as recorded)",
+            "09b#1, read 1.1 ms after the registration 09b#0: critical from the start, Output ''",
+            _ttl_not_expired,
+            _as_recorded,
+        ),
+        TimedAnswer(
+            "TTL ran out (Output 'TTL expired')",
+            "README 'TTL expiry': the Output becomes 'TTL expired (last output before timeout "
+            "follows): <previous output>', 'TTL expired' with none (05, 09: expired checks)",
+            _ttl_expired,
+            _reap_check_expired,
+        ),
+    ),
+    event="09b_deregister_critical_service_after.json#0",
+)
+
+TIMED_EXCHANGES: tuple[TimedExchange, ...] = (
+    *WATCHES_WOKEN_BY_A_WRITE,
+    REAP_CHECK_READ,
     TimedExchange(
         "WAN members after the kill",
         lambda ex: _after_kill(ex) and ex.route == "/v1/agent/members" and ex.status == 200,

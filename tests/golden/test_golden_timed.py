@@ -9,6 +9,7 @@ from golden_loader import HttpExchange, load_recordings
 from golden_timed import (
     MEMBER_FAILED_AFTER_S,
     NO_PATH_AFTER_S,
+    WOKEN_WATCHES,
     Interval,
     Moment,
     possible_answers,
@@ -67,7 +68,7 @@ def test_eof_only_for_a_query_in_flight_at_the_kill() -> None:
 
 def test_chained_watcher_alternatives_follow_the_write() -> None:
     watcher = _exchange("05_", 87)
-    woken = "woken by the write (index 100 -> 109)"
+    woken = "the write landed while it waited (index 109, as recorded)"
     ran_out = "wait ran out before the write (index 100, unchanged)"
     # the write was sent 0.5 s into the wait and answered at once: only the recorded wake-up
     assert _answers(watcher, 0.0, 0.51, Interval(0.5, 0.503)) == {woken}
@@ -75,6 +76,63 @@ def test_chained_watcher_alternatives_follow_the_write() -> None:
     assert _answers(watcher, 0.0, 2.1, None) == {ran_out}
     # sent before the answer but could land after the wait ran out: all three are Consul's
     assert len(_answers(watcher, 0.0, 2.2, Interval(2.1, math.inf))) == 3
+
+
+def test_woken_watch_uses_the_agents_record_of_when_its_wait_ran_out() -> None:
+    """05#33 (5 s wait, woken by 05#32 1 s in): a write answered long after the send but
+    before the agent's own wait for the watch ran out cannot have missed the watcher."""
+    watch = _exchange("05_", 33)
+    woken = "the write landed while it waited (index 52, as recorded)"
+    ran_out = "wait ran out before the write (index 47, unchanged)"
+    stalled_write = Interval(5.5, 5.6)  # answered 5.6 s after the watch was sent
+    # the agent began holding the watch late (at 1.0): its wait ran out at 6.0, after the write
+    late_hold = Moment(Interval(0.0, 6.1), stalled_write, wait_end=6.0 + 0.1)
+    timed = timed_exchange(watch)
+    assert timed is not None
+    assert {a.name for a, _ in possible_answers(timed, watch, late_hold)} == {woken}
+    # held from the send: its wait ran out at 5.0, before the write landed
+    on_time = Moment(Interval(0.0, 6.1), stalled_write, wait_end=5.0)
+    names = {a.name for a, _ in possible_answers(timed, watch, on_time)}
+    assert ran_out in names and woken in names
+    # the unchanged answer is the state 05#31 read, at the index the watch waited on
+    unchanged = next(ex for a, ex in possible_answers(timed, watch, on_time) if a.name == ran_out)
+    assert unchanged.headers["X-Consul-Index"] == "47"
+    assert unchanged.response == _exchange("05_", 31).response
+
+
+def test_every_woken_watch_starts_from_a_read_of_the_same_query_at_its_index() -> None:
+    for watch in WOKEN_WATCHES:
+        exchange = _exchange("05_", watch.position)
+        start = _exchange("05_", watch.started_from)
+        write = _exchange("05_", watch.write)
+        assert start.route == exchange.route, watch
+        drop = {"index", "wait"}
+        assert {k: v for k, v in start.query.items() if k not in drop} == {
+            k: v for k, v in exchange.query.items() if k not in drop
+        }, watch
+        started, waited_on = int(start.headers["X-Consul-Index"]), int(exchange.query["index"][0])
+        if exchange.elapsed_ms < 1000 * watch.wait_s:  # woken: it waited on the read's index
+            assert started == waited_on, watch
+        else:  # an index above the current one (05#24): the read gave the current one
+            assert started < waited_on, watch
+        assert exchange.query["wait"] == [f"{watch.wait_s:g}s"], watch
+        assert write.method == "PUT", watch
+        assert start.position < write.position, watch
+
+
+def test_reap_check_output_follows_its_two_second_ttl() -> None:
+    read = _exchange("09b_", 1)
+    registered = Interval(10.0, 10.002)
+    assert _answers(read, 10.003, 10.004, registered) == {
+        "TTL not run out yet (Output empty, as recorded)"
+    }
+    assert _answers(read, 12.1, 12.2, registered) == {"TTL ran out (Output 'TTL expired')"}
+    assert len(_answers(read, 11.9, 12.1, registered)) == 2
+    timed = timed_exchange(read)
+    assert timed is not None
+    ((_, variant),) = possible_answers(timed, read, Moment(Interval(13, 13.1), registered))
+    assert variant.body["reap-1-ttl"]["Output"] == "TTL expired"
+    assert variant.body["reap-1-ttl"]["Status"] == read.body["reap-1-ttl"]["Status"] == "critical"
 
 
 def test_other_exchanges_are_compared_with_the_recording_only() -> None:

@@ -130,7 +130,7 @@ async def billing() -> AsyncIterator[Billing]:
                 yield Billing(consul, client, config, registry, servers, proxies)
             finally:
                 await registry.aclose()
-                await client.close()
+                await client.aclose()
     finally:
         for proxy in proxies:
             await proxy.aclose()

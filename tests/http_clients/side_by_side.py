@@ -25,7 +25,7 @@ import httpx
 
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
-from mcresolve.httpx import AsyncPoolTransport
+from mcresolve.http.httpx import AsyncPoolTransport
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.faultproxy import FaultProxy, S3ErrorSpec
 from support import FAST_WATCH
@@ -96,9 +96,9 @@ async def scenario(fault: str, count: int) -> list[str]:
                 result = await run(lambda: plain.get(f"{next(addresses)}/invoices"), count)
                 rows.append(row("plain httpx (DNS round robin)", fault, count, result))
                 result = await run(lambda: pooled.get(url), count)
-                rows.append(row("mcresolve.httpx transport", fault, count, result))
+                rows.append(row("mcresolve.http.httpx transport", fault, count, result))
             await registry.aclose()
-            await client.close()
+            await client.aclose()
     finally:
         for proxy in proxies:
             await proxy.aclose()

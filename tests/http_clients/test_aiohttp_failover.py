@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mcresolve.aiohttp import PoolSession, RequestOptions
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import DeadlineExceeded
+from mcresolve.http.aiohttp import PoolSession, RequestOptions
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.faultproxy import S3ErrorSpec

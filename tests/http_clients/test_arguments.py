@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mcresolve.aiohttp import PoolSession
-from mcresolve.httpx import AsyncPoolTransport, PoolTransport
+from mcresolve.http.aiohttp import PoolSession
+from mcresolve.http.httpx import AsyncPoolTransport, PoolTransport
 
 CASES: list[tuple[dict[str, Any], str]] = [
     ({"targets": 123}, "targets"),

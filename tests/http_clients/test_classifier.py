@@ -12,10 +12,10 @@ from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcresolve.aiohttp import describe_aiohttp_error
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
-from mcresolve.http_failover import (
+from mcresolve.http.aiohttp import describe_aiohttp_error
+from mcresolve.http.failover import (
     IDEMPOTENT_METHODS,
     HttpFailoverPolicy,
     RequestFacts,
@@ -27,9 +27,9 @@ from mcresolve.http_failover import (
     parse_retry_after,
     route_for,
 )
-from mcresolve.httpx import describe_httpx_error
+from mcresolve.http.httpx import describe_httpx_error
 from mcresolve.pool.planner import AttemptContext, Fault
-from mcresolve.target import TargetError
+from mcresolve.sources.target import TargetError
 
 POLICY = HttpFailoverPolicy()
 METHODS = st.sampled_from(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "POST", "PATCH"])

@@ -11,7 +11,7 @@ import pytest
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import DeadlineExceeded
-from mcresolve.httpx import AsyncPoolTransport, PoolTransport, RequestOptions
+from mcresolve.http.httpx import AsyncPoolTransport, PoolTransport, RequestOptions
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import AttemptRecord

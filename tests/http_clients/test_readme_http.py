@@ -8,8 +8,8 @@ import asyncio
 import httpx
 import pytest
 
-from mcresolve.aiohttp import PoolSession
-from mcresolve.httpx import AsyncPoolTransport, PoolTransport
+from mcresolve.http.aiohttp import PoolSession
+from mcresolve.http.httpx import AsyncPoolTransport, PoolTransport
 
 from .conftest import Billing
 

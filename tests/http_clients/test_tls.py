@@ -14,9 +14,9 @@ import aiohttp
 import httpx
 import pytest
 
-from mcresolve.aiohttp import PoolSession
-from mcresolve.http_failover import HttpFailoverPolicy
-from mcresolve.httpx import AsyncPoolTransport
+from mcresolve.http.aiohttp import PoolSession
+from mcresolve.http.failover import HttpFailoverPolicy
+from mcresolve.http.httpx import AsyncPoolTransport
 
 from .conftest import BillingServer
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
-from mcresolve.lifecycle import AsyncClosing, AsyncStartStop
+from mcresolve import lifecycle
+from mcresolve.consul import ConsulClient, ConsulConfig, ConsulError
+from mcresolve.lifecycle import AsyncClosing, AsyncStartClose, AsyncStartStop
 
 
 class _Recorder(AsyncStartStop):
@@ -58,3 +62,56 @@ def test_the_mixins_cannot_be_used_without_their_steps() -> None:
         AsyncStartStop()  # type: ignore[abstract]
     with pytest.raises(TypeError, match="abstract"):
         AsyncClosing()  # type: ignore[abstract]
+
+
+class _Service(AsyncStartClose):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        self.calls.append("start")
+
+    async def aclose(self) -> None:
+        self.calls.append("aclose")
+
+
+class _Neither(AsyncStartClose):
+    async def start(self) -> None:
+        return None
+
+
+async def test_start_close_closes_with_aclose_on_exit() -> None:
+    service = _Service()
+    async with service as bound:
+        assert bound is service
+    assert service.calls == ["start", "aclose"]
+
+
+async def test_stop_is_a_deprecated_alias_of_aclose_that_warns_once_per_class() -> None:
+    lifecycle._warned.discard((_Service, "stop"))
+    service = _Service()
+    with pytest.warns(DeprecationWarning, match=r"_Service\.stop\(\) is deprecated"):
+        await service.stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        await _Service().stop()  # the second time: no warning
+    assert service.calls == ["aclose"]
+
+
+async def test_a_subclass_without_aclose_or_stop_says_so() -> None:
+    with pytest.raises(NotImplementedError, match="_Neither must implement aclose"):
+        await _Neither().aclose()
+
+
+async def test_public_async_objects_close_with_aclose_and_keep_their_old_verb() -> None:
+    """The Consul client's old ``close()`` still closes, with a DeprecationWarning."""
+    lifecycle._warned.discard((ConsulClient, "close"))
+    client = ConsulClient(ConsulConfig.for_addresses("127.0.0.1:1"))
+    with pytest.warns(DeprecationWarning, match=r"ConsulClient\.close\(\) is deprecated"):
+        await client.close()
+    with pytest.raises(ConsulError, match="closed"):
+        await client.agent_self()
+    async with ConsulClient(ConsulConfig.for_addresses("127.0.0.1:1")) as other:
+        assert isinstance(other, AsyncClosing)
+    with pytest.raises(ConsulError, match="closed"):
+        await other.agent_self()

@@ -17,30 +17,28 @@ from hypothesis import strategies as st
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from mcresolve.balancer.outlier import FailureKind
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     CLUSTER_CODES,
     NODE_LOCAL_CODES,
     Affects,
-    ErrorClass,
     Outcome,
     StorageClusterDegraded,
     Transport,
-    Verdict,
     classify,
     classify_exception,
-    cluster_retry_delay,
     outcome_from_exception,
     parse_retry_after,
     transport_of,
 )
+from mcresolve.pool.planner import Fault, fault_of
 
-NODE, CLUSTER, CLIENT = ErrorClass.NODE, ErrorClass.CLUSTER, ErrorClass.CLIENT
+NODE, CLUSTER, CLIENT = Fault.NODE, Fault.CLUSTER, Fault.CLIENT
 R, W, RW = Affects.READS, Affects.WRITES, Affects.READS_AND_WRITES
 
 
 # --- the table --------------------------------------------------------------------------------
 
-CASES: list[tuple[dict[str, Any], ErrorClass, FailureKind | None, Affects | None]] = [
+CASES: list[tuple[dict[str, Any], Fault, FailureKind | None, Affects | None]] = [
     # Transport failures: this node.
     ({"transport": Transport.REFUSED}, NODE, FailureKind.CONNECT, None),
     ({"transport": Transport.TLS}, NODE, FailureKind.CONNECT, None),
@@ -128,7 +126,7 @@ CASES: list[tuple[dict[str, Any], ErrorClass, FailureKind | None, Affects | None
 
 @pytest.mark.parametrize(("fields", "expected", "kind", "affects"), CASES)
 def test_classification_table(
-    fields: dict[str, Any], expected: ErrorClass, kind: FailureKind | None, affects: Affects | None
+    fields: dict[str, Any], expected: Fault, kind: FailureKind | None, affects: Affects | None
 ) -> None:
     outcome = Outcome(**{"method": "GET", **fields})
     verdict = classify(outcome)
@@ -165,7 +163,10 @@ def test_every_known_code_is_covered_by_the_table() -> None:
         ({"status": 503, "code": "XMinioServerNotInitialized", "method": "POST"}, True, False),
         ({"status": 503, "code": "XMinioWriteQuorum", "method": "POST"}, True, False),
         ({"status": 429, "method": "POST"}, True, False),
-        ({"status": 503, "method": "POST"}, True, False),
+        # A 503 with no code saying so (a proxy's, a gateway's) may come after executing.
+        ({"status": 503, "method": "POST"}, False, True),
+        ({"status": 503, "method": "PUT"}, True, True),
+        ({"status": 503, "code": "ServiceUnavailable", "method": "POST"}, False, True),
         # A consumed one-shot body can never be replayed.
         ({"transport": Transport.REFUSED, "method": "PUT", "body_replayable": False}, False, False),
         (
@@ -185,14 +186,14 @@ def test_replay_safety(fields: dict[str, Any], replay_safe: bool, executed: bool
 
 def test_retry_direction_follows_the_class() -> None:
     node = classify(Outcome("GET", transport=Transport.REFUSED))
-    assert node.retry_elsewhere and not node.retry_later
+    assert node.error_class is Fault.NODE and node.replay_safe
     cluster = classify(Outcome("GET", status=503, code="SlowDown", retry_after=60.0))
-    assert cluster.retry_later and not cluster.retry_elsewhere
+    assert cluster.error_class is Fault.CLUSTER and cluster.replay_safe
     assert cluster.retry_after == 60.0
     client = classify(Outcome("GET", status=404, code="NoSuchKey"))
-    assert not client.retry_later and not client.retry_elsewhere
+    assert client.error_class is Fault.CLIENT and not client.replay_safe
     unsafe = classify(Outcome("POST", transport=Transport.READ_TIMEOUT))
-    assert not unsafe.retry_elsewhere
+    assert not unsafe.replay_safe
 
 
 def test_reason_mentions_the_answer_and_detail() -> None:
@@ -201,33 +202,6 @@ def test_reason_mentions_the_answer_and_detail() -> None:
 
 
 # --- cluster retry delay -----------------------------------------------------------------------
-
-
-def cluster(retry_after: float | None = None, replayable: bool = True) -> Verdict:
-    return classify(
-        Outcome(
-            "GET", status=503, code="SlowDown", retry_after=retry_after, body_replayable=replayable
-        )
-    )
-
-
-def test_cluster_delay_honours_retry_after_within_the_deadline() -> None:
-    assert cluster_retry_delay(cluster(2.0), fallback_delay=0.5, remaining=10.0) == 2.0
-    assert cluster_retry_delay(cluster(120.0), fallback_delay=0.5, remaining=10.0) is None
-    assert cluster_retry_delay(cluster(10.0), fallback_delay=0.5, remaining=10.0) is None
-    assert cluster_retry_delay(cluster(120.0), fallback_delay=0.5, remaining=None) == 120.0
-
-
-def test_cluster_delay_falls_back_without_retry_after() -> None:
-    assert cluster_retry_delay(cluster(None), fallback_delay=0.5, remaining=10.0) == 0.5
-    assert cluster_retry_delay(cluster(None), fallback_delay=0.5, remaining=0.4) is None
-    assert cluster_retry_delay(cluster(None), fallback_delay=-1.0, remaining=None) == 0.0
-
-
-def test_cluster_delay_is_none_when_not_retryable() -> None:
-    assert cluster_retry_delay(cluster(1.0, replayable=False), 0.5, None) is None
-    node = classify(Outcome("GET", transport=Transport.REFUSED))
-    assert cluster_retry_delay(node, 0.5, None) is None
 
 
 # --- Retry-After --------------------------------------------------------------------------------
@@ -289,12 +263,10 @@ outcomes = st.builds(
 @given(outcome=outcomes)
 def test_classification_is_total_and_consistent(outcome: Outcome) -> None:
     verdict = classify(outcome)
-    assert verdict.error_class in set(ErrorClass)
+    assert verdict.error_class in set(Fault)
     # CLIENT: never retried, never counted against the node.
     if verdict.error_class is CLIENT:
         assert not verdict.replay_safe and verdict.failure_kind is None and verdict.node_ok
-        assert not verdict.retry_elsewhere and not verdict.retry_later
-        assert cluster_retry_delay(verdict, 1.0, None) is None
     # NODE always says what to report; CLUSTER reports nothing and says what is affected.
     if verdict.error_class is NODE:
         assert verdict.failure_kind is not None and not verdict.node_ok
@@ -494,3 +466,20 @@ def test_mapping_passes_the_call_context_through() -> None:
 def test_unknown_exceptions_are_client_errors() -> None:
     verdict = classify_exception(RuntimeError("bug"), method="GET")
     assert verdict.error_class is CLIENT and "RuntimeError: bug" in verdict.reason
+
+
+def test_verdicts_speak_the_planners_fault() -> None:
+    """One vocabulary: the classifier's verdict carries the planner's Fault itself."""
+    verdict = classify(Outcome("GET", status=503, code="XMinioServerNotInitialized"))
+    assert type(verdict.error_class) is Fault
+    assert fault_of(verdict) is verdict.error_class
+
+
+def test_error_class_is_a_deprecated_alias_of_fault() -> None:
+    import mcresolve.minio.classify as classify_module
+
+    with pytest.warns(DeprecationWarning, match="ErrorClass is deprecated"):
+        alias = classify_module.ErrorClass  # type: ignore[attr-defined]
+    assert alias is Fault
+    with pytest.raises(AttributeError):
+        classify_module.NoSuchName  # type: ignore[attr-defined]  # noqa: B018

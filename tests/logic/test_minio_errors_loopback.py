@@ -16,7 +16,8 @@ import urllib3
 from minio import Minio
 
 from mcresolve.balancer.outlier import FailureKind
-from mcresolve.minio_errors import ErrorClass, Transport, classify_exception, transport_of
+from mcresolve.minio.classify import Transport, classify_exception, transport_of
+from mcresolve.pool.planner import Fault
 
 XML = "application/xml"
 
@@ -129,7 +130,7 @@ def test_write_quorum_503_is_cluster_writes_with_retry_after(server: ScriptedSer
     exc = raised(lambda: put(client(server.server_address[1])))
     verdict = classify_exception(exc, method="PUT")
     assert type(exc).__name__ == "S3Error"
-    assert verdict.error_class is ErrorClass.CLUSTER
+    assert verdict.error_class is Fault.CLUSTER
     assert verdict.affects is not None and verdict.affects.writes and not verdict.affects.reads
     assert verdict.retry_after == 120.0 and verdict.replay_safe
 
@@ -139,24 +140,24 @@ def test_head_503_is_a_server_error_without_code(server: ScriptedServer) -> None
     exc = raised(lambda: client(server.server_address[1]).stat_object("bucket", "key"))
     assert type(exc).__name__ == "ServerError"
     verdict = classify_exception(exc, method="HEAD")
-    assert verdict.error_class is ErrorClass.NODE
+    assert verdict.error_class is Fault.NODE
     assert verdict.failure_kind is FailureKind.SERVER_ERROR
     every = classify_exception(exc, method="HEAD", from_every_endpoint=True)
-    assert every.error_class is ErrorClass.CLUSTER
+    assert every.error_class is Fault.CLUSTER
 
 
 def test_no_such_key_is_a_client_answer(server: ScriptedServer) -> None:
     server.script = Script(status=404, body=s3_body("NoSuchKey"))
     exc = raised(lambda: client(server.server_address[1]).get_object("bucket", "key"))
     verdict = classify_exception(exc, method="GET")
-    assert verdict.error_class is ErrorClass.CLIENT and verdict.node_ok
+    assert verdict.error_class is Fault.CLIENT and verdict.node_ok
     assert not verdict.replay_safe
 
 
 def test_head_404_is_a_client_answer(server: ScriptedServer) -> None:
     server.script = Script(status=404)
     exc = raised(lambda: client(server.server_address[1]).stat_object("bucket", "key"))
-    assert classify_exception(exc, method="HEAD").error_class is ErrorClass.CLIENT
+    assert classify_exception(exc, method="HEAD").error_class is Fault.CLIENT
 
 
 def test_proxy_html_502_is_a_gateway_failure(server: ScriptedServer) -> None:
@@ -164,7 +165,7 @@ def test_proxy_html_502_is_a_gateway_failure(server: ScriptedServer) -> None:
     exc = raised(lambda: client(server.server_address[1]).get_object("bucket", "key"))
     assert type(exc).__name__ == "InvalidResponseError"
     verdict = classify_exception(exc, method="GET")
-    assert verdict.error_class is ErrorClass.NODE
+    assert verdict.error_class is Fault.NODE
     assert verdict.failure_kind is FailureKind.GATEWAY
 
 
@@ -179,7 +180,7 @@ def test_refused_connection_is_node_connect(retries: urllib3.Retry | bool) -> No
     exc = raised(lambda: put(client(closed_port(), retries)))
     assert transport_of(exc) is Transport.REFUSED
     verdict = classify_exception(exc, method="POST")
-    assert verdict.error_class is ErrorClass.NODE
+    assert verdict.error_class is Fault.NODE
     assert verdict.failure_kind is FailureKind.CONNECT
     assert verdict.replay_safe and not verdict.may_have_executed
 
@@ -192,7 +193,7 @@ def test_silent_node_is_a_read_timeout(server: ScriptedServer) -> None:
     verdict = classify_exception(exc, method="HEAD")
     assert verdict.failure_kind is FailureKind.TIMEOUT
     assert classify_exception(exc, method="PUT", from_every_endpoint=True).error_class is (
-        ErrorClass.CLUSTER
+        Fault.CLUSTER
     )
 
 
@@ -218,4 +219,4 @@ def test_body_cut_mid_stream_is_a_broken_response(server: ScriptedServer) -> Non
         response.release_conn()
     assert transport_of(exc) is Transport.BROKEN_RESPONSE
     verdict = classify_exception(exc, method="GET")
-    assert verdict.error_class is ErrorClass.NODE and verdict.replay_safe
+    assert verdict.error_class is Fault.NODE and verdict.replay_safe

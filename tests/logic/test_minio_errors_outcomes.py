@@ -21,17 +21,9 @@ from mcresolve.errors import (
     DeadlineExceeded,
     McResolveError,
 )
-from mcresolve.minio.errors import (
-    ClusterDegradedWriteOutcomeUnknown,
-    TriedAttempt,
-    UploadNotRetryable,
-    WriteOutcomeUnknown,
-    failure_of_call,
-)
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     MAX_RETRY_AFTER,
     QUORUM_CODES,
-    ErrorClass,
     Outcome,
     StorageClusterDegraded,
     Transport,
@@ -39,7 +31,14 @@ from mcresolve.minio_errors import (
     classify_exception,
     parse_retry_after,
 )
-from mcresolve.pool.planner import AttemptRecord
+from mcresolve.minio.errors import (
+    ClusterDegradedWriteOutcomeUnknown,
+    TriedAttempt,
+    UploadNotRetryable,
+    WriteOutcomeUnknown,
+    failure_of_call,
+)
+from mcresolve.pool.planner import AttemptRecord, Fault
 
 EPS = [Endpoint("10.0.0.1", 9000 + i) for i in range(3)]
 
@@ -63,8 +62,7 @@ def tried_of(
             method=method,
             from_every_endpoint=i + 1 >= size,
             confirmed_elsewhere=any(
-                t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint != endpoint
-                for t in tried
+                t.verdict.error_class is Fault.CLUSTER and t.endpoint != endpoint for t in tried
             ),
         )
         tried.append(TriedAttempt(endpoint, error, verdict))
@@ -81,12 +79,12 @@ def records(tried: list[TriedAttempt]) -> tuple[AttemptRecord, ...]:
 @pytest.mark.parametrize("code", sorted(QUORUM_CODES))
 def test_quorum_answer_is_one_nodes_view_until_confirmed(code: str) -> None:
     alone = classify(Outcome("GET", status=503, code=code, retry_after=120.0))
-    assert alone.error_class is ErrorClass.CLUSTER
+    assert alone.error_class is Fault.CLUSTER
     assert not alone.confirmed and alone.unconfirmed_cluster
     assert "own view" in alone.reason
     for confirming in ({"from_every_endpoint": True}, {"confirmed_elsewhere": True}):
         verdict = classify(Outcome("GET", status=503, code=code, **confirming))  # type: ignore[arg-type]
-        assert verdict.error_class is ErrorClass.CLUSTER and verdict.confirmed
+        assert verdict.error_class is Fault.CLUSTER and verdict.confirmed
 
 
 @pytest.mark.parametrize("code", ["SlowDown", "SlowDownRead", "ServerBusy", "TooManyRequests"])
@@ -158,7 +156,7 @@ def test_a_write_whose_answer_was_lost_is_an_unknown_outcome() -> None:
 
 def test_an_unknown_write_in_a_degraded_cluster_is_catchable_as_both() -> None:
     tried = tried_of([TimeoutError("timed out"), TimeoutError("timed out")])  # hung PUTs
-    assert tried[-1].verdict.error_class is ErrorClass.CLUSTER
+    assert tried[-1].verdict.error_class is Fault.CLUSTER
     failure = DeadlineExceeded("deadline passed", records(tried))
     error = failure_of_call(failure, tried, operation="put_object", http_method="PUT")
     assert isinstance(error, ClusterDegradedWriteOutcomeUnknown)
@@ -248,7 +246,7 @@ def test_every_failed_call_maps_to_a_documented_error(
     assert isinstance(error, McResolveError)
     executed = any(t.verdict.may_have_executed for t in tried)
     confirmed_cluster = how == "cluster" or any(
-        t.verdict.error_class is ErrorClass.CLUSTER and t.verdict.confirmed for t in tried
+        t.verdict.error_class is Fault.CLUSTER and t.verdict.confirmed for t in tried
     )
     write = method not in ("GET", "HEAD")
     assert isinstance(error, WriteOutcomeUnknown) == (write and executed)

@@ -125,6 +125,7 @@ def test_resilient_minio_request_timeout_is_the_time_left(
         f"static://{blackholes[0].host_port},{blackholes[1].host_port}",
         access_key="minio",
         secret_key="minio123",
+        secure=False,
         region="us-east-1",
         http=HttpPolicy(read_timeout=10.0),
         call_policy=POLICY,

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
@@ -19,7 +18,7 @@ from mcresolve.errors import (
     DeadlineExceeded,
     RetryBudgetExhausted,
 )
-from mcresolve.minio_errors import Outcome, Transport, classify
+from mcresolve.minio.classify import Outcome, Transport, classify
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import (
     Attempt,
@@ -35,6 +34,7 @@ from mcresolve.pool.planner import (
     fault_of,
     plan,
 )
+from mcresolve.timing import BackoffPolicy, Jitter
 
 EPS = [Endpoint("10.0.0.1", 9000 + i, datacenter="dc1") for i in range(4)]
 KEYS = frozenset(e.key for e in EPS)

@@ -3,7 +3,7 @@ every call with :class:`~mcresolve.errors.ClusterUnavailable`, whatever the numb
 in the pool and wherever the deadline falls. ``ResilientMinio`` maps it to
 ``StorageClusterDegraded``, so callers catch the condition by one type.
 
-Two ways a MinIO cluster shows it, both classified by :mod:`mcresolve.minio_errors` as the
+Two ways a MinIO cluster shows it, both classified by :mod:`mcresolve.minio.classify` as the
 client does: every node answers ``503 XMinioWriteQuorum``; or every node accepts the PUT and
 never answers (MinIO 2019 hangs writes while write quorum is lost), which is CLUSTER once every
 endpoint was tried and no node answered in time. Before, the second gave
@@ -20,16 +20,16 @@ import pytest
 import urllib3.exceptions
 
 from manual_source import eps
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.balancer.outlier import OutlierPolicy
 from mcresolve.balancer.retry_budget import RetryBudgetPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, DeadlineExceeded
-from mcresolve.minio_errors import Outcome, classify, classify_exception
+from mcresolve.minio.classify import Outcome, classify, classify_exception
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import AttemptContext, AttemptRecord, VerdictLike, attempt_time
 from mcresolve.sources.static import StaticSource
+from mcresolve.timing import BackoffPolicy, Jitter
 
 from .helpers import FakeClock
 

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 from manual_source import ManualSource
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import AttemptRecord
+from mcresolve.timing import BackoffPolicy, Jitter
 
 
 class _HeadOk(http.server.BaseHTTPRequestHandler):
@@ -82,7 +82,12 @@ async def test_dead_datacenter_does_not_use_up_attempts_until_the_new_set_arrive
 
         pool.add_attempt_listener(on_attempt)
         client = ResilientMinio(
-            pool, access_key="k", secret_key="s", region="us-east-1", call_policy=policy
+            pool,
+            access_key="k",
+            secret_key="s",
+            secure=False,
+            region="us-east-1",
+            call_policy=policy,
         )
         try:
             assert await asyncio.to_thread(client.bucket_exists, "bucket") is True

@@ -13,7 +13,6 @@ from dataclasses import replace
 import pytest
 
 from manual_source import ManualSource, eps
-from mcresolve.backoff import BackoffPolicy, Jitter
 from mcresolve.balancer.outlier import FailureKind, OutlierPolicy
 from mcresolve.balancer.picker import PickStrategy
 from mcresolve.balancer.retry_budget import RetryBudgetPolicy
@@ -33,6 +32,7 @@ from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.planner import AttemptContext, AttemptRecord, AttemptVerdict, Fault
 from mcresolve.sources.base import Resolution
 from mcresolve.sources.static import StaticSource
+from mcresolve.timing import BackoffPolicy, Jitter
 
 from .helpers import next_event
 
@@ -630,7 +630,7 @@ async def test_fallback_engaged_and_released_events_and_duplicate_endpoints() ->
 async def test_minio_verdicts_drive_the_pool_with_every_endpoint_tried() -> None:
     """A HEAD answered 503 without code by every node: NODE on each (counted, not ejected by
     the 3-in-a-row rule), CLUSTER once every endpoint was tried (MinIO's from_every_endpoint)."""
-    from mcresolve.minio_errors import Affects, Outcome, classify
+    from mcresolve.minio.classify import Affects, Outcome, classify
 
     contexts: list[AttemptContext] = []
 

@@ -141,8 +141,12 @@ async def test_two_async_resilient_minio_on_one_target_share_the_stream(
     consul: ConsulEmulator,
 ) -> None:
     api = AgentHttpApi.of(consul.dc("dc1"))
-    first = AsyncResilientMinio(TARGET, access_key="k", secret_key="s", region="us-east-1")
-    second = AsyncResilientMinio(TARGET, access_key="k", secret_key="s", region="us-east-1")
+    first = AsyncResilientMinio(
+        TARGET, access_key="k", secret_key="s", secure=False, region="us-east-1"
+    )
+    second = AsyncResilientMinio(
+        TARGET, access_key="k", secret_key="s", secure=False, region="us-east-1"
+    )
     async with first, second:
         assert first.pool is not second.pool
         watch = the_watch(consul)

@@ -34,13 +34,13 @@ def dead_agent() -> Iterator[ConsulConfig]:
 def test_sync_client_waits_ready_timeout_then_fails(dead_agent: ConsulConfig) -> None:
     started = time.monotonic()
     with pytest.raises(NoEndpointAvailable, match=r"no endpoint within 0\.3 s"):
-        ResilientMinio(TARGET, consul=dead_agent, ready_timeout=0.3)
+        ResilientMinio(TARGET, secure=False, consul=dead_agent, ready_timeout=0.3)
     assert 0.3 <= time.monotonic() - started < 5.0  # the number is honoured, not 10 s
 
 
 def test_sync_client_with_ready_timeout_none_does_not_wait(dead_agent: ConsulConfig) -> None:
     started = time.monotonic()
-    client = ResilientMinio(TARGET, consul=dead_agent, ready_timeout=None)
+    client = ResilientMinio(TARGET, secure=False, consul=dead_agent, ready_timeout=None)
     try:
         assert time.monotonic() - started < 3.0  # no 10 s wait
         assert client.pool.snapshot().endpoints == ()
@@ -59,10 +59,10 @@ def test_start_in_thread_ready_timeout_none(dead_agent: ConsulConfig) -> None:
 
 
 async def test_async_client_ready_timeout(dead_agent: ConsulConfig) -> None:
-    client = AsyncResilientMinio(TARGET, consul=dead_agent, ready_timeout=0.2)
+    client = AsyncResilientMinio(TARGET, secure=False, consul=dead_agent, ready_timeout=0.2)
     with pytest.raises(NoEndpointAvailable, match=r"no endpoint within 0\.2 s"):
         await client.start()
-    await client.close()
+    await client.aclose()
     async with AsyncResilientMinio(
         TARGET, consul=dead_agent, ready_timeout=None, call_policy=CallPolicy(deadline=0.2)
     ) as waitless:

@@ -8,7 +8,7 @@ import pytest
 
 from mcresolve.errors import PoolClosed
 from mcresolve.pool import BackgroundPool, EndpointPool
-from mcresolve.target import parse_target
+from mcresolve.sources.target import parse_target
 
 STATIC = "static://127.0.0.1:9001,127.0.0.1:9002"
 

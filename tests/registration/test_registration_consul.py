@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from mcresolve.backoff import BackoffPolicy
 from mcresolve.consul import BadRequest, ConsulClient, ConsulConfig, ConsulUnavailable
-from mcresolve.registration import (
+from mcresolve.consul.registration import (
     ConsulRegistration,
     HttpCheck,
     RegistrationPolicy,
@@ -20,6 +19,7 @@ from mcresolve.registration import (
     TtlCheck,
 )
 from mcresolve.testing.consul import AgentConfig, ConsulEmulator
+from mcresolve.timing import BackoffPolicy
 from support import until
 
 #: Fast retries so that recovery takes milliseconds instead of the production backoff.
@@ -188,7 +188,7 @@ async def test_crashed_instance_is_reaped_after_deregister_critical_service_afte
         )
         registration = ConsulRegistration(c, service, policy=FAST, deregister_on_exit=False)
         await registration.start()
-        await registration.stop()  # the process "crashes": no heartbeat, no deregistration
+        await registration.aclose()  # the process "crashes": no heartbeat, no deregistration
         assert "app-crash" in await c.agent_services()
         await until(lambda: check_status(consul, "service:app-crash") is None, within=5)
         assert "app-crash" not in await c.agent_services()

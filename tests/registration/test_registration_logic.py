@@ -14,7 +14,7 @@ from mcresolve.consul.errors import (
     PermissionDenied,
     ServerError,
 )
-from mcresolve.registration import (
+from mcresolve.consul.registration import (
     FailureAction,
     HttpCheck,
     RegistrationPolicy,

@@ -145,6 +145,7 @@ def make_client(cluster: StorageCluster, target: str, **kwargs: Any) -> Resilien
     options: dict[str, Any] = {
         "access_key": cluster.access_key,
         "secret_key": cluster.secret_key,
+        "secure": False,
         "region": "us-east-1",
         "http": FAST_HTTP,
         "call_policy": POLICY,

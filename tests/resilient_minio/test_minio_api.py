@@ -226,7 +226,7 @@ def test_every_local_operation_sends_nothing_and_special_ones_are_implemented() 
 
 
 def test_async_client_requires_start_for_a_target() -> None:
-    client = AsyncResilientMinio("static://127.0.0.1:9")
+    client = AsyncResilientMinio("static://127.0.0.1:9", secure=False)
     with pytest.raises(RuntimeError, match="not started"):
         _ = client.sync
     asyncio.run(client.close())

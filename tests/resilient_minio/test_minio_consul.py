@@ -235,6 +235,7 @@ def test_async_facade_with_a_stage_2_target(
             call_policy=POLICY,
             access_key=mcresolve_storage.access_key,
             secret_key=mcresolve_storage.secret_key,
+            secure=False,
             region="us-east-1",
         ) as s3:
             names = [f"{prefix}{i:02d}" for i in range(12)]

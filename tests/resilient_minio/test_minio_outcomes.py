@@ -9,9 +9,11 @@ import asyncio
 import hashlib
 import io
 import os
+import socket
 from typing import Any
 
 import pytest
+from hostile_s3 import Answer, HostileS3
 from resilient_minio_bed import (
     FAST_HTTP,
     POLICY,
@@ -28,7 +30,7 @@ from mcresolve.minio import (
     WriteOutcomeUnknown,
 )
 from mcresolve.pool import PoolPolicy
-from mcresolve.testing.faultproxy import FaultMode
+from mcresolve.testing.faultproxy import MINIO_ERRORS, FaultMode, render_s3_error
 from mcresolve.testing.storage import StorageCluster, StorageNode
 from support import until_sync
 
@@ -117,6 +119,7 @@ def test_async_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
             target_of([executes, down]),
             access_key=mcresolve_storage.access_key,
             secret_key=mcresolve_storage.secret_key,
+            secure=False,
             region="us-east-1",
             http=FAST_HTTP,
             call_policy=policy,
@@ -126,6 +129,88 @@ def test_async_put_executed_with_its_answer_lost_raises_write_outcome_unknown(
     with pytest.raises(WriteOutcomeUnknown) as info:
         asyncio.run(put())
     _check_outcome_unknown(info.value, bucket, name, payload, executes)
+
+
+#: What a proxy or gateway in front of a node answers when its upstream connection broke after
+#: the request was sent (Envoy, nginx, HAProxy): 503, an HTML body, no S3 error code.
+PROXY_503_BODY = b"<html><body>upstream connect error or disconnect/reset</body></html>"
+PROXY_503 = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html\r\n"
+    + f"Content-Length: {len(PROXY_503_BODY)}\r\nConnection: close\r\n\r\n".encode()
+    + PROXY_503_BODY
+)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # bound, never listening: refused once closed
+
+
+def test_put_executed_then_answered_503_without_a_code_raises_write_outcome_unknown(
+    mcresolve_storage: StorageCluster, bucket: str
+) -> None:
+    """A relay in front of the node sends the PUT on (the node stores the object) and answers
+    a proxy's 503 with no S3 code: unlike MinIO's refusal codes, nothing says the write did
+    not happen, so the caller is told its outcome is unknown, with the ETag to compare."""
+    node = mcresolve_storage.nodes_in("dc1")[0]
+    hostile = HostileS3((node.address, node.s3_port)).start()
+    name = unique("proxy-503")
+    payload = os.urandom(4000)
+    policy = POLICY.with_overrides(deadline=3.0, max_attempts=2)
+    try:
+        hostile.script([Answer(relay=True, forged=PROXY_503)] * 20)
+        with (
+            make_client(
+                mcresolve_storage,
+                f"static://{hostile.endpoint},127.0.0.1:{_closed_port()}",
+                call_policy=policy,
+            ) as client,
+            pytest.raises(WriteOutcomeUnknown) as info,
+        ):
+            client.put_object(bucket, name, io.BytesIO(payload), len(payload))
+        relayed = [line for line, answer in hostile.requests if line.startswith(b"PUT ")]
+    finally:
+        hostile.close()
+    assert relayed  # the node did execute it
+    error = info.value
+    assert error.may_have_executed and error.endpoint is not None
+    assert error.endpoint.port == hostile.port
+    assert "503" in str(error) and name in str(error)
+    assert node.client().stat_object(bucket, name).etag == error.expected_etag
+
+
+def test_put_refused_with_minios_slowdown_is_not_reported_as_unknown(
+    mcresolve_storage: StorageCluster, bucket: str
+) -> None:
+    """MinIO's ``503 SlowDown`` is sent before executing: the write did not happen and is
+    not reported as unknown (the same relay, now answering without sending the PUT on)."""
+    node = mcresolve_storage.nodes_in("dc1")[0]
+    hostile = HostileS3((node.address, node.s3_port)).start()
+    name = unique("slowdown")
+    policy = POLICY.with_overrides(deadline=3.0, max_attempts=2)
+    slowdown = render_s3_error(
+        MINIO_ERRORS["SlowDown"],
+        method="PUT",
+        target=f"/{bucket}/{name}",
+        host_id="hostile",
+        keep_alive=False,
+    )
+    try:
+        hostile.script([Answer(relay=False, forged=slowdown)] * 20)
+        with (
+            make_client(
+                mcresolve_storage,
+                f"static://{hostile.endpoint},127.0.0.1:{_closed_port()}",
+                call_policy=policy,
+            ) as client,
+            pytest.raises(McResolveError) as info,
+        ):
+            client.put_object(bucket, name, io.BytesIO(b"x"), 1)
+    finally:
+        hostile.close()
+    assert not isinstance(info.value, WriteOutcomeUnknown)
+    assert not _stored(node, bucket, name)
 
 
 def test_put_that_cannot_have_executed_is_not_reported_as_unknown(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from resilient_minio_bed import SERVICE, ConsulBed
 
-import mcresolve.pool.background
+import mcresolve.pool.endpoint_pool
 from mcresolve.consul.watch import SHARED_WATCHES
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
@@ -53,7 +53,7 @@ def loop_thread(monkeypatch: pytest.MonkeyPatch) -> SharedLoopThread:
     """A fresh process-wide loop thread for background pools, so that a client another test
     left open cannot keep it alive."""
     fresh = SharedLoopThread(name="mcresolve-loop-test")
-    monkeypatch.setattr(mcresolve.pool.background, "SHARED_LOOP_THREAD", fresh)
+    monkeypatch.setattr(mcresolve.pool.endpoint_pool, "SHARED_LOOP_THREAD", fresh)
     return fresh
 
 
@@ -70,6 +70,7 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
     kwargs: dict[str, Any] = {
         "access_key": "k",
         "secret_key": "s",
+        "secure": False,
         "region": "us-east-1",
         "consul": config,
     }
@@ -107,7 +108,7 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
 
 def test_the_shared_loop_thread_restarts_after_the_last_user_left() -> None:
     # what background pools use:
-    assert mcresolve.pool.background.SHARED_LOOP_THREAD is SHARED_LOOP_THREAD
+    assert mcresolve.pool.endpoint_pool.SHARED_LOOP_THREAD is SHARED_LOOP_THREAD
     loops = SharedLoopThread(name="test-shared-loop")
     first = loops.acquire()
     thread = loops.thread

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from manual_source import eps
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy
 from mcresolve.sources.base import Resolution
-from mcresolve.target import parse_target
+from mcresolve.sources.target import parse_target
 
 DESC = "consul://svc"
 

@@ -9,7 +9,7 @@ import pytest
 from manual_source import ManualSource, eps
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources import Resolution, Source, StaticSource
-from mcresolve.target import StaticTarget, parse_target
+from mcresolve.sources.target import StaticTarget, parse_target
 
 
 async def test_static_source_publishes_its_list_at_start() -> None:
@@ -34,7 +34,7 @@ async def test_static_source_removes_duplicates() -> None:
     await source.start()
     assert source.current is not None
     assert source.current.endpoints == (Endpoint("10.0.0.1", 9000),)
-    await source.stop()
+    await source.aclose()
 
 
 async def test_updates_yield_current_then_latest_and_end_on_stop() -> None:
@@ -54,7 +54,7 @@ async def test_updates_yield_current_then_latest_and_end_on_stop() -> None:
     source.answer(eps(3))
     source.answer(eps(4))  # a slow consumer skips 3 and sees the latest
     await asyncio.sleep(0)
-    await source.stop()
+    await source.aclose()
     async with asyncio.timeout(5):
         await consumer
     assert seen == [(1,), (2,), (4,)]
@@ -114,7 +114,7 @@ async def test_wait_ready_blocks_until_the_first_publication() -> None:
 
 async def test_wait_ready_fails_when_stopped_first() -> None:
     source = ManualSource()
-    await source.stop()
+    await source.aclose()
     with pytest.raises(RuntimeError, match="stopped before resolving"):
         await source.wait_ready()
 
@@ -140,4 +140,4 @@ async def test_an_unexpected_error_in_run_is_published_not_raised() -> None:
     async with asyncio.timeout(5):
         resolution = await source.wait_ready()
     assert isinstance(resolution.error, KeyError)
-    await source.stop()
+    await source.aclose()

@@ -129,5 +129,5 @@ async def test_stop_stops_primary_and_fallback() -> None:
     await source.start()
     primary.fail(OSError("x"))
     await next_matching(source, lambda r: r.fallback)
-    await source.stop()
+    await source.aclose()
     assert primary._stopped and static._stopped

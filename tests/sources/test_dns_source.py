@@ -8,7 +8,7 @@ import pytest
 
 from mcresolve.sources import DnsCache, DnsSource, Resolution, from_target
 from mcresolve.sources.dns import consul_target_location, decode_addr_label
-from mcresolve.target import DnsTarget, parse_target
+from mcresolve.sources.target import DnsTarget, parse_target
 from support import Cluster
 
 from .conftest import DC1, SERVICE

@@ -13,7 +13,7 @@ from mcresolve.sources import Resolution, from_target
 from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.snapshot import load_snapshot
-from mcresolve.target import HealthTarget, parse_target
+from mcresolve.sources.target import HealthTarget, parse_target
 from support import FAST_WATCH, Cluster
 
 from .conftest import SERVICE
@@ -77,7 +77,7 @@ async def test_sources_share_one_watch(cluster: Cluster) -> None:
         assert len(cluster.registry.watches()) == 1
     finally:
         for source in sources:
-            await source.stop()
+            await source.aclose()
     assert cluster.registry.watches() == {}
 
 
@@ -159,7 +159,7 @@ async def test_factory_with_a_client(cluster: Cluster) -> None:
         answer = await client.health_service(SERVICE)
         assert len(answer.value) == 5
     finally:
-        await client.close()
+        await client.aclose()
 
 
 async def test_factory_sources_share_the_process_wide_watch_and_release_it(
@@ -184,5 +184,5 @@ async def test_factory_sources_share_the_process_wide_watch_and_release_it(
         assert watch.subscriber_count == 2 and shared.registry_for(config) is registry
     finally:
         for source in sources:
-            await source.stop()
+            await source.aclose()
     assert shared.active() == {} and not watch.running

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from mcresolve.sources import PreparedQuerySource, Resolution, from_target
-from mcresolve.sources.prepared_query import jittered
-from mcresolve.target import PreparedQueryTarget, parse_target
+from mcresolve.sources.target import PreparedQueryTarget, parse_target
+from mcresolve.timing import jittered
 from support import Cluster
 
 from .conftest import DC1, SERVICE

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from mcresolve.sources import DnsSource, PreparedQuerySource, Resolution
 from mcresolve.sources.refresh import RefreshDamping
-from mcresolve.target import DnsTarget, PreparedQueryTarget, parse_target
+from mcresolve.sources.target import DnsTarget, PreparedQueryTarget, parse_target
 from mcresolve.testing.consul.http_api import AgentHttpApi
 from support import Cluster
 

@@ -77,6 +77,7 @@ def client_for(
         f"static://{node.endpoint}",
         access_key=cluster.access_key,
         secret_key=cluster.secret_key,
+        secure=False,
         region="us-east-1",
         workers=4,
         http=HttpPolicy(connect_timeout=1.0, read_timeout=timeout_s),

@@ -53,7 +53,7 @@ class RaisingClient:
     async def start(self) -> object:
         return self
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         pass
 
     async def _fail(self, *args: Any, **kwargs: Any) -> Any:

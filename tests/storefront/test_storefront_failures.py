@@ -140,6 +140,7 @@ async def test_concurrent_health_checks_share_one_probe(seeded: SeededStore) -> 
         f"static://{seeded.node.endpoint}",
         access_key=cluster.access_key,
         secret_key=cluster.secret_key,
+        secure=False,
         region="us-east-1",
     )
     CountingClient.probes = 0
@@ -163,6 +164,7 @@ async def test_unexpected_errors_give_a_500_page_without_details(seeded: SeededS
         f"static://{seeded.node.endpoint}",
         access_key=cluster.access_key,
         secret_key=cluster.secret_key,
+        secure=False,
         region="us-east-1",
     )
     async with (

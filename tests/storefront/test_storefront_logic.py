@@ -24,7 +24,7 @@ from storefront.registration import ServiceRegistration, consul_base_url
 from storefront.sample import SAMPLE_PRODUCTS, render_image, sample_objects
 from storefront.target import is_plain_host, storage_target
 
-from mcresolve.target import (
+from mcresolve.sources.target import (
     DnsTarget,
     HealthTarget,
     PreparedQueryTarget,

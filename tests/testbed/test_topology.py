@@ -19,7 +19,7 @@ import pytest
 
 from mcresolve.consul import ConsulClient, ConsulConfig, ConsulUnavailable
 from mcresolve.sources import from_target
-from mcresolve.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
+from mcresolve.sources.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.storage import live_weed_pids
 from mcresolve.testing.topology import (

@@ -1,8 +1,9 @@
 """Registration of the storefront in Consul, with an HTTP health check on ``/health``.
 
-Built on mcresolve's registration helper (:mod:`mcresolve.registration`): it registers, keeps the
-registration alive (re-registering after a Consul agent restart that lost it) and deregisters on
-a clean shutdown. This module only says what a storefront instance looks like in Consul.
+Built on mcresolve's registration helper (:mod:`mcresolve.consul.registration`): it registers,
+keeps the registration alive (re-registering after a Consul agent restart that lost it) and
+deregisters on a clean shutdown. This module only says what a storefront instance looks like in
+Consul.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcresolve.consul import ConsulConfig
-from mcresolve.registration import HttpCheck, ServiceDefinition
-from mcresolve.target import TargetError, parse_duration
+from mcresolve.consul.registration import HttpCheck, ServiceDefinition
+from mcresolve.sources.target import TargetError, parse_duration
 
 
 @dataclass(frozen=True)

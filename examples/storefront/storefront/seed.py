@@ -90,7 +90,7 @@ async def _run(settings: Settings, wait_s: float) -> SeedReport:
             await wait_for_storage(client, settings.bucket, wait_s)
         return await seed_catalog(client, settings.bucket, sample_objects())
     finally:
-        await client.close()
+        await client.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from mcresolve.consul import ConsulClient, ConsulError
-from mcresolve.registration import ConsulRegistration
+from mcresolve.consul.registration import ConsulRegistration
 
 from . import __version__
 from .app import STOREFRONT, create_app
@@ -53,7 +53,7 @@ async def serve(
     try:
         await _serve_with(settings, stop, client, on_ready)
     finally:
-        await client.close()
+        await client.aclose()
 
 
 async def _serve_with(
@@ -98,12 +98,12 @@ async def _serve_with(
         await stop.wait()
         storefront.health.draining = True
         if registration is not None:
-            await registration.stop()  # deregisters (bounded, failures logged)
+            await registration.aclose()  # deregisters (bounded, failures logged)
     finally:
         if registration is not None:
-            await registration.stop()
+            await registration.aclose()
         if consul is not None:
-            await consul.close()
+            await consul.aclose()
         await runner.cleanup()
 
 

@@ -102,7 +102,7 @@ class ObjectBody(Protocol):
 
 class ObjectClient(Protocol):
     """The methods of ``minio.Minio`` the storefront uses, as coroutines, and the client's
-    lifecycle (``start`` before the first call, ``close`` at the end): what
+    lifecycle (``start`` before the first call, ``aclose`` at the end): what
     :class:`~mcresolve.minio.AsyncResilientMinio` offers.
 
     ``list_objects`` may return a list, any iterable or an async iterable of
@@ -112,7 +112,7 @@ class ObjectClient(Protocol):
 
     async def start(self) -> object: ...
 
-    async def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
     async def bucket_exists(self, bucket_name: str) -> bool: ...
 
@@ -325,7 +325,7 @@ def build_object_client(
     settings: Settings, environ: Mapping[str, str] | None = None
 ) -> AsyncResilientMinio:
     """mcresolve's resilient storage client for ``settings`` (not started yet: ``serve`` and
-    the seeding command ``await client.start()`` and ``await client.close()``).
+    the seeding command ``await client.start()`` and ``await client.aclose()``).
 
     * Endpoints come from :attr:`Settings.storage_target` (``MINIO_HOST``/``MINIO_PORT`` as an
       mcresolve target), Consul from ``CONSUL_HTTP_*`` in ``environ`` (default ``os.environ``).

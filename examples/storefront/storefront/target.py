@@ -1,8 +1,8 @@
 """Where storage is: ``MINIO_HOST`` (and ``MINIO_PORT``) as an mcresolve target (pure).
 
 The original store takes one host name and one port. Here ``MINIO_HOST`` may be anything
-:func:`mcresolve.target.parse_target` accepts, so switching the resolution stage is a matter of
-configuration only. The rule (also in ``docs/storefront.md``):
+:func:`mcresolve.sources.target.parse_target` accepts, so switching the resolution stage is a
+matter of configuration only. The rule (also in ``docs/storefront.md``):
 
 * a full target string (``consul+query://…``, ``consul://…``, ``dns://…``, ``static://…``) is
   used as is, ``MINIO_PORT`` is not applied to it;
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from mcresolve.target import TargetError, parse_target
+from mcresolve.sources.target import TargetError, parse_target
 
 __all__ = ["TargetError", "is_plain_host", "storage_target"]
 
@@ -43,7 +43,7 @@ def storage_target(host: str, port: int) -> str:
 
     Plain values come back in the canonical form (``static://127.0.0.1:9000``,
     ``consul+query://storage-object-minio?port=9000``), full target strings unchanged. Raises
-    :class:`~mcresolve.target.TargetError` (a ``ValueError``) saying what was expected.
+    :class:`~mcresolve.sources.target.TargetError` (a ``ValueError``) saying what was expected.
     """
     text = host.strip()
     if not text:

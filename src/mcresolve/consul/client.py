@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +25,6 @@ import aiohttp
 import yarl
 from multidict import CIMultiDictProxy
 
-from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
 from mcresolve.consul.errors import (
@@ -54,6 +52,8 @@ from mcresolve.consul.models import (
     parse_entries,
 )
 from mcresolve.consul.token_file import TokenFile
+from mcresolve.lifecycle import AsyncClosing, deprecated_verb
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource
 
 log = logging.getLogger("mcresolve.consul")
 
@@ -98,7 +98,7 @@ class RateLimitPolicy:
             3: with the default backoff the retries wait at most 0.25 + 0.5 + 1 s (full jitter:
             0.9 s on average), which fits the 10 s default request timeout, and a fourth 503
             is reported rather than hidden.
-        backoff: delays before those retries: :class:`~mcresolve.backoff.BackoffPolicy`'s
+        backoff: delays before those retries: :class:`~mcresolve.timing.BackoffPolicy`'s
             defaults (250 ms doubling, capped at 10 s, full jitter, after consul-template).
     """
 
@@ -154,7 +154,7 @@ def plan_refusal(
     return Refuse()
 
 
-class ConsulClient:
+class ConsulClient(AsyncClosing):
     """Asynchronous Consul HTTP API client.
 
     Use as an async context manager (``async with ConsulClient(config) as consul: ...``) or call
@@ -206,19 +206,13 @@ class ConsulClient:
         """The agent the next request goes to first (the last one that answered)."""
         return self._config.addresses[self._current]
 
-    async def __aenter__(self) -> ConsulClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
-        """Close the HTTP session (idempotent). In-flight calls fail."""
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (idempotent). In-flight calls fail. ``async with`` calls it."""
         self._closed = True
         if self._session is not None:
             session, self._session = self._session, None

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from mcresolve.consul.errors import ConsulConfigError
 from mcresolve.errors import McResolveError
@@ -117,7 +118,16 @@ class _AddressProblem(McResolveError):
     """What is wrong with an address text (internal: turned into a ConsulConfigError)."""
 
 
-def _split_address(text: str, default_scheme: str) -> tuple[str, int, str]:
+#: How the agent is spoken to (the consul CLI's ``CONSUL_HTTP_ADDR`` schemes).
+Scheme = Literal["http", "https"]
+
+
+def _as_scheme(text: str) -> Scheme | None:
+    """``text`` as a :data:`Scheme`, None when it is neither."""
+    return "http" if text == "http" else "https" if text == "https" else None
+
+
+def _split_address(text: str, default_scheme: str) -> tuple[str, int, Scheme]:
     """``(host, port, scheme)`` of an address text (see :meth:`ConsulAddress.parse`)."""
     raw = text.strip()
     if "@" in raw:
@@ -164,7 +174,10 @@ def _split_address(text: str, default_scheme: str) -> tuple[str, int, str]:
         if not _PORT.fullmatch(port_text):
             raise _AddressProblem(f"port must be a number in 1..65535{_show(port_text)}")
         port = int(port_text)
-    return host, port, scheme
+    checked = _as_scheme(scheme)
+    if checked is None:
+        raise _AddressProblem(f"scheme must be http or https{_show(scheme)}")
+    return host, port, checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +191,10 @@ class ConsulAddress:
 
     host: str
     port: int = DEFAULT_PORT
-    scheme: str = "http"
+    scheme: Scheme = "http"
 
     def __post_init__(self) -> None:
-        if self.scheme not in ("http", "https"):
+        if _as_scheme(self.scheme) is None:
             raise ConsulConfigError("Consul scheme must be http or https")
         if not isinstance(self.host, str) or "@" in self.host:
             raise ConsulConfigError(f"Consul address: {_NO_CREDENTIALS}")

@@ -1,21 +1,33 @@
 """Typed views of Consul's answers, parsed strictly (a wrong shape raises
 :class:`~mcresolve.consul.errors.ConsulProtocolError` naming the offending field).
 
-Consul 1.0.8's shapes are the reference (``/work/shared/consul-golden``): ``Meta``, ``Tags`` and
-``TaggedAddresses`` may be ``null``; catalog-registered nodes have ``"ID": ""``; a service without
-its own ``Address`` means "use the node's address".
+Consul 1.0.8's recorded answers are the reference (the emulator's golden tests): ``Meta``,
+``Tags`` and ``TaggedAddresses`` may be ``null``; catalog-registered nodes have ``"ID": ""``; a
+service without its own ``Address`` means "use the node's address".
+
+Two kinds of bad answer, two rules:
+
+* **A wrong shape** (a field of the wrong JSON type, a missing required key, an object where an
+  array belongs) anywhere in an answer: the answer is not Consul's API (a proxy's error page, a
+  broken or hostile agent). Consul's Go structs cannot produce it, so none of it is trusted: the
+  whole answer is refused with :class:`~mcresolve.consul.errors.ConsulProtocolError`.
+* **Well-typed values no client can connect to** (a port outside 1..65535, an empty address, an
+  address with spaces or control characters): Consul's catalog stores what it is given
+  (registering ``"Port": 70000`` succeeds), so one misregistered instance is an ordinary event.
+  :func:`convert_entries` rejects such instances one by one and reports them
+  (:class:`~mcresolve.endpoint.Converted`), so they never hide the healthy others.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from mcresolve.consul.errors import ConsulProtocolError
-from mcresolve.endpoint import Endpoint
+from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -298,12 +310,14 @@ class ServiceEntry:
         """Where to connect: the service's own ``Address``, else the node's (Consul's rule)."""
         return self.service.address or self.node.address
 
-    def to_endpoint(self, datacenter: str = "") -> Endpoint:
+    def to_endpoint(self, datacenter: str = "", port: int | None = None) -> Endpoint:
         """The :class:`~mcresolve.endpoint.Endpoint` for this instance. ``datacenter`` is used when
-        the node object carries none. Raises ``ValueError`` for a service without a port."""
+        the node object carries none, ``port`` instead of the service's. Raises
+        :class:`~mcresolve.endpoint.InvalidEndpoint` (a ``ValueError``) for an address or port
+        that cannot be connected to (:func:`convert_entries` never raises)."""
         return Endpoint(
             address=self.address,
-            port=self.service.port,
+            port=self.service.port if port is None else port,
             node=self.node.node,
             datacenter=self.node.datacenter or datacenter,
             service_id=self.service.id,
@@ -318,15 +332,88 @@ def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceE
     return tuple(ServiceEntry.from_json(v, f"{what}[{i}]") for i, v in enumerate(items))
 
 
+def _entry_endpoint(
+    entry: ServiceEntry, datacenter: str, default_port: int | None, what: str
+) -> Endpoint | Rejected:
+    port = entry.service.port
+    if port == 0 and default_port is not None:
+        port = default_port  # registered without a port: the target's port= option
+    problem = (
+        "registered without a port (and no port= option)"
+        if port == 0
+        else endpoint_problem(entry.address, port)
+    )
+    if problem is not None:
+        # named by node and service ID, not by position: Consul reorders its answers
+        who = f"{what} node {shorten(entry.node.node, 40)}"
+        return Rejected(f"{who} service {shorten(entry.service.id, 40)}", problem)
+    return entry.to_endpoint(datacenter, port)
+
+
+def convert_entries(
+    entries: Iterable[ServiceEntry],
+    datacenter: str = "",
+    default_port: int | None = None,
+    what: str = "entry",
+) -> Converted:
+    """The endpoints of ``entries``, in order, and the instances that cannot be one (see the
+    module doc). An instance registered without a port (``Port`` 0) takes ``default_port``;
+    without one it is rejected, as is any address or port :func:`~mcresolve.endpoint.
+    endpoint_problem` refuses. Pure and total: never raises. ``what`` names the entries in the
+    rejections (``Nodes`` entry, ``entry``)."""
+    return Converted.of(_entry_endpoint(entry, datacenter, default_port, what) for entry in entries)
+
+
 def to_endpoints(entries: Iterable[ServiceEntry], datacenter: str = "") -> tuple[Endpoint, ...]:
-    """Endpoints for ``entries``, in order, leaving out instances registered without a port or
-    address (they cannot be connected to)."""
-    result: list[Endpoint] = []
-    for entry in entries:
-        if entry.service.port <= 0 or not entry.address:
-            continue
-        result.append(entry.to_endpoint(datacenter))
-    return tuple(result)
+    """The endpoints of ``entries`` (:func:`convert_entries` without the rejections)."""
+    return convert_entries(entries, datacenter).endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class HealthAnswer(Sequence[ServiceEntry]):
+    """One ``/v1/health/service`` answer: its entries (it is a sequence of them, like the tuple
+    it extends) and their conversion into endpoints, made when the answer was decoded.
+
+    Attributes:
+        entries: the instances as Consul listed them.
+        converted: their endpoints and the instances rejected (see :func:`convert_entries`).
+    """
+
+    entries: tuple[ServiceEntry, ...]
+    converted: Converted = field(default_factory=Converted)
+
+    @classmethod
+    def decode(
+        cls, entries: Iterable[ServiceEntry], datacenter: str = "", default_port: int | None = None
+    ) -> HealthAnswer:
+        """Convert ``entries`` (see :func:`convert_entries`)."""
+        items = tuple(entries)
+        return cls(items, convert_entries(items, datacenter, default_port))
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The usable endpoints."""
+        return self.converted.endpoints
+
+    @property
+    def rejected(self) -> tuple[Rejected, ...]:
+        """The instances that could not become endpoints."""
+        return self.converted.rejected
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @overload
+    def __getitem__(self, index: int) -> ServiceEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ServiceEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> ServiceEntry | Sequence[ServiceEntry]:
+        return self.entries[index]
+
+    def __iter__(self) -> Iterator[ServiceEntry]:
+        return iter(self.entries)
 
 
 def has_tags(tags: Iterable[str], wanted: Iterable[str]) -> bool:
@@ -422,4 +509,9 @@ class PreparedQueryResult:
 
     def endpoints(self) -> tuple[Endpoint, ...]:
         """The endpoints, each carrying the datacenter that answered."""
-        return to_endpoints(self.entries, self.datacenter)
+        return self.convert().endpoints
+
+    def convert(self, default_port: int | None = None) -> Converted:
+        """The endpoints (each carrying the datacenter that answered) and the rejected
+        instances (see :func:`convert_entries`)."""
+        return convert_entries(self.entries, self.datacenter, default_port, "Nodes entry")

@@ -2,7 +2,7 @@
 
 A :class:`Watch` runs Consul's blocking-query loop for one :class:`WatchSpec` (e.g.
 :class:`HealthServiceSpec`) using the pure rules of :mod:`mcresolve.consul.blocking` and
-:mod:`mcresolve.backoff`:
+:mod:`mcresolve.timing`:
 
 * the first request (and the first after an error or an index reset) is an immediate read
   (``index=0``); then each request blocks on the last index (never below 1) for ``policy.wait``,
@@ -13,7 +13,12 @@ A :class:`Watch` runs Consul's blocking-query loop for one :class:`WatchSpec` (e
 * an error is delivered as a :class:`WatchFailure` carrying the last good update (so a pool keeps
   its last-known-good set) and the loop retries after a jittered exponential backoff, resyncing
   with an immediate read: that also recovers from a server that restarted with fresh state,
-  whose lower index would otherwise hold a blocking request for the full wait.
+  whose lower index would otherwise hold a blocking request for the full wait. *Any* exception
+  (a malformed answer, a bug in a spec) is such an error: no answer ends the loop;
+* a health answer is converted into endpoints while it is decoded (:meth:`HealthServiceSpec.fetch`
+  returns a :class:`~mcresolve.consul.models.HealthAnswer`), never in a subscriber's callback:
+  every subscriber sees the same usable endpoints and the same rejected instances, and the
+  rejections are logged once per changed answer, naming the agent that sent them.
 
 A :class:`WatchRegistry` keeps one :class:`Watch` per spec (kind, service, datacenter, filters,
 consistency) and shares it between subscribers; the watch stops when its last subscriber closes.
@@ -37,17 +42,17 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from mcresolve.backoff import Backoff, BackoffPolicy, RandomSource
 from mcresolve.consul.blocking import BlockingPolicy, TokenBucket, is_change, next_index
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import (
     Consistency,
+    HealthAnswer,
     Indexed,
     QueryMeta,
     ServiceEntry,
@@ -56,6 +61,7 @@ from mcresolve.consul.models import (
 from mcresolve.endpoint import Endpoint
 from mcresolve.lifecycle import AsyncClosing
 from mcresolve.tasks import cancel_and_wait
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource
 
 log = logging.getLogger("mcresolve.consul.watch")
 
@@ -88,7 +94,9 @@ class HealthServiceSpec:
     """Watch ``/v1/health/service/<service>``.
 
     Tags are matched case-insensitively by Consul, so they are normalised (lower-cased, sorted,
-    de-duplicated) to make equal watches share one loop; node-meta pairs are sorted.
+    de-duplicated) to make equal watches share one loop; node-meta pairs are sorted. ``port`` is
+    the port given to instances registered without one (a target's ``port=`` option; ``None``:
+    such instances are rejected).
     """
 
     service: str
@@ -98,10 +106,13 @@ class HealthServiceSpec:
     node_meta: tuple[tuple[str, str], ...] = ()
     near: str | None = None
     consistency: Consistency = Consistency.DEFAULT
+    port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.service:
             raise ValueError("service name must not be empty")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port!r}")
         object.__setattr__(self, "tags", tuple(sorted({t.lower() for t in self.tags})))
         object.__setattr__(self, "node_meta", tuple(sorted(dict(self.node_meta).items())))
 
@@ -118,13 +129,14 @@ class HealthServiceSpec:
             parts.append(f"near={self.near}")
         if self.consistency is not Consistency.DEFAULT:
             parts.append(self.consistency.value)
+        if self.port is not None:
+            parts.append(f"port={self.port}")
         return " ".join(parts)
 
-    async def fetch(
-        self, client: ConsulClient, index: int, wait: float
-    ) -> Indexed[tuple[ServiceEntry, ...]]:
-        """One blocking ``health_service`` read."""
-        return await client.health_service(
+    async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[HealthAnswer]:
+        """One blocking ``health_service`` read, its entries converted into endpoints (see
+        :func:`~mcresolve.consul.models.convert_entries`)."""
+        answer = await client.health_service(
             self.service,
             passing=self.passing,
             tags=self.tags,
@@ -135,9 +147,13 @@ class HealthServiceSpec:
             index=index,
             wait=wait,
         )
+        decoded = HealthAnswer.decode(answer.value, self.datacenter or "", self.port)
+        return Indexed(decoded, answer.meta)
 
-    def endpoints(self, entries: tuple[ServiceEntry, ...]) -> tuple[Endpoint, ...]:
+    def endpoints(self, entries: Iterable[ServiceEntry]) -> tuple[Endpoint, ...]:
         """Endpoints for an update's entries (datacenter from each node, else this spec's)."""
+        if isinstance(entries, HealthAnswer):
+            return entries.endpoints
         return to_endpoints(entries, self.datacenter or "")
 
 
@@ -390,6 +406,13 @@ class Watch(Generic[T]):
         for subscription in list(self._subscribers):
             subscription._deliver(event)
 
+    def _agent(self) -> str:
+        """The agent the client talks to (the one that answered last)."""
+        try:
+            return self._client.current_address.base_url
+        except Exception:  # a stand-in client in a test, a bug: never fail a log line
+            return "?"
+
     async def _run(self) -> None:
         blocking = self._policy.blocking
         bucket = TokenBucket(blocking.min_interval, blocking.burst, self._clock())
@@ -406,9 +429,12 @@ class Watch(Generic[T]):
                 answer = await self._spec.fetch(self._client, sent, blocking.wait)
                 if answer.meta.index is None:  # the client checks this; specs may not
                     raise ConsulError(f"watch {name}: answer without X-Consul-Index")
+                index = self._accept(answer, sent, backoff, name)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                # Whatever went wrong (the agent, its answer, or a bug here) is a failure to
+                # report and retry: no exception ends the loop.
                 if not isinstance(exc, ConsulError):
                     log.exception("watch %s: unexpected error", name)
                 retry_in = backoff.failure()
@@ -418,40 +444,64 @@ class Watch(Generic[T]):
                 level = logging.WARNING if backoff.failures == 1 else logging.DEBUG
                 log.log(
                     level,
-                    "watch %s failed (%d in a row), retry in %.2f s: %s",
+                    "watch %s failed (%d in a row, agent %s), retry in %.2f s: %s",
                     name,
                     backoff.failures,
+                    self._agent(),
                     retry_in,
                     exc,
                 )
                 self._emit(failure)
                 await asyncio.sleep(retry_in)
-                continue
-            recovered = self._failure is not None
-            if recovered:
-                log.info("watch %s recovered after %d failures", name, backoff.failures)
-            backoff.success()
-            self._failure = None
-            step = next_index(sent, answer.meta.index)
-            index = step.next_index
-            if step.went_backwards:
-                log.info(
-                    "watch %s: index went backwards (%d -> %d), resyncing",
-                    name,
-                    sent,
-                    answer.meta.index,
-                )
-            previous = self._latest
-            if recovered or is_change(
-                first=previous is None,
-                previous=None if previous is None else previous.value,
-                current=answer.value,
-            ):
-                update = WatchUpdate(
-                    answer.value, answer.meta, self._clock(), step.went_backwards, recovered
-                )
-                self._latest = update
-                self._emit(update)
+
+    def _accept(self, answer: Indexed[T], sent: int, backoff: Backoff, name: str) -> int:
+        """Deliver ``answer`` if it changed; return the index of the next request."""
+        assert answer.meta.index is not None
+        recovered = self._failure is not None
+        if recovered:
+            log.info("watch %s recovered after %d failures", name, backoff.failures)
+        backoff.success()
+        self._failure = None
+        step = next_index(sent, answer.meta.index)
+        if step.went_backwards:
+            log.info(
+                "watch %s: index went backwards (%d -> %d), resyncing",
+                name,
+                sent,
+                answer.meta.index,
+            )
+        previous = self._latest
+        if recovered or is_change(
+            first=previous is None,
+            previous=None if previous is None else previous.value,
+            current=answer.value,
+        ):
+            self._log_rejections(answer, previous, name)
+            update = WatchUpdate(
+                answer.value, answer.meta, self._clock(), step.went_backwards, recovered
+            )
+            self._latest = update
+            self._emit(update)
+        return step.next_index
+
+    @staticmethod
+    def _log_rejections(answer: Indexed[T], previous: WatchUpdate[T] | None, name: str) -> None:
+        """Log the instances a changed answer rejected, once: at WARNING when they differ from
+        the previous answer's, else at DEBUG."""
+        value = answer.value
+        if not isinstance(value, HealthAnswer) or not value.rejected:
+            return
+        before = previous.value if previous is not None else None
+        same = isinstance(before, HealthAnswer) and set(before.rejected) == set(value.rejected)
+        log.log(
+            logging.DEBUG if same else logging.WARNING,
+            "watch %s: agent %s answered %d instance(s) that cannot be used%s: %s",
+            name,
+            answer.meta.address or "?",
+            len(value.rejected),
+            " (all of them: the last good set is kept)" if value.converted.rejected_whole else "",
+            value.converted.describe(),
+        )
 
 
 class WatchRegistry(AsyncClosing):
@@ -623,7 +673,7 @@ class SharedWatchRegistries:
         log.debug("shared watch registry for %r closed: no user left", key)
         await entry.registry.aclose()
         if entry.owns_client:
-            await entry.registry.client.close()
+            await entry.registry.client.aclose()
 
 
 class SharedRegistryLease(WatchRegistry):

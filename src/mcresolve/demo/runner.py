@@ -266,6 +266,7 @@ class Demo:
             f"consul+query://{self.stack.query}",
             access_key=self.stack.storage.access_key,
             secret_key=self.stack.storage.secret_key,
+            secure=False,
             region="us-east-1",
             consul=self._consul(self.local_dc),
             local_datacenter=self.local_dc,

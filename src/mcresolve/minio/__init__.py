@@ -5,6 +5,8 @@ See ``docs/minio.md`` for configuration, retry rules and error types.
 """
 
 from mcresolve.minio.aio import AsyncResilientMinio, AwaitableAsyncIterable
+from mcresolve.minio.arguments import DataShorterThanLength
+from mcresolve.minio.classify import MalformedAnswer
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.errors import (
     Affects,
@@ -18,13 +20,13 @@ from mcresolve.minio.errors import (
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, make_http_client
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.minio_errors import MalformedAnswer
 
 __all__ = [
     "Affects",
     "AsyncResilientMinio",
     "AwaitableAsyncIterable",
     "ClusterDegradedWriteOutcomeUnknown",
+    "DataShorterThanLength",
     "ExternalEndpoint",
     "HttpPolicy",
     "MalformedAnswer",

@@ -24,22 +24,31 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import replace
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from minio import Minio
+from minio.credentials.providers import Provider
 from minio.datatypes import Object
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import DictType
+from urllib3 import PoolManager
 
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
+from mcresolve.lifecycle import AsyncStartClose, deprecated_verb
+from mcresolve.minio.arguments import (
+    check_call,
+    check_client_arguments,
+    check_instance,
+    check_int_range,
+)
 from mcresolve.minio.client import ResilientMinio
+from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -100,16 +109,19 @@ class AsyncResultIterator(Generic[T]):
         return self._all().__await__()
 
 
-class AsyncResilientMinio:
+class AsyncResilientMinio(AsyncStartClose):
     """The public methods of ``minio.Minio`` as coroutines, with failover.
 
-    ``source``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
+    ``endpoint``: a target string, a parsed target, or an :class:`~mcresolve.pool.EndpointPool`
     started on the running loop. With a target, use ``async with AsyncResilientMinio(...)`` or
     ``await client.start()`` (the pool starts on the running loop and waits up to
     ``ready_timeout`` seconds for an endpoint, :class:`~mcresolve.errors.NoEndpointAvailable`
     after that; ``None``: no wait, calls wait for endpoints within their own deadline).
-    Other keywords are those of :class:`~mcresolve.minio.client.ResilientMinio`.
-    ``workers``: size of the thread pool and of each endpoint's connection pool.
+    The positional parameters are ``minio.Minio``'s (``secure=True`` by default, as minio),
+    the keyword-only ones those of :class:`~mcresolve.minio.client.ResilientMinio`, plus
+    ``workers``: size of the thread pool and of each endpoint's connection pool. Every argument
+    is checked here, at construction (``TypeError``/``ValueError`` naming the parameter), not
+    when the client starts.
     """
 
     if TYPE_CHECKING:  # the generated coroutine methods (see _install_coroutines)
@@ -118,24 +130,56 @@ class AsyncResilientMinio:
 
     def __init__(
         self,
-        source: str | Target | EndpointPool,
+        endpoint: str | Target | EndpointPool,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        secure: bool = True,
+        region: str | None = None,
+        http_client: PoolManager | None = None,
+        credentials: Provider | None = None,
+        cert_check: bool = True,
         *,
         workers: int = DEFAULT_WORKERS,
         http: HttpPolicy | None = None,
+        call_policy: CallPolicy | None = None,
+        external: ExternalEndpoint | None = None,
         consul: ConsulClient | ConsulConfig | None = None,
         pool_policy: PoolPolicy | None = None,
         local_datacenter: str | None = None,
         ready_timeout: float | None = 10.0,
-        call_policy: CallPolicy | None = None,
-        **client_kwargs: Any,
+        list_page_size: int = 1000,
     ) -> None:
-        if workers < 1:
-            raise ValueError("workers must be >= 1")
+        check_instance(
+            "endpoint",
+            endpoint,
+            (str, Target, EndpointPool),
+            "a target string, Target or EndpointPool",
+        )
+        check_int_range("workers", workers, 1)
+        check_client_arguments(
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=session_token,
+            secure=secure,
+            region=region,
+            http_client=http_client,
+            credentials=credentials,
+            cert_check=cert_check,
+            http=http,
+            call_policy=call_policy,
+            external=external,
+            consul=consul,
+            pool_policy=pool_policy,
+            local_datacenter=local_datacenter,
+            ready_timeout=ready_timeout,
+            list_page_size=list_page_size,
+        )
         self.workers = workers
         http = http if http is not None else HttpPolicy()
         self._http = replace(http, max_connections=max(http.max_connections, workers))
-        if isinstance(source, EndpointPool):
-            self._pool: EndpointPool | None = source
+        if isinstance(endpoint, EndpointPool):
+            self._pool: EndpointPool | None = endpoint
             self._owns_pool = False
         else:
             kwargs: dict[str, Any] = {}
@@ -146,11 +190,21 @@ class AsyncResilientMinio:
             if local_datacenter is not None:
                 kwargs["local_datacenter"] = local_datacenter
             self._pool = None
-            self._pool_spec: tuple[str | Target, dict[str, Any]] = (source, kwargs)
+            self._pool_spec: tuple[str | Target, dict[str, Any]] = (endpoint, kwargs)
             self._owns_pool = True
         self._ready_timeout = ready_timeout
-        self._call_policy = call_policy
-        self._client_kwargs = client_kwargs
+        self._client_kwargs: dict[str, Any] = {
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "session_token": session_token,
+            "secure": secure,
+            "region": region,
+            "credentials": credentials,
+            "cert_check": cert_check,
+            "call_policy": call_policy,
+            "external": external,
+            "list_page_size": list_page_size,
+        }
         self._sync: ResilientMinio | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="mcresolve-minio"
@@ -159,9 +213,7 @@ class AsyncResilientMinio:
             self._make_sync(self._pool)
 
     def _make_sync(self, pool: EndpointPool) -> None:
-        self._sync = ResilientMinio(
-            pool, http=self._http, call_policy=self._call_policy, **self._client_kwargs
-        )
+        self._sync = ResilientMinio(pool, http=self._http, **self._client_kwargs)
 
     async def start(self) -> Self:
         """Start the pool built from a target (idempotent) and wait for an endpoint."""
@@ -193,7 +245,13 @@ class AsyncResilientMinio:
         return self.sync.pool
 
     async def close(self) -> None:
-        """Wait for running calls, close connections and the pool this client built."""
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for running calls, close connections and the pool this client built
+        (``async with`` calls it)."""
         await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self._executor.shutdown, wait=True)
         )
@@ -202,23 +260,13 @@ class AsyncResilientMinio:
         if self._owns_pool and self._pool is not None:
             await self._pool.close()
 
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     async def read_object(self, bucket_name: str, object_name: str, **kwargs: Any) -> bytes:
         """The whole body of an object (``get_object`` + read + release, in a worker thread)."""
+        check_call("get_object", _without_self("get_object"), (bucket_name, object_name), kwargs)
 
         def fetch() -> bytes:
             response = self.sync.get_object(bucket_name, object_name, **kwargs)
@@ -241,6 +289,15 @@ class AsyncResilientMinio:
 # ``__getattr__``; at run time these carry their own, honest return annotations).
 
 
+def _without_self(name: str) -> inspect.Signature:
+    full = inspect.signature(getattr(Minio, name))
+    return full.replace(parameters=list(full.parameters.values())[1:])
+
+
+_SIGNATURES = {name: _without_self(name) for name in ITERATING_METHODS}
+"""The iterating methods check their arguments when called, not when first iterated."""
+
+
 def _list_objects(
     self: AsyncResilientMinio,
     bucket_name: str,
@@ -258,6 +315,18 @@ def _list_objects(
     """As ``minio.Minio.list_objects`` (resumed across endpoints like
     :meth:`ResilientMinio.list_objects`): ``async for`` fetches page by page in worker
     threads, ``await`` gives the whole listing as a list."""
+    check_call(
+        "list_objects",
+        _SIGNATURES["list_objects"],
+        (bucket_name, prefix, recursive, start_after, include_user_meta, include_version),
+        {
+            "use_api_v1": use_api_v1,
+            "use_url_encoding_type": use_url_encoding_type,
+            "fetch_owner": fetch_owner,
+            "extra_headers": extra_headers,
+            "extra_query_params": extra_query_params,
+        },
+    )
     return AsyncResultIterator(
         functools.partial(
             self.sync.list_objects,
@@ -285,6 +354,12 @@ def _remove_objects(
 ) -> AwaitableAsyncIterable[DeleteError]:
     """As ``minio.Minio.remove_objects``: the deletion errors, sent in batches of 1000
     (each retried on its own) while ``async for`` iterates, or all at once with ``await``."""
+    check_call(
+        "remove_objects",
+        _SIGNATURES["remove_objects"],
+        (bucket_name, delete_object_list, bypass_governance_mode),
+        {},
+    )
     return AsyncResultIterator(
         functools.partial(
             self.sync.remove_objects, bucket_name, delete_object_list, bypass_governance_mode

@@ -4,13 +4,13 @@ Every public method of ``minio.Minio`` exists with the same signature and return
 forwarding is generated from ``minio.Minio`` and :data:`~mcresolve.minio.operations.OPERATIONS`;
 the tests compare both). Each call runs through an :class:`~mcresolve.pool.EndpointPool`
 (``pool.call_sync``) on one cached ``minio.Minio`` per endpoint, whose HTTP client never retries
-(:mod:`mcresolve.minio.http`); failures are classified by :mod:`mcresolve.minio_errors`:
+(:mod:`mcresolve.minio.http`); failures are classified by :mod:`mcresolve.minio.classify`:
 
 * node failures (refused, reset, timeout, 502/504, ``XMinioServerNotInitialized``) eject the
   endpoint and retry at once on another one, when replaying the request is safe;
 * cluster failures (quorum, ``SlowDown*``, 429, 503 everywhere), once a second node confirms
   them, wait ``Retry-After`` within the deadline, then raise
-  :class:`~mcresolve.minio_errors.StorageClusterDegraded` (whatever the number of endpoints);
+  :class:`~mcresolve.minio.classify.StorageClusterDegraded` (whatever the number of endpoints);
 * answers (``NoSuchKey``, ``AccessDenied``, other 4xx) are raised at once, never retried;
 * a write that failed after an attempt that may have executed it raises
   :class:`~mcresolve.minio.errors.WriteOutcomeUnknown` (the object may be stored: stat it and
@@ -65,6 +65,18 @@ from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
+from mcresolve.minio.arguments import (
+    PARAMETER_CHECKS,
+    DataShorterThanLength,
+    check_call,
+    check_client_arguments,
+    check_instance,
+)
+from mcresolve.minio.classify import (
+    MalformedAnswer,
+    classify_exception,
+    transport_of,
+)
 from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     TriedAttempt,
@@ -74,16 +86,10 @@ from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, answers_received, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.minio_errors import (
-    ErrorClass,
-    MalformedAnswer,
-    classify_exception,
-    transport_of,
-)
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
-from mcresolve.pool.planner import AttemptContext, VerdictLike, attempt_time_left
-from mcresolve.target import Target
+from mcresolve.pool.planner import AttemptContext, Fault, VerdictLike, attempt_time_left
+from mcresolve.sources.target import Target
 
 __all__ = ["ResilientMinio"]
 
@@ -158,7 +164,7 @@ def _call_classifier(
         # cluster (a PUT timing out on one node while the other is down is that node's).
         latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
         reached = not any(
-            v.error_class is ErrorClass.NODE and v.failure_kind is FailureKind.CONNECT
+            v.error_class is Fault.NODE and v.failure_kind is FailureKind.CONNECT
             for v in latest.values()
         )
         verdict = classify_exception(
@@ -166,8 +172,7 @@ def _call_classifier(
             method=http_method,
             from_every_endpoint=context.every_endpoint_tried and reached,
             confirmed_elsewhere=any(
-                t.verdict.error_class is ErrorClass.CLUSTER and t.endpoint.key != here
-                for t in tried
+                t.verdict.error_class is Fault.CLUSTER and t.endpoint.key != here for t in tried
             ),
             body_replayable=replayable() if replayable is not None else True,
             idempotent=idempotent,
@@ -182,39 +187,49 @@ def _call_classifier(
 class ResilientMinio(Minio):
     """A ``minio.Minio`` whose calls fail over across the endpoints of a pool or target.
 
-    ``source``: a target string (``"consul+query://storage-object-minio"``,
+    ``endpoint``: a target string (``"consul+query://storage-object-minio"``,
     ``"consul://storage-object-minio?tag=minio"``, ``"static://10.0.0.1:9000,10.0.0.2:9000"``,
-    ...), a parsed :class:`~mcresolve.target.Target`, a started
+    ...), a parsed :class:`~mcresolve.sources.target.Target`, a started
     :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
     loop's thread), or a :class:`~mcresolve.pool.BackgroundPool`. A target is resolved by a
     pool this client starts and closes in :meth:`close`; it runs on the process-wide loop
     thread of every synchronous client (:mod:`mcresolve.pool.loop_thread`), so clients on the same
     Consul target share its watches.
 
-    ``access_key``, ``secret_key``, ``session_token``, ``secure``, ``region``, ``credentials`` are
-    those of ``minio.Minio``. Give ``region`` when you know it: without it every per-endpoint
-    client first asks each bucket's location (one more request per bucket and endpoint).
-    ``http``: timeouts and connection-pool size of the per-endpoint clients. ``call_policy``:
-    deadline, attempts and backoff of every call (default: the pool's). ``external``: where
-    presigned/public URLs point (default: ``MINIO_EXTERNAL_HOST``/``MINIO_EXTERNAL_PORT``, else
-    the first endpoint). ``consul``, ``pool_policy``, ``local_datacenter``, ``ready_timeout``:
-    used only when a pool is built here from a target; the constructor waits up to
-    ``ready_timeout`` seconds for the pool's first endpoint
-    (:class:`~mcresolve.errors.NoEndpointAvailable` after that), or not at all with ``None``
-    (calls then wait for endpoints within their own deadline). ``list_page_size``: keys per
-    listing request (S3 maximum 1000).
+    The positional parameters are ``minio.Minio``'s, in its order and with its defaults
+    (``secure=True``: pass ``secure=False`` for plain HTTP endpoints). ``access_key``,
+    ``secret_key``, ``session_token``, ``region``, ``credentials`` are used as minio uses them.
+    Give ``region`` when you know it: without it every per-endpoint client first asks each
+    bucket's location (one more request per bucket and endpoint). ``cert_check=False`` skips
+    TLS certificate verification on every endpoint (as does ``HttpPolicy(cert_check=False)``).
+    ``http_client`` must stay None (a ``ValueError`` says why and what to pass instead): the
+    per-endpoint HTTP clients are built here, never retrying and bounded by each attempt's
+    time; ``http`` sets their timeouts, pool size and CA bundle.
+
+    The other options are keyword-only. ``call_policy``: deadline, attempts and backoff of every
+    call (default: the pool's). ``external``: where presigned/public URLs point (default:
+    ``MINIO_EXTERNAL_HOST``/``MINIO_EXTERNAL_PORT``, else the first endpoint). ``consul``,
+    ``pool_policy``, ``local_datacenter``, ``ready_timeout``: used only when a pool is built
+    here from a target; the constructor waits up to ``ready_timeout`` seconds for the pool's
+    first endpoint (:class:`~mcresolve.errors.NoEndpointAvailable` after that), or not at all
+    with ``None`` (calls then wait for endpoints within their own deadline).
+    ``list_page_size``: keys per listing request (S3 maximum 1000). Every argument is checked
+    here: a wrong type is a ``TypeError``, a value out of range a ``ValueError``, both naming
+    the parameter.
     """
 
     def __init__(
         self,
-        source: str | Target | EndpointPool | BackgroundPool,
-        *,
+        endpoint: str | Target | EndpointPool | BackgroundPool,
         access_key: str | None = None,
         secret_key: str | None = None,
         session_token: str | None = None,
-        secure: bool = False,
+        secure: bool = True,
         region: str | None = None,
+        http_client: PoolManager | None = None,
         credentials: Provider | None = None,
+        cert_check: bool = True,
+        *,
         http: HttpPolicy | None = None,
         call_policy: CallPolicy | None = None,
         external: ExternalEndpoint | None = None,
@@ -225,15 +240,35 @@ class ResilientMinio(Minio):
         list_page_size: int = 1000,
     ) -> None:
         # minio.Minio.__init__ is deliberately not called: this object sends nothing itself.
-        if access_key and secret_key is None:
-            raise ValueError("secret key must be provided with access key")
-        if not 1 <= list_page_size <= 1000:
-            raise ValueError("list_page_size must be in 1..1000")
+        check_instance(
+            "endpoint",
+            endpoint,
+            (str, Target, EndpointPool, BackgroundPool),
+            "a target string, Target, EndpointPool or BackgroundPool",
+        )
+        check_client_arguments(
+            access_key=access_key,
+            secret_key=secret_key,
+            session_token=session_token,
+            secure=secure,
+            region=region,
+            http_client=http_client,
+            credentials=credentials,
+            cert_check=cert_check,
+            http=http,
+            call_policy=call_policy,
+            external=external,
+            consul=consul,
+            pool_policy=pool_policy,
+            local_datacenter=local_datacenter,
+            ready_timeout=ready_timeout,
+            list_page_size=list_page_size,
+        )
         self._owned: BackgroundPool | None = None
-        if isinstance(source, EndpointPool):
-            self._pool = source
-        elif isinstance(source, BackgroundPool):
-            self._pool = source.pool
+        if isinstance(endpoint, EndpointPool):
+            self._pool = endpoint
+        elif isinstance(endpoint, BackgroundPool):
+            self._pool = endpoint.pool
         else:
             kwargs: dict[str, Any] = {}
             if consul is not None:
@@ -243,7 +278,7 @@ class ResilientMinio(Minio):
             if local_datacenter is not None:
                 kwargs["local_datacenter"] = local_datacenter
             self._owned = EndpointPool.start_in_thread(
-                source, ready_timeout=ready_timeout, **kwargs
+                endpoint, ready_timeout=ready_timeout, **kwargs
             )
             self._pool = self._owned.pool
         self._client_kwargs: dict[str, Any] = {
@@ -256,7 +291,9 @@ class ResilientMinio(Minio):
         }
         self._secure = secure
         self._region = region
-        self.http_policy = http if http is not None else HttpPolicy()
+        http = http if http is not None else HttpPolicy()
+        # Verification is off when either says so (both default to on).
+        self.http_policy = replace(http, cert_check=http.cert_check and cert_check)
         self.call_policy = call_policy
         self.external = external if external is not None else ExternalEndpoint.from_env()
         self.list_page_size = list_page_size
@@ -276,6 +313,8 @@ class ResilientMinio(Minio):
     def with_policy(self, policy: CallPolicy | None = None, **overrides: Any) -> ResilientMinio:
         """A view of this client (same pool and connections) whose calls use ``policy``, or the
         current policy with ``deadline=``/``attempt_timeout=``/``max_attempts=`` overridden."""
+        if policy is not None:
+            check_instance("policy", policy, (CallPolicy,), "a CallPolicy or None")
         base = policy or self.call_policy or self._pool.policy.call
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
@@ -320,6 +359,7 @@ class ResilientMinio(Minio):
     def client_for(self, endpoint: Endpoint) -> Minio:
         """The cached ``minio.Minio`` of ``endpoint`` (created on first use, kept alive:
         ``minio.Minio.__del__`` clears its HTTP client)."""
+        check_instance("endpoint", endpoint, (Endpoint,), "an Endpoint")
         client = self._clients.get(endpoint.key)
         if client is not None:
             return client
@@ -392,7 +432,8 @@ class ResilientMinio(Minio):
 
         A quorum answer from one node is that node's own view (``verdict.confirmed`` False): the
         planner asks another node at once and the pool avoids the node for a while; only a
-        confirmed condition ends the call (:class:`~mcresolve.minio_errors.StorageClusterDegraded`).
+        confirmed condition ends the call
+        (:class:`~mcresolve.minio.classify.StorageClusterDegraded`).
         """
         tried: list[TriedAttempt] = []
         classify = _call_classifier(tried, http_method, idempotent, replayable)
@@ -581,6 +622,8 @@ class ResilientMinio(Minio):
 
     def public_url(self, bucket_name: str, object_name: str) -> str:
         """The unsigned URL of an object on the external host (not a ``minio.Minio`` method)."""
+        PARAMETER_CHECKS["bucket_name"]("bucket_name", bucket_name)
+        PARAMETER_CHECKS["object_name"]("object_name", object_name)
         external = self.external
         if external is None:
             endpoint = self._pool.pick()
@@ -633,7 +676,8 @@ class ResilientMinio(Minio):
         if part_count == 1:
             first = read_part_data(data, length, progress=progress)
             if len(first) != length:
-                raise OSError(
+                raise DataShorterThanLength(
+                    f"length {length} is more than data holds: "
                     f"stream having not enough data;expected: {length}, got: {len(first)} bytes"
                 )
             return self._put_single(
@@ -803,7 +847,8 @@ class ResilientMinio(Minio):
                 size = part_size if number < part_count else length - uploaded
                 payload = first if number == 1 else read_part_data(data, size, progress=progress)
                 if len(payload) != size:
-                    raise OSError(
+                    raise DataShorterThanLength(
+                        f"length {length} is more than data holds: "
                         f"stream having not enough data;expected: {size}, got: {len(payload)} bytes"
                     )
                 uploaded += size
@@ -1120,9 +1165,9 @@ class ResilientMinio(Minio):
                         raise malformed from exc
                 except Exception as exc:
                     verdict = classify_exception(exc, method="GET")
-                    if verdict.error_class is ErrorClass.CLIENT or not verdict.replay_safe:
+                    if verdict.error_class is Fault.CLIENT or not verdict.replay_safe:
                         raise
-                    if verdict.error_class is ErrorClass.NODE:
+                    if verdict.error_class is Fault.NODE:
                         self._pool.report_failure(endpoint, verdict)
                     avoid = (endpoint.key,)
                     stalled = 0 if progressed else stalled + 1
@@ -1184,7 +1229,7 @@ class ResilientMinio(Minio):
 
 
 def _malformed(exc: Exception, answered: int, endpoint: Endpoint) -> MalformedAnswer | None:
-    """``exc`` as a :class:`~mcresolve.minio_errors.MalformedAnswer` when it is neither minio's
+    """``exc`` as a :class:`~mcresolve.minio.classify.MalformedAnswer` when it is neither minio's
     nor mcresolve's nor a transport failure and was raised after the node answered
     (``answers_received()`` grew past ``answered``): minio could not make sense of the answer.
     None otherwise (the caller's own error, raised before anything was received)."""
@@ -1234,10 +1279,27 @@ def _make_forwarder(name: str, operation: Operation) -> Callable[..., Any]:
     return method
 
 
+def _checked(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` (the method ``name``) checking its arguments first
+    (:func:`~mcresolve.minio.arguments.check_call`): a wrong argument is a ``TypeError`` or
+    ``ValueError`` naming the parameter, raised before any endpoint is picked."""
+    full = inspect.signature(getattr(Minio, name))
+    signature = full.replace(parameters=list(full.parameters.values())[1:])
+
+    @functools.wraps(function)
+    def method(self: ResilientMinio, *args: Any, **kwargs: Any) -> Any:
+        check_call(name, signature, args, kwargs)
+        return function(self, *args, **kwargs)
+
+    return method
+
+
 def _install_forwarders() -> None:
     for name, operation in OPERATIONS.items():
         if operation.runner is Runner.CALL and name not in vars(ResilientMinio):
             setattr(ResilientMinio, name, _make_forwarder(name, operation))
+    for name in OPERATIONS:
+        setattr(ResilientMinio, name, _checked(name, vars(ResilientMinio)[name]))
 
 
 _install_forwarders()

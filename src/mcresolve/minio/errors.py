@@ -2,7 +2,7 @@
 
 * ``minio.error.S3Error`` / ``ServerError`` — an answer (``NoSuchKey``, ``AccessDenied``, other
   4xx): raised at once, as the plain ``minio.Minio`` does, never retried.
-* :class:`~mcresolve.minio_errors.StorageClusterDegraded` — the cluster as a whole cannot serve
+* :class:`~mcresolve.minio.classify.StorageClusterDegraded` — the cluster as a whole cannot serve
   (quorum lost, throttling, the same 5xx from every node) and waiting within the deadline did not
   help; ``.affects`` / ``.reads_affected`` / ``.writes_affected`` say what is affected.
 * :class:`~mcresolve.errors.CallFailed` subclasses (``DeadlineExceeded``, ``AttemptsExhausted``,
@@ -15,7 +15,7 @@
 
 * :class:`ObjectChangedDuringRead` — a download broke mid-body and the object changed before it
   could be resumed.
-* :class:`~mcresolve.minio_errors.MalformedAnswer` — only after every retry: a node answered
+* :class:`~mcresolve.minio.classify.MalformedAnswer` — only after every retry: a node answered
   something minio could not make sense of.
 
 :func:`failure_of_call` is the one decision which of these a failed call raises.
@@ -30,13 +30,13 @@ from minio.error import S3Error
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, McResolveError
-from mcresolve.minio_errors import (
+from mcresolve.minio.classify import (
     READ_METHODS,
     Affects,
-    ErrorClass,
     StorageClusterDegraded,
     Verdict,
 )
+from mcresolve.pool.planner import Fault
 
 __all__ = [
     "Affects",
@@ -70,7 +70,8 @@ class TriedAttempt:
 
 class WriteOutcomeUnknown(ResilientMinioError):
     """A write failed after it may have been executed: an attempt reached a node and its answer
-    was lost (connection reset, read timeout, a 5xx other than 503), and no later attempt
+    was lost (connection reset, read timeout, a 5xx other than a 503 with one of MinIO's
+    refusal codes such as ``SlowDown`` or ``XMinioWriteQuorum``), and no later attempt
     succeeded. The object may be stored — or not. Check with ``stat_object`` and compare its
     ETag with :attr:`expected_etag` (when known), or write again (a PUT is idempotent).
 
@@ -186,7 +187,7 @@ def _degraded(
 ) -> StorageClusterDegraded | None:
     """The cluster condition a failed call met, if any: the pool gave up with
     ``ClusterUnavailable``, or a confirmed CLUSTER verdict came back during the call."""
-    cluster = [t for t in tried if t.verdict.error_class is ErrorClass.CLUSTER]
+    cluster = [t for t in tried if t.verdict.error_class is Fault.CLUSTER]
     confirmed = [t for t in cluster if t.verdict.confirmed]
     if not confirmed and not isinstance(failure, ClusterUnavailable):
         return None
@@ -243,7 +244,7 @@ def failure_of_call(
     """
     last = tried[-1] if tried else None
     if not isinstance(failure, CallFailed) and (
-        last is None or last.error is not failure or last.verdict.error_class is ErrorClass.CLIENT
+        last is None or last.error is not failure or last.verdict.error_class is Fault.CLIENT
     ):
         return failure
     write = http_method.upper() not in READ_METHODS

@@ -44,7 +44,7 @@ class ExternalEndpoint:
 
     @staticmethod
     def from_env(environ: Mapping[str, str] | None = None) -> ExternalEndpoint | None:
-        """From ``MINIO_EXTERNAL_HOST`` / ``MINIO_EXTERNAL_PORT`` (the article's variables) and
+        """From ``MINIO_EXTERNAL_HOST`` / ``MINIO_EXTERNAL_PORT`` and
         ``MINIO_EXTERNAL_SECURE`` (``true``/``false``; default: true unless the port is 80).
         None when ``MINIO_EXTERNAL_HOST`` is unset or empty."""
         env = os.environ if environ is None else environ

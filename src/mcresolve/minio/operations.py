@@ -2,7 +2,7 @@
 
 Every public method of ``minio.Minio`` appears here exactly once (the tests check the set against
 the installed ``minio``). The entry says which HTTP method the call sends (for
-:func:`mcresolve.minio_errors.classify`), whether sending it twice has the effect of once, and how
+:func:`mcresolve.minio.classify.classify`), whether sending it twice has the effect of once, and how
 the wrapper runs it:
 
 * ``LOCAL``: no request (presigning, client settings): applied to the local client(s).

@@ -22,14 +22,14 @@ from typing import Any
 from urllib3.response import BaseHTTPResponse
 
 from mcresolve.endpoint import Endpoint
-from mcresolve.minio.errors import ObjectChangedDuringRead
-from mcresolve.minio_errors import (
-    ErrorClass,
+from mcresolve.minio.classify import (
     MalformedAnswer,
     Transport,
     classify_exception,
     transport_of,
 )
+from mcresolve.minio.errors import ObjectChangedDuringRead
+from mcresolve.pool.planner import Fault
 
 __all__ = ["Reopen", "ReportFailure", "ResumableResponse"]
 
@@ -262,7 +262,7 @@ class ResumableResponse(BaseHTTPResponse):
 
     def _resume(self, exc: BaseException) -> None:
         verdict = classify_exception(exc, method="GET")
-        if verdict.error_class is ErrorClass.NODE:
+        if verdict.error_class is Fault.NODE:
             self._report_failure(self._endpoint, exc)
         with contextlib.suppress(Exception):
             self._inner.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from mcresolve.backoff import BackoffPolicy, Jitter
+from mcresolve.timing import BackoffPolicy, Jitter
 
 __all__ = ["CallPolicy"]
 

@@ -46,8 +46,8 @@ from mcresolve.pool.planner import (
     fault_of,
 )
 from mcresolve.sources.base import Resolution, Source
-from mcresolve.target import Target
-from mcresolve.wiring import AgentLookup, wire
+from mcresolve.sources.target import Target
+from mcresolve.sources.wiring import AgentLookup, wire
 
 __all__ = [
     "AttemptHandle",

@@ -25,16 +25,23 @@ the process-wide loop thread of :mod:`mcresolve.pool.loop_thread` for synchronou
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Coroutine
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
+from mcresolve.endpoint import Endpoint, Key
+from mcresolve.errors import PoolClosed
 from mcresolve.pool.aio import AsyncCalls
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.core import (
     AttemptHandle,
     EndpointStatus,
@@ -42,16 +49,16 @@ from mcresolve.pool.core import (
     PoolSnapshot,
     check_timeout,
 )
-from mcresolve.pool.planner import (
-    Classifier,
-    default_classify,
-)
+from mcresolve.pool.loop_thread import SHARED_LOOP_THREAD
+from mcresolve.pool.planner import Classifier, default_classify
 from mcresolve.pool.sync import SyncCalls
 from mcresolve.sources.base import Source
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
+from mcresolve.sources.wiring import is_target
 
 __all__ = [
     "AttemptHandle",
+    "BackgroundPool",
     "EndpointPool",
     "EndpointStatus",
     "PoolPolicy",
@@ -59,10 +66,9 @@ __all__ = [
     "check_timeout",
 ]
 
-if TYPE_CHECKING:
-    from mcresolve.pool.background import BackgroundPool
-
 _log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class EndpointPool(AsyncCalls, SyncCalls):
@@ -117,7 +123,7 @@ class EndpointPool(AsyncCalls, SyncCalls):
         (:class:`~mcresolve.errors.NoEndpointAvailable` after ``ready_timeout`` seconds), or
         at once with ``ready_timeout=None``. The other parameters are :class:`EndpointPool`'s.
         See :class:`BackgroundPool`."""
-        from mcresolve.pool.background import BackgroundPool
+        from mcresolve.pool.endpoint_pool import BackgroundPool
 
         check_timeout("ready_timeout", ready_timeout)
         background = BackgroundPool(
@@ -133,3 +139,192 @@ class EndpointPool(AsyncCalls, SyncCalls):
         )
         background.start(ready_timeout=ready_timeout)
         return background
+
+
+class BackgroundPool:
+    """An :class:`EndpointPool` running on the process-wide event-loop thread
+    (:data:`~mcresolve.pool.loop_thread.SHARED_LOOP_THREAD`), for synchronous programs.
+
+    Every background pool of the process (each synchronous
+    :class:`~mcresolve.minio.ResilientMinio` built from a target has one) runs on that one
+    loop, so sources built from targets share their Consul watches
+    (:data:`~mcresolve.consul.watch.SHARED_WATCHES` keys them by configuration and loop). The
+    thread starts with the first background pool and stops when the last one closes.
+
+    ``source``: a target string / parsed target, or a zero-argument factory returning a
+    :class:`~mcresolve.sources.Source` (called on the loop thread, so the source binds to its
+    loop). Keyword arguments go to :class:`EndpointPool`. Use as a context manager, or call
+    :meth:`start` / :meth:`close`. :meth:`close` closes the pool (and a source from the
+    factory) and releases the loop thread. Do not call :meth:`start` or :meth:`close` on the
+    loop thread itself (from a callback of the pool).
+    """
+
+    def __init__(
+        self,
+        source: str | Target | Callable[[], Source],
+        *,
+        local_datacenter: str | None = None,
+        policy: PoolPolicy | None = None,
+        consul: ConsulClient | ConsulConfig | None = None,
+        registry: WatchRegistry | None = None,
+        classify: Classifier = default_classify,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not (isinstance(source, str | Source) or callable(source) or is_target(source)):
+            raise TypeError(
+                "source must be a target string, a parsed target or a function returning a "
+                f"Source, not {type(source).__name__}"
+            )
+        self._source_spec = source
+        self._kwargs: dict[str, Any] = {
+            "local_datacenter": local_datacenter,
+            "policy": policy,
+            "consul": consul,
+            "registry": registry,
+            "classify": classify,
+            "clock": clock,
+            "rng": rng,
+            "name": name,
+        }
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: EndpointPool | None = None
+        self._factory_source: Source | None = None
+
+    @property
+    def pool(self) -> EndpointPool:
+        """The running pool (use its thread-safe methods from other threads)."""
+        if self._pool is None:
+            raise PoolClosed("background pool is not running")
+        return self._pool
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The pool's event loop (the process-wide one)."""
+        if self._loop is None:
+            raise PoolClosed("background pool is not running")
+        return self._loop
+
+    def start(self, *, ready_timeout: float | None = 10.0) -> None:
+        """Start the pool on the shared loop thread (starting the thread if needed) and, when
+        ``ready_timeout`` is not None, wait for its first endpoint
+        (:class:`NoEndpointAvailable` after that many seconds). Idempotent."""
+        ready_timeout = check_timeout("ready_timeout", ready_timeout)
+        if threading.current_thread() is SHARED_LOOP_THREAD.thread:
+            raise RuntimeError("BackgroundPool.start() would block the shared loop thread")
+        with self._lock:
+            if self._loop is not None:
+                return
+            loop = SHARED_LOOP_THREAD.acquire()
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._open(ready_timeout), loop)
+                self._pool = future.result()
+            except BaseException:
+                SHARED_LOOP_THREAD.release()
+                raise
+            self._loop = loop
+            self._thread = SHARED_LOOP_THREAD.thread
+
+    async def _open(self, ready_timeout: float | None) -> EndpointPool:
+        spec = self._source_spec
+        source: Source | str | Target = spec() if callable(spec) else spec
+        if isinstance(source, Source) and callable(spec):
+            self._factory_source = source
+        try:
+            pool = EndpointPool(source, **self._kwargs)
+            try:
+                await pool.start()
+                if ready_timeout is not None:
+                    await pool.wait_ready(ready_timeout)
+            except BaseException:
+                await pool.close()
+                raise
+        except BaseException:
+            await self._stop_factory_source()
+            raise
+        return pool
+
+    async def _shutdown(self, pool: EndpointPool) -> None:
+        try:
+            await pool.close()
+        finally:
+            await self._stop_factory_source()
+
+    async def _stop_factory_source(self) -> None:
+        source, self._factory_source = self._factory_source, None
+        if source is not None:
+            await source.stop()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the pool's loop and wait for its result (from another thread)."""
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            coroutine, self.loop
+        )
+        return future.result(timeout)
+
+    def call_sync(
+        self,
+        fn: Callable[[Endpoint], T],
+        *,
+        idempotent: bool = True,
+        deadline: float | None = None,
+        attempt_timeout: float | None = None,
+        classify: Classifier | None = None,
+        policy: CallPolicy | None = None,
+        exclude: Collection[Key] = (),
+    ) -> T:
+        """:meth:`EndpointPool.call_sync` on the running pool."""
+        return self.pool.call_sync(
+            fn,
+            idempotent=idempotent,
+            deadline=deadline,
+            attempt_timeout=attempt_timeout,
+            classify=classify,
+            policy=policy,
+            exclude=exclude,
+        )
+
+    def pick(self, exclude: Collection[Key] = frozenset()) -> Endpoint:
+        """:meth:`EndpointPool.pick` on the running pool."""
+        return self.pool.pick(exclude)
+
+    def snapshot(self) -> PoolSnapshot:
+        """:meth:`EndpointPool.snapshot` of the running pool."""
+        return self.pool.snapshot()
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Close the pool (waiting up to ``timeout`` seconds) and release the shared loop
+        thread; the last background pool to close stops it (idempotent)."""
+        if threading.current_thread() is SHARED_LOOP_THREAD.thread:
+            raise RuntimeError("BackgroundPool.close() would block the shared loop thread")
+        with self._lock:
+            loop, pool = self._loop, self._pool
+            self._loop = self._pool = self._thread = None
+        if loop is None:
+            return
+        try:
+            if pool is not None:
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(pool), loop)
+                try:
+                    future.result(timeout)
+                except concurrent.futures.TimeoutError:
+                    _log.warning("background pool %s did not close within %s s", pool, timeout)
+                except Exception:
+                    _log.exception("closing background pool %s failed", pool)
+        finally:
+            SHARED_LOOP_THREAD.release(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -74,7 +74,7 @@ blocking function bounds its I/O by it and no attempt outlives the call's deadli
 
 Classification (what an exception means) is pluggable: a :data:`Classifier` maps the exception
 and an :class:`AttemptContext` to any object shaped like :class:`VerdictLike` —
-:class:`AttemptVerdict`, or :class:`mcresolve.minio_errors.Verdict` directly.
+:class:`AttemptVerdict`, or :class:`mcresolve.minio.classify.Verdict` directly.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ __all__ = [
 
 class Fault(enum.Enum):
     """Who is at fault for a failed attempt (values match
-    :class:`mcresolve.minio_errors.ErrorClass`)."""
+    :class:`mcresolve.minio.classify.ErrorClass`)."""
 
     NODE = "node"
     """This endpoint: count it against the endpoint, retry elsewhere at once."""

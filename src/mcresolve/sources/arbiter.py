@@ -3,10 +3,13 @@
 No I/O and no clock of its own: every method takes ``now`` (a monotonic time in seconds) and
 returns a :class:`Decision` that the I/O adapter (:mod:`mcresolve.sources.composite`) carries out.
 
-The rules (the defaults come from :class:`mcresolve.target.CommonOptions`):
+The rules (the defaults come from :class:`mcresolve.sources.target.CommonOptions`):
 
-1. A good answer from the primary becomes the last known good set (LKG) and is published.
-2. A failed attempt keeps the LKG, published with ``stale=True``, the error and its age
+1. A good answer from the primary becomes the last known good set (LKG) and is published. So
+   does a *partial* one (some instances rejected, :attr:`Resolution.partial`), published with
+   its error until a later answer has none.
+2. A failed attempt (an error with ``stale=True``: the request failed, or its answer was
+   rejected whole) keeps the LKG, published with ``stale=True``, the error and its age
    (``resolved_at`` is when it was obtained).
 3. An **empty** good answer right after a non-empty set is *suspect*: the previous set stays
    (``stale=True, suspect_empty=True``) until the empty answer has been seen ``empty_confirm``
@@ -27,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mcresolve.sources.base import Resolution
-from mcresolve.target import CommonOptions
+from mcresolve.sources.target import CommonOptions
 
 __all__ = ["Arbiter", "ArbiterPolicy", "Decision"]
 
@@ -92,13 +95,13 @@ class Arbiter:
 
     def on_primary(self, resolution: Resolution, now: float) -> Decision:
         """The primary source published ``resolution``."""
-        if resolution.error is not None:
+        if resolution.error is not None and not resolution.partial:
             if self._failing_since is None:
                 self._failing_since = now
             self._error = resolution.error
             return self._decide(now)
         self._failing_since = None
-        self._error = None
+        self._error = resolution.error  # None, or the instances a partial answer left out
         previous = self._lkg
         if (
             not resolution.endpoints

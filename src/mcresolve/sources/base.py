@@ -5,6 +5,19 @@ learns something: a new endpoint set, or a failure to refresh. Transient failure
 the consumer: they are reported in the update (``error``), with the previous endpoints kept and
 marked ``stale``. Consumers read :attr:`Source.current`, iterate :meth:`Source.updates`, or
 register a synchronous listener.
+
+No answer stops a source. Every answer is converted into endpoints by a pure, total function
+(:class:`~mcresolve.endpoint.Converted`); what it rejects is published as
+:class:`AnswerRejected`:
+
+* some instances rejected: the others are published as the current set (``stale=False``) with
+  the error naming the rejected ones (:attr:`Resolution.partial`);
+* every instance rejected, or the answer itself malformed: the attempt failed; the last good set
+  is kept (``stale=True``) with the error.
+
+A following good answer clears the error by itself. And should a source's loop ever end on an
+unexpected exception (a bug), :class:`PublishingSource` publishes it (``stale``) and restarts the
+loop after a backoff (:data:`RESTART_BACKOFF`), logging the traceback once per episode.
 """
 
 from __future__ import annotations
@@ -12,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,13 +33,47 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from mcresolve.endpoint import Endpoint
-from mcresolve.lifecycle import AsyncStartStop
+from mcresolve.endpoint import Converted, Endpoint, Rejected
+from mcresolve.errors import McResolveError
+from mcresolve.lifecycle import AsyncStartClose
 from mcresolve.tasks import cancel_and_wait
+from mcresolve.timing import Backoff, BackoffPolicy
 
-__all__ = ["PublishingSource", "Resolution", "Source"]
+__all__ = ["RESTART_BACKOFF", "AnswerRejected", "PublishingSource", "Resolution", "Source"]
 
 _log = logging.getLogger(__name__)
+
+#: How soon a source whose loop ended on an unexpected exception runs it again: 1 s doubling to
+#: 30 s, full jitter. gRPC's connection backoff starts at the same 1 s (and Erlang/OTP
+#: supervisors restart a crashed worker at once); the 30 s cap is gRPC's DNS re-resolution
+#: interval, so a source that keeps crashing still looks at its target twice a minute.
+RESTART_BACKOFF = BackoffPolicy(base=1.0, multiplier=2.0, cap=30.0)
+
+
+class AnswerRejected(McResolveError):
+    """An answer held instances (or nothing but instances) that cannot be endpoints.
+
+    Attributes:
+        source: the target of the source that got the answer.
+        agent: who answered (a Consul agent's URL, a DNS server's ``address:port``), ``""``
+            when unknown.
+        rejected: the instances left out and why.
+        whole: every instance was rejected, so the answer was not used at all.
+    """
+
+    def __init__(
+        self, source: str, agent: str, rejected: Sequence[Rejected], *, whole: bool
+    ) -> None:
+        self.source = source
+        self.agent = agent
+        self.rejected: tuple[Rejected, ...] = tuple(rejected)
+        self.whole = whole
+        converted = Converted((), self.rejected)
+        scope = "every instance" if whole else f"{len(self.rejected)} instance(s)"
+        by = f" from {agent}" if agent else ""
+        super().__init__(
+            f"{source}: answer{by} rejected ({scope} unusable): {converted.describe()}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +86,10 @@ class Resolution:
       ``None`` when unknown / mixed.
     * ``resolved_at``: wall-clock time (``time.time()``) when ``endpoints`` were obtained.
     * ``stale``: ``endpoints`` are a last known good set, not the answer to the latest attempt
-      (it failed, or its empty answer is held as suspect).
-    * ``error``: why the latest attempt did not give a usable answer, ``None`` if it did.
+      (it failed, was rejected whole, or its empty answer is held as suspect).
+    * ``error``: why the latest attempt did not give a (fully) usable answer, ``None`` if it
+      did. With ``stale`` false it is an :class:`AnswerRejected` for the instances left out of
+      an answer that is otherwise in use (:attr:`partial`).
     * ``fallback``: ``endpoints`` come from the fallback target, not the primary.
     * ``suspect_empty``: the latest answer was empty right after a non-empty one and is held.
     """
@@ -59,8 +109,13 @@ class Resolution:
 
     @property
     def ok(self) -> bool:
-        """The latest attempt succeeded and its answer is in use."""
+        """The latest attempt succeeded and its whole answer is in use."""
         return self.error is None and not self.stale
+
+    @property
+    def partial(self) -> bool:
+        """The latest answer is in use without some of its instances (``error`` says which)."""
+        return self.error is not None and not self.stale
 
     def failed(self, error: Exception) -> Resolution:
         """This resolution kept as last known good after ``error``."""
@@ -108,8 +163,12 @@ class Source(Protocol):
         """Begin resolving (idempotent)."""
         ...
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop resolving and end every :meth:`updates` iterator (idempotent)."""
+        ...
+
+    async def stop(self) -> None:
+        """Deprecated: the old name of :meth:`aclose`."""
         ...
 
     async def wait_ready(self) -> Resolution:
@@ -142,7 +201,7 @@ class Source(Protocol):
     ) -> None: ...
 
 
-class PublishingSource(AsyncStartStop):
+class PublishingSource(AsyncStartClose):
     """Base class: lifecycle, one background task running :meth:`_run`, and fan-out of
     publications to iterators and listeners. Subclasses implement :meth:`_run` and call
     :meth:`_publish`."""
@@ -155,6 +214,9 @@ class PublishingSource(AsyncStartStop):
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self._rejected: tuple[Rejected, ...] = ()
+        #: Times the loop was restarted after an unexpected exception (observability, tests).
+        self.restarts = 0
 
     @property
     def description(self) -> str:
@@ -173,7 +235,7 @@ class PublishingSource(AsyncStartStop):
         if self._task is None and not self._stopped:
             self._task = asyncio.create_task(self._guarded_run(), name=f"source {self}")
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         self._stopped = True
         task, self._task = self._task, None
         if task is not None:
@@ -185,14 +247,76 @@ class PublishingSource(AsyncStartStop):
         """Hook for subclasses: release resources after the task ended."""
         return None
 
+    def _restart_backoff(self) -> Backoff:
+        """The restart state of the loop (a hook: tests shorten the policy)."""
+        return Backoff(RESTART_BACKOFF, random.random)
+
     async def _guarded_run(self) -> None:
-        try:
-            await self._run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug, not a transient error: make it visible, keep LKG
-            _log.exception("source %s stopped on an unexpected error", self)
-            self._publish_error(exc)
+        """Run :meth:`_run`; if it raises (a bug: transient errors are published, not raised),
+        publish the error (the last good set kept, ``stale``) and run it again after a backoff.
+        The traceback is logged at the first crash after a good publication, later crashes of
+        the same episode at DEBUG. A :meth:`_run` that returns has nothing more to do."""
+        backoff = self._restart_backoff()
+        while not self._stopped:
+            version = self._version
+            try:
+                await self._run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug, not a transient error: make it visible, keep LKG
+                error = exc
+            current = self._current
+            if self._version != version and current is not None and current.error is None:
+                backoff.success()  # it worked for a while: a new episode
+            retry_in = backoff.failure()
+            if backoff.failures == 1:
+                _log.error(
+                    "source %s: its loop ended on an unexpected error; restarting in %.2f s",
+                    self,
+                    retry_in,
+                    exc_info=error,
+                )
+            else:
+                _log.debug(
+                    "source %s: loop ended again (%r), restart in %.2f s", self, error, retry_in
+                )
+            self._publish_error(error)
+            await asyncio.sleep(retry_in)
+            self.restarts += 1
+
+    def _publish_converted(
+        self, converted: Converted, datacenter: str | None, agent: str, *, log: bool = True
+    ) -> Resolution | None:
+        """Publish an answer's conversion (see the module doc): the endpoints, the endpoints with
+        an :class:`AnswerRejected` for a partly rejected answer, or the error with the last good
+        set kept for an answer rejected whole. Rejections are logged (``log``) at WARNING when
+        they differ from the previous answer's, else at DEBUG. Returns what was published."""
+        rejected = converted.rejected
+        if log and rejected:
+            _log.log(
+                logging.DEBUG if set(rejected) == set(self._rejected) else logging.WARNING,
+                "source %s: %s answered %d instance(s) that cannot be used%s: %s",
+                self,
+                agent or "the server",
+                len(rejected),
+                " (all of them: the last good set is kept)" if converted.rejected_whole else "",
+                converted.describe(),
+            )
+        self._rejected = rejected
+        if not rejected:
+            resolution = Resolution.answered(converted.endpoints, self._description, datacenter)
+            self._publish(resolution)
+            return resolution
+        error = AnswerRejected(self._description, agent, rejected, whole=converted.rejected_whole)
+        if converted.rejected_whole:
+            self._publish_error(error)
+            return self._current
+        resolution = replace(
+            Resolution.answered(converted.endpoints, self._description, datacenter), error=error
+        )
+        self._publish(resolution)
+        return resolution
 
     def _publish(self, resolution: Resolution) -> None:
         """Make ``resolution`` current and notify every consumer."""

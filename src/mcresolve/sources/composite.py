@@ -95,7 +95,7 @@ class ResilientSource(PublishingSource):
             self._timer.cancel()
         for remove in self._remove_listeners:
             remove()
-        await self._primary.stop()
+        await self._primary.aclose()
         await self._stop_fallback()
         for task in list(self._tasks):
             await cancel_and_wait(task)
@@ -115,22 +115,32 @@ class ResilientSource(PublishingSource):
     def _on_primary(self, resolution: Resolution) -> None:
         self._last_primary = resolution
         if self._arbiter is not None and not self._stopped:
-            self._apply(self._arbiter.on_primary(resolution, self._now()))
+            self._guarded(lambda arbiter: arbiter.on_primary(resolution, self._now()))
 
     def _on_fallback(self, resolution: Resolution) -> None:
         if self._arbiter is not None and not self._stopped and self._fallback is not None:
-            self._apply(self._arbiter.on_fallback(resolution, self._now()))
+            self._guarded(lambda arbiter: arbiter.on_fallback(resolution, self._now()))
 
     def _on_timer(self) -> None:
         self._timer = None
         if self._arbiter is not None and not self._stopped:
-            self._apply(self._arbiter.tick(self._now()))
+            self._guarded(lambda arbiter: arbiter.tick(self._now()))
+
+    def _guarded(self, event: Callable[[Arbiter], Decision]) -> None:
+        """Decide on an event and carry the decision out; a failure (a bug) is published as the
+        error with the last good set kept, never lost in a listener or a timer callback."""
+        assert self._arbiter is not None
+        try:
+            self._apply(event(self._arbiter))
+        except Exception as exc:
+            _log.exception("source %s: cannot apply an event", self)
+            self._publish_error(exc)
 
     def _apply(self, decision: Decision) -> None:
         if decision.snapshot is not None and self._snapshot_path is not None:
             try:
                 save_snapshot(self._snapshot_path, decision.snapshot, self.description)
-            except OSError as exc:
+            except Exception as exc:  # a full disk, a bad path: the resolution goes on
                 _log.warning("cannot write snapshot %s: %s", self._snapshot_path, exc)
         if decision.publish is not None:
             self._publish(decision.publish)
@@ -144,7 +154,7 @@ class ResilientSource(PublishingSource):
             self._start_fallback()
         elif not decision.fallback_wanted and self._fallback is not None:
             _log.info("source %s: primary is back, fallback released", self)
-            self._spawn(self._detach_fallback().stop())
+            self._spawn(self._detach_fallback().aclose())
             if self._arbiter is not None:
                 self._apply(self._arbiter.fallback_stopped(self._now()))
 
@@ -153,14 +163,22 @@ class ResilientSource(PublishingSource):
     def _start_fallback(self) -> None:
         if self._fallback_factory is None:
             return
-        fallback = self._fallback_factory()
+        try:
+            fallback = self._fallback_factory()
+        except Exception:
+            _log.exception("source %s: cannot build the fallback", self)
+            return
         self._fallback = fallback
         _log.warning("source %s: fallback %s engaged", self, fallback.description)
         self._remove_fallback_listener = fallback.add_listener(self._on_fallback)
         self._spawn(self._run_fallback(fallback))
 
     async def _run_fallback(self, fallback: Source) -> None:
-        await fallback.start()
+        try:
+            await fallback.start()
+        except Exception:
+            _log.exception("source %s: fallback %s failed to start", self, fallback.description)
+            return
         if fallback is self._fallback and fallback.current is not None:
             self._on_fallback(fallback.current)
 
@@ -174,7 +192,7 @@ class ResilientSource(PublishingSource):
 
     async def _stop_fallback(self) -> None:
         if self._fallback is not None:
-            await self._detach_fallback().stop()
+            await self._detach_fallback().aclose()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run ``coroutine`` in a task that :meth:`stop` cancels and awaits."""

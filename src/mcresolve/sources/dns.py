@@ -21,21 +21,29 @@ How a lookup goes (``dns://<name>``):
   :class:`~mcresolve.sources.composite.ResilientSource` treats an empty set right after a
   non-empty one with suspicion). SERVFAIL (unknown or unreachable datacenter), timeouts and
   refused connections are errors: the last good set is kept (``stale``).
-* Answers are cached (``cachetools.TLRUCache``) for their TTL, at least ``ttl-floor`` (Consul
-  answers TTL 0); the source re-resolves every ``refresh`` seconds (±20 % jitter), on
-  :meth:`DnsSource.refresh_now` (bypassing the cache; at once after a change, then damped while
-  the answer stays the same: :mod:`mcresolve.sources.refresh`), and after failures with a
-  backoff.
+* Answers are cached (``cachetools.TLRUCache``) for their TTL, at most
+  :attr:`DnsPolicy.max_ttl` (30 s) and at least ``ttl-floor`` (Consul answers TTL 0); the source
+  re-resolves every ``refresh`` seconds (±20 % jitter), on :meth:`DnsSource.refresh_now`
+  (bypassing the cache; at once after a change, then damped while the answer stays the same:
+  :mod:`mcresolve.sources.refresh`), and after failures with a backoff.
+* **Bad answers.** Records are converted one by one: an SRV record with port 0, or whose target
+  has no address, is rejected on its own (the others are published, with an
+  :class:`~mcresolve.sources.base.AnswerRejected` naming the server and the records); an SRV
+  target of ``.`` means "no service here" (RFC 2782) and is left out silently. An answer whose
+  every record is rejected, a malformed message, or any other exception is a failed attempt:
+  the last good set is kept (``stale``) and the source retries after its backoff. No answer
+  stops the source.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.asyncresolver
 import dns.exception
@@ -45,19 +53,19 @@ import dns.resolver
 import dns.rrset
 from cachetools import TLRUCache
 
-from mcresolve.backoff import Backoff, BackoffPolicy
-from mcresolve.endpoint import Endpoint
+from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
 from mcresolve.errors import McResolveError
-from mcresolve.sources.base import PublishingSource, Resolution
-from mcresolve.sources.prepared_query import jittered
+from mcresolve.sources.base import PublishingSource
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
+from mcresolve.sources.target import DnsTarget
 from mcresolve.sources.wakeup import RefreshTrigger, Wake
-from mcresolve.target import DnsTarget
+from mcresolve.timing import Backoff, BackoffPolicy, jittered
 
 __all__ = [
     "DnsAnswer",
     "DnsCache",
     "DnsLookupError",
+    "DnsPolicy",
     "DnsSource",
     "consul_target_location",
     "decode_addr_label",
@@ -71,13 +79,45 @@ class DnsLookupError(McResolveError):
 
 
 @dataclass(frozen=True, slots=True)
+class DnsPolicy:
+    """Limits a DNS source puts on what servers answer.
+
+    Attributes:
+        max_ttl: the longest an answer is cached, in seconds, whatever TTL it carries (a
+            ``ttl-floor`` option above it still wins: that is the user's choice). 30 s: the JVM
+            caches a successful lookup for 30 s by default (``networkaddress.cache.ttl``), gRPC
+            re-resolves DNS at most every 30 s (``dns_min_time_between_resolutions``), and
+            Consul's own DNS answers TTL 0 unless configured (``dns_config.service_ttl``). A TTL
+            of 2147483647 s (RFC 2181's maximum) would otherwise hide every change until the
+            process restarts.
+    """
+
+    max_ttl: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.max_ttl >= 0:
+            raise ValueError(f"max_ttl must be >= 0 seconds, got {self.max_ttl!r}")
+
+    def cache_ttl(self, answered: float, floor: float) -> float:
+        """How long to cache an answer whose TTL is ``answered`` seconds: capped at
+        :attr:`max_ttl`, then raised to ``floor``."""
+        return max(min(answered, self.max_ttl), floor)
+
+
+@dataclass(frozen=True, slots=True)
 class DnsAnswer:
-    """The outcome of one resolution: endpoints, the datacenter they are in (if one), and how
-    long it may be cached (seconds, floor applied)."""
+    """The outcome of one resolution: endpoints, the datacenter they are in (if one), how long
+    it may be cached (seconds, cap and floor applied), and the records rejected."""
 
     endpoints: tuple[Endpoint, ...]
     datacenter: str | None
     ttl: float
+    rejected: tuple[Rejected, ...] = field(default=())
+
+    @property
+    def converted(self) -> Converted:
+        """The endpoints and rejections as one value."""
+        return Converted(self.endpoints, self.rejected)
 
 
 class DnsCache:
@@ -139,16 +179,24 @@ def _addresses_by_name(sections: Iterable[dns.rrset.RRset]) -> dict[str, list[st
     return found
 
 
+def _address_endpoint(address: str, port: int, datacenter: str, rdtype: str) -> Endpoint | Rejected:
+    problem = endpoint_problem(address, port)
+    if problem is not None:
+        return Rejected(f"{rdtype} {shorten(address)}", problem)
+    return Endpoint(address, port, datacenter=datacenter)
+
+
 def _single_datacenter(endpoints: Iterable[Endpoint], fallback: str | None) -> str | None:
     datacenters = {e.datacenter for e in endpoints if e.datacenter}
     return datacenters.pop() if len(datacenters) == 1 else fallback
 
 
 class DnsSource(PublishingSource):
-    """Resolves a :class:`~mcresolve.target.DnsTarget` periodically (see the module doc).
+    """Resolves a :class:`~mcresolve.sources.target.DnsTarget` periodically (see the module doc).
 
     ``damping`` rules how often :meth:`refresh_now` may re-query while the answer stays the same
-    (default :class:`~mcresolve.sources.refresh.RefreshDamping`).
+    (default :class:`~mcresolve.sources.refresh.RefreshDamping`); ``policy`` caps TTLs
+    (:class:`DnsPolicy`).
     """
 
     def __init__(
@@ -158,10 +206,12 @@ class DnsSource(PublishingSource):
         cache: DnsCache | None = None,
         backoff: BackoffPolicy | None = None,
         damping: RefreshDamping | None = None,
+        policy: DnsPolicy | None = None,
         random_source: Callable[[], float] = random.random,
     ) -> None:
         super().__init__(str(target))
         self._target = target
+        self._policy = policy if policy is not None else DnsPolicy()
         self._cache = cache if cache is not None else DnsCache()
         self._random = random_source
         self._backoff = Backoff(
@@ -204,8 +254,16 @@ class DnsSource(PublishingSource):
             answer = await self._resolve_srv()
         else:
             answer = await self._resolve_addresses(target.name)
-        self._cache.put(key, answer, answer.ttl)
+        if answer.endpoints or not answer.rejected:  # never keep an unusable answer
+            self._cache.put(key, answer, answer.ttl)
         return answer
+
+    @property
+    def servers(self) -> str:
+        """The DNS server(s) asked, for logs and errors (``address:port``, comma-separated)."""
+        if self._target.servers:
+            return ",".join(str(s) for s in self._target.servers)
+        return ",".join(str(ns) for ns in self._resolver.nameservers)
 
     async def _run(self) -> None:
         previous: DnsAnswer | None = None
@@ -215,31 +273,36 @@ class DnsSource(PublishingSource):
             outcome: object
             try:
                 answer = await self.resolve(use_cache=not forced)
-            except (dns.exception.DNSException, OSError, DnsLookupError) as exc:
+                if answer.endpoints or not answer.rejected:
+                    self._backoff.success()
+                    delay = jittered(self._target.refresh, self._random())
+                else:  # nothing but rejected records: a failed attempt, retried after backoff
+                    delay = self._backoff.failure()
+                # Identical non-empty answers are not republished; empty ones are, so the
+                # consumer can count confirmations of a suspect empty set.
+                if answer != previous or not answer.endpoints:
+                    self._publish_converted(answer.converted, answer.datacenter, self.servers)
+                previous = answer
+                outcome = (frozenset(answer.endpoints), answer.datacenter, answer.rejected)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is reported and retried, never raised
                 retry_in = self._backoff.failure()
+                expected = isinstance(exc, dns.exception.DNSException | OSError | DnsLookupError)
                 _log.log(
                     logging.WARNING if self._backoff.failures == 1 else logging.DEBUG,
-                    "DNS %s failed (%d in a row), retry in %.2f s: %s",
+                    "DNS %s failed (%d in a row, server %s), retry in %.2f s: %s",
                     self._target.name,
                     self._backoff.failures,
+                    self.servers,
                     retry_in,
                     exc,
+                    exc_info=not expected and self._backoff.failures == 1,
                 )
                 self._publish_error(exc)
                 previous = None
                 outcome = type(exc)
                 delay = retry_in
-            else:
-                self._backoff.success()
-                # Identical non-empty answers are not republished; empty ones are, so the
-                # consumer can count confirmations of a suspect empty set.
-                if answer != previous or not answer.endpoints:
-                    self._publish(
-                        Resolution.answered(answer.endpoints, self.description, answer.datacenter)
-                    )
-                previous = answer
-                outcome = (frozenset(answer.endpoints), answer.datacenter)  # Consul shuffles
-                delay = jittered(self._target.refresh, self._random())
             self._trigger.observe(outcome, forced=forced)
             wake = await self._trigger.wait(delay)
 
@@ -276,7 +339,7 @@ class DnsSource(PublishingSource):
         ttl = 0.0
         if answer is not None and answer.rrset is not None:
             ttl = float(answer.rrset.ttl)
-        return max(ttl, self._target.ttl_floor)
+        return self._policy.cache_ttl(ttl, self._target.ttl_floor)
 
     async def _resolve_srv(self) -> DnsAnswer:
         target = self._target
@@ -290,17 +353,34 @@ class DnsSource(PublishingSource):
                 )
             return await self._resolve_addresses(target.name)
         additional = _addresses_by_name(answer.response.additional)
-        endpoints: list[Endpoint] = []
+        items: list[Endpoint | Rejected] = []
         for record in answer.rrset:
             host = record.target.to_text().lower()
+            if host == ".":
+                continue  # RFC 2782: "the service is decidedly not available at this domain"
+            what = f"SRV {record.port} {shorten(host, 80)}"
+            if record.port == 0:
+                items.append(Rejected(what, "port 0 outside 1..65535"))
+                continue
             node, dc = consul_target_location(host)
             addresses = additional.get(host)
             if not addresses:
                 addresses = await self._addresses_of(host)
+            if not addresses:
+                items.append(Rejected(what, "the target has no A or AAAA record"))
             for address in addresses:
-                endpoints.append(Endpoint(address, record.port, node=node, datacenter=dc))
-        unique = tuple(dict.fromkeys(endpoints))
-        return DnsAnswer(unique, _single_datacenter(unique, self._name_dc), self._ttl(answer))
+                problem = endpoint_problem(address, record.port)
+                if problem is not None:
+                    items.append(Rejected(what, problem))
+                else:
+                    items.append(Endpoint(address, record.port, node=node, datacenter=dc))
+        converted = Converted.of(items)
+        return DnsAnswer(
+            converted.endpoints,
+            _single_datacenter(converted.endpoints, self._name_dc),
+            self._ttl(answer),
+            converted.rejected,
+        )
 
     async def _addresses_of(self, host: str) -> list[str]:
         labels = host.rstrip(".").split(".")
@@ -331,11 +411,11 @@ class DnsSource(PublishingSource):
             if answer is None:
                 return DnsAnswer((), self._name_dc, self._ttl(None))
             if answer.rrset is not None:
-                endpoints = tuple(
-                    dict.fromkeys(
-                        Endpoint(r.address, port, datacenter=self._name_dc or "")
-                        for r in answer.rrset
-                    )
+                converted = Converted.of(
+                    _address_endpoint(r.address, port, self._name_dc or "", rdtype)
+                    for r in answer.rrset
                 )
-                return DnsAnswer(endpoints, self._name_dc, self._ttl(answer))
+                return DnsAnswer(
+                    converted.endpoints, self._name_dc, self._ttl(answer), converted.rejected
+                )
         return DnsAnswer((), self._name_dc, self._ttl(None))

@@ -14,7 +14,7 @@ from mcresolve.sources.dns import DnsCache, DnsSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.prepared_query import PreparedQuerySource
 from mcresolve.sources.static import StaticSource
-from mcresolve.target import (
+from mcresolve.sources.target import (
     DnsTarget,
     HealthTarget,
     HostPort,
@@ -37,8 +37,9 @@ def from_target(
     dns_cache: DnsCache | None = None,
     shared: SharedWatchRegistries = SHARED_WATCHES,
 ) -> Source:
-    """The source for ``target`` (a string is parsed with :func:`~mcresolve.target.parse_target`,
-    raising :class:`~mcresolve.target.TargetError` when it is invalid).
+    """The source for ``target`` (a string is parsed with
+    :func:`~mcresolve.sources.target.parse_target`, raising
+    :class:`~mcresolve.sources.target.TargetError` when it is invalid).
 
     Consul targets watch through ``registry`` when it is given (and the target names no agent);
     otherwise through a lease on the process-wide ``shared`` registries
@@ -127,5 +128,5 @@ def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> 
     if isinstance(consul, ConsulClient):
         return consul
     client = ConsulClient(consul)
-    cleanup.append(client.close)
+    cleanup.append(client.aclose)
     return client

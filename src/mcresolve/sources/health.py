@@ -1,17 +1,21 @@
 """Stage 2: a blocking watch on ``/v1/health/service/<name>?passing``.
 
 The watch itself (blocking-query rules, backoff, index resets, sharing one request stream
-between every consumer of the same service/datacenter/filters) is
-:class:`mcresolve.consul.watch.WatchRegistry`'s; this adapter turns its events into
-:class:`~mcresolve.sources.base.Resolution` values.
+between every consumer of the same service/datacenter/filters/port) is
+:class:`mcresolve.consul.watch.WatchRegistry`'s, and so is converting each answer into endpoints
+(:class:`~mcresolve.consul.models.HealthAnswer`); this adapter turns its events into
+:class:`~mcresolve.sources.base.Resolution` values: an answer with rejected instances is published
+without them (or, when every instance was rejected, as an error with the last good set kept);
+a failed request as an error with the last good set kept (``stale``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from mcresolve.consul.models import Consistency, ServiceEntry
+from mcresolve.consul.models import Consistency, HealthAnswer, ServiceEntry, convert_entries
 from mcresolve.consul.watch import (
     HealthServiceSpec,
     Subscription,
@@ -20,10 +24,12 @@ from mcresolve.consul.watch import (
     WatchUpdate,
 )
 from mcresolve.endpoint import Endpoint
-from mcresolve.sources.base import PublishingSource, Resolution
-from mcresolve.target import HealthTarget
+from mcresolve.sources.base import PublishingSource
+from mcresolve.sources.target import HealthTarget
 
 __all__ = ["HealthSource", "entries_to_endpoints", "health_spec"]
+
+_log = logging.getLogger(__name__)
 
 _CONSISTENCY = {
     "default": Consistency.DEFAULT,
@@ -43,31 +49,17 @@ def health_spec(target: HealthTarget) -> HealthServiceSpec:
         node_meta=target.node_meta,
         near=target.near,
         consistency=_CONSISTENCY[target.consistency],
+        port=target.options.port,
     )
 
 
 def entries_to_endpoints(
     entries: Sequence[ServiceEntry], datacenter: str = "", default_port: int | None = None
 ) -> tuple[Endpoint, ...]:
-    """Endpoints for health entries, in Consul's order. An instance registered without a port
-    takes ``default_port`` (left out without one); one without any address is left out."""
-    endpoints: list[Endpoint] = []
-    for entry in entries:
-        port = entry.service.port if entry.service.port > 0 else default_port
-        if port is None or not entry.address:
-            continue
-        endpoints.append(
-            Endpoint(
-                address=entry.address,
-                port=port,
-                node=entry.node.node,
-                datacenter=entry.node.datacenter or datacenter,
-                service_id=entry.service.id,
-                tags=entry.service.tags,
-                meta=entry.service.meta,
-            )
-        )
-    return tuple(endpoints)
+    """Endpoints for health entries, in Consul's order (the usable part of
+    :func:`~mcresolve.consul.models.convert_entries`: an instance registered without a port takes
+    ``default_port``; one that cannot be connected to is left out)."""
+    return convert_entries(entries, datacenter, default_port).endpoints
 
 
 def answering_datacenter(endpoints: Sequence[Endpoint], asked: str | None) -> str | None:
@@ -111,14 +103,22 @@ class HealthSource(PublishingSource):
             await subscription.aclose()
 
     def _on_event(self, event: WatchUpdate[Any] | WatchFailure[Any]) -> None:
-        if isinstance(event, WatchFailure):
-            self._publish_error(event.error)
-            return
-        endpoints = entries_to_endpoints(
-            event.value, self._target.dc or "", self._target.options.port
-        )
-        self._publish(
-            Resolution.answered(
-                endpoints, self.description, answering_datacenter(endpoints, self._target.dc)
+        try:
+            if isinstance(event, WatchFailure):
+                self._publish_error(event.error)
+                return
+            answer = event.value
+            if not isinstance(answer, HealthAnswer):  # a spec of another kind: decode here
+                answer = HealthAnswer.decode(
+                    answer, self._target.dc or "", self._target.options.port
+                )
+            converted = answer.converted
+            self._publish_converted(
+                converted,
+                answering_datacenter(converted.endpoints, self._target.dc),
+                event.meta.address,
+                log=False,  # the watch logged it, once for all its subscribers
             )
-        )
+        except Exception as exc:  # a bug: publish it rather than lose the update unseen
+            _log.exception("source %s: cannot use a watch event", self)
+            self._publish_error(exc)

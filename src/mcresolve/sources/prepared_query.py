@@ -16,6 +16,13 @@ Prepared queries cannot block (``X-Consul-Index`` is always 0), so the source re
 
 Executions are at least ``min_interval`` apart, so a burst of triggers costs one execution.
 Endpoints carry the datacenter that answered (``Datacenter`` in the response).
+
+A failed execution is any exception: the agent unreachable, an error status, a malformed answer
+(:class:`~mcresolve.consul.errors.ConsulProtocolError`), anything unexpected. It is published
+with the last good set kept (``stale``) and retried after the backoff: no answer stops the
+source. Instances that cannot be endpoints (a port outside 1..65535, a bad address) are rejected
+one by one (:func:`~mcresolve.consul.models.convert_entries`): the others are published, with an
+:class:`~mcresolve.sources.base.AnswerRejected` naming the agent and the rejected instances.
 """
 
 from __future__ import annotations
@@ -26,9 +33,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError
+from mcresolve.consul.models import PreparedQueryResult
 from mcresolve.consul.watch import (
     HealthServiceSpec,
     Subscription,
@@ -36,21 +43,15 @@ from mcresolve.consul.watch import (
     WatchRegistry,
     WatchUpdate,
 )
-from mcresolve.sources.base import PublishingSource, Resolution
-from mcresolve.sources.health import entries_to_endpoints
+from mcresolve.sources.base import PublishingSource
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
+from mcresolve.sources.target import PreparedQueryTarget
 from mcresolve.sources.wakeup import RefreshTrigger, Wake
-from mcresolve.target import PreparedQueryTarget
+from mcresolve.timing import Backoff, BackoffPolicy, jittered
 
-__all__ = ["PreparedQuerySource", "jittered"]
+__all__ = ["PreparedQuerySource"]
 
 _log = logging.getLogger(__name__)
-
-
-def jittered(period: float, random_value: float, spread: float = 0.2) -> float:
-    """``period`` scaled by a factor in ``[1 - spread, 1 + spread)`` chosen by ``random_value``
-    (uniform in ``[0, 1)``)."""
-    return period * (1 - spread + 2 * spread * random_value)
 
 
 class PreparedQuerySource(PublishingSource):
@@ -112,32 +113,53 @@ class PreparedQuerySource(PublishingSource):
             result = await self._client.query_execute(
                 target.query, dc=target.dc, near=target.near, limit=target.limit
             )
-        except ConsulError as exc:
+            return await self._use(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure is reported and retried, never raised
             retry_in = self._backoff.failure()
+            unexpected = not isinstance(exc, ConsulError)
             _log.log(
                 logging.WARNING if self._backoff.failures == 1 else logging.DEBUG,
-                "prepared query %s failed (%d in a row), retry in %.2f s: %s",
+                "prepared query %s failed (%d in a row, agent %s), retry in %.2f s: %s",
                 target.query,
                 self._backoff.failures,
+                self._agent(),
                 retry_in,
                 exc,
+                exc_info=unexpected and self._backoff.failures == 1,
             )
             self._publish_error(exc)
             return type(exc), retry_in
-        self._backoff.success()
-        endpoints = entries_to_endpoints(result.entries, result.datacenter, target.options.port)
-        self._publish(Resolution.answered(endpoints, self.description, result.datacenter))
+
+    async def _use(self, result: PreparedQueryResult) -> tuple[object, float]:
+        """Publish an execution's answer and follow its datacenter's health."""
+        converted = result.convert(self._target.options.port)
+        if converted.rejected_whole:
+            self._backoff.failure()  # a garbage answer is a failure: retried after the backoff
+        else:
+            self._backoff.success()
+        self._publish_converted(converted, result.datacenter, result.meta.address)
+        if converted.rejected_whole:
+            return ("rejected", converted.rejected), self._backoff.last_delay
         await self._watch_health(result.service, result.datacenter if result.failovers else None)
-        outcome = (frozenset(endpoints), result.datacenter)  # Consul shuffles the nodes
-        return outcome, jittered(target.refresh, self._random())
+        outcome = (frozenset(converted.endpoints), result.datacenter)  # Consul shuffles the nodes
+        return outcome, jittered(self._target.refresh, self._random())
+
+    def _agent(self) -> str:
+        try:
+            return self._client.current_address.base_url
+        except Exception:  # a stand-in client: never fail a log line
+            return "?"
 
     async def _watch_health(self, service: str, remote_dc: str | None) -> None:
         """Keep watches on ``service`` in the local datacenter and in ``remote_dc``."""
         if self._registry is None or not service:
             return
-        wanted = {HealthServiceSpec(service, datacenter=self._target.dc)}
+        port = self._target.options.port
+        wanted = {HealthServiceSpec(service, datacenter=self._target.dc, port=port)}
         if remote_dc is not None and remote_dc != self._target.dc:
-            wanted.add(HealthServiceSpec(service, datacenter=remote_dc))
+            wanted.add(HealthServiceSpec(service, datacenter=remote_dc, port=port))
         for spec in [s for s in self._watches if s not in wanted]:
             # shielded: Subscription.aclose awaits the watch task it cancels and would swallow
             # a cancellation of this task arriving meanwhile (stop() would then hang)

@@ -34,13 +34,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RefreshDamper", "RefreshDamping"]
+from mcresolve.timing import RandomSource
 
-#: A source of uniform random floats in ``[0, 1)``.
-RandomSource = Callable[[], float]
+__all__ = ["RefreshDamper", "RefreshDamping"]
 
 _UNSET: object = object()
 

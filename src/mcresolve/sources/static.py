@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import PublishingSource, Resolution
-from mcresolve.target import StaticTarget
+from mcresolve.sources.target import StaticTarget
 
 __all__ = ["StaticSource", "endpoints_of"]
 

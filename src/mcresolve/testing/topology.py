@@ -30,7 +30,6 @@ import minio
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.lifecycle import AsyncStartStop
-from mcresolve.target import format_duration
 from mcresolve.testing.consul import AgentConfig, ConsulEmulator, Datacenter
 from mcresolve.testing.storage import StorageCluster
 from mcresolve.testing.topology_consul import (
@@ -39,6 +38,7 @@ from mcresolve.testing.topology_consul import (
     NodeRef,
     RegisteredNode,
 )
+from mcresolve.timing import format_duration
 
 __all__ = [
     "DEFAULT_CLOUDS",
@@ -292,7 +292,7 @@ class MultiCloudTopology(ConsulRegistrations, AsyncStartStop):
         """Stop the emulator and, if the topology started it, the storage cluster."""
         consul, self._consul = self._consul, None
         if consul is not None:
-            await consul.stop()
+            await consul.aclose()
         if self._owns_storage and self._storage is not None:
             cluster, self._storage = self._storage, None
             await cluster.stop()

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcresolve.consul.client import ConsulClient
-from mcresolve.target import format_duration
 from mcresolve.testing.consul import Datacenter
 from mcresolve.testing.storage import StorageCluster, StorageNode
+from mcresolve.timing import format_duration
 
 __all__ = ["CheckStatus", "CheckTimeout", "ConsulRegistrations", "NodeRef", "RegisteredNode"]
 

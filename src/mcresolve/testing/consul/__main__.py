@@ -92,7 +92,7 @@ async def _main(args: argparse.Namespace) -> None:
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
-        await emulator.stop()
+        await emulator.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:

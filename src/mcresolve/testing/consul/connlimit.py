@@ -3,7 +3,7 @@
 A modern agent counts the open HTTP connections of each client IP; a new connection beyond
 the limit gets a fixed ``429`` written straight onto the socket, then the connection closes
 (agent/agent.go ``httpConnLimiter`` on hashicorp/go-connlimit, PR #8221; the default of 200 is
-in agent/config/default.go). Over HTTPS the client sees a broken pipe (issue #19622); the
+in agent/config/default.go). Over HTTPS the client sees a broken pipe (hashicorp/consul#19622); the
 emulator serves plain HTTP only.
 """
 

@@ -12,7 +12,7 @@ import importlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -29,12 +29,10 @@ from .catalog import (
 from .connlimit import ConnectionLimiter, LimitedSite
 from .contracts import ClusterView, HealthEntry, QueryNotFound
 from .faults import AgentFaults
+from .http_api import AgentHttpApi
 from .profile import LEGACY, ConsulProfile
 from .queries import sort_near
 from .timebase import EmulatorClock
-
-if TYPE_CHECKING:
-    from .http_api import AgentHttpApi
 
 
 @dataclass(frozen=True)
@@ -267,8 +265,6 @@ class Datacenter:
 
     async def start(self) -> None:
         """Open the HTTP and DNS listeners (the same ports again after a stop)."""
-        from .http_api import AgentHttpApi
-
         if self.running:
             return
         if self.prepared_queries is None:

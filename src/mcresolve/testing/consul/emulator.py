@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from mcresolve.lifecycle import AsyncStartStop
+from mcresolve.lifecycle import AsyncStartClose
 
 from .agent import AgentConfig
 from .contracts import DatacenterUnreachable, DatacenterView
-from .datacenter import Datacenter
+from .datacenter import Datacenter, PeerLink
 from .profile import ConsulProfile, profile_for
 from .timebase import EmulatorClock
 
 
-class ConsulEmulator(AsyncStartStop):
+class ConsulEmulator(AsyncStartClose):
     """An in-process emulation of Consul dev agents (1.0.8 by default, or 1.21 / 2.x CE per
     datacenter), one per datacenter, WAN-joined.
 
@@ -90,12 +90,12 @@ class ConsulEmulator(AsyncStartStop):
             for dc in self._dcs.values():
                 await dc.start()
         except BaseException:
-            await self.stop()
+            await self.aclose()
             raise
         self._started = True
         return self
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop every agent and every background task."""
         for dc in self._dcs.values():
             await dc.close()
@@ -153,8 +153,6 @@ class ConsulEmulator(AsyncStartStop):
         (default: all). Both must run a modern profile (peering is GA since 1.14). Reads:
         ``?peer=<name>`` on health/catalog service, prepared-query ``Failover.Targets``
         ``[{"Peer": name}]`` and DNS ``<svc>.service.<name>.peer.consul``."""
-        from .datacenter import PeerLink
-
         here, there = self._dcs[local], self._dcs[remote]
         if not (here.profile.modern and there.profile.modern):
             raise ValueError("cluster peering needs modern profiles on both sides (1.14+)")

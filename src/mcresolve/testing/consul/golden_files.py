@@ -1,8 +1,8 @@
 """Where the Consul 1.0.8 golden recordings are (``consul-golden/*.json``).
 
-They are not shipped with the package: mcresolve's own tests find them in the ``shared/`` folder
-that sits beside the repository checkout (``../shared/consul-golden``), or wherever
-``MCRESOLVE_CONSUL_GOLDEN`` points. A missing folder is an error, never a reason to skip.
+They are not shipped with the package: ``MCRESOLVE_CONSUL_GOLDEN`` names the folder, else a
+``shared/consul-golden`` folder beside the source checkout is used. A missing folder is an
+error, never a reason to skip.
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import json
 import random
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -193,6 +194,26 @@ class ForwardedError(EmulatorError):
     """An error from a server-backed read: sent with zeroed query meta headers."""
 
 
+#: the path of the request being served (set per request task, read by the blocking responder)
+_REQUEST_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("request_path", default="")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldQuery:
+    """A blocking query an agent held (its ``?index`` was current), in Consul-time seconds.
+
+    ``woken`` is true when the index passed ``index`` before the wait ran out, false when the
+    wait (``wait``, jitter included) ran out first. Queries answered at once are not held.
+    """
+
+    path: str
+    index: int
+    wait: float
+    held_at: float
+    answered_at: float
+    woken: bool
+
+
 @dataclass(frozen=True)
 class Route:
     prefix: str
@@ -212,9 +233,13 @@ class AgentHttpApi:
     """The aiohttp application of one agent.
 
     :meth:`of` finds the API of a datacenter's agent, whose read-only counters tell tests what
-    the agent saw: :attr:`parked` (blocking queries it holds right now, waiting for a change) and
-    :meth:`requests_served` (requests received per path).
+    the agent saw: :attr:`parked` (blocking queries it holds right now, waiting for a change),
+    :meth:`requests_served` (requests received per path) and :attr:`held_queries` (how the
+    last blocking queries it held were answered: woken by a change or at the end of their wait).
     """
+
+    #: how many answered held queries :attr:`held_queries` keeps
+    HELD_QUERIES_KEPT: ClassVar[int] = 512
 
     _by_datacenter: ClassVar[weakref.WeakKeyDictionary[Datacenter, AgentHttpApi]] = (
         weakref.WeakKeyDictionary()
@@ -225,6 +250,7 @@ class AgentHttpApi:
         self._rng = random.Random(dc.seed)
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._parked = 0
+        self._held: deque[HeldQuery] = deque(maxlen=self.HELD_QUERIES_KEPT)
         self._paths: Counter[str] = Counter()
         self._cache: dict[tuple[str, Any], tuple[int, float]] = {}
         AgentHttpApi._by_datacenter[dc] = self
@@ -278,6 +304,12 @@ class AgentHttpApi:
         waiting for a change or the end of their wait), including ``?dc=`` ones it forwards."""
         return self._parked
 
+    @property
+    def held_queries(self) -> tuple[HeldQuery, ...]:
+        """The last blocking queries this agent held and answered, oldest first (a query
+        failed by its forwarding target going away is not listed)."""
+        return tuple(self._held)
+
     def requests_served(self, path: str | None = None) -> int:
         """Requests this agent received for ``path`` (all paths when ``None``)."""
         return sum(self._paths.values()) if path is None else self._paths[path]
@@ -319,6 +351,7 @@ class AgentHttpApi:
 
     async def _serve_routed(self, request: web.Request) -> web.StreamResponse:
         self._paths[request.path] += 1
+        _REQUEST_PATH.set(request.path)
         faults = self.dc.faults
         if faults.delay > 0:
             await asyncio.sleep(faults.delay)
@@ -375,9 +408,8 @@ class AgentHttpApi:
             target = self.dc.cluster.reach(self.dc.name, name)
         except DatacenterUnreachable as exc:
             raise ForwardedError(exc.status, exc.message) from None
-        from .datacenter import Datacenter
-
-        assert isinstance(target, Datacenter)
+        # The cluster holds this agent's kind of datacenter (no import: datacenter imports us).
+        assert isinstance(target, type(self.dc))
         return target
 
     def _peer(self, query: Query) -> str | None:
@@ -423,12 +455,22 @@ class AgentHttpApi:
         if params.index == 0 or index > params.index:
             return index, body
         clock = self.dc.clock
-        deadline = clock.now() + clock.scaled(jittered(params.wait, self._rng))
+        wait = jittered(params.wait, self._rng)
+        deadline = clock.now() + clock.scaled(wait)
+        held_at = clock.consul_now()
+
+        def held(woken: bool) -> None:
+            record = HeldQuery(
+                _REQUEST_PATH.get(), params.index, wait, held_at, clock.consul_now(), woken
+            )
+            self._held.append(record)
+
         self._parked += 1
         try:
             while True:
                 remaining = deadline - clock.now()
                 if remaining <= 0:
+                    held(woken=False)
                     return compute()
                 changed = asyncio.ensure_future(target.catalog.changed_event().wait())
                 down = asyncio.ensure_future(target.down_event.wait())
@@ -443,6 +485,7 @@ class AgentHttpApi:
                     raise ForwardedError(500, "rpc error making call: EOF")
                 index, body = compute()
                 if index > params.index:
+                    held(woken=True)
                     return index, body
         finally:
             self._parked -= 1
@@ -585,9 +628,8 @@ class AgentHttpApi:
         if not name or name == self.dc.name:
             return self.dc
         target = self.dc.cluster.reach(self.dc.name, name)
-        from .datacenter import Datacenter
-
-        assert isinstance(target, Datacenter)
+        # The cluster holds this agent's kind of datacenter (no import: datacenter imports us).
+        assert isinstance(target, type(self.dc))
         return target
 
     async def catalog_register(self, req: ApiRequest) -> web.StreamResponse:

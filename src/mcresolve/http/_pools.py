@@ -1,7 +1,7 @@
 """Pools of the HTTP adapters: one per target, created on first use, closed with the adapter.
 
-Shared by :mod:`mcresolve.httpx` and :mod:`mcresolve.aiohttp`. Pools the caller passes in (as
-values of ``targets``) are used as they are and left open.
+Shared by :mod:`mcresolve.http.httpx` and :mod:`mcresolve.http.aiohttp`. Pools the caller passes
+in (as values of ``targets``) are used as they are and left open.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mcresolve.errors import CallFailed, PoolClosed
-from mcresolve.http_failover import HttpFailoverPolicy, StatusFailure
+from mcresolve.http.failover import HttpFailoverPolicy, StatusFailure
 from mcresolve.pool import BackgroundPool, EndpointPool
 from mcresolve.pool.call_policy import CallPolicy
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "AsyncPools",
@@ -169,7 +169,7 @@ def check_options(policy: object, pool_options: object) -> None:
     """TypeError naming the parameter for a ``policy`` / ``pool_options`` of the wrong type."""
     if policy is not None and not isinstance(policy, HttpFailoverPolicy):
         raise TypeError(
-            f"policy must be a mcresolve.http_failover.HttpFailoverPolicy, got "
+            f"policy must be a mcresolve.http.failover.HttpFailoverPolicy, got "
             f"{type(policy).__name__}"
         )
     if pool_options is not None and not isinstance(pool_options, Mapping):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcresolve.target import (
+from mcresolve.sources.target import (
     CONSUL_DNS_PORT,
     CommonOptions,
     DnsServer,

@@ -4,19 +4,23 @@ Pure (no I/O). The I/O layer describes one failed attempt as an :class:`Outcome`
 with :func:`outcome_from_exception`, which only inspects exception objects raised by ``minio``,
 ``urllib3``, ``ssl``, ``socket`` and asyncio) and :func:`classify` returns a :class:`Verdict`:
 
-* :attr:`ErrorClass.NODE` — this endpoint is at fault: report ``verdict.failure_kind`` to the
-  outlier detector (most kinds eject at once) and retry on *another* endpoint at once, if
-  ``verdict.replay_safe``.
-* :attr:`ErrorClass.CLUSTER` — the storage cluster as a whole cannot serve: do not count it
-  against the node, wait (:func:`cluster_retry_delay`: ``Retry-After`` when given, within the
-  caller's deadline), retry if ``replay_safe``, and finally raise :class:`StorageClusterDegraded`,
-  which says whether reads or writes are affected. A quorum code from the first node asked is
-  that node's own view of its peers (``verdict.confirmed`` False): the call asks another node
-  before it gives up or waits.
-* :attr:`ErrorClass.CLIENT` — an answer (``NoSuchKey``, ``AccessDenied``, any other 4xx, a
-  304/3xx) or an error that is not the storage's at all (a bug, the caller's stream failing): raise
-  at once, never retry; the node answered, so it counts as a success for outlier detection
-  (``verdict.node_ok``).
+* :attr:`Fault.NODE <mcresolve.pool.planner.Fault.NODE>` — this endpoint is at fault: report
+  ``verdict.failure_kind`` to the outlier detector (most kinds eject at once) and retry on
+  *another* endpoint at once, if ``verdict.replay_safe``.
+* :attr:`Fault.CLUSTER <mcresolve.pool.planner.Fault.CLUSTER>` — the storage cluster as a whole
+  cannot serve: do not count it against the node; the pool's planner waits (``Retry-After`` when
+  given, within the caller's deadline), retries if ``replay_safe``, and finally the wrapper
+  raises :class:`StorageClusterDegraded`, which says whether reads or writes are affected. A
+  quorum code from the first node asked is that node's own view of its peers
+  (``verdict.confirmed`` False): the call asks another node before it gives up or waits.
+* :attr:`Fault.CLIENT <mcresolve.pool.planner.Fault.CLIENT>` — an answer (``NoSuchKey``,
+  ``AccessDenied``, any other 4xx, a 304/3xx) or an error that is not the storage's at all (a
+  bug, the caller's stream failing): raise at once, never retry; the node answered, so it counts
+  as a success for outlier detection (``verdict.node_ok``).
+
+Verdicts speak the planner's vocabulary: ``verdict.error_class`` is a
+:class:`~mcresolve.pool.planner.Fault` (``ErrorClass``, this module's former enum of the same three
+values, remains as a deprecated alias of it).
 
 The rules, their order and the MinIO facts behind them are listed on :func:`classify` and in
 ``docs/decision-logic.md``.
@@ -30,6 +34,7 @@ import errno
 import http.client
 import socket
 import ssl
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,21 +44,13 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.errors import McResolveError
-from mcresolve.pool.planner import REFUSED_ERRNOS
+from mcresolve.pool.planner import REFUSED_ERRNOS, Fault
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """RFC 9110 §9.2.2. S3 ``PUT`` (object, part) and ``DELETE`` are idempotent; ``POST`` is not in
 general (``CompleteMultipartUpload``); pass ``idempotent=True`` for POSTs that are (multi-object
 delete, ``SelectObjectContent``)."""
 READ_METHODS = frozenset({"GET", "HEAD"})
-
-
-class ErrorClass(enum.Enum):
-    """Who is at fault, which decides what the wrapper does next."""
-
-    NODE = "node"
-    CLUSTER = "cluster"
-    CLIENT = "client"
 
 
 class Transport(enum.Enum):
@@ -182,7 +179,7 @@ class Outcome:
 class Verdict:
     """What to do about one failed attempt."""
 
-    error_class: ErrorClass
+    error_class: Fault
     failure_kind: FailureKind | None
     """For NODE: what to report to :meth:`OutlierDetector.record_failure`; None otherwise."""
     node_ok: bool
@@ -209,17 +206,7 @@ class Verdict:
     @property
     def unconfirmed_cluster(self) -> bool:
         """CLUSTER by one node's own view only: seek confirmation on another node first."""
-        return self.error_class is ErrorClass.CLUSTER and not self.confirmed
-
-    @property
-    def retry_elsewhere(self) -> bool:
-        """NODE and safe to replay: retry at once on a different endpoint."""
-        return self.error_class is ErrorClass.NODE and self.replay_safe
-
-    @property
-    def retry_later(self) -> bool:
-        """CLUSTER and safe to replay: retry after :func:`cluster_retry_delay`."""
-        return self.error_class is ErrorClass.CLUSTER and self.replay_safe
+        return self.error_class is Fault.CLUSTER and not self.confirmed
 
 
 class StorageClusterDegraded(McResolveError):
@@ -288,7 +275,7 @@ def _affects_by_method(outcome: Outcome) -> Affects:
 
 def _verdict(
     outcome: Outcome,
-    error_class: ErrorClass,
+    error_class: Fault,
     reason: str,
     *,
     failure_kind: FailureKind | None = None,
@@ -296,22 +283,22 @@ def _verdict(
     affects: Affects | None = None,
     confirmed: bool = True,
 ) -> Verdict:
-    if error_class is ErrorClass.CLIENT:
+    if error_class is Fault.CLIENT:
         replay_safe = False
     else:
         replay_safe = outcome.body_replayable and (not may_have_executed or outcome.is_idempotent)
-    if error_class is ErrorClass.CLUSTER and affects is None:
+    if error_class is Fault.CLUSTER and affects is None:
         affects = _affects_by_method(outcome)
     return Verdict(
         error_class=error_class,
-        failure_kind=failure_kind if error_class is ErrorClass.NODE else None,
-        node_ok=error_class is ErrorClass.CLIENT,
+        failure_kind=failure_kind if error_class is Fault.NODE else None,
+        node_ok=error_class is Fault.CLIENT,
         replay_safe=replay_safe,
         may_have_executed=may_have_executed,
-        affects=affects if error_class is ErrorClass.CLUSTER else None,
+        affects=affects if error_class is Fault.CLUSTER else None,
         retry_after=outcome.retry_after,
         reason=reason,
-        confirmed=confirmed or error_class is not ErrorClass.CLUSTER,
+        confirmed=confirmed or error_class is not Fault.CLUSTER,
     )
 
 
@@ -358,8 +345,12 @@ def classify(outcome: Outcome) -> Verdict:
        storage failure) — is CLIENT.
 
     ``may_have_executed`` is False when nothing was sent and for answers that reject before
-    executing (429, 503 and the cluster/node-local codes); True otherwise. ``replay_safe`` is
-    ``body_replayable and (not may_have_executed or idempotent)``; CLIENT is never replayed.
+    executing: 429, and the cluster and node-local codes (MinIO sends them from its admission,
+    lock and quorum checks, and reverts a write that misses its quorum). True otherwise,
+    including a 503 without one of those codes: a proxy or gateway in front of the node may
+    answer 503 after the node executed the request (a reset upstream connection, a timeout).
+    ``replay_safe`` is ``body_replayable and (not may_have_executed or idempotent)``; CLIENT is
+    never replayed.
     """
     detail = f" ({outcome.detail})" if outcome.detail else ""
     every = outcome.from_every_endpoint
@@ -370,20 +361,20 @@ def classify(outcome: Outcome) -> Verdict:
         if every and transport is Transport.READ_TIMEOUT:
             return _verdict(
                 outcome,
-                ErrorClass.CLUSTER,
+                Fault.CLUSTER,
                 f"no node answered in time{detail}",
                 may_have_executed=True,
             )
         if every and transport is Transport.TLS:
             return _verdict(
                 outcome,
-                ErrorClass.CLIENT,
+                Fault.CLIENT,
                 f"TLS failed with every node: check CA, certificates and server name{detail}",
                 may_have_executed=False,
             )
         return _verdict(
             outcome,
-            ErrorClass.NODE,
+            Fault.NODE,
             f"{transport.value.replace('_', ' ')}{detail}",
             failure_kind=kind,
             may_have_executed=executed,
@@ -397,7 +388,7 @@ def classify(outcome: Outcome) -> Verdict:
         who = "cluster answered" if confirmed else "node answered, by its own view of the cluster,"
         return _verdict(
             outcome,
-            ErrorClass.CLUSTER,
+            Fault.CLUSTER,
             f"{who} {answer}{detail}",
             may_have_executed=False,
             affects=CLUSTER_CODES[code],
@@ -407,68 +398,49 @@ def classify(outcome: Outcome) -> Verdict:
         if every:
             return _verdict(
                 outcome,
-                ErrorClass.CLUSTER,
+                Fault.CLUSTER,
                 f"every node answered {answer}{detail}",
                 may_have_executed=False,
                 affects=Affects.READS_AND_WRITES,
             )
         return _verdict(
             outcome,
-            ErrorClass.NODE,
+            Fault.NODE,
             f"node answered {answer}{detail}",
             failure_kind=FailureKind.GATEWAY,
             may_have_executed=False,
         )
     if status is None:
         return _verdict(
-            outcome, ErrorClass.CLIENT, f"not a storage failure{detail}", may_have_executed=False
+            outcome, Fault.CLIENT, f"not a storage failure{detail}", may_have_executed=False
         )
     if status in (429, 408):
         return _verdict(
             outcome,
-            ErrorClass.CLUSTER,
+            Fault.CLUSTER,
             f"cluster answered {answer}{detail}",
             may_have_executed=status == 408,
         )
     if status == 501 or not 500 <= status <= 599:
-        return _verdict(
-            outcome, ErrorClass.CLIENT, f"answer {answer}{detail}", may_have_executed=False
-        )
-    rejected_before_executing = status == 503
+        return _verdict(outcome, Fault.CLIENT, f"answer {answer}{detail}", may_have_executed=False)
+    # Here no MinIO code says the request was refused before executing: a 503 without one (a
+    # proxy's or gateway's "Service Unavailable", which may come after the server executed
+    # the request) may have executed like any other 5xx.
     if every:
         return _verdict(
             outcome,
-            ErrorClass.CLUSTER,
+            Fault.CLUSTER,
             f"every node answered {answer}{detail}",
-            may_have_executed=not rejected_before_executing,
+            may_have_executed=True,
         )
     kind = FailureKind.GATEWAY if status in (502, 504) else FailureKind.SERVER_ERROR
     return _verdict(
         outcome,
-        ErrorClass.NODE,
+        Fault.NODE,
         f"node answered {answer}{detail}",
         failure_kind=kind,
-        may_have_executed=not rejected_before_executing,
+        may_have_executed=True,
     )
-
-
-def cluster_retry_delay(
-    verdict: Verdict, fallback_delay: float, remaining: float | None
-) -> float | None:
-    """Seconds to wait before retrying after a CLUSTER verdict, or None to raise now.
-
-    The server's ``Retry-After`` when given (MinIO sends 60 or 120 s), else ``fallback_delay``
-    (from the caller's jittered backoff). None when the verdict is not retryable later, or when
-    the wait would not end before the caller's deadline (``remaining`` seconds; None: no
-    deadline) — waiting past the deadline only to fail is worse than failing now.
-    """
-    if not verdict.retry_later:
-        return None
-    delay = verdict.retry_after if verdict.retry_after is not None else fallback_delay
-    delay = max(0.0, delay)
-    if remaining is not None and delay >= remaining:
-        return None
-    return delay
 
 
 def parse_retry_after(value: str | None, now_epoch: float | None = None) -> float | None:
@@ -627,3 +599,15 @@ def classify_exception(
             now_epoch=now_epoch,
         )
     )
+
+
+def __getattr__(name: str) -> object:
+    """``ErrorClass``: the deprecated name of :class:`~mcresolve.pool.planner.Fault`."""
+    if name == "ErrorClass":
+        warnings.warn(
+            "mcresolve.minio.classify.ErrorClass is deprecated: use mcresolve.Fault",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Fault
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""HTTP failover decisions shared by :mod:`mcresolve.httpx` and :mod:`mcresolve.aiohttp` (pure).
+"""HTTP failover decisions shared by :mod:`mcresolve.http.httpx` and
+:mod:`mcresolve.http.aiohttp` (pure).
 
 The adapters send each attempt through their HTTP library and describe what happened in the
 library-neutral terms of this module; every decision is taken here, once, for both:
@@ -32,7 +33,13 @@ from typing import Final, Generic, Literal, TypeVar
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.errors import McResolveError
 from mcresolve.pool.planner import REFUSED_ERRNOS, AttemptContext, AttemptVerdict, Fault
-from mcresolve.target import HealthTarget, PreparedQueryTarget, Target, TargetError, parse_target
+from mcresolve.sources.target import (
+    HealthTarget,
+    PreparedQueryTarget,
+    Target,
+    TargetError,
+    parse_target,
+)
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -191,7 +198,7 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     if value is None:
         return None
     text = value.strip()
-    if text.isascii() and text.isdigit():  # not "¹" or "٣": int() refuses them
+    if text.isascii() and text.isdigit():
         return float(int(text))
     try:
         when = email.utils.parsedate_to_datetime(text)
@@ -323,8 +330,9 @@ def route_for(
     case-insensitive); a ``consul://`` / ``consul+query://`` URL (``consul+query://billing``);
     a Consul name (``billing.service.consul``, ``billing.query.dc2.consul``) when
     :attr:`HttpFailoverPolicy.consul_names` is on. A port in the URL of a Consul name overrides the
-    service's port (the target's ``port=`` option). :class:`~mcresolve.target.TargetError` for
-    a ``consul://`` URL or ``.consul`` name that is not a valid target.
+    service's port (the target's ``port=`` option).
+    :class:`~mcresolve.sources.target.TargetError` for a ``consul://`` URL or ``.consul`` name that
+    is not a valid target.
     """
     lowered = host.lower().rstrip(".")
     scheme = scheme.lower()

@@ -30,16 +30,15 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mcresolve.backoff import Backoff, BackoffPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulUnavailable, ServerError
-from mcresolve.lifecycle import AsyncStartStop
-from mcresolve.target import format_duration
+from mcresolve.lifecycle import AsyncStartClose
 from mcresolve.tasks import cancel_and_wait
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource, format_duration
 
 __all__ = [
     "CheckState",
@@ -53,10 +52,9 @@ __all__ = [
     "heartbeat_delay",
 ]
 
-log = logging.getLogger("mcresolve.registration")
+log = logging.getLogger("mcresolve.consul.registration")
 
 CheckState = Literal["passing", "warning", "critical"]
-RandomSource = Callable[[], float]
 
 
 # --- definitions (values) ------------------------------------------------------------------
@@ -255,7 +253,7 @@ def classify_failure(error: ConsulError) -> FailureAction:
 # --- the I/O loop ----------------------------------------------------------------------------
 
 
-class ConsulRegistration(AsyncStartStop):
+class ConsulRegistration(AsyncStartClose):
     """Keeps one service instance registered with the local Consul agent.
 
     Use as an async context manager (or :meth:`start` / :meth:`stop`). Entering registers once:
@@ -322,7 +320,7 @@ class ConsulRegistration(AsyncStartStop):
             log.warning("Consul registration of %s deferred: %s", self._service.id, error)
         self._task = asyncio.create_task(self._maintain(), name=f"consul-registration {self}")
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop maintaining; deregister (when ``deregister_on_exit``) within
         ``deregister_timeout``. Failures to deregister are logged, not raised. Idempotent."""
         if self._stopped:

@@ -2,14 +2,14 @@
 
 ::
 
-    from mcresolve.aiohttp import PoolSession
+    from mcresolve.http.aiohttp import PoolSession
 
     async with PoolSession() as session:
         async with session.get("http://billing.service.consul/invoices") as response:
             invoices = await response.json()
 
-The same routing, retry and classification rules as :mod:`mcresolve.httpx`
-(:mod:`mcresolve.http_failover` decides for both): a request whose host is a Consul name, whose
+The same routing, retry and classification rules as :mod:`mcresolve.http.httpx`
+(:mod:`mcresolve.http.failover` decides for both): a request whose host is a Consul name, whose
 URL is ``consul://…`` / ``consul+query://…``, or whose host is mapped in ``targets`` goes
 through the pool of that target; every other request goes to the wrapped
 ``aiohttp.ClientSession`` untouched. ``docs/http.md`` has the rules and measurements.
@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from mcresolve._http_pools import (
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import CallFailed
+from mcresolve.http._pools import (
     AsyncPools,
     RequestOptions,
     call_policy,
@@ -33,9 +35,7 @@ from mcresolve._http_pools import (
     final_answer,
     split_targets,
 )
-from mcresolve.endpoint import Endpoint
-from mcresolve.errors import CallFailed
-from mcresolve.http_failover import (
+from mcresolve.http.failover import (
     HttpFailoverPolicy,
     RequestFacts,
     StatusFailure,
@@ -48,9 +48,10 @@ from mcresolve.http_failover import (
     parse_retry_after,
     route_for,
 )
+from mcresolve.lifecycle import AsyncClosing, deprecated_verb
 from mcresolve.pool import EndpointPool
 from mcresolve.pool.planner import AttemptContext, AttemptVerdict
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "HttpFailoverPolicy",
@@ -126,7 +127,7 @@ class _RequestContext:
             self._response.release()
 
 
-class PoolSession:
+class PoolSession(AsyncClosing):
     """An ``aiohttp.ClientSession`` wrapper that fails over between a service's endpoints.
 
     ``targets``: host name → target string, parsed target or a running
@@ -185,19 +186,14 @@ class PoolSession:
         """The pools in use, by target."""
         return self._pools.pools
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def close(self) -> None:
-        """Close the pools created here and the session if it was created here."""
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pools created here and the session if it was created here (``async with``
+        calls it)."""
         await self._pools.aclose()
         if self._own_session and self._session is not None:
             await self._session.close()
@@ -257,7 +253,7 @@ class PoolSession:
             return await session.request(method, full, **kwargs)
         if options is not None and not isinstance(options, RequestOptions):
             raise TypeError(
-                f"mcresolve= must be a mcresolve.aiohttp.RequestOptions, got "
+                f"mcresolve= must be a mcresolve.http.aiohttp.RequestOptions, got "
                 f"{type(options).__name__}"
             )
         options = options or RequestOptions()

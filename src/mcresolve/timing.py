@@ -1,4 +1,8 @@
-"""Jittered exponential backoff (pure: no clock, no sleeping; randomness is passed in).
+"""Time arithmetic shared by the transport, the sources and the pool (pure: no clock, no sleeping;
+randomness is passed in): jittered exponential backoff, jittered periods and Go-style duration
+strings.
+
+Jittered exponential backoff
 
 A :class:`BackoffPolicy` is a value describing *how long to wait before retry number n*; a
 :class:`Backoff` tracks the consecutive failures of one retrying loop and asks the policy.
@@ -122,3 +126,31 @@ class Backoff:
         """Record a success: the next failure starts from the base delay again."""
         self.failures = 0
         self.last_delay = 0.0
+
+
+def jittered(period: float, random_value: float, spread: float = 0.2) -> float:
+    """``period`` scaled by a factor in ``[1 - spread, 1 + spread)`` chosen by ``random_value``
+    (uniform in ``[0, 1)``)."""
+    return period * (1 - spread + 2 * spread * random_value)
+
+
+# Durations as Consul writes its own settings (Go style: "500ms", "5s", "1m30s", "1.5h");
+# mcresolve.sources.target.parse_duration reads them back.
+
+
+def format_duration(seconds: float) -> str:
+    """A string :func:`parse_duration` reads back as ``seconds`` (``"1.5s"``, ``"250ms"``)."""
+    if seconds == 0:
+        return "0"
+    if seconds < 1:
+        ms = _plain_number(seconds * 1000)
+        if float(ms) / 1000 == seconds:
+            return ms + "ms"
+    return _plain_number(seconds) + "s"
+
+
+def _plain_number(number: float) -> str:
+    text = repr(number)
+    if "e" in text or "E" in text:
+        text = f"{number:.12f}".rstrip("0")
+    return text[:-2] if text.endswith(".0") else text.rstrip(".")

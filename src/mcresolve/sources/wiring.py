@@ -20,7 +20,7 @@ from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.sources.base import Source
 from mcresolve.sources.factory import from_target
-from mcresolve.target import (
+from mcresolve.sources.target import (
     DnsTarget,
     HealthTarget,
     PreparedQueryTarget,

@@ -1,8 +1,9 @@
 """Target strings: how an application says where its endpoints come from.
 
-A target string selects one of the article's three resolution stages (or a static list), so an
-application switches stages by configuration only. :func:`parse_target` turns a string into a
-frozen, typed spec and fails at once with a :class:`TargetError` that says what was expected.
+A target string selects one of three resolution stages (DNS, the health catalog, prepared
+queries) or a static list, so an application switches stages by configuration only.
+:func:`parse_target` turns a string into a frozen, typed spec and fails at once with a
+:class:`TargetError` that says what was expected.
 
 Forms (full reference with examples: ``docs/stages.md``)::
 
@@ -33,6 +34,7 @@ from typing import Final, Literal, TypeVar
 from urllib.parse import quote, unquote
 
 from mcresolve.errors import McResolveError
+from mcresolve.timing import format_duration
 
 __all__ = [
     "CONSUL_DNS_PORT",
@@ -75,7 +77,8 @@ class TargetError(McResolveError, ValueError):
 
 
 class Stage(Enum):
-    """Where endpoints come from, numbered as in the article."""
+    """Where endpoints come from: a static list (0), then the three Consul stages in the order an
+    application adopts them (DNS, health catalog, prepared queries)."""
 
     STATIC = 0
     DNS = 1
@@ -107,24 +110,6 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
             f"{what}: expected a duration such as 500ms, 5s, 1m30s or 0, got {text!r}"
         )
     return total
-
-
-def format_duration(seconds: float) -> str:
-    """A string :func:`parse_duration` reads back as ``seconds`` (``"1.5s"``, ``"250ms"``)."""
-    if seconds == 0:
-        return "0"
-    if seconds < 1:
-        ms = _plain_number(seconds * 1000)
-        if float(ms) / 1000 == seconds:
-            return ms + "ms"
-    return _plain_number(seconds) + "s"
-
-
-def _plain_number(number: float) -> str:
-    text = repr(number)
-    if "e" in text or "E" in text:
-        text = f"{number:.12f}".rstrip("0")
-    return text[:-2] if text.endswith(".0") else text.rstrip(".")
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@
     import httpx
 except ImportError as missing:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "mcresolve.httpx needs httpx: pip install 'mcresolve[httpx]'"
+        "mcresolve.http.httpx needs httpx: pip install 'mcresolve[httpx]'"
     ) from missing
-    from mcresolve.httpx import AsyncPoolTransport
+    from mcresolve.http.httpx import AsyncPoolTransport
 
     async with httpx.AsyncClient(transport=AsyncPoolTransport()) as client:
         r = await client.get("http://billing.service.consul/invoices")
@@ -20,7 +20,7 @@ A request whose host is a Consul name (``billing.service.consul``, ``billing.que
 whose URL is ``consul://…`` / ``consul+query://…``, or whose host is mapped in ``targets`` goes
 through the pool of that target (created on first use, closed with the transport): each attempt
 is sent by the inner transport to one endpoint, failed attempts are retried on another endpoint
-when :func:`mcresolve.http_failover.classify_http` allows it, and failing endpoints are ejected.
+when :func:`mcresolve.http.failover.classify_http` allows it, and failing endpoints are ejected.
 Every other request goes to the inner transport untouched. Install with
 ``pip install mcresolve[httpx]``; ``docs/http.md`` has the rules and measurements.
 """
@@ -33,7 +33,9 @@ from typing import Any
 
 import httpx
 
-from mcresolve._http_pools import (
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import CallFailed
+from mcresolve.http._pools import (
     AsyncPools,
     AttemptClock,
     RequestOptions,
@@ -43,9 +45,7 @@ from mcresolve._http_pools import (
     final_answer,
     split_targets,
 )
-from mcresolve.endpoint import Endpoint
-from mcresolve.errors import CallFailed
-from mcresolve.http_failover import (
+from mcresolve.http.failover import (
     HttpFailoverPolicy,
     RequestFacts,
     Route,
@@ -61,7 +61,7 @@ from mcresolve.http_failover import (
 )
 from mcresolve.pool import BackgroundPool, EndpointPool
 from mcresolve.pool.planner import AttemptContext, AttemptVerdict
-from mcresolve.target import Target
+from mcresolve.sources.target import Target
 
 __all__ = [
     "OPTIONS_KEY",
@@ -117,7 +117,7 @@ def _options(request: httpx.Request) -> RequestOptions:
         return RequestOptions()
     if not isinstance(options, RequestOptions):
         raise TypeError(
-            f"extensions[{OPTIONS_KEY!r}] must be a mcresolve.httpx.RequestOptions, "
+            f"extensions[{OPTIONS_KEY!r}] must be a mcresolve.http.httpx.RequestOptions, "
             f"got {type(options).__name__}"
         )
     return options
