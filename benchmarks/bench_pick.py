@@ -16,9 +16,9 @@ import logging
 import statistics
 import timeit
 
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.endpoint import Endpoint
-from mcresolve.outlier import FailureKind
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.sources.static import StaticSource
 

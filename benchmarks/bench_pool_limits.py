@@ -22,11 +22,11 @@ import contextlib
 import socket
 import time
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.sources.static import StaticSource
 
 

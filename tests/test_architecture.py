@@ -41,11 +41,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "balancer",
         (
             "mcresolve.balancer",
-            "mcresolve.picker",
-            "mcresolve.outlier",
-            "mcresolve.ewma",
-            "mcresolve.locality",
-            "mcresolve.retry_budget",
+            "mcresolve.balancer.picker",
+            "mcresolve.balancer.outlier",
+            "mcresolve.balancer.ewma",
+            "mcresolve.balancer.locality",
+            "mcresolve.balancer.retry_budget",
             "mcresolve.events",
         ),
     ),
@@ -54,9 +54,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "mcresolve.calls",
             "mcresolve.pool",
-            "mcresolve.attempts",
-            "mcresolve.call_policy",
-            "mcresolve.loop_thread",
+            "mcresolve.pool.planner",
+            "mcresolve.pool.call_policy",
+            "mcresolve.pool.loop_thread",
         ),
     ),
     ("integrations", ("mcresolve.minio", "mcresolve.http", "mcresolve.metrics")),
@@ -75,7 +75,7 @@ MAY_IMPORT_BESIDE: frozenset[str] = frozenset({"mcresolve.demo"})
 KNOWN_BACKWARD: frozenset[tuple[str, str]] = frozenset(
     {
         # Type-only: CallFailed carries the planner's AttemptRecord/VerdictLike.
-        ("mcresolve.errors", "mcresolve.attempts"),
+        ("mcresolve.errors", "mcresolve.pool.planner"),
     }
 )
 

@@ -56,9 +56,9 @@ def test_every_exception_class_of_the_library_derives_from_mcresolve_error() -> 
 
 
 def test_second_bases_are_kept_for_callers_that_rely_on_them() -> None:
+    from mcresolve.balancer.picker import NoEndpointAvailable as FromPicker
     from mcresolve.consul.errors import ConsulConfigError, ConsulTimeout
     from mcresolve.errors import DeadlineExceeded, NoEndpointAvailable
-    from mcresolve.picker import NoEndpointAvailable as FromPicker
     from mcresolve.sources.target import TargetError
 
     assert FromPicker is NoEndpointAvailable

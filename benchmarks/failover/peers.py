@@ -384,9 +384,9 @@ async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) ->
         endpoint = victim if victim in answers else answers[0]
         return PlainMinioPeer(relays, endpoint, env)
     if kind in _STAGE_OF:
-        from mcresolve.call_policy import CallPolicy
         from mcresolve.minio import HttpPolicy, ResilientMinio
         from mcresolve.pool import EndpointPool, PoolPolicy
+        from mcresolve.pool.call_policy import CallPolicy
 
         hedged = kind.endswith("hedged")
         policy = CallPolicy(

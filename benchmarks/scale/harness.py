@@ -372,9 +372,10 @@ PROFILE_STEPS: tuple[tuple[str, str, str], ...] = (
     ("is_change (compare with the last answer)", "mcresolve/consul/blocking.py", "is_change"),
     ("entries_to_endpoints", "mcresolve/sources/health.py", "entries_to_endpoints"),
     ("PublishingSource._publish (to the pool)", "mcresolve/sources/base.py", "_publish"),
-    ("EndpointPool._on_resolution", "mcresolve/pool.py", "_on_resolution"),
-    ("OutlierDetector.set_endpoints", "mcresolve/outlier.py", "set_endpoints"),
-    ("build_picker", "mcresolve/picker.py", "build_picker"),
+    ("EndpointPool._on_resolution", "mcresolve/pool/core.py", "_on_resolution"),
+    ("Balancer.resolve", "mcresolve/balancer/balancer.py", "resolve"),
+    ("OutlierDetector.set_endpoints", "mcresolve/balancer/outlier.py", "set_endpoints"),
+    ("build_picker", "mcresolve/balancer/picker.py", "build_picker"),
 )
 
 

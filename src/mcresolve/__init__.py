@@ -11,16 +11,9 @@ Synchronous programs use :meth:`EndpointPool.start_in_thread` (a :class:`Backgro
 ``call_sync``. Sources alone: :func:`from_target`.
 """
 
-from mcresolve.attempts import (
-    AttemptContext,
-    AttemptRecord,
-    AttemptVerdict,
-    Classifier,
-    Fault,
-    VerdictLike,
-    default_classify,
-)
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind, OutlierPolicy
+from mcresolve.balancer.picker import PickStrategy
+from mcresolve.balancer.retry_budget import RetryBudgetPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
     AttemptsExhausted,
@@ -33,8 +26,6 @@ from mcresolve.errors import (
     RetryBudgetExhausted,
 )
 from mcresolve.events import EventHub, EventKind, PoolEvent
-from mcresolve.outlier import FailureKind, OutlierPolicy
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import (
     AttemptHandle,
     BackgroundPool,
@@ -43,7 +34,16 @@ from mcresolve.pool import (
     PoolPolicy,
     PoolSnapshot,
 )
-from mcresolve.retry_budget import RetryBudgetPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import (
+    AttemptContext,
+    AttemptRecord,
+    AttemptVerdict,
+    Classifier,
+    Fault,
+    VerdictLike,
+    default_classify,
+)
 from mcresolve.sources import Resolution, Source, from_target
 from mcresolve.sources.target import TargetError, parse_target
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mcresolve.attempts import AttemptRecord, VerdictLike
+    from mcresolve.pool.planner import AttemptRecord, VerdictLike
 
 __all__ = [
     "AttemptsExhausted",

@@ -20,10 +20,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.lifecycle import AsyncClosing
-from mcresolve.outlier import FailureKind
 
 __all__ = ["EventHub", "EventKind", "EventStream", "PoolEvent"]
 

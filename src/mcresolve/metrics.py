@@ -23,9 +23,9 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from mcresolve.attempts import AttemptRecord
 from mcresolve.events import PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.planner import AttemptRecord
 
 __all__ = ["PoolMetrics"]
 

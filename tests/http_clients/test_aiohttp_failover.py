@@ -8,12 +8,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mcresolve.attempts import AttemptRecord
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import DeadlineExceeded
 from mcresolve.http.aiohttp import PoolSession, RequestOptions
-from mcresolve.outlier import FailureKind
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.faultproxy import S3ErrorSpec
 
 from .conftest import Billing

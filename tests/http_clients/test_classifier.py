@@ -12,7 +12,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcresolve.attempts import AttemptContext, Fault
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.http.aiohttp import describe_aiohttp_error
 from mcresolve.http.failover import (
@@ -28,7 +28,7 @@ from mcresolve.http.failover import (
     route_for,
 )
 from mcresolve.http.httpx import describe_httpx_error
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import AttemptContext, Fault
 from mcresolve.sources.target import TargetError
 
 POLICY = HttpFailoverPolicy()

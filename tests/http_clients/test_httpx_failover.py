@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import pytest
 
-from mcresolve.attempts import AttemptRecord
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import DeadlineExceeded
 from mcresolve.http.httpx import AsyncPoolTransport, PoolTransport, RequestOptions
-from mcresolve.outlier import FailureKind
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.faultproxy import FaultProxy, S3ErrorSpec
+from support import until_sync
 
 from .conftest import Billing
 
@@ -313,3 +314,38 @@ async def test_sync_transport_uses_a_given_background_pool_and_leaves_it_open(
     statuses, still_open = await asyncio.to_thread(run)
     assert statuses == [200] * 6 and still_open
     assert {s.host for server in billing.servers for s in server.seen} == {"billing"}
+
+
+async def test_sync_transport_hedges_answers_from_the_fast_node(billing: Billing) -> None:
+    """``PoolTransport`` hedges through ``call_sync``: the slow node's answer comes after the
+    fast node's, and the losing response is closed when it arrives."""
+    slow, fast = billing.proxies[0], billing.proxies[1]
+    slow.delay(1.0)
+    target = f"static://127.0.0.1:{slow.port},127.0.0.1:{fast.port}"
+    records: list[AttemptRecord] = []
+    options = RequestOptions(hedge_delay=0.05, attempt_timeout=60, deadline=60)
+
+    def get_twice() -> list[int]:
+        background = EndpointPool.start_in_thread(
+            target, policy=PoolPolicy(strategy=PickStrategy.ROUND_ROBIN)
+        )
+        background.pool.add_attempt_listener(records.append)
+        try:
+            with httpx.Client(transport=PoolTransport({"billing": background})) as client:
+                ports = []
+                for _ in range(2):  # round robin: one of the two starts on the slow node
+                    response = client.get("http://billing/x", extensions={"mcresolve": options})
+                    assert response.status_code == 200
+                    ports.append(response.extensions["mcresolve.endpoint"].port)
+                # the call that started on the slow node was answered by a hedge on the fast
+                # one (a call that started on the fast node may hedge too on a loaded machine)
+                assert any(
+                    r.hedge and r.error is None and r.endpoint.port == fast.port for r in records
+                )
+                # the loser finishes later with an answer (closed by the discard hook)
+                until_sync(lambda: any(r.endpoint.port == slow.port for r in records))
+                return ports
+        finally:
+            background.close()
+
+    assert await asyncio.to_thread(get_twice) == [fast.port, fast.port]

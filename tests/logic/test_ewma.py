@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.ewma import DEFAULT_INITIAL_LATENCY, EndpointLoad, PeakEwma
+from mcresolve.balancer.ewma import DEFAULT_INITIAL_LATENCY, EndpointLoad, PeakEwma
 
 
 def test_new_estimate_starts_at_the_initial_latency() -> None:

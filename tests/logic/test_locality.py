@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.endpoint import Endpoint
-from mcresolve.locality import (
+from mcresolve.balancer.locality import (
     DEFAULT_FAILBACK_HOLD_DOWN,
     LocalityPolicy,
     LocalityState,
@@ -19,6 +18,7 @@ from mcresolve.locality import (
     step,
     usable_datacenters,
 )
+from mcresolve.endpoint import Endpoint
 
 POLICY = LocalityPolicy(local="dc1", preference=("dc3", "dc2"), failback_hold_down=30.0)
 

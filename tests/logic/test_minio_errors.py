@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from mcresolve.attempts import Fault, fault_of
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.minio.classify import (
     CLUSTER_CODES,
     NODE_LOCAL_CODES,
@@ -30,7 +30,7 @@ from mcresolve.minio.classify import (
     parse_retry_after,
     transport_of,
 )
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import Fault, fault_of
 
 NODE, CLUSTER, CLIENT = Fault.NODE, Fault.CLUSTER, Fault.CLIENT
 R, W, RW = Affects.READS, Affects.WRITES, Affects.READS_AND_WRITES

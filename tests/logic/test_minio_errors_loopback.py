@@ -15,9 +15,9 @@ import pytest
 import urllib3
 from minio import Minio
 
-from mcresolve.attempts import Fault
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.minio.classify import Transport, classify_exception, transport_of
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import Fault
 
 XML = "application/xml"
 

@@ -13,7 +13,6 @@ from minio.error import S3Error
 from urllib3 import HTTPHeaderDict
 from urllib3.response import HTTPResponse
 
-from mcresolve.attempts import AttemptRecord, Fault
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
     AttemptsExhausted,
@@ -39,6 +38,7 @@ from mcresolve.minio.errors import (
     WriteOutcomeUnknown,
     failure_of_call,
 )
+from mcresolve.pool.planner import AttemptRecord, Fault
 
 EPS = [Endpoint("10.0.0.1", 9000 + i) for i in range(3)]
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.outlier import (
+from mcresolve.balancer.outlier import (
     Ejection,
     FailureKind,
     OutlierDetector,

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.endpoint import Endpoint
-from mcresolve.ewma import EndpointLoad, PeakEwma
-from mcresolve.picker import (
+from mcresolve.balancer.ewma import EndpointLoad, PeakEwma
+from mcresolve.balancer.picker import (
     NoEndpointAvailable,
     P2CPicker,
     PickStrategy,
@@ -20,6 +19,7 @@ from mcresolve.picker import (
     RoundRobinPicker,
     build_picker,
 )
+from mcresolve.endpoint import Endpoint
 
 EPS = [Endpoint(f"10.0.0.{i}", 9000, datacenter="dc1") for i in range(1, 5)]
 KEYS = [e.key for e in EPS]

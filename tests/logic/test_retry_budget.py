@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.retry_budget import RetryBudget, RetryBudgetPolicy
+from mcresolve.balancer.retry_budget import RetryBudget, RetryBudgetPolicy
 
 NO_RESERVE = RetryBudgetPolicy(min_retries_per_second=0.0)
 

@@ -2,7 +2,7 @@
 answer ("blackholes": loopback listeners that never accept, so the kernel completes the TCP
 handshake and nothing is ever read or written) hold a request until a timeout fires; a
 synchronous attempt cannot be interrupted, so the pool tells the function the time it has
-(:func:`mcresolve.attempts.attempt_time_left`) and ``ResilientMinio`` makes it the request's
+(:func:`mcresolve.pool.planner.attempt_time_left`) and ``ResilientMinio`` makes it the request's
 timeout.
 
 Assertions are structural: the time each attempt was given ends no later than the call's
@@ -19,12 +19,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcresolve.attempts import AttemptRecord, AttemptTime, attempt_time, attempt_time_left
-from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import DeadlineExceeded
 from mcresolve.minio import HttpPolicy, ResilientMinio
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptRecord, AttemptTime, attempt_time, attempt_time_left
 
 DEADLINE = 0.8
 """Seconds; far below the 10 s attempt timeout and read timeout, so only the time left can end

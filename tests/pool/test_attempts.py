@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve.attempts import (
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.endpoint import Endpoint
+from mcresolve.errors import (
+    AttemptsExhausted,
+    ClusterUnavailable,
+    DeadlineExceeded,
+    RetryBudgetExhausted,
+)
+from mcresolve.minio.classify import Outcome, Transport, classify
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import (
     Attempt,
     AttemptContext,
     AttemptRecord,
@@ -24,16 +34,6 @@ from mcresolve.attempts import (
     fault_of,
     plan,
 )
-from mcresolve.call_policy import CallPolicy
-from mcresolve.endpoint import Endpoint
-from mcresolve.errors import (
-    AttemptsExhausted,
-    ClusterUnavailable,
-    DeadlineExceeded,
-    RetryBudgetExhausted,
-)
-from mcresolve.minio.classify import Outcome, Transport, classify
-from mcresolve.outlier import FailureKind
 from mcresolve.timing import BackoffPolicy, Jitter
 
 EPS = [Endpoint("10.0.0.1", 9000 + i, datacenter="dc1") for i in range(4)]

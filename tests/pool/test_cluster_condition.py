@@ -20,14 +20,14 @@ import pytest
 import urllib3.exceptions
 
 from manual_source import eps
-from mcresolve.attempts import AttemptContext, AttemptRecord, VerdictLike, attempt_time
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import OutlierPolicy
+from mcresolve.balancer.retry_budget import RetryBudgetPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, DeadlineExceeded
 from mcresolve.minio.classify import Outcome, classify, classify_exception
-from mcresolve.outlier import OutlierPolicy
 from mcresolve.pool import EndpointPool, PoolPolicy
-from mcresolve.retry_budget import RetryBudgetPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptContext, AttemptRecord, VerdictLike, attempt_time
 from mcresolve.sources.static import StaticSource
 from mcresolve.timing import BackoffPolicy, Jitter
 

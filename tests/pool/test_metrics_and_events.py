@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from manual_source import eps
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
 from mcresolve.events import EventHub, EventKind, PoolEvent
 from mcresolve.metrics import PoolMetrics
-from mcresolve.outlier import FailureKind
 from mcresolve.pool import EndpointPool
 from mcresolve.sources.static import StaticSource
 

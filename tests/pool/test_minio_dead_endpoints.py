@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 
 from manual_source import ManualSource
-from mcresolve.attempts import AttemptRecord
-from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptRecord
 from mcresolve.timing import BackoffPolicy, Jitter
 
 

@@ -13,8 +13,9 @@ from dataclasses import replace
 import pytest
 
 from manual_source import ManualSource, eps
-from mcresolve.attempts import AttemptContext, AttemptRecord, AttemptVerdict, Fault
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind, OutlierPolicy
+from mcresolve.balancer.picker import PickStrategy
+from mcresolve.balancer.retry_budget import RetryBudgetPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import (
     AttemptsExhausted,
@@ -26,10 +27,9 @@ from mcresolve.errors import (
     RetryBudgetExhausted,
 )
 from mcresolve.events import EventKind, PoolEvent
-from mcresolve.outlier import FailureKind, OutlierPolicy
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import EndpointPool, PoolPolicy
-from mcresolve.retry_budget import RetryBudgetPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptContext, AttemptRecord, AttemptVerdict, Fault
 from mcresolve.sources.base import Resolution
 from mcresolve.sources.static import StaticSource
 from mcresolve.timing import BackoffPolicy, Jitter

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mcresolve.balancer.outlier import OutlierPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.events import EventKind
-from mcresolve.outlier import OutlierPolicy
 from mcresolve.pool import EndpointPool, PoolPolicy, PoolSnapshot
 from support import Cluster
 

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul import ConsulConfig
 from mcresolve.errors import DeadlineExceeded, NoEndpointAvailable
 from mcresolve.minio import AsyncResilientMinio, ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
 
 TARGET = "consul://storage-object-minio"
 

@@ -32,11 +32,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from manual_source import eps
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.retry_budget import RetryBudgetPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed
 from mcresolve.pool import EndpointPool, PoolPolicy
-from mcresolve.retry_budget import RetryBudgetPolicy
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.sources.static import StaticSource
 from mcresolve.timing import BackoffPolicy, Jitter
 

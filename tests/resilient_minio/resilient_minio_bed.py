@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.minio import HttpPolicy, ResilientMinio
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.testing.storage import StorageCluster
 from support import until_sync

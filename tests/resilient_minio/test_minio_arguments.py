@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.errors import McResolveError
 from mcresolve.minio import AsyncResilientMinio, ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
 
 QUICK = CallPolicy(attempt_timeout=0.2, deadline=0.3, max_attempts=1)
 

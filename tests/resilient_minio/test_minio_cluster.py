@@ -23,6 +23,8 @@ from resilient_minio_bed import (
     unique,
 )
 
+from mcresolve.balancer.outlier import OutlierPolicy
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.minio import (
     ExternalEndpoint,
     ObjectChangedDuringRead,
@@ -31,8 +33,6 @@ from mcresolve.minio import (
     StorageClusterDegraded,
     UploadNotRetryable,
 )
-from mcresolve.outlier import OutlierPolicy
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import PoolPolicy
 from mcresolve.testing.faultproxy import FaultMode
 from mcresolve.testing.storage import StorageCluster, StorageNode

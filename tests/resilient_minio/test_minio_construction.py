@@ -25,11 +25,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from minio import Minio
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.minio import AsyncResilientMinio, HttpPolicy, ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
 
 CLOSED = "static://127.0.0.1:9"
 ENDPOINT = Endpoint("127.0.0.1", 9)

@@ -19,9 +19,9 @@ from resilient_minio_bed import (
     wait_all_passing,
 )
 
-from mcresolve.attempts import AttemptRecord
-from mcresolve.call_policy import CallPolicy
 from mcresolve.minio import AsyncResilientMinio, ResilientMinio
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptRecord
 from mcresolve.testing.storage import StorageCluster
 from support import until_sync
 

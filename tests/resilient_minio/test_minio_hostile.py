@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from minio.error import MinioException
 from resilient_minio_bed import make_client, unique
 
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import McResolveError
 from mcresolve.minio import HttpPolicy, ResilientMinio
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.testing.storage import StorageCluster
 
 #: What ResilientMinio documents it raises: its own errors (under McResolveError: pool

@@ -22,13 +22,13 @@ from resilient_minio_bed import (
     unique,
 )
 
+from mcresolve.balancer.picker import PickStrategy
 from mcresolve.errors import McResolveError
 from mcresolve.minio import (
     AsyncResilientMinio,
     StorageClusterDegraded,
     WriteOutcomeUnknown,
 )
-from mcresolve.picker import PickStrategy
 from mcresolve.pool import PoolPolicy
 from mcresolve.testing.faultproxy import MINIO_ERRORS, FaultMode, render_s3_error
 from mcresolve.testing.storage import StorageCluster, StorageNode

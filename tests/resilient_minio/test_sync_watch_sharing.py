@@ -1,5 +1,5 @@
 """Synchronous ResilientMinio clients built from targets share one process-wide loop thread
-(:data:`mcresolve.loop_thread.SHARED_LOOP_THREAD`), hence their Consul watches: two clients on
+(:data:`mcresolve.pool.loop_thread.SHARED_LOOP_THREAD`), hence their Consul watches: two clients on
 one target make one blocking-query stream, counted on the emulated agent; closing the last one
 stops the thread. No storage needed: the clients resolve, they send no S3 request."""
 
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from resilient_minio_bed import SERVICE, ConsulBed
 
-import mcresolve.pool
+import mcresolve.pool.endpoint_pool
 from mcresolve.consul.watch import SHARED_WATCHES
-from mcresolve.loop_thread import SHARED_LOOP_THREAD, SharedLoopThread
 from mcresolve.minio import ResilientMinio
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.loop_thread import SHARED_LOOP_THREAD, SharedLoopThread
 from mcresolve.testing.consul.http_api import AgentHttpApi
 from support import until_sync
 
@@ -53,7 +53,7 @@ def loop_thread(monkeypatch: pytest.MonkeyPatch) -> SharedLoopThread:
     """A fresh process-wide loop thread for background pools, so that a client another test
     left open cannot keep it alive."""
     fresh = SharedLoopThread(name="mcresolve-loop-test")
-    monkeypatch.setattr(mcresolve.pool, "SHARED_LOOP_THREAD", fresh)
+    monkeypatch.setattr(mcresolve.pool.endpoint_pool, "SHARED_LOOP_THREAD", fresh)
     return fresh
 
 
@@ -107,7 +107,8 @@ def test_two_sync_clients_on_one_target_share_the_loop_thread_and_one_watch(
 
 
 def test_the_shared_loop_thread_restarts_after_the_last_user_left() -> None:
-    assert mcresolve.pool.SHARED_LOOP_THREAD is SHARED_LOOP_THREAD  # what background pools use
+    # what background pools use:
+    assert mcresolve.pool.endpoint_pool.SHARED_LOOP_THREAD is SHARED_LOOP_THREAD
     loops = SharedLoopThread(name="test-shared-loop")
     first = loops.acquire()
     thread = loops.thread

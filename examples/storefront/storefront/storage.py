@@ -28,7 +28,6 @@ from urllib.parse import quote
 import urllib3
 from minio.error import MinioException, S3Error
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul import ConsulConfig
 from mcresolve.errors import McResolveError, NoEndpointAvailable
 from mcresolve.minio import (
@@ -37,6 +36,7 @@ from mcresolve.minio import (
     HttpPolicy,
     StorageClusterDegraded,
 )
+from mcresolve.pool.call_policy import CallPolicy
 
 from .catalog import SIDECAR_KEY, Product, Sidecar, StoredObject, build_products, parse_sidecar
 from .config import ImageMode, Settings

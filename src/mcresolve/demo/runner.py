@@ -16,10 +16,10 @@ from typing import TextIO
 
 import aiohttp
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul import ConsulConfig
 from mcresolve.minio import AsyncResilientMinio, HttpPolicy
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.testing.topology import STORAGE_SERVICE, MultiCloudTopology
 
 from .faults import FaultInjector

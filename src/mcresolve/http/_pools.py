@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.errors import CallFailed, PoolClosed
 from mcresolve.http.failover import HttpFailoverPolicy, StatusFailure
 from mcresolve.pool import BackgroundPool, EndpointPool
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.sources.target import Target
 
 __all__ = [
@@ -38,7 +38,7 @@ _GIVEN = "pool:"
 
 @dataclass(frozen=True, slots=True)
 class RequestOptions:
-    """Per-request overrides of the pool's :class:`~mcresolve.call_policy.CallPolicy` and of
+    """Per-request overrides of the pool's :class:`~mcresolve.pool.call_policy.CallPolicy` and of
     the idempotency rule (httpx: ``extensions={"mcresolve": RequestOptions(...)}``; aiohttp:
     ``mcresolve=RequestOptions(...)``)."""
 

@@ -25,7 +25,6 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from mcresolve.attempts import AttemptContext, AttemptVerdict
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed
 from mcresolve.http._pools import (
@@ -51,6 +50,7 @@ from mcresolve.http.failover import (
 )
 from mcresolve.lifecycle import AsyncClosing, deprecated_verb
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.planner import AttemptContext, AttemptVerdict
 from mcresolve.sources.target import Target
 
 __all__ = [

@@ -10,7 +10,7 @@ library-neutral terms of this module; every decision is taken here, once, for bo
 * :func:`failed_status`: which answers count as a failed attempt (every 5xx, as Envoy's
   ``consecutive_5xx`` outlier detection counts them) — the others are the caller's answer;
 * :func:`classify_http`: what a failed attempt means for the pool (a
-  :class:`~mcresolve.attempts.AttemptVerdict`: whose fault, which failure kind, whether the
+  :class:`~mcresolve.pool.planner.AttemptVerdict`: whose fault, which failure kind, whether the
   request may be sent again), from a :class:`TransportFailure` or a :class:`StatusFailure`, the
   :class:`RequestFacts` and the :class:`HttpFailoverPolicy`;
 * :func:`parse_retry_after`, :func:`is_idempotent`.
@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
-from mcresolve.attempts import REFUSED_ERRNOS, AttemptContext, AttemptVerdict, Fault
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.errors import McResolveError
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import REFUSED_ERRNOS, AttemptContext, AttemptVerdict, Fault
 from mcresolve.sources.target import (
     HealthTarget,
     PreparedQueryTarget,

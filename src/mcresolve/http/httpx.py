@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 
-from mcresolve.attempts import AttemptContext, AttemptVerdict
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed
 from mcresolve.http._pools import (
@@ -61,6 +60,7 @@ from mcresolve.http.failover import (
     route_for,
 )
 from mcresolve.pool import BackgroundPool, EndpointPool
+from mcresolve.pool.planner import AttemptContext, AttemptVerdict
 from mcresolve.sources.target import Target
 
 __all__ = [
@@ -268,6 +268,10 @@ class AsyncPoolTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+def _close_response(response: httpx.Response) -> None:
+    response.close()
+
+
 class PoolTransport(httpx.BaseTransport):
     """An ``httpx.Client`` transport that fails over between a service's endpoints (the
     synchronous twin of :class:`AsyncPoolTransport`; pools run on mcresolve's shared background
@@ -335,6 +339,7 @@ class PoolTransport(httpx.BaseTransport):
                 idempotent=facts.replayable,
                 classify=router.classifier(facts),
                 policy=policy,
+                discard=_close_response,  # a hedge that lost gives its connection back
             )
         except StatusFailure as final:
             return final.response  # type: ignore[no-any-return]

@@ -33,7 +33,6 @@ from minio.deleteobjects import DeleteError, DeleteObject
 from minio.helpers import DictType
 from urllib3 import PoolManager
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.lifecycle import AsyncStartClose, deprecated_verb
@@ -48,6 +47,7 @@ from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.minio.operations import OPERATIONS, Runner
 from mcresolve.pool import EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.sources.target import Target
 
 __all__ = [

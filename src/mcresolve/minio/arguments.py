@@ -26,13 +26,13 @@ from minio.helpers import (
 )
 from minio.sse import Sse, SseCustomerKey
 
-from mcresolve.call_policy import CallPolicy
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.errors import McResolveError
 from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy
 from mcresolve.pool import PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
 
 __all__ = [
     "HTTP_CLIENT_REFUSED",

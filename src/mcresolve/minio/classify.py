@@ -4,22 +4,22 @@ Pure (no I/O). The I/O layer describes one failed attempt as an :class:`Outcome`
 with :func:`outcome_from_exception`, which only inspects exception objects raised by ``minio``,
 ``urllib3``, ``ssl``, ``socket`` and asyncio) and :func:`classify` returns a :class:`Verdict`:
 
-* :attr:`Fault.NODE <mcresolve.attempts.Fault.NODE>` — this endpoint is at fault: report
+* :attr:`Fault.NODE <mcresolve.pool.planner.Fault.NODE>` — this endpoint is at fault: report
   ``verdict.failure_kind`` to the outlier detector (most kinds eject at once) and retry on
   *another* endpoint at once, if ``verdict.replay_safe``.
-* :attr:`Fault.CLUSTER <mcresolve.attempts.Fault.CLUSTER>` — the storage cluster as a whole
+* :attr:`Fault.CLUSTER <mcresolve.pool.planner.Fault.CLUSTER>` — the storage cluster as a whole
   cannot serve: do not count it against the node; the pool's planner waits (``Retry-After`` when
   given, within the caller's deadline), retries if ``replay_safe``, and finally the wrapper
   raises :class:`StorageClusterDegraded`, which says whether reads or writes are affected. A
   quorum code from the first node asked is that node's own view of its peers
   (``verdict.confirmed`` False): the call asks another node before it gives up or waits.
-* :attr:`Fault.CLIENT <mcresolve.attempts.Fault.CLIENT>` — an answer (``NoSuchKey``,
+* :attr:`Fault.CLIENT <mcresolve.pool.planner.Fault.CLIENT>` — an answer (``NoSuchKey``,
   ``AccessDenied``, any other 4xx, a 304/3xx) or an error that is not the storage's at all (a
   bug, the caller's stream failing): raise at once, never retry; the node answered, so it counts
   as a success for outlier detection (``verdict.node_ok``).
 
 Verdicts speak the planner's vocabulary: ``verdict.error_class`` is a
-:class:`~mcresolve.attempts.Fault` (``ErrorClass``, this module's former enum of the same three
+:class:`~mcresolve.pool.planner.Fault` (``ErrorClass``, this module's former enum of the same three
 values, remains as a deprecated alias of it).
 
 The rules, their order and the MinIO facts behind them are listed on :func:`classify` and in
@@ -42,9 +42,9 @@ from typing import Any
 import urllib3.exceptions as u3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from mcresolve.attempts import REFUSED_ERRNOS, Fault
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.errors import McResolveError
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.planner import REFUSED_ERRNOS, Fault
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """RFC 9110 §9.2.2. S3 ``PUT`` (object, part) and ``DELETE`` are idempotent; ``POST`` is not in
@@ -619,7 +619,7 @@ def classify_exception(
 
 
 def __getattr__(name: str) -> object:
-    """``ErrorClass``: the deprecated name of :class:`~mcresolve.attempts.Fault`."""
+    """``ErrorClass``: the deprecated name of :class:`~mcresolve.pool.planner.Fault`."""
     if name == "ErrorClass":
         warnings.warn(
             "mcresolve.minio.classify.ErrorClass is deprecated: use mcresolve.Fault",

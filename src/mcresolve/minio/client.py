@@ -60,8 +60,7 @@ from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 
-from mcresolve.attempts import AttemptContext, Fault, VerdictLike, attempt_time_left
-from mcresolve.call_policy import CallPolicy
+from mcresolve.balancer.outlier import FailureKind
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
@@ -87,8 +86,9 @@ from mcresolve.minio.external import ExternalEndpoint
 from mcresolve.minio.http import HttpPolicy, answers_received, make_http_client
 from mcresolve.minio.operations import OPERATIONS, Operation, Runner
 from mcresolve.minio.stream import ResumableResponse
-from mcresolve.outlier import FailureKind
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
+from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.planner import AttemptContext, Fault, VerdictLike, attempt_time_left
 from mcresolve.sources.target import Target
 
 __all__ = ["ResilientMinio"]
@@ -102,7 +102,7 @@ _REMOVE_BATCH = 1000  # S3 DeleteObjects limit, as minio.Minio.remove_objects ba
 
 def _within_attempt_time(http: PoolManager, policy: HttpPolicy) -> PoolManager:
     """``http`` whose requests made inside a pool attempt wait at most the attempt's time left
-    (:func:`~mcresolve.attempts.attempt_time_left`): connect and read timeouts become
+    (:func:`~mcresolve.pool.planner.attempt_time_left`): connect and read timeouts become
     ``min(policy timeout, time left)``, so a node that accepts and never answers cannot hold a
     call past its deadline (``pool.call_sync`` cannot interrupt a running request). Outside an
     attempt (the pages of a listing after the first, a download's body read by the caller)
@@ -137,6 +137,53 @@ def _seekable_start(data: Any) -> int | None:
         return None
 
 
+_NOT_HEDGED = frozenset({"fget_object"})
+"""Reads that must not run twice at once: ``fget_object`` writes the object to a local file."""
+
+
+def _release_response(value: tuple[BaseHTTPResponse, Endpoint]) -> None:
+    """Close a hedge loser's object response and give its connection back to the pool."""
+    response = value[0]
+    response.close()
+    response.release_conn()
+
+
+def _call_classifier(
+    tried: list[TriedAttempt],
+    http_method: str,
+    idempotent: bool,
+    replayable: Callable[[], bool] | None,
+) -> Callable[[BaseException, AttemptContext], VerdictLike]:
+    """The classifier of one call: MinIO's verdict of each failed attempt, given what the
+    call's earlier attempts (appended to ``tried``, hedges included) said."""
+
+    def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
+        here = context.endpoint.key
+        # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
+        # other endpoints to have been reached: one that refused says nothing about the
+        # cluster (a PUT timing out on one node while the other is down is that node's).
+        latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
+        reached = not any(
+            v.error_class is Fault.NODE and v.failure_kind is FailureKind.CONNECT
+            for v in latest.values()
+        )
+        verdict = classify_exception(
+            exc,
+            method=http_method,
+            from_every_endpoint=context.every_endpoint_tried and reached,
+            confirmed_elsewhere=any(
+                t.verdict.error_class is Fault.CLUSTER and t.endpoint.key != here for t in tried
+            ),
+            body_replayable=replayable() if replayable is not None else True,
+            idempotent=idempotent,
+            now_epoch=time.time(),
+        )
+        tried.append(TriedAttempt(context.endpoint, exc, verdict))
+        return verdict
+
+    return classify
+
+
 class ResilientMinio(Minio):
     """A ``minio.Minio`` whose calls fail over across the endpoints of a pool or target.
 
@@ -146,7 +193,7 @@ class ResilientMinio(Minio):
     :class:`~mcresolve.pool.EndpointPool` (on any event loop; calls must not be made on that
     loop's thread), or a :class:`~mcresolve.pool.BackgroundPool`. A target is resolved by a
     pool this client starts and closes in :meth:`close`; it runs on the process-wide loop
-    thread of every synchronous client (:mod:`mcresolve.loop_thread`), so clients on the same
+    thread of every synchronous client (:mod:`mcresolve.pool.loop_thread`), so clients on the same
     Consul target share its watches.
 
     The positional parameters are ``minio.Minio``'s, in its order and with its defaults
@@ -361,8 +408,15 @@ class ResilientMinio(Minio):
         subject: Callable[[], tuple[str | None, str | None]] | None = None,
         expected_etag: str | None = None,
         outcome_matters: bool = True,
+        hedge: bool = False,
+        discard: Callable[[T], object] | None = None,
     ) -> T:
         """Run ``fn(client, endpoint)`` with failover; translate the pool's outcome.
+
+        ``hedge``: the call may hedge when the policy asks for it (reads whose result is
+        complete in memory, or whose losing result ``discard`` releases); every other call
+        runs one attempt at a time whatever the policy says (a hedged upload would read its
+        body from two threads, a hedged download would write one file twice).
 
         ``replayable()`` says, after a failure, whether the request body can be sent again;
         ``prepare()`` runs before every attempt (rewinding a stream). ``exclude``: endpoint
@@ -382,30 +436,7 @@ class ResilientMinio(Minio):
         (:class:`~mcresolve.minio.classify.StorageClusterDegraded`).
         """
         tried: list[TriedAttempt] = []
-
-        def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
-            here = context.endpoint.key
-            # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
-            # other endpoints to have been reached: one that refused says nothing about the
-            # cluster (a PUT timing out on one node while the other is down is that node's).
-            latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
-            reached = not any(
-                v.error_class is Fault.NODE and v.failure_kind is FailureKind.CONNECT
-                for v in latest.values()
-            )
-            verdict = classify_exception(
-                exc,
-                method=http_method,
-                from_every_endpoint=context.every_endpoint_tried and reached,
-                confirmed_elsewhere=any(
-                    t.verdict.error_class is Fault.CLUSTER and t.endpoint.key != here for t in tried
-                ),
-                body_replayable=replayable() if replayable is not None else True,
-                idempotent=idempotent,
-                now_epoch=time.time(),
-            )
-            tried.append(TriedAttempt(context.endpoint, exc, verdict))
-            return verdict
+        classify = _call_classifier(tried, http_method, idempotent, replayable)
 
         def attempt(endpoint: Endpoint) -> T:
             if prepare is not None:
@@ -424,8 +455,9 @@ class ResilientMinio(Minio):
                 attempt,
                 idempotent=idempotent,
                 classify=classify,
-                policy=self.call_policy,
+                policy=self._policy_for(hedge),
                 exclude=exclude,
+                discard=discard,
             )
         except Exception as exc:
             bucket_name, object_name = subject() if subject is not None else (None, None)
@@ -445,6 +477,13 @@ class ResilientMinio(Minio):
             raise error from exc
         return value
 
+    def _policy_for(self, hedge: bool) -> CallPolicy | None:
+        """The call policy of one call: the client's, without hedging unless ``hedge``."""
+        policy = self.call_policy or self._pool.policy.call
+        if policy.hedging and not hedge:
+            return replace(policy, hedge_delay=None)
+        return self.call_policy
+
     def _forward(self, name: str, operation: Operation, args: Any, kwargs: Any) -> Any:
         def fn(client: Minio, _endpoint: Endpoint) -> Any:
             return getattr(client, name)(*args, **kwargs)
@@ -458,6 +497,7 @@ class ResilientMinio(Minio):
             http_method=operation.http_method,
             idempotent=operation.idempotent,
             subject=subject,
+            hedge=operation.is_read and name not in _NOT_HEDGED,
         )
 
     # --- local methods -----------------------------------------------------------------------
@@ -1004,7 +1044,14 @@ class ResilientMinio(Minio):
                 )
                 return response, endpoint
 
-            return self._run("get_object", fn, http_method="GET", exclude=avoid)
+            return self._run(
+                "get_object",
+                fn,
+                http_method="GET",
+                exclude=avoid,
+                hedge=True,
+                discard=_release_response,
+            )
 
         avoid: set[tuple[str, int]] = set()
         first, endpoint = open_range(offset, length, None)

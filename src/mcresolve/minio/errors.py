@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 from minio.error import S3Error
 
-from mcresolve.attempts import Fault
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import CallFailed, ClusterUnavailable, McResolveError
 from mcresolve.minio.classify import (
@@ -37,6 +36,7 @@ from mcresolve.minio.classify import (
     StorageClusterDegraded,
     Verdict,
 )
+from mcresolve.pool.planner import Fault
 
 __all__ = [
     "Affects",

@@ -33,10 +33,10 @@ class HttpPolicy:
     2 s by default."""
     read_timeout: float = 10.0
     """Limit on each socket read (not on a whole transfer). 10 s equals the pool's default
-    attempt timeout (:class:`~mcresolve.call_policy.CallPolicy`): a blackholed node costs exactly
-    one of these before it is ejected. MinIO answers time-to-first-byte in milliseconds even for
-    large objects; raise it for servers that compute before answering (``SelectObjectContent``
-    over huge objects, ``ComposeObject`` server-side copies)."""
+    attempt timeout (:class:`~mcresolve.pool.call_policy.CallPolicy`): a blackholed node costs
+    exactly one of these before it is ejected. MinIO answers time-to-first-byte in milliseconds
+    even for large objects; raise it for servers that compute before answering
+    (``SelectObjectContent`` over huge objects, ``ComposeObject`` server-side copies)."""
     max_connections: int = 16
     """Connections kept per endpoint (urllib3 ``maxsize``). Must be at least the number of threads
     that call concurrently — the asyncio facade sizes its executor and this value together, since

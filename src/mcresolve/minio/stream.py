@@ -21,7 +21,6 @@ from typing import Any
 
 from urllib3.response import BaseHTTPResponse
 
-from mcresolve.attempts import Fault
 from mcresolve.endpoint import Endpoint
 from mcresolve.minio.classify import (
     MalformedAnswer,
@@ -30,6 +29,7 @@ from mcresolve.minio.classify import (
     transport_of,
 )
 from mcresolve.minio.errors import ObjectChangedDuringRead
+from mcresolve.pool.planner import Fault
 
 __all__ = ["Reopen", "ReportFailure", "ResumableResponse"]
 

@@ -29,7 +29,7 @@ each default is in :class:`OutlierPolicy` and ``docs/decision-logic.md``):
    long ago starts again from the base duration, while a flapping node's ejections keep growing.
 6. **Probes.** A call that has tried every endpoint the picker offers may send one attempt to an
    endpoint outside it (ejected or avoided), least recently failed first
-   (:func:`probe_order`; the planner decides, :mod:`mcresolve.attempts`). A probe that succeeds
+   (:func:`probe_order`; the planner decides, :mod:`mcresolve.pool.planner`). A probe that succeeds
    ends the endpoint's ejection and avoidance at once (:meth:`OutlierDetector.reinstate`):
    Finagle's failure accrual moves an endpoint from ``ProbeClosed`` back to ``Alive`` on the
    first successful probe. Any other success never ends an ejection (rule 4).
@@ -54,8 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-Key = tuple[str, int]
-"""An endpoint's connection identity, :attr:`mcresolve.endpoint.Endpoint.key`."""
+from mcresolve.endpoint import Key
 
 
 class FailureKind(enum.Enum):

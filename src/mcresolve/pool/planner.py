@@ -4,7 +4,7 @@ context through which a running attempt learns its time.
 A call through the pool is a sequence of attempts, each on one endpoint. After every event the
 pool asks :func:`plan` what to do, given the call's :class:`CallState` (attempts so far, which
 endpoints were tried, waits done), a :class:`PoolView` of the current picker, ``now``, the
-:class:`~mcresolve.call_policy.CallPolicy` and whether the retry budget has room. The answer is
+:class:`~mcresolve.pool.call_policy.CallPolicy` and whether the retry budget has room. The answer is
 one of:
 
 * :class:`Attempt` — pick an endpoint outside ``exclude`` and run the function on it now, with
@@ -87,8 +87,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from mcresolve.call_policy import CallPolicy
-from mcresolve.endpoint import Endpoint
+from mcresolve.balancer.outlier import FailureKind
+from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import (
     AttemptsExhausted,
     CallFailed,
@@ -96,7 +96,7 @@ from mcresolve.errors import (
     DeadlineExceeded,
     RetryBudgetExhausted,
 )
-from mcresolve.outlier import FailureKind
+from mcresolve.pool.call_policy import CallPolicy
 
 __all__ = [
     "REFUSED_ERRNOS",
@@ -112,16 +112,18 @@ __all__ = [
     "PoolView",
     "VerdictLike",
     "Wait",
+    "attempt_now",
     "attempt_time",
     "attempt_time_left",
     "default_classify",
     "enter_attempt",
     "fault_of",
+    "first_attempt",
+    "first_attempt_time",
     "leave_attempt",
     "plan",
+    "plan_hedge",
 ]
-
-Key = tuple[str, int]
 
 
 class Fault(enum.Enum):
@@ -497,6 +499,9 @@ class Attempt:
     ends: float = math.inf
     """Clock time at which the attempt's time is up: the planning time plus ``timeout``, never
     after the call's deadline (what :func:`attempt_time_left` counts down to)."""
+    hedge: bool = False
+    """A hedge: started beside a running attempt that has not answered within the policy's
+    ``hedge_delay`` (:func:`plan_hedge`); the first answer wins."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,14 +593,11 @@ def plan(
         return Wait(delay, "cluster", cluster=standing)
     if not view.candidates:
         return Wait(remaining, "no_endpoint", refresh=True)
-    timeout = min(policy.attempt_timeout, remaining)
-    cut = remaining < policy.attempt_timeout
-    ends = state.deadline if cut else now + timeout
     if not view.candidates <= state.tried:
-        return Attempt(state.tried, timeout, cut, is_retry, ends=ends)
+        return attempt_now(state, now, policy, retry=is_retry)
     probe = next((key for key in view.reserve if key not in state.tried), None)
     if probe is not None:
-        return Attempt(state.tried, timeout, cut, is_retry, probe=probe, ends=ends)
+        return attempt_now(state, now, policy, retry=is_retry, probe=probe)
     delay = policy.backoff.delay(state.backoffs + 1, 0.0, lambda: random)
     if delay >= remaining:
         if view.usable == 0:  # every endpoint ejected: a new set may still come in time
@@ -632,3 +634,55 @@ def _deadline_message(state: CallState, view: PoolView) -> str:
     if not state.attempts and not view.candidates:
         return f"deadline{spent} passed while waiting for an endpoint"
     return f"deadline{spent} passed"
+
+
+def plan_hedge(
+    state: CallState, view: PoolView, now: float, policy: CallPolicy, *, hedges: int
+) -> Attempt | None:
+    """A hedge to start now beside the running attempt(s), or None (the running ones go on
+    alone): the policy hedges, ``hedges`` (already started) is below ``max_hedges``, the
+    charged attempts are below ``max_attempts``, time is left and a candidate has not been
+    tried. The caller decides when (``hedge_delay`` after the latest start) and whether the
+    call may hedge at all (idempotent calls only, like gRPC's hedging policy)."""
+    if not policy.hedging or hedges >= policy.max_hedges:
+        return None
+    if state.charged_attempts >= policy.max_attempts:
+        return None
+    if state.remaining(now) <= 0 or view.candidates <= state.tried:
+        return None
+    return attempt_now(state, now, policy, retry=True, hedge=True)
+
+
+def first_attempt(now: float, policy: CallPolicy, exclude: frozenset[Key] = frozenset()) -> Attempt:
+    """The first attempt of a fresh call starting ``now`` (rule 7 when nothing has happened
+    yet: what :func:`plan` returns for ``CallState.begin(now, policy, exclude)`` on a pool
+    with a candidate outside ``exclude``), computed without a call state: the synchronous fast
+    path's attempt."""
+    timeout, ends = first_attempt_time(now, policy)
+    return Attempt(exclude, timeout, policy.deadline < policy.attempt_timeout, False, ends=ends)
+
+
+def first_attempt_time(now: float, policy: CallPolicy) -> tuple[float, float]:
+    """``(timeout, ends)`` of :func:`first_attempt`, without building it (a tuple costs a tenth
+    of a frozen dataclass on the synchronous fast path, where it would be built per call)."""
+    timeout = min(policy.attempt_timeout, policy.deadline)
+    return timeout, now + timeout
+
+
+def attempt_now(
+    state: CallState,
+    now: float,
+    policy: CallPolicy,
+    *,
+    retry: bool,
+    probe: Key | None = None,
+    hedge: bool = False,
+) -> Attempt:
+    """An attempt starting ``now`` outside the endpoints tried in the round, given
+    ``min(attempt_timeout, time left)`` (rules 7 and 8, hedges, and the synchronous fast path's
+    first attempt once it failed)."""
+    remaining = state.remaining(now)
+    timeout = min(policy.attempt_timeout, remaining)
+    cut = remaining < policy.attempt_timeout
+    ends = state.deadline if cut else now + timeout
+    return Attempt(state.tried, timeout, cut, retry, probe=probe, ends=ends, hedge=hedge)

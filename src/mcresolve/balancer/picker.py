@@ -3,8 +3,8 @@
 A picker is a value built once from a snapshot of endpoints whenever the set or an endpoint's
 usability changes (grpc-go ``balancer/base`` regenerates its picker the same way); :meth:`pick`
 takes no lock and costs O(1) on the normal path. Live load (in-flight counts, latency EWMA) is read
-through the :class:`~mcresolve.ewma.EndpointLoad` objects the pool owns, so load changes do not
-require a rebuild.
+through the :class:`~mcresolve.balancer.ewma.EndpointLoad` objects the pool owns, so load changes
+do not require a rebuild.
 
 Rules:
 
@@ -14,11 +14,11 @@ Rules:
   spreading load over possibly-bad endpoints beats concentrating it on the few that are left (or on
   none). ``panic_threshold=0`` disables panic mode.
 * **Avoided endpoints** (``avoid``: usable, but they answered for the whole cluster a moment
-  ago, :mod:`mcresolve.outlier` rule 7) are left out of the candidates while another usable
+  ago, :mod:`mcresolve.balancer.outlier` rule 7) are left out of the candidates while another usable
   endpoint exists, like Envoy's *degraded* hosts; they count as usable for the panic threshold.
 * **Reserve.** The endpoints of the pool that are not candidates (ejected, avoided, or in a
   datacenter that is not active), least recently failed first: a call that has tried every
-  candidate probes them in that order before it backs off (:mod:`mcresolve.attempts`), so a
+  candidate probes them in that order before it backs off (:mod:`mcresolve.pool.planner`), so a
   small pool never fails a call while an endpoint it left out could serve it.
 * **Exclusion.** ``pick(exclude=keys)`` never returns an excluded endpoint while a candidate
   outside ``exclude`` exists (a retry goes to a *different* endpoint). It draws as usual and
@@ -41,11 +41,9 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from mcresolve.endpoint import Endpoint
+from mcresolve.balancer.ewma import EndpointLoad
+from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import NoEndpointAvailable as NoEndpointAvailable  # re-exported
-from mcresolve.ewma import EndpointLoad
-
-Key = tuple[str, int]
 
 DEFAULT_PANIC_THRESHOLD = 0.5
 """Envoy's default healthy panic threshold (50 %)."""

@@ -1,0 +1,151 @@
+"""Steps shared by the asyncio and the thread call adapters (:class:`CallSteps`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+from mcresolve.balancer.ewma import EndpointLoad
+from mcresolve.balancer.picker import Picker
+from mcresolve.endpoint import Endpoint, Key
+from mcresolve.errors import NoEndpointAvailable
+from mcresolve.pool.core import PoolReporting
+from mcresolve.pool.driver import CallDriver, counts
+from mcresolve.pool.planner import (
+    Attempt,
+    AttemptContext,
+    AttemptRecord,
+    CallState,
+    Classifier,
+    Wait,
+)
+
+__all__ = ["CallSteps"]
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class CallSteps(PoolReporting):
+    """What both call adapters share: the driver's next step on the current picker, starting an
+    attempt (endpoint, budget, context), hedges, and recording a finished attempt."""
+
+    # --- calls: shared steps (the rules are the driver's and the planner's) ------------------
+
+    def _next_step(self, driver: CallDriver) -> tuple[Attempt | Wait, Picker, float]:
+        """The driver's next step on the current picker, now (raises when the call gives up)."""
+        self._check_open()
+        now = self._clock()
+        self._catch_up(now)
+        picker = self._balancer.picker
+        budget_ok = driver.state.charged_attempts == 0 or self._budget.can_retry(now)
+        action = driver.next(
+            self._view(picker), now, budget_ok=budget_ok, random=self._rng.random()
+        )
+        return action, picker, now
+
+    def _begin_attempt(
+        self, driver: CallDriver, action: Attempt, picker: Picker, now: float
+    ) -> AttemptContext | None:
+        """Choose the endpoint ``action`` runs on, charge the retry budget and tell the driver;
+        None when there is no such endpoint (or no budget for a hedge)."""
+        endpoint = self._endpoint_for(picker, action)
+        if endpoint is None:
+            return None
+        if action.hedge:
+            if not self._budget.try_retry(now):
+                return None
+        elif action.retry:
+            self._budget.record_retry(now)
+        context = AttemptContext(
+            endpoint=endpoint,
+            attempt=driver.state.started_attempts + 1,
+            idempotent=driver.idempotent,
+            every_endpoint_tried=self._every_endpoint_tried(driver.state, endpoint.key, picker),
+        )
+        driver.started(endpoint.key, action, now)
+        if action.hedge:
+            _log.debug("pool %s: hedging on %s", self, endpoint)
+        return context
+
+    def _hedge_step(self, driver: CallDriver) -> tuple[Attempt, AttemptContext] | None:
+        """The hedge the driver starts now, with its context, or None."""
+        now = self._clock()
+        picker = self._balancer.picker
+        action = driver.hedge(self._view(picker), now)
+        if action is None:
+            return None
+        context = self._begin_attempt(driver, action, picker, now)
+        return None if context is None else (action, context)
+
+    def _attempt_failed(
+        self,
+        action: Attempt,
+        context: AttemptContext,
+        classifier: Classifier,
+        exc: Exception,
+        load: EndpointLoad,
+        started: float,
+        timed_out: bool,
+    ) -> AttemptRecord:
+        """Classify a failed attempt, feed the balancer what counts, tell the listeners."""
+        counted = counts(action, self._clock(), timed_out=timed_out)
+        context = AttemptContext(
+            context.endpoint,
+            context.attempt,
+            context.idempotent,
+            context.every_endpoint_tried,
+            timed_out,
+        )
+        verdict = self._classify_safely(classifier, exc, context)
+        self._report(context.endpoint, verdict, load, started, action.timeout, counted)
+        record = AttemptRecord(
+            context.endpoint,
+            started,
+            self._clock(),
+            exc,
+            verdict,
+            hedge=action.hedge,
+            counted=counted,
+            timeout=action.timeout,
+            probe=action.probe is not None,
+        )
+        self._notify_attempt(record)
+        return record
+
+    def _attempt_succeeded(
+        self, action: Attempt, endpoint: Endpoint, load: EndpointLoad, started: float
+    ) -> AttemptRecord:
+        self._report(endpoint, None, load, started, None, True)
+        if action.probe is not None:
+            self._probe_succeeded(endpoint)
+        record = AttemptRecord(
+            endpoint,
+            started,
+            self._clock(),
+            hedge=action.hedge,
+            timeout=action.timeout,
+            probe=action.probe is not None,
+        )
+        self._notify_attempt(record)
+        return record
+
+    def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
+        try:
+            return picker.pick(exclude, fallback=False)
+        except NoEndpointAvailable:
+            return None
+
+    def _endpoint_for(self, picker: Picker, action: Attempt) -> Endpoint | None:
+        """The endpoint ``action`` runs on: its probe, else a pick outside its exclusions."""
+        if action.probe is not None:
+            return picker.reserved(action.probe)
+        return self._pick_untried(picker, action.exclude)
+
+    @staticmethod
+    def _every_endpoint_tried(state: CallState, key: Key, picker: Picker) -> bool:
+        """Every endpoint of the pool (candidates and reserve) has been tried in the round once
+        the attempt on ``key`` starts (MinIO's ``from_every_endpoint``)."""
+        tried = state.tried | {key}
+        return tried >= picker.keys and tried.issuperset(picker.reserve_keys)
