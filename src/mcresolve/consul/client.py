@@ -32,12 +32,15 @@ from mcresolve.consul.errors import (
     ConsulAnswerTooLarge,
     ConsulBodyStalled,
     ConsulError,
+    ConsulHTTPError,
     ConsulProtocolError,
     ConsulRedirect,
     ConsulTimeout,
     ConsulUnavailable,
+    RateLimited,
     http_error,
 )
+from mcresolve.consul.features import AgentFeatures, UnsupportedByAgent, health_filter
 from mcresolve.consul.models import (
     CatalogService,
     Consistency,
@@ -192,6 +195,7 @@ class ConsulClient(AsyncClosing):
             )
         self._current = 0
         self._closed = False
+        self._features: AgentFeatures | None = None
 
     def __repr__(self) -> str:
         return f"ConsulClient(current={self.current_address.base_url!r}, config={self._config!r})"
@@ -252,12 +256,14 @@ class ConsulClient(AsyncClosing):
             headers["Content-Type"] = "application/json"
         return headers
 
-    def _scope_params(self) -> list[tuple[str, str]]:
-        """``ns`` and ``partition`` when configured, else nothing (Consul CE refuses any)."""
+    def _scope_params(self, given: Params = ()) -> list[tuple[str, str]]:
+        """``ns`` and ``partition`` when configured and not given by the call itself, else
+        nothing (Consul CE refuses any)."""
         params = []
-        if self._config.namespace is not None:
+        names = {name for name, _ in given}
+        if self._config.namespace is not None and "ns" not in names:
             params.append(("ns", self._config.namespace))
-        if self._config.partition is not None:
+        if self._config.partition is not None and "partition" not in names:
             params.append(("partition", self._config.partition))
         return params
 
@@ -304,7 +310,7 @@ class ConsulClient(AsyncClosing):
         total = self._config.request_timeout if time_limit is None else time_limit
         loop = asyncio.get_running_loop()
         deadline = loop.time() + total
-        query = [*params, *self._scope_params()]
+        query = [*params, *self._scope_params(params)]
         addresses = self._config.addresses
         first = self._current
         tried: list[tuple[str, str]] = []
@@ -618,6 +624,10 @@ class ConsulClient(AsyncClosing):
         consistency: Consistency = Consistency.DEFAULT,
         index: int | None = None,
         wait: float | None = None,
+        filter: str | None = None,
+        peer: str | None = None,
+        ns: str | None = None,
+        partition: str | None = None,
     ) -> Indexed[tuple[ServiceEntry, ...]]:
         """``GET /v1/health/service/<service>``: instances with their node and checks.
 
@@ -627,11 +637,20 @@ class ConsulClient(AsyncClosing):
                 the first ``?tag``; the others are applied here on the answer.
             dc: datacenter (default: ``config.datacenter``, else the agent's).
             near: sort by round-trip time from this node (``_agent`` = the answering agent).
-            node_meta: only nodes with these ``key: value`` metadata pairs.
+            node_meta: only nodes with these ``key: value`` metadata pairs. Sent inside
+                ``filter`` to agents that have it (the plain parameter is deprecated there),
+                as ``?node-meta=`` to older ones (see :mod:`mcresolve.consul.features`).
             consistency: read consistency mode.
             index: blocking query: wait for a change after this index (0 = answer at once).
             wait: blocking wait in seconds (Consul's default 5 min when ``None``); the client
                 timeout is ``wait + wait/16 + margin``.
+            filter: a go-bexpr expression (``Service.Meta.version == "2"``), sent as is.
+                :class:`~mcresolve.consul.features.UnsupportedByAgent` on agents older than 1.5,
+                which would ignore it and answer unfiltered.
+            peer: read the service as exported by this cluster peer (1.13+; refused the same
+                way on older agents).
+            ns, partition: Consul Enterprise namespace/partition for this read (instead of the
+                configured ones); never sent unless given.
         """
         if not service:
             raise ValueError("service name must not be empty")
@@ -641,7 +660,36 @@ class ConsulClient(AsyncClosing):
         if passing:
             params.append(("passing", "1"))
         params += [("tag", t) for t in wanted]
+        expression: str | None = None
+        if node_meta or filter is not None or peer is not None:
+            features = await self.agent_features()
+            missing = [
+                name
+                for name, asked, known in (
+                    ("filter", filter is not None, features.filter),
+                    ("peer", peer is not None, features.peer),
+                )
+                if asked and not known
+            ]
+            if missing:
+                needs = missing[0]
+                raise UnsupportedByAgent(
+                    f"GET {path}: the agent at {self.current_address} runs Consul "
+                    f"{features.describe()}, which does not know ?{needs}= (it would answer "
+                    "unfiltered); use a newer agent or drop the option"
+                )
+            if features.filter:
+                expression = health_filter(node_meta, filter)
+                node_meta = None
         params += self._near_meta_consistency_params(near, node_meta, consistency)
+        if expression is not None:
+            params.append(("filter", expression))
+        if peer is not None:
+            params.append(("peer", peer))
+        if ns is not None:
+            params.append(("ns", ns))
+        if partition is not None:
+            params.append(("partition", partition))
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             entries = parse_entries(body, f"GET {path}")
@@ -873,6 +921,26 @@ class ConsulClient(AsyncClosing):
         with _answer(raw, "GET", path):
             mapping = expect_mapping(body, f"GET {path}")
             return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
+
+    async def agent_features(self) -> AgentFeatures:
+        """What the agent supports, from ``/v1/agent/self`` ``Config.Version``; read once and
+        cached for the client's life (its agents are expected to run one Consul version).
+
+        An agent that answers with an error (a 403 for a token without ``agent:read``) or an
+        unreadable answer gives an *unknown* version (cached too); an unreachable agent raises.
+        """
+        if self._features is None:
+            try:
+                answer = await self.agent_self()
+            except ConsulHTTPError as error:
+                if not 400 <= error.status < 500 or isinstance(error, RateLimited):
+                    raise  # transient: ask again next time
+                self._features = AgentFeatures(None, f"GET /v1/agent/self answered {error.status}")
+            except ConsulProtocolError as error:
+                self._features = AgentFeatures(None, f"GET /v1/agent/self: {type(error).__name__}")
+            else:
+                self._features = AgentFeatures.from_agent_self(answer)
+        return self._features
 
     async def agent_self(self) -> dict[str, Any]:
         """``GET /v1/agent/self``: the agent's configuration and member record."""

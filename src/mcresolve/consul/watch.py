@@ -96,7 +96,9 @@ class HealthServiceSpec:
     Tags are matched case-insensitively by Consul, so they are normalised (lower-cased, sorted,
     de-duplicated) to make equal watches share one loop; node-meta pairs are sorted. ``port`` is
     the port given to instances registered without one (a target's ``port=`` option; ``None``:
-    such instances are rejected).
+    such instances are rejected). ``filter`` (a go-bexpr expression, kept verbatim: two
+    spellings of one expression are two watches), ``peer``, ``ns`` and ``partition`` are part
+    of the key and passed to :meth:`ConsulClient.health_service` as they are.
     """
 
     service: str
@@ -107,10 +109,16 @@ class HealthServiceSpec:
     near: str | None = None
     consistency: Consistency = Consistency.DEFAULT
     port: int | None = None
+    filter: str | None = None
+    peer: str | None = None
+    ns: str | None = None
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         if not self.service:
             raise ValueError("service name must not be empty")
+        if self.filter is not None and not self.filter.strip():
+            object.__setattr__(self, "filter", None)
         if self.port is not None and not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port!r}")
         object.__setattr__(self, "tags", tuple(sorted({t.lower() for t in self.tags})))
@@ -131,6 +139,13 @@ class HealthServiceSpec:
             parts.append(self.consistency.value)
         if self.port is not None:
             parts.append(f"port={self.port}")
+        if self.filter is not None:
+            parts.append(f"filter={self.filter!r}")
+        parts += [
+            f"{name}={value}"
+            for name, value in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition))
+            if value is not None
+        ]
         return " ".join(parts)
 
     async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[HealthAnswer]:
@@ -146,6 +161,10 @@ class HealthServiceSpec:
             consistency=self.consistency,
             index=index,
             wait=wait,
+            filter=self.filter,
+            peer=self.peer,
+            ns=self.ns,
+            partition=self.partition,
         )
         decoded = HealthAnswer.decode(answer.value, self.datacenter or "", self.port)
         return Indexed(decoded, answer.meta)

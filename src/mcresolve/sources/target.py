@@ -8,7 +8,8 @@ queries) or a static list, so an application switches stages by configuration on
 Forms (full reference with examples: ``docs/stages.md``)::
 
     dns://<name>[?server=<ip[:port]>,...&type=srv|a&transport=auto|udp|tcp]      stage 1
-    consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=]               stage 2
+    consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=&filter=&peer=&ns=&partition=]
+                                                                                  stage 2
     consul+query://<query>[?dc=&limit=&near=&refresh=]                           stage 3
     static://<host:port>[,<host:port>...]                                         static list
     [<tag>.]<service>.service[.<dc>].consul, _<svc>._<tag>.service[.<dc>].consul  -> consul://
@@ -300,6 +301,12 @@ class HealthTarget:
     name: sort by round-trip time from it), ``consistency`` (``default``, ``stale``,
     ``consistent`` or ``cached``), ``agent`` (``host:port`` of the agent to ask, from
     ``consul://host:port/service``; ``None`` = the client's configured addresses).
+
+    Consul 1.5+ / 1.13+ / Enterprise: ``filter`` (a go-bexpr expression such as
+    ``Service.Meta.version == "2"``, percent-encoded in the target string; refused by agents
+    older than 1.5, which would ignore it), ``peer`` (a cluster peer's exported service),
+    ``ns`` and ``partition`` (Enterprise only; Community Edition refuses any). None of them is
+    sent unless set.
     """
 
     service: str
@@ -310,6 +317,10 @@ class HealthTarget:
     consistency: Consistency = "default"
     agent: HostPort | None = None
     options: CommonOptions = field(default_factory=CommonOptions)
+    filter: str | None = None
+    peer: str | None = None
+    ns: str | None = None
+    partition: str | None = None
     stage: Stage = field(default=Stage.HEALTH, init=False)
 
     def __post_init__(self) -> None:
@@ -328,6 +339,11 @@ class HealthTarget:
                 f"consistency: expected one of {', '.join(_CONSISTENCY)}, got {self.consistency!r}"
             )
         _check_agent(self.agent, "consul")
+        if self.filter is not None:
+            _check_filter(self.filter)
+        for what, name in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition)):
+            if name is not None:
+                _check_name(name, what, f"a {what} name")
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -340,6 +356,14 @@ class HealthTarget:
         items.extend(("node-meta", f"{k}:{v}") for k, v in self.node_meta)
         if self.consistency != "default":
             items.append(("consistency", self.consistency))
+        for key, value in (
+            ("filter", self.filter),
+            ("peer", self.peer),
+            ("ns", self.ns),
+            ("partition", self.partition),
+        ):
+            if value is not None:
+                items.append((key, value))
         where = self.service if self.agent is None else f"{self.agent}/{self.service}"
         return _render("consul", where, items, self.options)
 
@@ -581,7 +605,10 @@ def _parse_health(where: str, query: str) -> HealthTarget:
     near = options.one("near")
     node_meta = tuple(_parse_node_meta(v) for v in options.all("node-meta"))
     consistency = options.one("consistency")
-    common = options.finish(("tag", "dc", "near", "node-meta", "consistency"))
+    modern = {key: options.one(key) for key in ("filter", "peer", "ns", "partition")}
+    common = options.finish(
+        ("tag", "dc", "near", "node-meta", "consistency", "filter", "peer", "ns", "partition")
+    )
     if not service:
         raise TargetError("consul://: expected a service name, e.g. consul://storage-object-minio")
     return HealthTarget(
@@ -595,6 +622,10 @@ def _parse_health(where: str, query: str) -> HealthTarget:
         else _literal(consistency.lower(), _CONSISTENCY, "consistency"),
         agent=agent,
         options=common,
+        filter=modern["filter"],
+        peer=modern["peer"],
+        ns=modern["ns"],
+        partition=modern["partition"],
     )
 
 
@@ -794,6 +825,23 @@ def _check_name(name: str, what: str, expected: str) -> None:
         raise TargetError(
             f"{what}: expected {expected} (letters, digits, '-', '_', '.'), got {name!r}"
         )
+
+
+#: Longest ``filter`` expression accepted: a sanity bound far above any selector expression,
+#: keeping the request line well under common 8 KiB proxy limits once percent-encoded.
+MAX_FILTER_LENGTH: Final = 2048
+
+
+def _check_filter(expression: str) -> None:
+    if not expression.strip():
+        raise TargetError("filter: expected a filter expression, got an empty value")
+    if len(expression) > MAX_FILTER_LENGTH:
+        raise TargetError(
+            f"filter: expected at most {MAX_FILTER_LENGTH} characters, got {len(expression)}"
+        )
+    bad = next((c for c in expression if not (c.isprintable() or c in " \t\n\r")), None)
+    if bad is not None:
+        raise TargetError(f"filter: expected printable text, got the character {bad!r}")
 
 
 def _check_dc(dc: str) -> None:

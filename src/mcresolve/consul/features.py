@@ -1,0 +1,115 @@
+"""What an agent's Consul version supports, and the ``filter`` expressions built for it.
+
+Consul reports its version in ``/v1/agent/self`` (``Config.Version``, e.g. ``"1.0.8"``,
+``"1.21.3"``, ``"2.1.0"``). Two facts decide how a health read is sent:
+
+* ``filter=`` (go-bexpr) exists since Consul 1.5.0 (api-docs/features/filtering.mdx). Older
+  agents ignore it like any unknown parameter and answer *unfiltered*, so a filter is never sent
+  to them: :class:`UnsupportedByAgent` is raised instead.
+* ``tag`` and ``node-meta`` are deprecated in favour of ``filter`` (api-docs/health.mdx). On an
+  agent with ``filter``, node-meta pairs are sent inside the ``filter`` expression (both match
+  exactly); on older agents as the plain parameters they understand. Tags stay plain ``tag``
+  parameters on every version: Consul matches ``?tag`` case-insensitively (as this library
+  does), while a filter's ``in`` is exact, so translating them would drop ``MinIO`` for ``minio``.
+* ``peer=`` (cluster peering) exists since 1.13 (GA in 1.14); older agents ignore it and would
+  answer the local service, so it is refused the same way.
+
+An agent whose version cannot be read is treated as the oldest (plain parameters, no filter): the
+plain parameters still work on every version, an unsent filter cannot silently widen an answer.
+``/v1/agent/self`` needs ``agent:read`` under ACLs: a token without it can still use ``node-meta``
+(sent plainly), but not ``filter``/``peer`` (refused, naming the 403).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mcresolve.consul.errors import ConsulError
+
+#: First version with ``filter=`` (Consul 1.5.0 changelog; api-docs/features/filtering.mdx).
+FILTER_SINCE = (1, 5, 0)
+#: First version with ``?peer=`` on health reads (cluster peering, 1.13 beta, 1.14 GA).
+PEER_SINCE = (1, 13, 0)
+
+_VERSION = re.compile(r"\s*v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+
+
+class UnsupportedByAgent(ConsulError):
+    """The agent's Consul version does not know a parameter the request needs (``filter`` before
+    1.5, ``peer`` before 1.13): sending it would be ignored and widen the answer."""
+
+
+def parse_version(text: object) -> tuple[int, int, int] | None:
+    """``"1.21.3"``, ``"1.21.3+ent"``, ``"v2.1.0-rc1"`` → ``(1, 21, 3)``; anything else ``None``."""
+    if not isinstance(text, str):
+        return None
+    match = _VERSION.match(text)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2]), int(match[3] or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFeatures:
+    """What one agent supports, from its version (``None``: unknown, treated as the oldest)."""
+
+    version: tuple[int, int, int] | None = None
+    #: Why the version is unknown (``/v1/agent/self`` refused or unreadable), for messages.
+    unknown_because: str | None = None
+
+    @classmethod
+    def from_agent_self(cls, answer: Mapping[str, Any]) -> AgentFeatures:
+        """From a ``/v1/agent/self`` answer (``Config.Version``)."""
+        config = answer.get("Config")
+        version = config.get("Version") if isinstance(config, Mapping) else None
+        return cls(parse_version(version))
+
+    @property
+    def filter(self) -> bool:
+        """``filter=`` is understood (1.5+)."""
+        return self.version is not None and self.version >= FILTER_SINCE
+
+    @property
+    def peer(self) -> bool:
+        """``peer=`` is understood (1.13+)."""
+        return self.version is not None and self.version >= PEER_SINCE
+
+    def describe(self) -> str:
+        """``"1.21.3"`` or ``"unknown"``."""
+        if self.version is not None:
+            return ".".join(map(str, self.version))
+        return "unknown" if self.unknown_because is None else f"unknown ({self.unknown_because})"
+
+
+def quote(text: str) -> str:
+    """A go-bexpr double-quoted string literal: ``"`` and ``\\`` escaped, line breaks and tabs
+    as ``\\n``/``\\r``/``\\t`` (a raw line break ends a Go string literal); other characters as
+    they are (Go's ``strconv.Unquote`` takes them raw)."""
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif char == "\r":
+            out.append("\\r")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def health_filter(
+    node_meta: Mapping[str, str] | None = None, filter: str | None = None
+) -> str | None:
+    """One ``filter`` expression for a health read: every node-meta pair as
+    ``Node.Meta["k"] == "v"`` and the user's ``filter`` (parenthesised), joined by ``and``;
+    ``None`` when there is nothing to filter on."""
+    parts = [f"Node.Meta[{quote(k)}] == {quote(v)}" for k, v in (node_meta or {}).items()]
+    if filter is not None and filter.strip():
+        parts.append(f"({filter})" if parts else filter)
+    return " and ".join(parts) if parts else None
