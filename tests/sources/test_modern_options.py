@@ -117,8 +117,9 @@ async def test_a_filter_is_part_of_the_watch_key(
         assert len(registry.watches()) == 2
 
 
+@pytest.mark.parametrize("form", ["consul://api?peer=east", "api.service.east.peer.consul", "dns"])
 async def test_peer_is_refused_by_1_0_8_and_reads_the_peer_on_modern(
-    consul_version: str,
+    consul_version: str, form: str
 ) -> None:
     async with ConsulEmulator(["dc1", "dc2"], version=consul_version) as consul:
         client = ConsulClient(
@@ -144,7 +145,12 @@ async def test_peer_is_refused_by_1_0_8_and_reads_the_peer_on_modern(
             )
             if consul_version != "1.0.8":
                 consul.peer("dc1", "dc2", name="east", services=[SERVICE])
-            async with from_target("consul://api?peer=east", registry=registry) as source:
+            if form == "dns":
+                if consul_version == "1.0.8":
+                    return  # 1.0.8's DNS has no .peer. label
+                port = consul.dc("dc1").dns_port
+                form = f"dns://api.service.east.peer.consul?server=127.0.0.1:{port}"
+            async with from_target(form, registry=registry) as source:
                 resolution = await next_matching(
                     source, lambda r: bool(r.endpoints) or r.error is not None
                 )

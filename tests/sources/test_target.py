@@ -273,6 +273,26 @@ def test_filter_peer_ns_partition_options() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("api.service.east.peer.consul", "consul://api?peer=east"),
+        ("v1.api.service.east.peer.consul.", "consul://api?tag=v1&peer=east"),
+        ("_api._v1.service.dc2.dc.consul", "consul://api?tag=v1&dc=dc2"),
+        ("q.query.dc2.dc.consul", "consul+query://q?dc=dc2"),
+        ("api.service.east.peer.consul?peer=west", "consul://api?peer=west"),
+        ("a.b.service.peer.consul", "consul://b?tag=a&dc=peer"),  # a datacenter named peer
+    ],
+)
+def test_labelled_locality_names(text: str, expected: str) -> None:
+    assert str(parse_target(text)) == expected
+
+
+def test_a_query_has_no_peer_name() -> None:
+    with pytest.raises(TargetError, match="<service>.service.<peer>.peer.consul"):
+        parse_target("q.query.east.peer.consul")
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("consul://api?filter=", "filter: expected a filter expression"),

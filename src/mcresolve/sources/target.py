@@ -418,12 +418,14 @@ Target = StaticTarget | DnsTarget | HealthTarget | PreparedQueryTarget
 
 @dataclass(frozen=True, slots=True)
 class ConsulName:
-    """What a Consul DNS name means: ``kind`` ``service`` or ``query``, its name, tag, dc."""
+    """What a Consul DNS name means: ``kind`` ``service`` or ``query``, its name, tag, dc, and
+    the cluster peer for ``<svc>.service.<peer>.peer.consul``."""
 
     kind: Literal["service", "query"]
     name: str
     tag: str | None = None
     dc: str | None = None
+    peer: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,7 +674,8 @@ def _parse_plain(text: str) -> Target:
         if consul is None:
             raise TargetError(
                 f"{hp.host!r}: expected a Consul name <service>.service[.<dc>].consul, "
-                "<tag>.<service>.service[.<dc>].consul or <query>.query[.<dc>].consul"
+                "<tag>.<service>.service[.<dc>].consul, <service>.service.<dc>.dc.consul, "
+                "<service>.service.<peer>.peer.consul or <query>.query[.<dc>].consul"
             )
         if consul.kind == "query":
             pq = _parse_prepared_query(consul.name, port_query)
@@ -682,6 +685,7 @@ def _parse_plain(text: str) -> Target:
             health,
             tag=consul.tag if health.tag is None else health.tag,
             dc=consul.dc if health.dc is None else health.dc,
+            peer=consul.peer if health.peer is None else health.peer,
         )
     if _is_ip(hp.host):
         if hp.port is None:
@@ -706,14 +710,29 @@ def _parse_consul_name(name: str) -> ConsulName | None:
     Rule: the name must end in ``.consul`` (trailing dot allowed) and the label before the
     optional datacenter must be ``service`` or ``query``: ``[<tag>.]<svc>.service[.<dc>].consul``,
     ``_<svc>._<tag>.service[.<dc>].consul`` (RFC 2782; ``_tcp`` means any tag) and
-    ``<query>.query[.<dc>].consul``.
+    ``<query>.query[.<dc>].consul``; the labelled locality of Consul 1.x's DNS
+    (dns-static-lookups.mdx) is accepted in place of ``.<dc>``: ``.<dc>.dc`` and, for
+    services, ``.<peer>.peer`` (a cluster peer's exported service).
     """
     labels = name.rstrip(".").split(".")
     if len(labels) < 3 or labels[-1].lower() != "consul":
         return None
     body = labels[:-1]
     dc: str | None = None
-    if body[-1].lower() not in ("service", "query"):
+    peer: str | None = None
+    if (
+        len(body) >= 4
+        and body[-1].lower() in ("dc", "peer")
+        and body[-3].lower() in ("service", "query")
+    ):
+        if body[-1].lower() == "peer":
+            if body[-3].lower() != "service":
+                return None
+            peer = body[-2]
+        else:
+            dc = body[-2]
+        body = body[:-2]
+    elif body[-1].lower() not in ("service", "query"):
         if len(body) < 3 or body[-2].lower() not in ("service", "query"):
             return None
         dc = body[-1]
@@ -723,13 +742,15 @@ def _parse_consul_name(name: str) -> ConsulName | None:
     if kind == "query":
         return ConsulName("query", names[0], dc=dc) if len(names) == 1 else None
     if len(names) == 1:
-        return ConsulName("service", names[0], dc=dc)
+        return ConsulName("service", names[0], dc=dc, peer=peer)
     if len(names) == 2:
         first, second = names
         if first.startswith("_") and second.startswith("_"):
             tag = second[1:]
-            return ConsulName("service", first[1:], tag=None if tag == "tcp" else tag, dc=dc)
-        return ConsulName("service", second, tag=first, dc=dc)
+            return ConsulName(
+                "service", first[1:], tag=None if tag == "tcp" else tag, dc=dc, peer=peer
+            )
+        return ConsulName("service", second, tag=first, dc=dc, peer=peer)
     return None
 
 
