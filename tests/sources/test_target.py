@@ -288,7 +288,7 @@ def test_labelled_locality_names(text: str, expected: str) -> None:
 
 
 def test_a_query_has_no_peer_name() -> None:
-    with pytest.raises(TargetError, match="<service>.service.<peer>.peer.consul"):
+    with pytest.raises(TargetError, match=re.escape("<service>.service.<peer>.peer.consul")):
         parse_target("q.query.east.peer.consul")
 
 
