@@ -301,6 +301,7 @@ def test_a_query_has_no_peer_name() -> None:
         ("consul://api?filter=" + "x" * 2049, "filter: expected at most 2048"),
         ("consul://api?peer=a%20b", "peer: expected a peer name"),
         ("consul://api?ns=", "ns: expected a ns name"),
+        ("consul://api?address=public", "address: expected one of lan, wan, auto"),
         ("consul://api?filter=a&filter=b", "option filter given 2 times"),
         ("consul+query://q?filter=a", "unknown option 'filter'"),
     ],
@@ -421,6 +422,7 @@ def _health_targets(draw: st.DrawFn) -> HealthTarget:
         peer=draw(st.one_of(st.none(), _label)),
         ns=draw(st.one_of(st.none(), _label)),
         partition=draw(st.one_of(st.none(), _label)),
+        address=draw(st.sampled_from(["lan", "wan", "auto"])),
     )
 
 

@@ -59,13 +59,21 @@ class AgentFeatures:
     version: tuple[int, int, int] | None = None
     #: Why the version is unknown (``/v1/agent/self`` refused or unreadable), for messages.
     unknown_because: str | None = None
+    #: The agent's own datacenter (``Config.Datacenter``), ``None`` when unknown.
+    datacenter: str | None = None
 
     @classmethod
     def from_agent_self(cls, answer: Mapping[str, Any]) -> AgentFeatures:
         """From a ``/v1/agent/self`` answer (``Config.Version``)."""
         config = answer.get("Config")
-        version = config.get("Version") if isinstance(config, Mapping) else None
-        return cls(parse_version(version))
+        if not isinstance(config, Mapping):
+            return cls(None, "GET /v1/agent/self: no Config")
+        datacenter = config.get("Datacenter")
+        return cls(
+            parse_version(config.get("Version")),
+            None,
+            datacenter if isinstance(datacenter, str) and datacenter else None,
+        )
 
     @property
     def filter(self) -> bool:

@@ -51,6 +51,8 @@ from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import (
+    ADDRESS_MODES,
+    AddressMode,
     Consistency,
     HealthAnswer,
     Indexed,
@@ -98,7 +100,9 @@ class HealthServiceSpec:
     the port given to instances registered without one (a target's ``port=`` option; ``None``:
     such instances are rejected). ``filter`` (a go-bexpr expression, kept verbatim: two
     spellings of one expression are two watches), ``peer``, ``ns`` and ``partition`` are part
-    of the key and passed to :meth:`ConsulClient.health_service` as they are.
+    of the key and passed to :meth:`ConsulClient.health_service` as they are. ``address``
+    chooses the LAN or WAN address of each instance (:func:`~mcresolve.consul.models.
+    choose_address`; ``auto`` compares with the agent's datacenter, read once per client).
     """
 
     service: str
@@ -113,8 +117,11 @@ class HealthServiceSpec:
     peer: str | None = None
     ns: str | None = None
     partition: str | None = None
+    address: AddressMode = "lan"
 
     def __post_init__(self) -> None:
+        if self.address not in ADDRESS_MODES:
+            raise ValueError(f"address must be one of {', '.join(ADDRESS_MODES)}")
         if not self.service:
             raise ValueError("service name must not be empty")
         if self.filter is not None and not self.filter.strip():
@@ -146,6 +153,8 @@ class HealthServiceSpec:
             for name, value in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition))
             if value is not None
         ]
+        if self.address != "lan":
+            parts.append(f"address={self.address}")
         return " ".join(parts)
 
     async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[HealthAnswer]:
@@ -166,7 +175,16 @@ class HealthServiceSpec:
             ns=self.ns,
             partition=self.partition,
         )
-        decoded = HealthAnswer.decode(answer.value, self.datacenter or "", self.port)
+        local: str | None = None
+        if self.address == "auto":  # which datacenter is "other": the agent's own is needed
+            local = (await client.agent_features()).datacenter
+        decoded = HealthAnswer.decode(
+            answer.value,
+            self.datacenter or "",
+            self.port,
+            address=self.address,
+            local_datacenter=local,
+        )
         return Indexed(decoded, answer.meta)
 
     def endpoints(self, entries: Iterable[ServiceEntry]) -> tuple[Endpoint, ...]:

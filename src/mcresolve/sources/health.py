@@ -54,6 +54,7 @@ def health_spec(target: HealthTarget) -> HealthServiceSpec:
         peer=target.peer,
         ns=target.ns,
         partition=target.partition,
+        address=target.address,
     )
 
 

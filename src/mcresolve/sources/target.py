@@ -59,6 +59,9 @@ __all__ = [
 CONSUL_DNS_PORT: Final = 8600
 
 Consistency = Literal["default", "stale", "consistent", "cached"]
+#: Which address of each instance a health target connects to (see ``HealthTarget``).
+AddressChoice = Literal["lan", "wan", "auto"]
+_ADDRESS: tuple[AddressChoice, ...] = ("lan", "wan", "auto")
 RecordType = Literal["srv", "a"]
 Transport = Literal["auto", "udp", "tcp"]
 
@@ -306,7 +309,9 @@ class HealthTarget:
     ``Service.Meta.version == "2"``, percent-encoded in the target string; refused by agents
     older than 1.5, which would ignore it), ``peer`` (a cluster peer's exported service),
     ``ns`` and ``partition`` (Enterprise only; Community Edition refuses any). None of them is
-    sent unless set.
+    sent unless set. ``address``: ``lan`` (default: ``Service.Address``, else the node's),
+    ``wan`` (the WAN tagged address when there is one) or ``auto`` (WAN for instances of another
+    datacenter than the agent's).
     """
 
     service: str
@@ -321,6 +326,7 @@ class HealthTarget:
     peer: str | None = None
     ns: str | None = None
     partition: str | None = None
+    address: AddressChoice = "lan"
     stage: Stage = field(default=Stage.HEALTH, init=False)
 
     def __post_init__(self) -> None:
@@ -341,6 +347,10 @@ class HealthTarget:
         _check_agent(self.agent, "consul")
         if self.filter is not None:
             _check_filter(self.filter)
+        if self.address not in _ADDRESS:
+            raise TargetError(
+                f"address: expected one of {', '.join(_ADDRESS)}, got {self.address!r}"
+            )
         for what, name in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition)):
             if name is not None:
                 _check_name(name, what, f"a {what} name")
@@ -364,6 +374,8 @@ class HealthTarget:
         ):
             if value is not None:
                 items.append((key, value))
+        if self.address != "lan":
+            items.append(("address", self.address))
         where = self.service if self.agent is None else f"{self.agent}/{self.service}"
         return _render("consul", where, items, self.options)
 
@@ -608,8 +620,20 @@ def _parse_health(where: str, query: str) -> HealthTarget:
     node_meta = tuple(_parse_node_meta(v) for v in options.all("node-meta"))
     consistency = options.one("consistency")
     modern = {key: options.one(key) for key in ("filter", "peer", "ns", "partition")}
+    address = options.one("address")
     common = options.finish(
-        ("tag", "dc", "near", "node-meta", "consistency", "filter", "peer", "ns", "partition")
+        (
+            "tag",
+            "dc",
+            "near",
+            "node-meta",
+            "consistency",
+            "filter",
+            "peer",
+            "ns",
+            "partition",
+            "address",
+        )
     )
     if not service:
         raise TargetError("consul://: expected a service name, e.g. consul://storage-object-minio")
@@ -628,6 +652,7 @@ def _parse_health(where: str, query: str) -> HealthTarget:
         peer=modern["peer"],
         ns=modern["ns"],
         partition=modern["partition"],
+        address="lan" if address is None else _literal(address.lower(), _ADDRESS, "address"),
     )
 
 
