@@ -162,3 +162,23 @@ async def test_peer_is_refused_by_1_0_8_and_reads_the_peer_on_modern(
         assert isinstance(resolution.error, UnsupportedByAgent)
     else:
         assert resolution.error is None and ports(resolution) == {9401}
+
+
+async def test_streaming_answers_without_leader_headers_are_not_stale(
+    bed: tuple[ConsulEmulator, WatchRegistry], consul_version: str
+) -> None:
+    """A modern agent answers blocking health reads from its streaming backend, without
+    X-Consul-LastContact / X-Consul-KnownLeader: read as unknown (None), never as stale."""
+    consul, registry = bed
+    async with from_target("consul://api", registry=registry) as source:
+        await next_matching(source, lambda r: len(r.endpoints) == 3)
+        consul.dc("dc1").set_check_status("service:api-a", "critical", "down")
+        changed = await next_matching(source, lambda r: len(r.endpoints) == 2)
+        (watch,) = registry.watches().values()
+        latest = watch.latest
+        assert latest is not None
+    assert not changed.stale and changed.error is None
+    if consul_version == "1.0.8":
+        assert latest.meta.known_leader is True and latest.meta.last_contact_ms == 0
+    else:  # the change came through a blocking (index > 0) read: streaming
+        assert latest.meta.known_leader is None and latest.meta.last_contact_ms is None
