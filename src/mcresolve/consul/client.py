@@ -675,8 +675,8 @@ class ConsulClient(AsyncClosing):
                 needs = missing[0]
                 raise UnsupportedByAgent(
                     f"GET {path}: the agent at {self.current_address} runs Consul "
-                    f"{features.describe()}, which does not know ?{needs}= (it would answer "
-                    "unfiltered); use a newer agent or drop the option"
+                    f"{features.describe()}, which does not know ?{needs}= (it would ignore it "
+                    "and answer more than asked); use a newer agent or drop the option"
                 )
             if features.filter:
                 expression = health_filter(node_meta, filter)
