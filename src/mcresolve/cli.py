@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -33,6 +34,7 @@ from typing import Any, TextIO
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulAddress, ConsulConfig, parse_addresses
 from mcresolve.consul.errors import ConsulConfigError, ConsulError, NotFound, ServerError
+from mcresolve.consul.features import UnsupportedByAgent
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.sources import Resolution, Source, from_target
@@ -213,6 +215,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up when no answer came within this time (default 10)",
     )
+    common.add_argument(
+        "--filter",
+        metavar="EXPR",
+        help="consul:// targets: a Consul filter expression (Consul 1.5+), e.g. "
+        "'Service.Meta.version == \"2\"'; the same as the target's filter= option",
+    )
     common.add_argument("--json", action="store_true", help="JSON output")
     common.add_argument(
         "-v",
@@ -280,6 +288,8 @@ def failure_exit(spec: Target, source: str, error: Exception) -> ExitStatus:
         return ExitStatus(
             EXIT_UNKNOWN, f"unknown prepared query {spec.query!r}: {agent} has no such query"
         )
+    if isinstance(error, UnsupportedByAgent):  # an option this agent's Consul cannot honour
+        return ExitStatus(EXIT_USAGE, f"cannot resolve {source}: {error}")
     return ExitStatus(EXIT_UNAVAILABLE, f"cannot resolve {source}: {error}")
 
 
@@ -353,6 +363,7 @@ def _build(args: argparse.Namespace) -> _Setup:
         spec = parse_target(args.target)
     except TargetError as error:
         raise UsageError(f"invalid target {args.target!r}: {error}") from None
+    spec = _with_filter(spec, getattr(args, "filter", None))
     try:
         config = consul_config(args.consul_addr, args.timeout)
         source = from_target(spec, consul=config)
@@ -361,6 +372,20 @@ def _build(args: argparse.Namespace) -> _Setup:
         return _Setup(spec, source, _agent_config(spec, config))
     except ConsulConfigError as error:
         raise UsageError(f"Consul configuration: {error}") from None
+
+
+def _with_filter(spec: Target, expression: str | None) -> Target:
+    """``spec`` with ``--filter`` applied (consul:// targets only; not beside a filter= option)."""
+    if expression is None:
+        return spec
+    if not isinstance(spec, HealthTarget):
+        raise UsageError("--filter applies to consul://<service> targets only")
+    if spec.filter is not None:
+        raise UsageError("--filter given and the target has a filter= option; give one of them")
+    try:
+        return dataclasses.replace(spec, filter=expression)
+    except TargetError as error:
+        raise UsageError(f"--filter: {error}") from None
 
 
 def _no_answer(setup: _Setup, within: float) -> str:

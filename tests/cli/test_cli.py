@@ -36,9 +36,17 @@ class Bed:
         return f"127.0.0.1:{self.consul.dc(dc).http_port}"
 
 
+@pytest.fixture(params=["1.0.8", "1.21"])
+def consul_version(request: pytest.FixtureRequest) -> str:
+    """Every test with the emulator runs against the recorded 1.0.8 and the modern 1.21."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def bed() -> AsyncIterator[Bed]:
-    async with ConsulEmulator(["dc1", "dc2"], rtt_ms={("dc1", "dc2"): 40.0}) as consul:
+async def bed(consul_version: str) -> AsyncIterator[Bed]:
+    async with ConsulEmulator(
+        ["dc1", "dc2"], rtt_ms={("dc1", "dc2"): 40.0}, version=consul_version
+    ) as consul:
         for dc, instances in (("dc1", DC1), ("dc2", DC2)):
             config = ConsulConfig.for_addresses(consul.dc(dc).http_url)
             async with ConsulClient(config) as client:
@@ -50,6 +58,7 @@ async def bed() -> AsyncIterator[Bed]:
                             "Port": port,
                             "Address": "127.0.0.1",
                             "Tags": ["minio"],
+                            "Meta": {"version": str(port % 2)},
                             "Check": {
                                 "CheckID": f"{service_id}-ttl",
                                 "TTL": "10m",
@@ -105,6 +114,25 @@ async def test_resolve_prints_a_table_using_consul_http_addr(bed: Bed) -> None:
     assert f"source: consul://{SERVICE}" in out
     assert "health: passing instances only" in out
     assert err == ""
+
+
+async def test_filter_option_selects_on_modern_agents_and_exits_2_on_1_0_8(
+    bed: Bed, consul_version: str
+) -> None:
+    code, out, err, _ = await run_cli(
+        "resolve",
+        f"consul://{SERVICE}",
+        "--filter",
+        'Service.Meta.version == "1"',
+        "--json",
+        env=cli_env(CONSUL_HTTP_ADDR=bed.addr()),
+    )
+    if consul_version == "1.0.8":  # would be ignored there: refused instead of unfiltered
+        assert code == 2, (out, err)
+        assert "does not know ?filter=" in err and "1.0.8" in err
+        return
+    assert code == 0, (out, err)
+    assert [e["service_id"] for e in json.loads(out)["endpoints"]] == ["minio-aws-0"]
 
 
 async def test_consul_addr_overrides_the_environment_and_json_output(bed: Bed) -> None:
@@ -217,6 +245,13 @@ async def test_a_ca_file_that_is_not_pem_exits_2_naming_it(target: str, tmp_path
         (["resolve", "consul://web"], {"CONSUL_HTTP_SSL": "maybe"}, "CONSUL_HTTP_SSL must be"),
         (["resolve", "consul://web", "--consul-addr", "unix:///x"], {}, "unix:// sockets"),
         (["resolve", "consul://web", "--timeout", "0"], {}, "--timeout must be > 0"),
+        (
+            ["resolve", "static://127.0.0.1:1", "--filter", "a == b"],
+            {},
+            "consul://<service> targets",
+        ),
+        (["resolve", "consul://web?filter=x", "--filter", "y"], {}, "give one of them"),
+        (["resolve", "consul://web", "--filter", " "], {}, "--filter: filter: expected"),
         (["frobnicate", "x"], {}, "invalid choice"),
     ],
 )

@@ -66,6 +66,8 @@ async def test_health_service_parses_recorded_answer(replay: ReplayServer) -> No
 
 
 async def test_health_service_sends_every_filter(replay: ReplayServer) -> None:
+    # node-meta depends on the agent's version (a filter on 1.5+): 1.0.8 reports itself first.
+    replay.replay("02_reads.json", "GET", "/v1/agent/self")
     replay.replay("02_reads.json", "GET", SVC + "?tag=primary&passing&dc=dc2")
     async with client_for(replay) as consul:
         result = await consul.health_service(
@@ -79,7 +81,7 @@ async def test_health_service_sends_every_filter(replay: ReplayServer) -> None:
         )
     assert [e.service.id for e in result.value] == ["minio-dc2-a"]
     assert result.value[0].to_endpoint().datacenter == "dc2"
-    query = replay.seen[0].query
+    query = replay.seen[1].query
     assert query.getall("tag") == ["primary"] and query["passing"] == "1"
     assert query["dc"] == "dc2" and query["near"] == "_agent"
     assert query["node-meta"] == "rack:r1" and "stale" in query

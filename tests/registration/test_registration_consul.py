@@ -64,8 +64,18 @@ def check_status(consul: ConsulEmulator, check_id: str) -> str | None:
     return None
 
 
-async def test_http_check_registration_passes_and_deregisters_on_exit() -> None:
-    async with ConsulEmulator(["dc1"]) as consul, health_server() as base, client_for(consul) as c:
+@pytest.fixture(params=["1.0.8", "1.21"])
+def consul_version(request: pytest.FixtureRequest) -> str:
+    """Every registration test runs against the recorded 1.0.8 and the modern 1.21 agent."""
+    return str(request.param)
+
+
+async def test_http_check_registration_passes_and_deregisters_on_exit(consul_version: str) -> None:
+    async with (
+        ConsulEmulator(["dc1"], version=consul_version) as consul,
+        health_server() as base,
+        client_for(consul) as c,
+    ):
         service = ServiceDefinition(
             "app",
             service_id="app-1",
@@ -85,8 +95,10 @@ async def test_http_check_registration_passes_and_deregisters_on_exit() -> None:
         assert registration.registrations == 1
 
 
-async def test_ttl_heartbeats_keep_the_check_passing_and_status_is_reported() -> None:
-    async with ConsulEmulator(["dc1"]) as consul, client_for(consul) as c:
+async def test_ttl_heartbeats_keep_the_check_passing_and_status_is_reported(
+    consul_version: str,
+) -> None:
+    async with ConsulEmulator(["dc1"], version=consul_version) as consul, client_for(consul) as c:
         statuses: list[str | None] = []
         service = ServiceDefinition("app", service_id="app-ttl", check=TtlCheck(ttl=1.2))
 
@@ -117,8 +129,14 @@ async def test_ttl_heartbeats_keep_the_check_passing_and_status_is_reported() ->
 
 
 @pytest.mark.parametrize("kind", ["ttl", "http"])
-async def test_reregisters_after_agent_restart_with_fresh_state(kind: str) -> None:
-    async with ConsulEmulator(["dc1"]) as consul, health_server() as base, client_for(consul) as c:
+async def test_reregisters_after_agent_restart_with_fresh_state(
+    kind: str, consul_version: str
+) -> None:
+    async with (
+        ConsulEmulator(["dc1"], version=consul_version) as consul,
+        health_server() as base,
+        client_for(consul) as c,
+    ):
         check: TtlCheck | HttpCheck = (
             TtlCheck(ttl=1.5) if kind == "ttl" else HttpCheck(f"{base}/health", interval=0.2)
         )
@@ -139,8 +157,8 @@ async def test_reregisters_after_agent_restart_with_fresh_state(kind: str) -> No
             )
 
 
-async def test_agent_restart_with_state_kept_does_not_reregister() -> None:
-    async with ConsulEmulator(["dc1"]) as consul, client_for(consul) as c:
+async def test_agent_restart_with_state_kept_does_not_reregister(consul_version: str) -> None:
+    async with ConsulEmulator(["dc1"], version=consul_version) as consul, client_for(consul) as c:
         service = ServiceDefinition("app", service_id="app-kept", check=TtlCheck(ttl=1.5))
         async with ConsulRegistration(c, service, policy=FAST) as registration:
             await consul.stop_agent("dc1")
@@ -151,8 +169,8 @@ async def test_agent_restart_with_state_kept_does_not_reregister() -> None:
             assert registration.registrations == 1
 
 
-async def test_unreachable_agent_at_start_registers_when_it_comes_up() -> None:
-    async with ConsulEmulator(["dc1"]) as consul, client_for(consul) as c:
+async def test_unreachable_agent_at_start_registers_when_it_comes_up(consul_version: str) -> None:
+    async with ConsulEmulator(["dc1"], version=consul_version) as consul, client_for(consul) as c:
         await consul.stop_agent("dc1")
         service = ServiceDefinition("app", service_id="app-late", check=TtlCheck(ttl=5))
         async with ConsulRegistration(c, service, policy=FAST) as registration:
@@ -164,8 +182,10 @@ async def test_unreachable_agent_at_start_registers_when_it_comes_up() -> None:
             assert check_status(consul, "service:app-late") == "passing"
 
 
-async def test_rejected_definition_raises_and_server_errors_are_retried() -> None:
-    async with ConsulEmulator(["dc1"]) as consul, client_for(consul) as c:
+async def test_rejected_definition_raises_and_server_errors_are_retried(
+    consul_version: str,
+) -> None:
+    async with ConsulEmulator(["dc1"], version=consul_version) as consul, client_for(consul) as c:
         dc1 = consul.dc("dc1")
         service = ServiceDefinition("app", service_id="app-x", check=TtlCheck(ttl=5))
         dc1.faults.fail_next(1, status=400, message="Invalid check: TTL must be > 0")
@@ -180,9 +200,14 @@ async def test_rejected_definition_raises_and_server_errors_are_retried() -> Non
             assert "app-x" in await c.agent_services()
 
 
-async def test_crashed_instance_is_reaped_after_deregister_critical_service_after() -> None:
+async def test_crashed_instance_is_reaped_after_deregister_critical_service_after(
+    consul_version: str,
+) -> None:
     config = AgentConfig(reap_interval=0.1, min_deregister_critical_after=0.0)
-    async with ConsulEmulator(["dc1"], agent_config=config) as consul, client_for(consul) as c:
+    async with (
+        ConsulEmulator(["dc1"], agent_config=config, version=consul_version) as consul,
+        client_for(consul) as c,
+    ):
         service = ServiceDefinition(
             "app", service_id="app-crash", check=TtlCheck(ttl=0.3, deregister_critical_after=0.4)
         )

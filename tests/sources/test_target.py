@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -255,6 +257,60 @@ def test_invalid_targets_say_what_was_expected(text: str, message: str) -> None:
     assert message in str(info.value)
 
 
+def test_filter_peer_ns_partition_options() -> None:
+    target = parse_target(
+        "consul://api?filter=Service.Meta.version%20%3D%3D%20%222%22&peer=east&ns=team&partition=p1"
+    )
+    assert isinstance(target, HealthTarget)
+    assert target.filter == 'Service.Meta.version == "2"'
+    assert (target.peer, target.ns, target.partition) == ("east", "team", "p1")
+    assert str(target) == (
+        "consul://api?filter=Service.Meta.version%20%3D%3D%20%222%22&peer=east&ns=team&partition=p1"
+    )
+    plain = parse_target("consul://api")
+    assert isinstance(plain, HealthTarget)
+    assert (plain.filter, plain.peer, plain.ns, plain.partition) == (None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("api.service.east.peer.consul", "consul://api?peer=east"),
+        ("v1.api.service.east.peer.consul.", "consul://api?tag=v1&peer=east"),
+        ("_api._v1.service.dc2.dc.consul", "consul://api?tag=v1&dc=dc2"),
+        ("q.query.dc2.dc.consul", "consul+query://q?dc=dc2"),
+        ("api.service.east.peer.consul?peer=west", "consul://api?peer=west"),
+        ("a.b.service.peer.consul", "consul://b?tag=a&dc=peer"),  # a datacenter named peer
+    ],
+)
+def test_labelled_locality_names(text: str, expected: str) -> None:
+    assert str(parse_target(text)) == expected
+
+
+def test_a_query_has_no_peer_name() -> None:
+    with pytest.raises(TargetError, match=re.escape("<service>.service.<peer>.peer.consul")):
+        parse_target("q.query.east.peer.consul")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("consul://api?filter=", "filter: expected a filter expression"),
+        ("consul://api?filter=%20", "filter: expected a filter expression"),
+        ("consul://api?filter=a%00b", "filter: expected printable text"),
+        ("consul://api?filter=" + "x" * 2049, "filter: expected at most 2048"),
+        ("consul://api?peer=a%20b", "peer: expected a peer name"),
+        ("consul://api?ns=", "ns: expected a ns name"),
+        ("consul://api?address=public", "address: expected one of lan, wan, auto"),
+        ("consul://api?filter=a&filter=b", "option filter given 2 times"),
+        ("consul+query://q?filter=a", "unknown option 'filter'"),
+    ],
+)
+def test_bad_modern_options(text: str, message: str) -> None:
+    with pytest.raises(TargetError, match=re.escape(message)):
+        parse_target(text)
+
+
 def test_target_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown scheme"):
         parse_target("ftp://x")
@@ -362,7 +418,22 @@ def _health_targets(draw: st.DrawFn) -> HealthTarget:
         consistency=draw(st.sampled_from(["default", "stale", "consistent", "cached"])),
         agent=draw(st.one_of(st.none(), st.builds(HostPort, _ipv4, _ports))),
         options=draw(_common()),
+        filter=draw(st.one_of(st.none(), _filters)),
+        peer=draw(st.one_of(st.none(), _label)),
+        ns=draw(st.one_of(st.none(), _label)),
+        partition=draw(st.one_of(st.none(), _label)),
+        address=draw(st.sampled_from(["lan", "wan", "auto"])),
     )
+
+
+#: Hostile but valid filter expressions: any printable text (quotes, %, &, =, non-ASCII).
+_filters = st.text(
+    st.one_of(
+        st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), st.sampled_from(" \t\n")
+    ),
+    min_size=1,
+    max_size=60,
+).filter(lambda t: bool(t.strip()) and all(c.isprintable() or c in " \t\n" for c in t))
 
 
 @st.composite

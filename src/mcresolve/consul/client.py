@@ -16,7 +16,11 @@ from urllib.parse import quote
 
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
-from mcresolve.consul.errors import ConsulAnswerError, ConsulProtocolError
+from mcresolve.consul.errors import (
+    ConsulAnswerError,
+    ConsulProtocolError,
+)
+from mcresolve.consul.features import AgentFeatures, health_scope, read_agent_features
 from mcresolve.consul.models import (
     CatalogService,
     Consistency,
@@ -82,6 +86,7 @@ class ConsulClient(AsyncClosing):
     ) -> None:
         self._config = config if config is not None else ConsulConfig()
         self._transport = ConsulTransport(self._config, rate_limit=rate_limit, random=random)
+        self._features: AgentFeatures | None = None
 
     def __repr__(self) -> str:
         return f"ConsulClient(current={self.current_address.base_url!r}, config={self._config!r})"
@@ -175,6 +180,10 @@ class ConsulClient(AsyncClosing):
         consistency: Consistency = Consistency.DEFAULT,
         index: int | None = None,
         wait: float | None = None,
+        filter: str | None = None,
+        peer: str | None = None,
+        ns: str | None = None,
+        partition: str | None = None,
     ) -> Indexed[tuple[ServiceEntry, ...]]:
         """``GET /v1/health/service/<service>``: instances with their node and checks.
 
@@ -184,11 +193,20 @@ class ConsulClient(AsyncClosing):
                 the first ``?tag``; the others are applied here on the answer.
             dc: datacenter (default: ``config.datacenter``, else the agent's).
             near: sort by round-trip time from this node (``_agent`` = the answering agent).
-            node_meta: only nodes with these ``key: value`` metadata pairs.
+            node_meta: only nodes with these ``key: value`` metadata pairs. Sent inside
+                ``filter`` to agents that have it (the plain parameter is deprecated there),
+                as ``?node-meta=`` to older ones (see :mod:`mcresolve.consul.features`).
             consistency: read consistency mode.
             index: blocking query: wait for a change after this index (0 = answer at once).
             wait: blocking wait in seconds (Consul's default 5 min when ``None``); the client
                 timeout is ``wait + wait/16 + margin``.
+            filter: a go-bexpr expression (``Service.Meta.version == "2"``), sent as is.
+                :class:`~mcresolve.consul.features.UnsupportedByAgent` on agents older than 1.5,
+                which would ignore it and answer unfiltered.
+            peer: read the service as exported by this cluster peer (1.13+; refused the same
+                way on older agents).
+            ns, partition: Consul Enterprise namespace/partition for this read (instead of the
+                configured ones); never sent unless given.
         """
         if not service:
             raise ValueError("service name must not be empty")
@@ -198,7 +216,23 @@ class ConsulClient(AsyncClosing):
         if passing:
             params.append(("passing", "1"))
         params += [("tag", t) for t in wanted]
+        expression: str | None = None
+        if node_meta or filter is not None or peer is not None:
+            where = f"GET {path}: the agent at {self.current_address}"
+            expression, node_meta = health_scope(
+                await self.agent_features(), where, node_meta=node_meta, filter=filter, peer=peer
+            )
         params += _near_meta_consistency_params(near, node_meta, consistency)
+        params += [
+            (name, value)
+            for name, value in (
+                ("filter", expression),
+                ("peer", peer),
+                ("ns", ns),
+                ("partition", partition),
+            )
+            if value is not None
+        ]
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             entries = parse_entries(body, f"GET {path}")
@@ -430,6 +464,14 @@ class ConsulClient(AsyncClosing):
         with _answer(raw, "GET", path):
             mapping = expect_mapping(body, f"GET {path}")
             return {k: dict(expect_mapping(v, f"GET {path}.{k}")) for k, v in mapping.items()}
+
+    async def agent_features(self) -> AgentFeatures:
+        """What the agent supports (:func:`~mcresolve.consul.features.read_agent_features`),
+        read once and cached for the client's life (its agents are expected to run one Consul
+        version); a transient failure is not cached."""
+        if self._features is None:
+            self._features = await read_agent_features(self.agent_self)
+        return self._features
 
     async def agent_self(self) -> dict[str, Any]:
         """``GET /v1/agent/self``: the agent's configuration and member record."""

@@ -24,7 +24,7 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from mcresolve.consul.errors import ConsulProtocolError
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
@@ -112,6 +112,35 @@ def _str_map(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, str]:
     if not all(isinstance(v, str) for v in mapping.values()):
         raise ConsulProtocolError(f"{what}.{key}: expected an object of strings")
     return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAddress:
+    """One entry of a service's ``TaggedAddresses`` (Consul 1.x: ``{"Address", "Port"}``)."""
+
+    address: str = ""
+    port: int = 0
+
+
+def _service_addresses(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, ServiceAddress]:
+    """A service's ``TaggedAddresses``: ``{"lan_ipv4": {"Address": ..., "Port": ...}, ...}``.
+    The JSON *types* are checked here (anything else is not Consul's answer); whether an address
+    or port is usable is decided per instance when it is chosen."""
+    value = obj.get(key)
+    if value is None:
+        return _EMPTY_ADDRESSES
+    mapping = expect_mapping(value, f"{what}.{key}")
+    parsed: dict[str, ServiceAddress] = {}
+    for name, item in mapping.items():
+        where = f"{what}.{key}.{name}"
+        entry = expect_mapping(item, where)
+        parsed[name] = ServiceAddress(
+            _str(entry, "Address", where, default=""), _int(entry, "Port", where, default=0)
+        )
+    return MappingProxyType(parsed)
+
+
+_EMPTY_ADDRESSES: Mapping[str, ServiceAddress] = MappingProxyType({})
 
 
 # --- response metadata ---------------------------------------------------------------------
@@ -222,10 +251,13 @@ class ServiceInfo:
     address: str = ""
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=_empty)
+    tagged_addresses: Mapping[str, ServiceAddress] = field(
+        default_factory=lambda: _EMPTY_ADDRESSES, compare=False
+    )
 
     @classmethod
     def from_json(cls, value: object, what: str = "Service") -> ServiceInfo:
-        """Parse Consul's service JSON object."""
+        """Parse Consul's service JSON object (``TaggedAddresses`` objects: Consul 1.x)."""
         obj = expect_mapping(value, what)
         return cls(
             id=_str(obj, "ID", what),
@@ -234,6 +266,7 @@ class ServiceInfo:
             address=_str(obj, "Address", what, default=""),
             tags=_str_tuple(obj, "Tags", what),
             meta=_str_map(obj, "Meta", what),
+            tagged_addresses=_service_addresses(obj, "TaggedAddresses", what),
         )
 
 
@@ -310,13 +343,16 @@ class ServiceEntry:
         """Where to connect: the service's own ``Address``, else the node's (Consul's rule)."""
         return self.service.address or self.node.address
 
-    def to_endpoint(self, datacenter: str = "", port: int | None = None) -> Endpoint:
+    def to_endpoint(
+        self, datacenter: str = "", port: int | None = None, address: str | None = None
+    ) -> Endpoint:
         """The :class:`~mcresolve.endpoint.Endpoint` for this instance. ``datacenter`` is used when
-        the node object carries none, ``port`` instead of the service's. Raises
+        the node object carries none, ``port`` instead of the service's, ``address`` instead of
+        :attr:`address` (a WAN address, :func:`choose_address`). Raises
         :class:`~mcresolve.endpoint.InvalidEndpoint` (a ``ValueError``) for an address or port
         that cannot be connected to (:func:`convert_entries` never raises)."""
         return Endpoint(
-            address=self.address,
+            address=self.address if address is None else address,
             port=self.service.port if port is None else port,
             node=self.node.node,
             datacenter=self.node.datacenter or datacenter,
@@ -332,22 +368,73 @@ def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceE
     return tuple(ServiceEntry.from_json(v, f"{what}[{i}]") for i, v in enumerate(items))
 
 
+#: Which address of an instance to connect to: ``lan`` (``Service.Address``, else
+#: ``Node.Address``: what Consul 1.0 gives and the default), ``wan`` (the WAN tagged address when
+#: there is one), ``auto`` (WAN for instances of another datacenter than the agent's, as Consul's
+#: ``translate_wan_addrs`` does for its DNS and prepared-query answers).
+AddressMode = Literal["lan", "wan", "auto"]
+ADDRESS_MODES: tuple[AddressMode, ...] = ("lan", "wan", "auto")
+
+#: Tagged-address names of a WAN address, in the order tried (agent/structs ``TaggedAddressWAN``,
+#: ``TaggedAddressWANIPv4``, ``TaggedAddressWANIPv6``).
+_WAN_KEYS = ("wan", "wan_ipv4", "wan_ipv6")
+
+
+def choose_address(
+    entry: ServiceEntry,
+    mode: AddressMode = "lan",
+    local_datacenter: str | None = None,
+    datacenter: str = "",
+) -> tuple[str, int]:
+    """The ``(address, port)`` to connect to for ``entry`` (pure).
+
+    ``lan``: :attr:`ServiceEntry.address` and the service port. ``wan`` (and ``auto`` for an
+    instance whose datacenter, the node's else ``datacenter``, is known and differs from
+    ``local_datacenter``): the service's WAN tagged address (its port when non-zero), else, for a
+    service without an address of its own, the node's WAN tagged address; else the LAN one, as
+    Consul's address translation (agent ``TranslateServiceAddress``) does. Usability is checked
+    by the caller, once, on the address chosen.
+    """
+    lan = (entry.address, entry.service.port)
+    if mode == "lan":
+        return lan
+    if mode == "auto":
+        where = entry.node.datacenter or datacenter
+        if not local_datacenter or not where or where == local_datacenter:
+            return lan
+    for key in _WAN_KEYS:
+        tagged = entry.service.tagged_addresses.get(key)
+        if tagged is not None and tagged.address:
+            return tagged.address, tagged.port or entry.service.port
+    if not entry.service.address:
+        for key in _WAN_KEYS:
+            node_wan = entry.node.tagged_addresses.get(key)
+            if node_wan:
+                return node_wan, entry.service.port
+    return lan
+
+
 def _entry_endpoint(
-    entry: ServiceEntry, datacenter: str, default_port: int | None, what: str
+    entry: ServiceEntry,
+    datacenter: str,
+    default_port: int | None,
+    what: str,
+    mode: AddressMode = "lan",
+    local_datacenter: str | None = None,
 ) -> Endpoint | Rejected:
-    port = entry.service.port
+    address, port = choose_address(entry, mode, local_datacenter, datacenter)
     if port == 0 and default_port is not None:
         port = default_port  # registered without a port: the target's port= option
     problem = (
         "registered without a port (and no port= option)"
         if port == 0
-        else endpoint_problem(entry.address, port)
+        else endpoint_problem(address, port)
     )
     if problem is not None:
         # named by node and service ID, not by position: Consul reorders its answers
         who = f"{what} node {shorten(entry.node.node, 40)}"
         return Rejected(f"{who} service {shorten(entry.service.id, 40)}", problem)
-    return entry.to_endpoint(datacenter, port)
+    return entry.to_endpoint(datacenter, port, address)
 
 
 def convert_entries(
@@ -355,13 +442,20 @@ def convert_entries(
     datacenter: str = "",
     default_port: int | None = None,
     what: str = "entry",
+    *,
+    address: AddressMode = "lan",
+    local_datacenter: str | None = None,
 ) -> Converted:
     """The endpoints of ``entries``, in order, and the instances that cannot be one (see the
     module doc). An instance registered without a port (``Port`` 0) takes ``default_port``;
     without one it is rejected, as is any address or port :func:`~mcresolve.endpoint.
-    endpoint_problem` refuses. Pure and total: never raises. ``what`` names the entries in the
-    rejections (``Nodes`` entry, ``entry``)."""
-    return Converted.of(_entry_endpoint(entry, datacenter, default_port, what) for entry in entries)
+    endpoint_problem` refuses (checked on the address :func:`choose_address` picks for
+    ``address``/``local_datacenter``). Pure and total: never raises. ``what`` names the entries
+    in the rejections (``Nodes`` entry, ``entry``)."""
+    return Converted.of(
+        _entry_endpoint(entry, datacenter, default_port, what, address, local_datacenter)
+        for entry in entries
+    )
 
 
 def to_endpoints(entries: Iterable[ServiceEntry], datacenter: str = "") -> tuple[Endpoint, ...]:
@@ -384,11 +478,24 @@ class HealthAnswer(Sequence[ServiceEntry]):
 
     @classmethod
     def decode(
-        cls, entries: Iterable[ServiceEntry], datacenter: str = "", default_port: int | None = None
+        cls,
+        entries: Iterable[ServiceEntry],
+        datacenter: str = "",
+        default_port: int | None = None,
+        *,
+        address: AddressMode = "lan",
+        local_datacenter: str | None = None,
     ) -> HealthAnswer:
         """Convert ``entries`` (see :func:`convert_entries`)."""
         items = tuple(entries)
-        return cls(items, convert_entries(items, datacenter, default_port))
+        converted = convert_entries(
+            items,
+            datacenter,
+            default_port,
+            address=address,
+            local_datacenter=local_datacenter,
+        )
+        return cls(items, converted)
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:

@@ -244,12 +244,14 @@ class ConsulTransport:
             headers["Content-Type"] = "application/json"
         return headers
 
-    def _scope_params(self) -> list[tuple[str, str]]:
-        """``ns`` and ``partition`` when configured, else nothing (Consul CE refuses any)."""
+    def _scope_params(self, given: Params = ()) -> list[tuple[str, str]]:
+        """``ns`` and ``partition`` when configured and not given by the call itself, else
+        nothing (Consul CE refuses any)."""
         params = []
-        if self._config.namespace is not None:
+        names = {name for name, _ in given}
+        if self._config.namespace is not None and "ns" not in names:
             params.append(("ns", self._config.namespace))
-        if self._config.partition is not None:
+        if self._config.partition is not None and "partition" not in names:
             params.append(("partition", self._config.partition))
         return params
 
@@ -296,7 +298,7 @@ class ConsulTransport:
             loop.time() + total,
             Backoff(self._rate_limit.backoff, self._random),
         )
-        query = [*params, *self._scope_params()]
+        query = [*params, *self._scope_params(params)]
         addresses = self._config.addresses
         first = self._current
         while call.step < len(addresses):

@@ -51,6 +51,8 @@ from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import (
+    ADDRESS_MODES,
+    AddressMode,
     Consistency,
     HealthAnswer,
     Indexed,
@@ -96,7 +98,11 @@ class HealthServiceSpec:
     Tags are matched case-insensitively by Consul, so they are normalised (lower-cased, sorted,
     de-duplicated) to make equal watches share one loop; node-meta pairs are sorted. ``port`` is
     the port given to instances registered without one (a target's ``port=`` option; ``None``:
-    such instances are rejected).
+    such instances are rejected). ``filter`` (a go-bexpr expression, kept verbatim: two
+    spellings of one expression are two watches), ``peer``, ``ns`` and ``partition`` are part
+    of the key and passed to :meth:`ConsulClient.health_service` as they are. ``address``
+    chooses the LAN or WAN address of each instance (:func:`~mcresolve.consul.models.
+    choose_address`; ``auto`` compares with the agent's datacenter, read once per client).
     """
 
     service: str
@@ -107,10 +113,19 @@ class HealthServiceSpec:
     near: str | None = None
     consistency: Consistency = Consistency.DEFAULT
     port: int | None = None
+    filter: str | None = None
+    peer: str | None = None
+    ns: str | None = None
+    partition: str | None = None
+    address: AddressMode = "lan"
 
     def __post_init__(self) -> None:
+        if self.address not in ADDRESS_MODES:
+            raise ValueError(f"address must be one of {', '.join(ADDRESS_MODES)}")
         if not self.service:
             raise ValueError("service name must not be empty")
+        if self.filter is not None and not self.filter.strip():
+            object.__setattr__(self, "filter", None)
         if self.port is not None and not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port!r}")
         object.__setattr__(self, "tags", tuple(sorted({t.lower() for t in self.tags})))
@@ -131,6 +146,15 @@ class HealthServiceSpec:
             parts.append(self.consistency.value)
         if self.port is not None:
             parts.append(f"port={self.port}")
+        if self.filter is not None:
+            parts.append(f"filter={self.filter!r}")
+        parts += [
+            f"{name}={value}"
+            for name, value in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition))
+            if value is not None
+        ]
+        if self.address != "lan":
+            parts.append(f"address={self.address}")
         return " ".join(parts)
 
     async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[HealthAnswer]:
@@ -146,8 +170,21 @@ class HealthServiceSpec:
             consistency=self.consistency,
             index=index,
             wait=wait,
+            filter=self.filter,
+            peer=self.peer,
+            ns=self.ns,
+            partition=self.partition,
         )
-        decoded = HealthAnswer.decode(answer.value, self.datacenter or "", self.port)
+        local: str | None = None
+        if self.address == "auto":  # which datacenter is "other": the agent's own is needed
+            local = (await client.agent_features()).datacenter
+        decoded = HealthAnswer.decode(
+            answer.value,
+            self.datacenter or "",
+            self.port,
+            address=self.address,
+            local_datacenter=local,
+        )
         return Indexed(decoded, answer.meta)
 
     def endpoints(self, entries: Iterable[ServiceEntry]) -> tuple[Endpoint, ...]:

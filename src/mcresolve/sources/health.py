@@ -50,6 +50,11 @@ def health_spec(target: HealthTarget) -> HealthServiceSpec:
         near=target.near,
         consistency=_CONSISTENCY[target.consistency],
         port=target.options.port,
+        filter=target.filter,
+        peer=target.peer,
+        ns=target.ns,
+        partition=target.partition,
+        address=target.address,
     )
 
 

@@ -8,7 +8,8 @@ queries) or a static list, so an application switches stages by configuration on
 Forms (full reference with examples: ``docs/stages.md``)::
 
     dns://<name>[?server=<ip[:port]>,...&type=srv|a&transport=auto|udp|tcp]      stage 1
-    consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=]               stage 2
+    consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=&filter=&peer=&ns=&partition=]
+                                                                                  stage 2
     consul+query://<query>[?dc=&limit=&near=&refresh=]                           stage 3
     static://<host:port>[,<host:port>...]                                         static list
     [<tag>.]<service>.service[.<dc>].consul, _<svc>._<tag>.service[.<dc>].consul  -> consul://
@@ -58,6 +59,9 @@ __all__ = [
 CONSUL_DNS_PORT: Final = 8600
 
 Consistency = Literal["default", "stale", "consistent", "cached"]
+#: Which address of each instance a health target connects to (see ``HealthTarget``).
+AddressChoice = Literal["lan", "wan", "auto"]
+_ADDRESS: tuple[AddressChoice, ...] = ("lan", "wan", "auto")
 RecordType = Literal["srv", "a"]
 Transport = Literal["auto", "udp", "tcp"]
 
@@ -300,6 +304,14 @@ class HealthTarget:
     name: sort by round-trip time from it), ``consistency`` (``default``, ``stale``,
     ``consistent`` or ``cached``), ``agent`` (``host:port`` of the agent to ask, from
     ``consul://host:port/service``; ``None`` = the client's configured addresses).
+
+    Consul 1.5+ / 1.13+ / Enterprise: ``filter`` (a go-bexpr expression such as
+    ``Service.Meta.version == "2"``, percent-encoded in the target string; refused by agents
+    older than 1.5, which would ignore it), ``peer`` (a cluster peer's exported service),
+    ``ns`` and ``partition`` (Enterprise only; Community Edition refuses any). None of them is
+    sent unless set. ``address``: ``lan`` (default: ``Service.Address``, else the node's),
+    ``wan`` (the WAN tagged address when there is one) or ``auto`` (WAN for instances of another
+    datacenter than the agent's).
     """
 
     service: str
@@ -310,6 +322,11 @@ class HealthTarget:
     consistency: Consistency = "default"
     agent: HostPort | None = None
     options: CommonOptions = field(default_factory=CommonOptions)
+    filter: str | None = None
+    peer: str | None = None
+    ns: str | None = None
+    partition: str | None = None
+    address: AddressChoice = "lan"
     stage: Stage = field(default=Stage.HEALTH, init=False)
 
     def __post_init__(self) -> None:
@@ -328,6 +345,15 @@ class HealthTarget:
                 f"consistency: expected one of {', '.join(_CONSISTENCY)}, got {self.consistency!r}"
             )
         _check_agent(self.agent, "consul")
+        if self.filter is not None:
+            _check_filter(self.filter)
+        if self.address not in _ADDRESS:
+            raise TargetError(
+                f"address: expected one of {', '.join(_ADDRESS)}, got {self.address!r}"
+            )
+        for what, name in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition)):
+            if name is not None:
+                _check_name(name, what, f"a {what} name")
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -340,6 +366,16 @@ class HealthTarget:
         items.extend(("node-meta", f"{k}:{v}") for k, v in self.node_meta)
         if self.consistency != "default":
             items.append(("consistency", self.consistency))
+        for key, value in (
+            ("filter", self.filter),
+            ("peer", self.peer),
+            ("ns", self.ns),
+            ("partition", self.partition),
+        ):
+            if value is not None:
+                items.append((key, value))
+        if self.address != "lan":
+            items.append(("address", self.address))
         where = self.service if self.agent is None else f"{self.agent}/{self.service}"
         return _render("consul", where, items, self.options)
 
@@ -394,12 +430,14 @@ Target = StaticTarget | DnsTarget | HealthTarget | PreparedQueryTarget
 
 @dataclass(frozen=True, slots=True)
 class ConsulName:
-    """What a Consul DNS name means: ``kind`` ``service`` or ``query``, its name, tag, dc."""
+    """What a Consul DNS name means: ``kind`` ``service`` or ``query``, its name, tag, dc, and
+    the cluster peer for ``<svc>.service.<peer>.peer.consul``."""
 
     kind: Literal["service", "query"]
     name: str
     tag: str | None = None
     dc: str | None = None
+    peer: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,7 +619,22 @@ def _parse_health(where: str, query: str) -> HealthTarget:
     near = options.one("near")
     node_meta = tuple(_parse_node_meta(v) for v in options.all("node-meta"))
     consistency = options.one("consistency")
-    common = options.finish(("tag", "dc", "near", "node-meta", "consistency"))
+    modern = {key: options.one(key) for key in ("filter", "peer", "ns", "partition")}
+    address = options.one("address")
+    common = options.finish(
+        (
+            "tag",
+            "dc",
+            "near",
+            "node-meta",
+            "consistency",
+            "filter",
+            "peer",
+            "ns",
+            "partition",
+            "address",
+        )
+    )
     if not service:
         raise TargetError("consul://: expected a service name, e.g. consul://storage-object-minio")
     return HealthTarget(
@@ -595,6 +648,11 @@ def _parse_health(where: str, query: str) -> HealthTarget:
         else _literal(consistency.lower(), _CONSISTENCY, "consistency"),
         agent=agent,
         options=common,
+        filter=modern["filter"],
+        peer=modern["peer"],
+        ns=modern["ns"],
+        partition=modern["partition"],
+        address="lan" if address is None else _literal(address.lower(), _ADDRESS, "address"),
     )
 
 
@@ -641,7 +699,8 @@ def _parse_plain(text: str) -> Target:
         if consul is None:
             raise TargetError(
                 f"{hp.host!r}: expected a Consul name <service>.service[.<dc>].consul, "
-                "<tag>.<service>.service[.<dc>].consul or <query>.query[.<dc>].consul"
+                "<tag>.<service>.service[.<dc>].consul, <service>.service.<dc>.dc.consul, "
+                "<service>.service.<peer>.peer.consul or <query>.query[.<dc>].consul"
             )
         if consul.kind == "query":
             pq = _parse_prepared_query(consul.name, port_query)
@@ -651,6 +710,7 @@ def _parse_plain(text: str) -> Target:
             health,
             tag=consul.tag if health.tag is None else health.tag,
             dc=consul.dc if health.dc is None else health.dc,
+            peer=consul.peer if health.peer is None else health.peer,
         )
     if _is_ip(hp.host):
         if hp.port is None:
@@ -675,14 +735,29 @@ def _parse_consul_name(name: str) -> ConsulName | None:
     Rule: the name must end in ``.consul`` (trailing dot allowed) and the label before the
     optional datacenter must be ``service`` or ``query``: ``[<tag>.]<svc>.service[.<dc>].consul``,
     ``_<svc>._<tag>.service[.<dc>].consul`` (RFC 2782; ``_tcp`` means any tag) and
-    ``<query>.query[.<dc>].consul``.
+    ``<query>.query[.<dc>].consul``; the labelled locality of Consul 1.x's DNS
+    (dns-static-lookups.mdx) is accepted in place of ``.<dc>``: ``.<dc>.dc`` and, for
+    services, ``.<peer>.peer`` (a cluster peer's exported service).
     """
     labels = name.rstrip(".").split(".")
     if len(labels) < 3 or labels[-1].lower() != "consul":
         return None
     body = labels[:-1]
     dc: str | None = None
-    if body[-1].lower() not in ("service", "query"):
+    peer: str | None = None
+    if (
+        len(body) >= 4
+        and body[-1].lower() in ("dc", "peer")
+        and body[-3].lower() in ("service", "query")
+    ):
+        if body[-1].lower() == "peer":
+            if body[-3].lower() != "service":
+                return None
+            peer = body[-2]
+        else:
+            dc = body[-2]
+        body = body[:-2]
+    elif body[-1].lower() not in ("service", "query"):
         if len(body) < 3 or body[-2].lower() not in ("service", "query"):
             return None
         dc = body[-1]
@@ -692,13 +767,15 @@ def _parse_consul_name(name: str) -> ConsulName | None:
     if kind == "query":
         return ConsulName("query", names[0], dc=dc) if len(names) == 1 else None
     if len(names) == 1:
-        return ConsulName("service", names[0], dc=dc)
+        return ConsulName("service", names[0], dc=dc, peer=peer)
     if len(names) == 2:
         first, second = names
         if first.startswith("_") and second.startswith("_"):
             tag = second[1:]
-            return ConsulName("service", first[1:], tag=None if tag == "tcp" else tag, dc=dc)
-        return ConsulName("service", second, tag=first, dc=dc)
+            return ConsulName(
+                "service", first[1:], tag=None if tag == "tcp" else tag, dc=dc, peer=peer
+            )
+        return ConsulName("service", second, tag=first, dc=dc, peer=peer)
     return None
 
 
@@ -794,6 +871,23 @@ def _check_name(name: str, what: str, expected: str) -> None:
         raise TargetError(
             f"{what}: expected {expected} (letters, digits, '-', '_', '.'), got {name!r}"
         )
+
+
+#: Longest ``filter`` expression accepted: a sanity bound far above any selector expression,
+#: keeping the request line well under common 8 KiB proxy limits once percent-encoded.
+MAX_FILTER_LENGTH: Final = 2048
+
+
+def _check_filter(expression: str) -> None:
+    if not expression.strip():
+        raise TargetError("filter: expected a filter expression, got an empty value")
+    if len(expression) > MAX_FILTER_LENGTH:
+        raise TargetError(
+            f"filter: expected at most {MAX_FILTER_LENGTH} characters, got {len(expression)}"
+        )
+    bad = next((c for c in expression if not (c.isprintable() or c in " \t\n\r")), None)
+    if bad is not None:
+        raise TargetError(f"filter: expected printable text, got the character {bad!r}")
 
 
 def _check_dc(dc: str) -> None:
