@@ -37,8 +37,8 @@ from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy, is_change
 from mcresolve.consul.models import parse_entries
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
-from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.events import EventKind, PoolEvent
 from mcresolve.sources.health import entries_to_endpoints
 
 SERVER = Path(__file__).resolve().with_name("server.py")

@@ -26,9 +26,9 @@ from mcresolve.errors import (
     PoolClosed,
     RetryBudgetExhausted,
 )
-from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.events import EventKind, PoolEvent
 from mcresolve.pool.planner import AttemptContext, AttemptRecord, AttemptVerdict, Fault
 from mcresolve.sources.base import Resolution
 from mcresolve.sources.static import StaticSource

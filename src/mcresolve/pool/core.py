@@ -32,9 +32,9 @@ from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import NoEndpointAvailable, PoolClosed
-from mcresolve.events import EventHub, EventKind, EventStream, PoolEvent
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.driver import fault_of_outcome, latency_sample
+from mcresolve.pool.events import EventHub, EventKind, EventStream, PoolEvent
 from mcresolve.pool.planner import (
     AttemptContext,
     AttemptRecord,
