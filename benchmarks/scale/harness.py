@@ -358,7 +358,7 @@ async def measure_memory(server: ScaleServer, service: str, instances: int) -> t
             await recorder.changed.wait()
             peak = tracemalloc.get_traced_memory()[1] - before
         finally:
-            await pool.close()
+            await pool.aclose()
     finally:
         tracemalloc.stop()
     return retained, peak
@@ -494,7 +494,7 @@ async def measure_size(
             result.profile, result.profile_steps = await profile_update(server, service, recorder)
         return result
     finally:
-        await pool.close()
+        await pool.aclose()
 
 
 async def _churn_cell(
@@ -692,7 +692,7 @@ async def measure_many(
             churn_requests_per_min=report["counters"]["health_requests"] * 60.0 / window,
         )
     finally:
-        await asyncio.gather(*(p.close() for p in pools))
+        await asyncio.gather(*(p.aclose() for p in pools))
         await registry.aclose()
         await client.close()
 
@@ -763,5 +763,5 @@ async def measure_sharing(
             requests_per_min=(counters["executions"] + counters["health_requests"]) * 60.0 / window,
         )
     finally:
-        await asyncio.gather(*(p.close() for p in opened))
+        await asyncio.gather(*(p.aclose() for p in opened))
         await server.wait_churn_done()

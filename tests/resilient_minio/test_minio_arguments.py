@@ -200,6 +200,6 @@ def test_async_listing_checks_its_arguments_when_called() -> None:
             finally:
                 await client.close()
         finally:
-            await pool.close()
+            await pool.aclose()
 
     asyncio.run(run())
