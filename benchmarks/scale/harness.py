@@ -694,7 +694,7 @@ async def measure_many(
     finally:
         await asyncio.gather(*(p.aclose() for p in pools))
         await registry.aclose()
-        await client.close()
+        await client.aclose()
 
 
 # --- sharing --------------------------------------------------------------------------------
