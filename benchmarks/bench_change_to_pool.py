@@ -24,8 +24,8 @@ import time
 from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
-from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.events import EventKind, PoolEvent
 from mcresolve.testing.consul import ConsulEmulator
 from mcresolve.timing import BackoffPolicy
 

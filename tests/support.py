@@ -141,5 +141,5 @@ async def consul_cluster(
             yield Cluster(consul, client1, client2, registry)
         finally:
             await registry.aclose()
-            await client1.close()
-            await client2.close()
+            await client1.aclose()
+            await client2.aclose()

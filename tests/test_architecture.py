@@ -22,8 +22,7 @@ ROOT = "mcresolve"
 
 #: The library's layers, lowest first: a module may import its own layer and the ones before it,
 #: never a later one. A name is a module or a package (the package covers its submodules); the
-#: longest matching name wins. Flat modules of the pool are listed by name until they move into
-#: their packages (``balancer/``, ``calls/``).
+#: longest matching name wins, so a module placed apart from its package is listed by name.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "vocabulary",
@@ -37,29 +36,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("consul", ("mcresolve.consul",)),
     ("sources", ("mcresolve.sources",)),
-    (
-        "balancer",
-        (
-            "mcresolve.balancer",
-            "mcresolve.balancer.picker",
-            "mcresolve.balancer.outlier",
-            "mcresolve.balancer.ewma",
-            "mcresolve.balancer.locality",
-            "mcresolve.balancer.retry_budget",
-            "mcresolve.events",
-        ),
-    ),
-    (
-        "calls",
-        (
-            "mcresolve.calls",
-            "mcresolve.pool",
-            "mcresolve.pool.planner",
-            "mcresolve.pool.call_policy",
-            "mcresolve.pool.loop_thread",
-        ),
-    ),
-    ("integrations", ("mcresolve.minio", "mcresolve.http", "mcresolve.metrics")),
+    ("balancer", ("mcresolve.balancer",)),
+    ("pool", ("mcresolve.pool",)),
+    # The metrics exporter reads a pool from outside, like the other integrations.
+    ("integrations", ("mcresolve.minio", "mcresolve.http", "mcresolve.pool.metrics")),
     ("entry points", ("mcresolve", "mcresolve.cli", "mcresolve.demo")),
 )
 
@@ -291,6 +271,8 @@ def test_layer_lookup_takes_the_longest_name() -> None:
     assert layer_of("mcresolve") == len(LAYERS) - 1
     assert layer_of("mcresolve.sources.target") == 2
     assert layer_of("mcresolve.consul.registration") == 1
+    assert layer_of("mcresolve.pool.metrics") == layer_of("mcresolve.http")
+    assert layer_of("mcresolve.pool.events") == layer_of("mcresolve.pool.planner")
     assert layer_of("mcresolve.nonexistent") is None
 
 
@@ -300,25 +282,7 @@ TOP_LEVEL: frozenset[str] = frozenset(
     {"__init__", "endpoint", "errors", "lifecycle", "timing", "tasks", "cli"}
 )
 
-#: Flat modules of the pool waiting for their packages (``balancer/``, ``calls/``): the list may
-#: only shrink.
-PENDING_TOP_LEVEL: frozenset[str] = frozenset(
-    {
-        "attempts",
-        "call_policy",
-        "events",
-        "ewma",
-        "locality",
-        "loop_thread",
-        "metrics",
-        "outlier",
-        "picker",
-        "pool",
-        "retry_budget",
-    }
-)
-
 
 def test_top_level_holds_only_the_vocabulary_and_the_entry_points() -> None:
     flat = {p.stem for p in (SRC / ROOT).glob("*.py")}
-    assert flat - TOP_LEVEL - PENDING_TOP_LEVEL == set()
+    assert flat - TOP_LEVEL == set()

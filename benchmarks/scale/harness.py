@@ -37,8 +37,8 @@ from mcresolve.consul import ConsulClient, ConsulConfig
 from mcresolve.consul.blocking import BlockingPolicy, is_change
 from mcresolve.consul.models import parse_entries
 from mcresolve.consul.watch import WatchPolicy, WatchRegistry
-from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.events import EventKind, PoolEvent
 from mcresolve.sources.health import entries_to_endpoints
 
 SERVER = Path(__file__).resolve().with_name("server.py")
@@ -358,7 +358,7 @@ async def measure_memory(server: ScaleServer, service: str, instances: int) -> t
             await recorder.changed.wait()
             peak = tracemalloc.get_traced_memory()[1] - before
         finally:
-            await pool.close()
+            await pool.aclose()
     finally:
         tracemalloc.stop()
     return retained, peak
@@ -494,7 +494,7 @@ async def measure_size(
             result.profile, result.profile_steps = await profile_update(server, service, recorder)
         return result
     finally:
-        await pool.close()
+        await pool.aclose()
 
 
 async def _churn_cell(
@@ -692,9 +692,9 @@ async def measure_many(
             churn_requests_per_min=report["counters"]["health_requests"] * 60.0 / window,
         )
     finally:
-        await asyncio.gather(*(p.close() for p in pools))
+        await asyncio.gather(*(p.aclose() for p in pools))
         await registry.aclose()
-        await client.close()
+        await client.aclose()
 
 
 # --- sharing --------------------------------------------------------------------------------
@@ -763,5 +763,5 @@ async def measure_sharing(
             requests_per_min=(counters["executions"] + counters["health_requests"]) * 60.0 / window,
         )
     finally:
-        await asyncio.gather(*(p.close() for p in opened))
+        await asyncio.gather(*(p.aclose() for p in opened))
         await server.wait_churn_done()

@@ -25,7 +25,6 @@ from mcresolve.errors import (
     PoolClosed,
     RetryBudgetExhausted,
 )
-from mcresolve.events import EventHub, EventKind, PoolEvent
 from mcresolve.pool import (
     AttemptHandle,
     BackgroundPool,
@@ -35,6 +34,7 @@ from mcresolve.pool import (
     PoolSnapshot,
 )
 from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.events import EventHub, EventKind, PoolEvent
 from mcresolve.pool.planner import (
     AttemptContext,
     AttemptRecord,

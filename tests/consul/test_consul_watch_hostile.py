@@ -23,8 +23,8 @@ from mcresolve.consul.watch import (
     WatchRegistry,
     WatchUpdate,
 )
-from mcresolve.events import EventKind, PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.events import EventKind, PoolEvent
 from mcresolve.sources import HealthSource
 from mcresolve.sources.target import HealthTarget, parse_target
 from mcresolve.testing.consul import ConsulEmulator

@@ -9,7 +9,7 @@ from manual_source import eps
 from mcresolve.balancer.balancer import Balancer
 from mcresolve.balancer.outlier import FailureKind, OutlierPolicy
 from mcresolve.balancer.picker import PickStrategy
-from mcresolve.events import EventKind
+from mcresolve.pool.events import EventKind
 from mcresolve.sources.base import Resolution
 
 NO_JITTER = OutlierPolicy(jitter=0.0, base_ejection=10.0, max_ejected_fraction=1.0)

@@ -7,8 +7,8 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from mcresolve.events import EventKind, EventStream, PoolEvent
 from mcresolve.pool import EndpointPool, PoolSnapshot
+from mcresolve.pool.events import EventKind, EventStream, PoolEvent
 from support import until
 
 

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 from manual_source import eps
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.endpoint import Endpoint
-from mcresolve.events import EventHub, EventKind, PoolEvent
-from mcresolve.metrics import PoolMetrics
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.events import EventHub, EventKind, PoolEvent
+from mcresolve.pool.metrics import PoolMetrics
 from mcresolve.sources.static import StaticSource
 
 

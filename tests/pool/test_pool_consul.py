@@ -6,8 +6,8 @@ import pytest
 
 from mcresolve.balancer.outlier import OutlierPolicy
 from mcresolve.endpoint import Endpoint
-from mcresolve.events import EventKind
 from mcresolve.pool import EndpointPool, PoolPolicy, PoolSnapshot
+from mcresolve.pool.events import EventKind
 from support import Cluster
 
 from .conftest import DC1, SERVICE

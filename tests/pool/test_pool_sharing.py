@@ -103,12 +103,12 @@ async def test_pools_on_one_target_share_one_request_stream(consul: ConsulEmulat
         # the next one in flight; five separate streams would be at least 5 × 3.
         assert await served_when_parked(api, [watch]) == watch.requests <= 1 + len(flips) + 1
         for pool in pools[:-1]:
-            await pool.close()
+            await pool.aclose()
         assert watch.running and watch.subscriber_count == 1
         assert shared_registry(consul) is not None
     finally:
         for pool in pools:
-            await pool.close()
+            await pool.aclose()
     await assert_stream_stopped(consul, watch)
 
 

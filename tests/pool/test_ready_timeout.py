@@ -35,14 +35,17 @@ def test_sync_client_waits_ready_timeout_then_fails(dead_agent: ConsulConfig) ->
     started = time.monotonic()
     with pytest.raises(NoEndpointAvailable, match=r"no endpoint within 0\.3 s"):
         ResilientMinio(TARGET, secure=False, consul=dead_agent, ready_timeout=0.3)
-    assert 0.3 <= time.monotonic() - started < 5.0  # the number is honoured, not 10 s
+    # The message shows the decision (0.3 s, not 10 s); a wait is a time bound, so a generous
+    # ceiling checks it is carried out (a lower bound cannot flake under load).
+    assert 0.3 <= time.monotonic() - started < 5.0
 
 
 def test_sync_client_with_ready_timeout_none_does_not_wait(dead_agent: ConsulConfig) -> None:
     started = time.monotonic()
     client = ResilientMinio(TARGET, secure=False, consul=dead_agent, ready_timeout=None)
     try:
-        assert time.monotonic() - started < 3.0  # no 10 s wait
+        # "Does not wait" is a time bound: a generous ceiling, far under the 10 s default.
+        assert time.monotonic() - started < 3.0
         assert client.pool.snapshot().endpoints == ()
         with pytest.raises(DeadlineExceeded, match="waiting for an endpoint"):
             client.with_policy(deadline=0.2).bucket_exists("bucket")

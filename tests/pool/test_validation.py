@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from mcresolve import lifecycle
 from mcresolve.errors import PoolClosed
 from mcresolve.pool import BackgroundPool, EndpointPool
 from mcresolve.sources.target import parse_target
@@ -58,13 +59,23 @@ def test_a_string_ready_timeout_is_a_type_error() -> None:
 async def test_start_on_a_closed_pool_raises_pool_closed() -> None:
     pool = EndpointPool(STATIC)
     await pool.start()
-    await pool.close()
+    await pool.aclose()
     with pytest.raises(PoolClosed):
         await pool.start()
     never_started = EndpointPool(STATIC)
-    await never_started.close()
+    await never_started.aclose()
     with pytest.raises(PoolClosed):
         await never_started.start()
+
+
+async def test_close_is_a_deprecated_alias_of_aclose() -> None:
+    lifecycle._warned.discard((EndpointPool, "close"))
+    pool = EndpointPool(STATIC)
+    await pool.start()
+    with pytest.warns(DeprecationWarning, match=r"EndpointPool\.close\(\) is deprecated"):
+        await pool.close()
+    with pytest.raises(PoolClosed):
+        await pool.start()
 
 
 @pytest.mark.parametrize(

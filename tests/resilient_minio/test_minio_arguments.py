@@ -198,8 +198,8 @@ def test_async_listing_checks_its_arguments_when_called() -> None:
                 with pytest.raises(TypeError, match=r"^object_name must be a string"):
                     await client.read_object("bucket", None)
             finally:
-                await client.close()
+                await client.aclose()
         finally:
-            await pool.close()
+            await pool.aclose()
 
     asyncio.run(run())

@@ -180,7 +180,7 @@ async def test_factory_sources_share_the_process_wide_watch_and_release_it(
         assert registry is not None
         (watch,) = registry.watches().values()  # ?passing on the service in the local dc
         assert watch.subscriber_count == 3
-        await sources[0].stop()
+        await sources[0].aclose()
         assert watch.subscriber_count == 2 and shared.registry_for(config) is registry
     finally:
         for source in sources:

@@ -25,6 +25,7 @@ import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from mcresolve.balancer.events import EventKind, PoolEvent
 from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.balancer.locality import (
     LocalityPolicy,
@@ -44,7 +45,6 @@ from mcresolve.balancer.outlier import (
 )
 from mcresolve.balancer.picker import Picker, PickStrategy, build_picker
 from mcresolve.endpoint import Endpoint, Key
-from mcresolve.events import EventKind, PoolEvent
 from mcresolve.sources.base import Resolution
 
 __all__ = ["Balancer", "BalancerUpdate"]

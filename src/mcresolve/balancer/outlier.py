@@ -94,7 +94,7 @@ class OutlierPolicy:
     connections the server closed, so a reset on a healthy node is rare."""
     timeouts: int = 1
     """Consecutive TIMEOUTs that eject. 1: a blackholed node costs a whole attempt timeout each
-    time it is picked; issue 4 requires it to cost at most one."""
+    time it is picked; ejecting on the first makes it cost at most one per failure."""
     gateway_failures: int = 1
     """Consecutive GATEWAY failures (502/504/node-local 503) that eject. 1: these say "this node
     cannot serve" explicitly (Envoy's ``consecutive_gateway_failure`` exists for the same reason;

@@ -458,7 +458,7 @@ class Demo:
         if self.writer is not None:
             await _quietly(self.writer.close())
         for pool in self.pools.values():
-            await _quietly(pool.close())
+            await _quietly(pool.aclose())
         await asyncio.gather(*(_quietly(child.stop(grace=3.0)) for child in self.children))
         if os.environ.get("MCRESOLVE_DEMO_DEBUG"):
             for child in self.children:

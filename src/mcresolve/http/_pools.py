@@ -122,7 +122,7 @@ class AsyncPools:
         self._closed = True
         owned, self._owned = self._owned, {}
         for pool in owned.values():
-            await pool.close()
+            await pool.aclose()
 
 
 class SyncPools:

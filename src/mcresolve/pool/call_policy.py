@@ -31,7 +31,7 @@ class CallPolicy:
     attempt_timeout: float = 10.0
     """Limit on one attempt (one ``fn(endpoint)`` run). 10 s: an attempt on a healthy loopback
     or LAN storage node takes milliseconds, so 10 s only fires on a blackholed node, which then
-    costs exactly one attempt timeout (issue 4) before ejection (``OutlierPolicy.timeouts=1``).
+    costs exactly one attempt timeout before ejection (``OutlierPolicy.timeouts=1``).
     Envoy's route timeout is 15 s and gRPC has none; both are tuned for arbitrary RPCs, whereas a
     short value makes failover visible. Large transfers should pass a larger value per call
     (a synchronous attempt cannot be interrupted: see ``docs/pool.md``)."""

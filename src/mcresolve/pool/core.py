@@ -32,9 +32,10 @@ from mcresolve.consul.config import ConsulConfig
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import NoEndpointAvailable, PoolClosed
-from mcresolve.events import EventHub, EventKind, EventStream, PoolEvent
+from mcresolve.lifecycle import deprecated_verb
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.driver import fault_of_outcome, latency_sample
+from mcresolve.pool.events import EventHub, EventKind, EventStream, PoolEvent
 from mcresolve.pool.planner import (
     AttemptContext,
     AttemptRecord,
@@ -323,6 +324,11 @@ class PoolCore:
             self._on_resolution(current)
 
     async def close(self) -> None:
+        """Deprecated: the old name of :meth:`aclose`."""
+        deprecated_verb(self, "close")
+        await self.aclose()
+
+    async def aclose(self) -> None:
         """Stop consuming the source (stopping it if the pool built it) and wake every waiter
         (their calls raise :class:`~mcresolve.errors.PoolClosed`). Idempotent."""
         if self._closed:
@@ -335,7 +341,7 @@ class PoolCore:
             self._timer.cancel()
             self._timer = None
         if self._owns_source:
-            await self._source.stop()
+            await self._source.aclose()
         self._notify_change()
         self._hub.close()
 
@@ -349,7 +355,7 @@ class PoolCore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        await self.aclose()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -76,7 +76,7 @@ class EndpointPool(AsyncCalls, SyncCalls):
 
     ``source``: a :class:`~mcresolve.sources.Source`, a target string
     (``consul://svc?tag=x``, ``consul+query://svc``, ``dns://...``, ``static://...``) or a parsed
-    target. A source built here is stopped by :meth:`close`; a source passed in is started (if
+    target. A source built here is stopped by :meth:`aclose`; a source passed in is started (if
     needed) but left running.
 
     ``local_datacenter``: which datacenter is local; when None it is, in order: the target's
@@ -240,7 +240,7 @@ class BackgroundPool:
                 if ready_timeout is not None:
                     await pool.wait_ready(ready_timeout)
             except BaseException:
-                await pool.close()
+                await pool.aclose()
                 raise
         except BaseException:
             await self._stop_factory_source()
@@ -249,14 +249,14 @@ class BackgroundPool:
 
     async def _shutdown(self, pool: EndpointPool) -> None:
         try:
-            await pool.close()
+            await pool.aclose()
         finally:
             await self._stop_factory_source()
 
     async def _stop_factory_source(self) -> None:
         source, self._factory_source = self._factory_source, None
         if source is not None:
-            await source.stop()
+            await source.aclose()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coroutine`` on the pool's loop and wait for its result (from another thread)."""

@@ -127,8 +127,7 @@ __all__ = [
 
 
 class Fault(enum.Enum):
-    """Who is at fault for a failed attempt (values match
-    :class:`mcresolve.minio.classify.ErrorClass`)."""
+    """Who is at fault for a failed attempt: every classifier's verdict carries one."""
 
     NODE = "node"
     """This endpoint: count it against the endpoint, retry elsewhere at once."""
@@ -140,14 +139,13 @@ class Fault(enum.Enum):
 
 @runtime_checkable
 class VerdictLike(Protocol):
-    """What a classifier returns. ``error_class`` is any enum whose value is ``"node"``,
-    ``"cluster"`` or ``"client"`` (:class:`Fault`, or MinIO's ``ErrorClass``). A verdict may
+    """What a classifier returns: ``error_class`` is the :class:`Fault`. A verdict may
     also have a boolean ``confirmed`` (read with ``getattr``; absent means False): for CLUSTER,
     the classifier knows the condition is cluster-wide and no other node need confirm it
     (planner rule 5)."""
 
     @property
-    def error_class(self) -> enum.Enum: ...
+    def error_class(self) -> Fault: ...
 
     @property
     def failure_kind(self) -> FailureKind | None: ...
@@ -163,14 +161,12 @@ class VerdictLike(Protocol):
 
 
 def fault_of(verdict: VerdictLike) -> Fault:
-    """The :class:`Fault` of any verdict (by the value of its ``error_class``)."""
-    value = verdict.error_class.value
-    try:
-        return Fault(value)
-    except ValueError:
-        raise ValueError(
-            f"verdict error_class must have value node/cluster/client, got {value!r}"
-        ) from None
+    """The :class:`Fault` of a verdict; a verdict carrying anything else (an untyped classifier)
+    is rejected rather than read as no fault at all."""
+    fault = verdict.error_class
+    if not isinstance(fault, Fault):
+        raise TypeError(f"verdict error_class must be a Fault, got {fault!r}")
+    return fault
 
 
 @dataclass(frozen=True, slots=True)

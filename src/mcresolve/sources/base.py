@@ -167,10 +167,6 @@ class Source(Protocol):
         """Stop resolving and end every :meth:`updates` iterator (idempotent)."""
         ...
 
-    async def stop(self) -> None:
-        """Deprecated: the old name of :meth:`aclose`."""
-        ...
-
     async def wait_ready(self) -> Resolution:
         """The first published resolution (at once if there is one). Bound it with
         ``asyncio.timeout()``."""

@@ -59,7 +59,7 @@ from mcresolve.sources.base import PublishingSource
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
 from mcresolve.sources.target import DnsTarget
 from mcresolve.sources.wakeup import RefreshTrigger, Wake
-from mcresolve.timing import Backoff, BackoffPolicy, jittered
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource, jittered
 
 __all__ = [
     "DnsAnswer",
@@ -207,7 +207,7 @@ class DnsSource(PublishingSource):
         backoff: BackoffPolicy | None = None,
         damping: RefreshDamping | None = None,
         policy: DnsPolicy | None = None,
-        random_source: Callable[[], float] = random.random,
+        random_source: RandomSource = random.random,
     ) -> None:
         super().__init__(str(target))
         self._target = target

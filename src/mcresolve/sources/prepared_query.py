@@ -47,7 +47,7 @@ from mcresolve.sources.base import PublishingSource
 from mcresolve.sources.refresh import RefreshDamper, RefreshDamping
 from mcresolve.sources.target import PreparedQueryTarget
 from mcresolve.sources.wakeup import RefreshTrigger, Wake
-from mcresolve.timing import Backoff, BackoffPolicy, jittered
+from mcresolve.timing import Backoff, BackoffPolicy, RandomSource, jittered
 
 __all__ = ["PreparedQuerySource"]
 
@@ -71,7 +71,7 @@ class PreparedQuerySource(PublishingSource):
         min_interval: float = 0.05,
         backoff: BackoffPolicy | None = None,
         damping: RefreshDamping | None = None,
-        random_source: Callable[[], float] = random.random,
+        random_source: RandomSource = random.random,
     ) -> None:
         super().__init__(str(target))
         self._target = target

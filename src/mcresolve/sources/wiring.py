@@ -53,7 +53,7 @@ class AgentLookup:
             return None
         finally:
             if self.owned:
-                await self.client.close()
+                await self.client.aclose()
         config = info.get("Config")
         dc = config.get("Datacenter") if isinstance(config, dict) else None
         return dc if isinstance(dc, str) and dc else None

@@ -1,6 +1,7 @@
-"""Pool events: what changed, as values, delivered to callbacks and async iterators.
+"""Pool events delivered to callbacks and async iterators.
 
-An :class:`EventHub` fans each :class:`PoolEvent` out to
+An :class:`EventHub` fans each :class:`~mcresolve.balancer.events.PoolEvent` (the values live
+beside the balancer that decides them; they are re-exported here) out to
 
 * callbacks (:meth:`EventHub.subscribe`), called synchronously in the thread that emitted the
   event (the pool's loop thread, or a worker thread whose ``call_sync`` caused an ejection);
@@ -15,79 +16,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mcresolve.balancer.outlier import FailureKind
-from mcresolve.endpoint import Endpoint
+from mcresolve.balancer.events import EventKind, PoolEvent
 from mcresolve.lifecycle import AsyncClosing
 
 __all__ = ["EventHub", "EventKind", "EventStream", "PoolEvent"]
 
 _log = logging.getLogger(__name__)
-
-
-class EventKind(enum.Enum):
-    """What happened."""
-
-    ADDED = "added"
-    """An endpoint appeared in the source's set."""
-    REMOVED = "removed"
-    """An endpoint left the source's set (Consul health dropped it, or it was deregistered)."""
-    EJECTED = "ejected"
-    """Passive outlier detection ejected an endpoint (``reason``, ``until``)."""
-    RESTORED = "restored"
-    """An ejection ended: the endpoint takes traffic again."""
-    ALL_EJECTED = "all_ejected"
-    """Every endpoint is ejected: the pool asked the source to re-resolve."""
-    SOURCE_ERROR = "source_error"
-    """The source failed to refresh (the last known good set stays in use)."""
-    SOURCE_RECOVERED = "source_recovered"
-    """The source answered again after errors."""
-    FALLBACK_ENGAGED = "fallback_engaged"
-    """The source serves endpoints from its fallback target."""
-    FALLBACK_RELEASED = "fallback_released"
-    """The source's primary target is in use again."""
-    FAILOVER = "failover"
-    """Traffic moved to another datacenter (``datacenter``: the new one)."""
-    FAILBACK = "failback"
-    """Traffic returned to the local datacenter."""
-
-
-@dataclass(frozen=True, slots=True)
-class PoolEvent:
-    """One event. ``at`` is the pool clock (monotonic seconds)."""
-
-    kind: EventKind
-    at: float
-    pool: str
-    """The pool's name (its source's description unless given)."""
-    endpoint: Endpoint | None = None
-    datacenter: str | None = None
-    """For FAILOVER/FAILBACK: the datacenter now active; else the endpoint's datacenter."""
-    reason: FailureKind | None = None
-    """For EJECTED: the failure kind that caused it."""
-    until: float | None = None
-    """For EJECTED: when the ejection ends (pool clock)."""
-    detail: str = ""
-    """Human-readable details (never secrets)."""
-
-    def __str__(self) -> str:
-        parts = [self.kind.value]
-        if self.endpoint is not None:
-            parts.append(str(self.endpoint))
-        elif self.datacenter:
-            parts.append(self.datacenter)
-        if self.reason is not None:
-            parts.append(f"reason={self.reason.value}")
-        if self.detail:
-            parts.append(self.detail)
-        return " ".join(parts)
 
 
 Callback = Callable[[PoolEvent], None]

@@ -23,8 +23,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from mcresolve.events import PoolEvent
 from mcresolve.pool import EndpointPool
+from mcresolve.pool.events import PoolEvent
 from mcresolve.pool.planner import AttemptRecord
 
 __all__ = ["PoolMetrics"]
