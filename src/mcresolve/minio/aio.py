@@ -41,6 +41,7 @@ from mcresolve.minio.arguments import (
     check_client_arguments,
     check_instance,
     check_int_range,
+    pool_options,
 )
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.external import ExternalEndpoint
@@ -182,15 +183,11 @@ class AsyncResilientMinio(AsyncStartClose):
             self._pool: EndpointPool | None = endpoint
             self._owns_pool = False
         else:
-            kwargs: dict[str, Any] = {}
-            if consul is not None:
-                kwargs["consul"] = consul
-            if pool_policy is not None:
-                kwargs["policy"] = pool_policy
-            if local_datacenter is not None:
-                kwargs["local_datacenter"] = local_datacenter
             self._pool = None
-            self._pool_spec: tuple[str | Target, dict[str, Any]] = (endpoint, kwargs)
+            self._pool_spec: tuple[str | Target, dict[str, Any]] = (
+                endpoint,
+                pool_options(consul, pool_policy, local_datacenter),
+            )
             self._owns_pool = True
         self._ready_timeout = ready_timeout
         self._client_kwargs: dict[str, Any] = {

@@ -44,6 +44,7 @@ __all__ = [
     "check_int_range",
     "check_optional_str",
     "check_ready_timeout",
+    "pool_options",
 ]
 
 HTTP_CLIENT_REFUSED = (
@@ -345,3 +346,20 @@ def check_call(method: str, signature: inspect.Signature, args: Any, kwargs: Any
     together = CALL_CHECKS.get(method)
     if together is not None:
         together(bound.arguments)
+
+
+def pool_options(
+    consul: ConsulClient | ConsulConfig | None,
+    pool_policy: PoolPolicy | None,
+    local_datacenter: str | None,
+) -> dict[str, Any]:
+    """The keyword arguments of the ``EndpointPool`` a client builds from a target: only the
+    options given (the pool's own defaults apply to the others)."""
+    options: dict[str, Any] = {}
+    if consul is not None:
+        options["consul"] = consul
+    if pool_policy is not None:
+        options["policy"] = pool_policy
+    if local_datacenter is not None:
+        options["local_datacenter"] = local_datacenter
+    return options
