@@ -223,7 +223,7 @@ class AsyncResilientMinio(AsyncStartClose):
             if self._ready_timeout is not None:
                 await pool.wait_ready(self._ready_timeout)
         except BaseException:
-            await pool.close()
+            await pool.aclose()
             raise
         self._pool = pool
         self._make_sync(pool)
@@ -255,7 +255,7 @@ class AsyncResilientMinio(AsyncStartClose):
         if self._sync is not None:
             self._sync.close()
         if self._owns_pool and self._pool is not None:
-            await self._pool.close()
+            await self._pool.aclose()
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
