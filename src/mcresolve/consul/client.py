@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
+from mcresolve.arguments import check_instance
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
 from mcresolve.consul.errors import ConsulAnswerError, ConsulProtocolError
@@ -80,6 +81,14 @@ class ConsulClient(AsyncClosing):
         rate_limit: RateLimitPolicy | None = None,
         random: RandomSource = random.random,
     ) -> None:
+        if config is not None:
+            check_instance("config", config, (ConsulConfig,), "a ConsulConfig or None")
+        if rate_limit is not None:
+            check_instance(
+                "rate_limit", rate_limit, (RateLimitPolicy,), "a RateLimitPolicy or None"
+            )
+        if not callable(random):
+            raise TypeError(f"random must be a callable, not {type(random).__name__}")
         self._config = config if config is not None else ConsulConfig()
         self._transport = ConsulTransport(self._config, rate_limit=rate_limit, random=random)
 
