@@ -400,10 +400,10 @@ class ConsulConfig:
         timeouts = (self.connect_timeout, self.request_timeout, self.body_idle_timeout)
         if not all(t > 0 for t in timeouts):
             raise ConsulConfigError("Consul timeouts must be > 0 seconds")
-        if isinstance(self.max_answer_bytes, bool) or not isinstance(self.max_answer_bytes, int):
-            raise ConsulConfigError("max_answer_bytes must be an integer number of bytes")
         if self.max_answer_bytes < 1:
-            raise ConsulConfigError(f"max_answer_bytes must be >= 1, got {self.max_answer_bytes}")
+            raise ConsulConfigError(
+                f"ConsulConfig.max_answer_bytes must be >= 1, got {self.max_answer_bytes}"
+            )
         if self.tls_server_name is not None and (
             ":" in self.tls_server_name or check_host(self.tls_server_name) is not None
         ):

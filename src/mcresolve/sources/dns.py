@@ -53,6 +53,7 @@ import dns.resolver
 import dns.rrset
 from cachetools import TLRUCache
 
+from mcresolve.arguments import check_seconds
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
 from mcresolve.errors import McResolveError
 from mcresolve.sources.base import PublishingSource
@@ -95,6 +96,7 @@ class DnsPolicy:
     max_ttl: float = 30.0
 
     def __post_init__(self) -> None:
+        check_seconds("DnsPolicy.max_ttl", self.max_ttl, zero=True)
         if not self.max_ttl >= 0:
             raise ValueError(f"max_ttl must be >= 0 seconds, got {self.max_ttl!r}")
 
