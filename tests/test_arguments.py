@@ -16,7 +16,19 @@ from hypothesis import strategies as st
 
 from mcresolve import CallPolicy, OutlierPolicy, PoolPolicy, RetryBudgetPolicy, from_target
 from mcresolve.consul import ConsulClient, ConsulConfig
-from mcresolve.sources import ArbiterPolicy, DnsPolicy, RefreshDamping, StaticSource
+from mcresolve.consul.watch import WatchRegistry
+from mcresolve.sources import (
+    ArbiterPolicy,
+    DnsCache,
+    DnsPolicy,
+    DnsSource,
+    HealthSource,
+    PreparedQuerySource,
+    RefreshDamping,
+    ResilientSource,
+    StaticSource,
+)
+from mcresolve.sources.target import DnsTarget, parse_target
 from mcresolve.timing import BackoffPolicy
 
 # --- the values a parameter of each kind must refuse -----------------------------------------
@@ -30,6 +42,8 @@ NOT_A_NUMBER = st.one_of(
 )
 NEGATIVE = st.floats(max_value=-1e-9, allow_nan=False) | st.integers(max_value=-1)
 NAN = st.just(math.nan)
+DNS = parse_target("dns://web.service.consul")
+assert isinstance(DNS, DnsTarget)
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,18 @@ ROWS: list[Row] = [
         ),
     ),
     Row("consul", lambda v: from_target("static://127.0.0.1:1", consul=v), instance(optional=True)),  # type: ignore[arg-type]
+    Row("maxsize", lambda v: DnsCache(v), integer(1)),  # type: ignore[arg-type]
+    Row("target", lambda v: DnsSource(v), instance()),  # type: ignore[arg-type]
+    Row("damping", lambda v: DnsSource(DNS, damping=v), instance(optional=True)),  # type: ignore[arg-type]
+    Row("target", lambda v: HealthSource(v, None), instance()),  # type: ignore[arg-type]
+    Row("target", lambda v: PreparedQuerySource(v, None), instance()),  # type: ignore[arg-type]
+    Row("primary", lambda v: ResilientSource(v), instance()),  # type: ignore[arg-type]
+    Row(
+        "snapshot",
+        lambda v: ResilientSource(StaticSource(()), snapshot=v),  # type: ignore[arg-type]
+        Kind(st.one_of(st.integers(), st.booleans(), st.builds(object)), st.nothing()),
+    ),
+    Row("client", lambda v: WatchRegistry(v), instance()),  # type: ignore[arg-type]
 ]
 
 

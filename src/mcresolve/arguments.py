@@ -17,6 +17,7 @@ __all__ = [
     "check_instance",
     "check_int_range",
     "check_iterable",
+    "check_optional_instances",
     "check_optional_str",
     "check_seconds",
     "check_str_tuple",
@@ -94,3 +95,11 @@ def check_iterable(name: str, value: object, expected: str) -> None:
     """``TypeError`` unless ``value`` is an iterable other than a string or bytes."""
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be {expected}, not {type_name(value)}")
+
+
+def check_optional_instances(*checks: tuple[str, object, type]) -> None:
+    """``TypeError`` naming the first ``(name, value, type)`` whose value is neither None nor an
+    instance of the type."""
+    for name, value, kind in checks:
+        if value is not None:
+            check_instance(name, value, (kind,), f"a {kind.__name__} or None")

@@ -53,7 +53,13 @@ import dns.resolver
 import dns.rrset
 from cachetools import TLRUCache
 
-from mcresolve.arguments import check_seconds
+from mcresolve.arguments import (
+    check_instance,
+    check_int_range,
+    check_optional_instances,
+    check_seconds,
+    type_name,
+)
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
 from mcresolve.errors import McResolveError
 from mcresolve.sources.base import PublishingSource
@@ -129,6 +135,9 @@ class DnsCache:
     """
 
     def __init__(self, maxsize: int = 1024, timer: Callable[[], float] = time.monotonic) -> None:
+        check_int_range("maxsize", maxsize, 1)
+        if not callable(timer):
+            raise TypeError(f"timer must be a callable, not {type_name(timer)}")
         self._cache: TLRUCache[tuple[str, str], tuple[float, object]] = TLRUCache(
             maxsize, ttu=lambda _key, value, now: now + value[0], timer=timer
         )
@@ -211,6 +220,13 @@ class DnsSource(PublishingSource):
         policy: DnsPolicy | None = None,
         random_source: Callable[[], float] = random.random,
     ) -> None:
+        check_instance("target", target, (DnsTarget,), "a DnsTarget")
+        check_optional_instances(
+            ("cache", cache, DnsCache),
+            ("backoff", backoff, BackoffPolicy),
+            ("damping", damping, RefreshDamping),
+            ("policy", policy, DnsPolicy),
+        )
         super().__init__(str(target))
         self._target = target
         self._policy = policy if policy is not None else DnsPolicy()
