@@ -6,16 +6,25 @@ The table :data:`ROWS` has one row per checked parameter; adding public API mean
 
 from __future__ import annotations
 
+import asyncio
 import math
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcresolve import CallPolicy, OutlierPolicy, PoolPolicy, RetryBudgetPolicy, from_target
-from mcresolve.consul import ConsulClient, ConsulConfig
+from mcresolve.consul import ConsulAddress, ConsulClient, ConsulConfig
+from mcresolve.consul.registration import (
+    HttpCheck,
+    RegistrationPolicy,
+    ServiceDefinition,
+    TtlCheck,
+)
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.sources import (
     ArbiterPolicy,
@@ -64,9 +73,10 @@ def seconds(*, zero: bool = False, inf: bool = False, optional: bool = False) ->
     return Kind(wrong, st.one_of(bad))
 
 
-def integer(low: int) -> Kind:
+def integer(low: int, *, optional: bool = False) -> Kind:
+    wrong = st.one_of(NOT_A_NUMBER, st.floats(allow_nan=True))
     return Kind(
-        st.one_of(NOT_A_NUMBER, st.floats(allow_nan=True)),
+        wrong.filter(lambda v: v is not None) if optional else wrong,
         st.integers(max_value=low - 1),
     )
 
@@ -83,6 +93,31 @@ class Row:
     name: str
     call: Callable[[object], object]
     kind: Kind
+
+
+def _closed_port_config() -> ConsulConfig:
+    """An agent address nothing listens on: a check that is missing shows as
+    ``ConsulUnavailable``, never as a request answered somewhere."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return ConsulConfig(addresses=(ConsulAddress("127.0.0.1", port),), request_timeout=2.0)
+
+
+def _consul_read(**arguments: Any) -> object:
+    async def run() -> object:
+        async with ConsulClient(_closed_port_config()) as consul:
+            return await consul.health_service("web", **arguments)
+
+    return asyncio.run(run())
+
+
+def _consul_call(**arguments: Any) -> object:
+    async def run() -> object:
+        async with ConsulClient(_closed_port_config()) as consul:
+            return await consul.request("GET", "/v1/status/leader", **arguments)
+
+    return asyncio.run(run())
 
 
 def _policy_rows(cls: Callable[..., object], prefix: str, fields: dict[str, Kind]) -> list[Row]:
@@ -198,6 +233,29 @@ ROWS: list[Row] = [
         Kind(st.one_of(st.integers(), st.booleans(), st.builds(object)), st.nothing()),
     ),
     Row("client", lambda v: WatchRegistry(v), instance()),  # type: ignore[arg-type]
+    *_policy_rows(
+        TtlCheck,
+        "TtlCheck",
+        {"ttl": seconds(), "deregister_critical_after": seconds(inf=True, optional=True)},
+    ),
+    *_policy_rows(
+        lambda **kw: HttpCheck("http://127.0.0.1:1/health", **kw),
+        "HttpCheck",
+        {"interval": seconds(), "timeout": seconds()},
+    ),
+    *_policy_rows(
+        lambda **kw: ServiceDefinition("web", **kw), "ServiceDefinition", {"port": integer(0)}
+    ),
+    *_policy_rows(
+        RegistrationPolicy,
+        "RegistrationPolicy",
+        {"verify_interval": seconds(zero=True), "retry": instance()},
+    ),
+    Row("index", lambda v: _consul_read(index=v), integer(0, optional=True)),
+    Row(
+        "wait", lambda v: _consul_read(index=1, wait=v), seconds(zero=True, inf=True, optional=True)
+    ),
+    Row("time_limit", lambda v: _consul_call(time_limit=v), seconds(optional=True)),
 ]
 
 
