@@ -26,6 +26,7 @@ from mcresolve.consul.registration import (
     TtlCheck,
 )
 from mcresolve.consul.watch import WatchRegistry
+from mcresolve.http.failover import HttpFailoverPolicy
 from mcresolve.sources import (
     ArbiterPolicy,
     DnsCache,
@@ -256,6 +257,17 @@ ROWS: list[Row] = [
         "wait", lambda v: _consul_read(index=1, wait=v), seconds(zero=True, inf=True, optional=True)
     ),
     Row("time_limit", lambda v: _consul_call(time_limit=v), seconds(optional=True)),
+    *_policy_rows(
+        HttpFailoverPolicy,
+        "HttpFailoverPolicy",
+        {
+            "retry_statuses": Kind(
+                st.one_of(st.integers(), st.none(), st.just(frozenset({"502"}))),
+                st.just(frozenset({404})),
+            ),
+            "consul_names": Kind(st.one_of(st.integers(), st.text(), st.none()), st.nothing()),
+        },
+    ),
 ]
 
 
