@@ -17,7 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcresolve import CallPolicy, OutlierPolicy, PoolPolicy, RetryBudgetPolicy, from_target
+from mcresolve import (
+    CallPolicy,
+    Endpoint,
+    EndpointPool,
+    OutlierPolicy,
+    PoolPolicy,
+    RetryBudgetPolicy,
+    from_target,
+)
 from mcresolve.consul import ConsulAddress, ConsulClient, ConsulConfig
 from mcresolve.consul.registration import (
     HttpCheck,
@@ -119,6 +127,33 @@ def _consul_call(**arguments: Any) -> object:
             return await consul.request("GET", "/v1/status/leader", **arguments)
 
     return asyncio.run(run())
+
+
+STATIC = "static://127.0.0.1:1"
+
+
+async def _return_address(endpoint: Endpoint) -> str:
+    return endpoint.address
+
+
+def _pool_call(**arguments: Any) -> object:
+    """``pool.call`` on a started pool; a missing check would reach ``fn`` or the policy."""
+    fn = arguments.pop("fn", _return_address)
+
+    async def run() -> object:
+        async with EndpointPool(STATIC) as pool:
+            return await pool.call(fn, **arguments)
+
+    return asyncio.run(run())
+
+
+def _pool_call_sync(**arguments: Any) -> object:
+    fn = arguments.pop("fn", lambda endpoint: endpoint.address)
+    pool = EndpointPool.start_in_thread(STATIC)
+    try:
+        return pool.call_sync(fn, **arguments)
+    finally:
+        pool.close()
 
 
 def _policy_rows(cls: Callable[..., object], prefix: str, fields: dict[str, Kind]) -> list[Row]:
@@ -268,6 +303,16 @@ ROWS: list[Row] = [
             "consul_names": Kind(st.one_of(st.integers(), st.text(), st.none()), st.nothing()),
         },
     ),
+    Row("fn", lambda v: _pool_call(fn=v), instance()),
+    Row("policy", lambda v: _pool_call(policy=v), instance(optional=True)),
+    Row(
+        "idempotent",
+        lambda v: _pool_call(idempotent=v),
+        Kind(st.integers() | st.none(), st.nothing()),
+    ),
+    Row("CallPolicy.deadline", lambda v: _pool_call(deadline=v), seconds(inf=True, optional=True)),
+    Row("fn", lambda v: _pool_call_sync(fn=v), instance()),
+    Row("policy", lambda v: _pool_call_sync(policy=v), instance(optional=True)),
 ]
 
 

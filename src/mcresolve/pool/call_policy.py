@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from mcresolve.arguments import check_instance, check_int_range, check_seconds
 from mcresolve.timing import BackoffPolicy, Jitter
 
-__all__ = ["CallPolicy"]
+__all__ = ["CallPolicy", "check_call_arguments"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +100,15 @@ class CallPolicy:
     def hedging(self) -> bool:
         """Whether hedging is on."""
         return self.hedge_delay is not None and self.max_hedges > 0
+
+
+def check_call_arguments(fn: object, idempotent: object, policy: object, classify: object) -> None:
+    """The arguments of ``pool.call``/``call_sync`` a ``CallPolicy`` does not check itself
+    (``deadline``, ``attempt_timeout`` and ``hedge_delay`` are checked as its fields)."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable taking an Endpoint, not {type(fn).__name__}")
+    check_instance("idempotent", idempotent, (bool,), "a bool")
+    if policy is not None:
+        check_instance("policy", policy, (CallPolicy,), "a CallPolicy or None")
+    if classify is not None and not callable(classify):
+        raise TypeError(f"classify must be a callable or None, not {type(classify).__name__}")
