@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "vocabulary",
         (
+            "mcresolve.arguments",  # argument checks shared by every public constructor
             "mcresolve.endpoint",
             "mcresolve.errors",
             "mcresolve.lifecycle",
@@ -279,7 +280,16 @@ def test_layer_lookup_takes_the_longest_name() -> None:
 #: What may sit directly in ``src/mcresolve`` beside the packages: the shared vocabulary and the
 #: entry points.
 TOP_LEVEL: frozenset[str] = frozenset(
-    {"__init__", "endpoint", "errors", "lifecycle", "timing", "tasks", "cli"}
+    {
+        "__init__",
+        "arguments",  # the argument checks every public constructor shares (TypeError/ValueError)
+        "endpoint",
+        "errors",
+        "lifecycle",
+        "timing",
+        "tasks",
+        "cli",
+    }
 )
 
 

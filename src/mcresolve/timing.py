@@ -27,6 +27,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mcresolve.arguments import check_instance, check_seconds
+
 #: A source of uniform random floats in ``[0, 1)`` (``random.Random().random`` fits).
 RandomSource = Callable[[], float]
 
@@ -61,6 +63,10 @@ class BackoffPolicy:
     jitter: Jitter = Jitter.FULL
 
     def __post_init__(self) -> None:
+        check_seconds("BackoffPolicy.base", self.base)
+        check_seconds("BackoffPolicy.multiplier", self.multiplier)
+        check_seconds("BackoffPolicy.cap", self.cap)
+        check_instance("BackoffPolicy.jitter", self.jitter, (Jitter,), "a Jitter")
         if not self.base > 0:
             raise ValueError(f"backoff base must be > 0 seconds, got {self.base!r}")
         if not self.multiplier >= 1:

@@ -54,6 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from mcresolve.arguments import check_instance, check_int_range, check_seconds
 from mcresolve.endpoint import Key
 
 
@@ -136,6 +137,18 @@ class OutlierPolicy:
     could not fail over until Consul's checks caught up."""
 
     def __post_init__(self) -> None:
+        for name in ("connect_failures", "resets", "timeouts", "gateway_failures", "server_errors"):
+            check_int_range(f"OutlierPolicy.{name}", getattr(self, name), 0)
+        for name in ("base_ejection", "max_ejection", "decay_interval"):
+            check_seconds(f"OutlierPolicy.{name}", getattr(self, name))
+        for name in ("jitter", "max_ejected_fraction", "avoid_after_cluster_answer"):
+            check_seconds(f"OutlierPolicy.{name}", getattr(self, name), zero=True)
+        check_instance(
+            "OutlierPolicy.connect_failures_bypass_cap",
+            self.connect_failures_bypass_cap,
+            (bool,),
+            "a bool",
+        )
         for name in (
             "connect_failures",
             "resets",

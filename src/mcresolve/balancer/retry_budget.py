@@ -26,6 +26,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from mcresolve.arguments import check_int_range, check_seconds
+
 _EPSILON = 1e-9
 
 
@@ -45,6 +47,10 @@ class RetryBudgetPolicy:
     """Buckets the window is kept in (granularity of expiry: ttl / slots = 1 s by default)."""
 
     def __post_init__(self) -> None:
+        check_seconds("RetryBudgetPolicy.ttl", self.ttl)
+        for name in ("percent_can_retry", "min_retries_per_second"):
+            check_seconds(f"RetryBudgetPolicy.{name}", getattr(self, name), zero=True)
+        check_int_range("RetryBudgetPolicy.slots", self.slots, 1)
         if self.ttl <= 0:
             raise ValueError("RetryBudgetPolicy.ttl must be > 0")
         if self.percent_can_retry < 0 or self.min_retries_per_second < 0:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
+from mcresolve.arguments import check_instance, check_int_range, check_seconds
 from mcresolve.consul.blocking import client_timeout, format_wait
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
 from mcresolve.consul.errors import (
@@ -84,6 +85,14 @@ class ConsulClient(AsyncClosing):
         rate_limit: RateLimitPolicy | None = None,
         random: RandomSource = random.random,
     ) -> None:
+        if config is not None:
+            check_instance("config", config, (ConsulConfig,), "a ConsulConfig or None")
+        if rate_limit is not None:
+            check_instance(
+                "rate_limit", rate_limit, (RateLimitPolicy,), "a RateLimitPolicy or None"
+            )
+        if not callable(random):
+            raise TypeError(f"random must be a callable, not {type(random).__name__}")
         self._config = config if config is not None else ConsulConfig()
         self._transport = ConsulTransport(self._config, rate_limit=rate_limit, random=random)
         self._features: AgentFeatures | None = None
@@ -142,6 +151,9 @@ class ConsulClient(AsyncClosing):
             time_limit: total seconds for the call (default: ``config.request_timeout``),
                 retries after a 503 included.
         """
+        check_instance("method", method, (str,), "a string")
+        check_instance("path", path, (str,), "a string")
+        check_seconds("time_limit", time_limit, optional=True)
         return await self._transport.request(
             method, path, params=params, body=body, time_limit=time_limit
         )
@@ -341,6 +353,7 @@ class ConsulClient(AsyncClosing):
         if near:
             params.append(("near", near))
         if limit is not None:
+            check_int_range("limit", limit, 1)
             params.append(("limit", str(limit)))
         params += _consistency_params(consistency)
         body, raw = await self._get_json(path, params)
@@ -493,10 +506,11 @@ class ConsulClient(AsyncClosing):
 def _blocking_params(
     index: int | None, wait: float | None
 ) -> tuple[list[tuple[str, str]], float | None]:
+    if index is not None:
+        check_int_range("index", index, 0)
+    check_seconds("wait", wait, zero=True, inf=True, optional=True)
     if index is None:
         return [], None
-    if index < 0:
-        raise ValueError(f"index must be >= 0, got {index!r}")
     params = [("index", str(index))]
     if wait is not None:
         params.append(("wait", format_wait(wait)))

@@ -8,6 +8,7 @@ put in log lines or exception messages.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import ssl
@@ -16,6 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from mcresolve.arguments import (
+    check_instance,
+    check_iterable,
+    check_optional_str,
+)
 from mcresolve.consul.errors import ConsulConfigError
 from mcresolve.errors import McResolveError
 
@@ -382,6 +388,7 @@ class ConsulConfig:
     partition: str | None = None
 
     def __post_init__(self) -> None:
+        _check_config_types(self)
         if not self.addresses:
             raise ConsulConfigError("at least one Consul address is needed")
         if not all(isinstance(a, ConsulAddress) for a in self.addresses):
@@ -393,10 +400,10 @@ class ConsulConfig:
         timeouts = (self.connect_timeout, self.request_timeout, self.body_idle_timeout)
         if not all(t > 0 for t in timeouts):
             raise ConsulConfigError("Consul timeouts must be > 0 seconds")
-        if isinstance(self.max_answer_bytes, bool) or not isinstance(self.max_answer_bytes, int):
-            raise ConsulConfigError("max_answer_bytes must be an integer number of bytes")
         if self.max_answer_bytes < 1:
-            raise ConsulConfigError(f"max_answer_bytes must be >= 1, got {self.max_answer_bytes}")
+            raise ConsulConfigError(
+                f"ConsulConfig.max_answer_bytes must be >= 1, got {self.max_answer_bytes}"
+            )
         if self.tls_server_name is not None and (
             ":" in self.tls_server_name or check_host(self.tls_server_name) is not None
         ):
@@ -580,3 +587,37 @@ def read_token_file(path: str) -> str | None:
             "space (no line breaks or control characters)"
         )
     return text
+
+
+def _check_config_types(config: ConsulConfig) -> None:
+    """``TypeError``/``ValueError`` naming the field for a value of the wrong kind (the checks
+    of what the values mean follow in ``__post_init__``)."""
+    check_iterable("ConsulConfig.addresses", config.addresses, "a tuple of ConsulAddress")
+    for name in (
+        "token",
+        "datacenter",
+        "ca_file",
+        "ca_path",
+        "client_cert",
+        "client_key",
+        "tls_server_name",
+        "token_file",
+        "namespace",
+        "partition",
+    ):
+        check_optional_str(f"ConsulConfig.{name}", getattr(config, name))
+    check_instance("ConsulConfig.verify", config.verify, (bool,), "a bool")
+    for name in (
+        "connect_timeout",
+        "request_timeout",
+        "body_idle_timeout",
+        "token_file_check_interval",
+    ):
+        value = getattr(config, name)
+        check_instance(f"ConsulConfig.{name}", value, (int, float), "a number of seconds")
+        if not (value > 0 and math.isfinite(value)):
+            what = "Consul timeouts" if name.endswith("timeout") else name
+            raise ConsulConfigError(
+                f"ConsulConfig.{name}: {what} must be > 0 seconds and finite, got {value!r}"
+            )
+    check_instance("ConsulConfig.max_answer_bytes", config.max_answer_bytes, (int,), "an int")

@@ -34,6 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mcresolve.arguments import (
+    check_instance,
+    check_int_range,
+    check_optional_str,
+    check_seconds,
+    check_str_tuple,
+)
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulUnavailable, ServerError
 from mcresolve.lifecycle import AsyncStartClose
@@ -79,6 +86,13 @@ class HttpCheck:
     name: str | None = None
 
     def __post_init__(self) -> None:
+        check_instance("HttpCheck.url", self.url, (str,), "a string")
+        check_seconds("HttpCheck.interval", self.interval)
+        check_seconds("HttpCheck.timeout", self.timeout)
+        check_instance("HttpCheck.method", self.method, (str,), "a string")
+        check_seconds(
+            "HttpCheck.deregister_critical_after", self.deregister_critical_after, optional=True
+        )
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"HTTP check URL must start with http:// or https://: {self.url!r}")
         if not (self.interval > 0 and self.timeout > 0):
@@ -100,6 +114,10 @@ class TtlCheck:
     name: str | None = None
 
     def __post_init__(self) -> None:
+        check_seconds("TtlCheck.ttl", self.ttl)
+        check_seconds(
+            "TtlCheck.deregister_critical_after", self.deregister_critical_after, optional=True
+        )
         if not self.ttl > 0:
             raise ValueError(f"TTL must be > 0 seconds, got {self.ttl!r}")
         _check_dereg(self.deregister_critical_after)
@@ -123,6 +141,18 @@ class ServiceDefinition:
     check: HttpCheck | TtlCheck | None = None
 
     def __post_init__(self) -> None:
+        check_instance("ServiceDefinition.name", self.name, (str,), "a string")
+        check_optional_str("ServiceDefinition.service_id", self.service_id)
+        check_instance("ServiceDefinition.address", self.address, (str,), "a string")
+        check_int_range("ServiceDefinition.port", self.port, 0, 65535)
+        check_str_tuple("ServiceDefinition.tags", self.tags)
+        if self.check is not None:
+            check_instance(
+                "ServiceDefinition.check",
+                self.check,
+                (HttpCheck, TtlCheck),
+                "an HttpCheck, a TtlCheck or None",
+            )
         if not self.name:
             raise ValueError("service name must not be empty")
         if not 0 <= self.port < 65536:
@@ -204,6 +234,14 @@ class RegistrationPolicy:
     deregister_timeout: float = 3.0
 
     def __post_init__(self) -> None:
+        for name in (
+            "heartbeat_fraction",
+            "heartbeat_jitter",
+            "verify_interval",
+            "deregister_timeout",
+        ):
+            check_seconds(f"RegistrationPolicy.{name}", getattr(self, name), zero=True)
+        check_instance("RegistrationPolicy.retry", self.retry, (BackoffPolicy,), "a BackoffPolicy")
         if not 0 < self.heartbeat_fraction < 0.5:
             raise ValueError("heartbeat_fraction must be in (0, 0.5)")
         if not 0 <= self.heartbeat_jitter < 0.5:
@@ -274,6 +312,11 @@ class ConsulRegistration(AsyncStartClose):
         deregister_on_exit: bool = True,
         random_source: RandomSource = random.random,
     ) -> None:
+        check_instance("client", client, (ConsulClient,), "a ConsulClient")
+        check_instance("service", service, (ServiceDefinition,), "a ServiceDefinition")
+        if policy is not None:
+            check_instance("policy", policy, (RegistrationPolicy,), "a RegistrationPolicy or None")
+        check_instance("deregister_on_exit", deregister_on_exit, (bool,), "a bool")
         self._client = client
         self._service = service
         self._policy = policy or RegistrationPolicy()

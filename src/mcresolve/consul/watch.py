@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from mcresolve.arguments import check_instance, check_optional_instances
 from mcresolve.consul.blocking import BlockingPolicy, TokenBucket, is_change, next_index
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
@@ -557,6 +558,8 @@ class WatchRegistry(AsyncClosing):
         clock: Callable[[], float] = time.monotonic,
         random_source: RandomSource = random.random,
     ) -> None:
+        check_instance("client", client, (ConsulClient,), "a ConsulClient")
+        check_optional_instances(("policy", policy, WatchPolicy))
         self._client = client
         self._policy = policy if policy is not None else WatchPolicy()
         self._clock = clock

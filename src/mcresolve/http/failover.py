@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
+from mcresolve.arguments import check_instance, check_iterable, check_optional_str
 from mcresolve.balancer.outlier import FailureKind
 from mcresolve.errors import McResolveError
 from mcresolve.pool.planner import REFUSED_ERRNOS, AttemptContext, AttemptVerdict, Fault
@@ -131,6 +132,19 @@ class HttpFailoverPolicy:
     without an explicit mapping."""
 
     def __post_init__(self) -> None:
+        check_iterable("HttpFailoverPolicy.retry_statuses", self.retry_statuses, "a set of ints")
+        for status in self.retry_statuses:
+            check_instance("HttpFailoverPolicy.retry_statuses", status, (int,), "a set of ints")
+        check_iterable(
+            "HttpFailoverPolicy.idempotent_methods", self.idempotent_methods, "a set of strings"
+        )
+        for method in self.idempotent_methods:
+            check_instance(
+                "HttpFailoverPolicy.idempotent_methods", method, (str,), "a set of strings"
+            )
+        check_optional_str("HttpFailoverPolicy.idempotency_header", self.idempotency_header)
+        check_optional_str("HttpFailoverPolicy.server_hostname", self.server_hostname)
+        check_instance("HttpFailoverPolicy.consul_names", self.consul_names, (bool,), "a bool")
         if not all(500 <= status <= 599 for status in self.retry_statuses):
             raise ValueError("HttpFailoverPolicy.retry_statuses must be 5xx statuses")
         if self.scheme not in ("http", "https"):

@@ -26,6 +26,8 @@ from minio.helpers import (
 )
 from minio.sse import Sse, SseCustomerKey
 
+from mcresolve.arguments import check_instance, check_int_range, check_optional_str
+from mcresolve.arguments import type_name as _type_name
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.errors import McResolveError
@@ -56,34 +58,6 @@ HTTP_CLIENT_REFUSED = (
     "certificate verification."
 )
 """Why a caller's ``http_client`` is refused, and what to pass instead."""
-
-
-def _type_name(value: object) -> str:
-    return type(value).__name__
-
-
-def check_instance(name: str, value: object, types: tuple[Any, ...], expected: str) -> None:
-    """``TypeError`` naming ``name`` unless ``value`` is one of ``types`` (``bool`` is never an
-    ``int`` here)."""
-    if isinstance(value, bool) and bool not in types:
-        raise TypeError(f"{name} must be {expected}, not bool")
-    if not isinstance(value, types):
-        raise TypeError(f"{name} must be {expected}, not {_type_name(value)}")
-
-
-def check_optional_str(name: str, value: object) -> None:
-    """``TypeError`` unless ``value`` is a string or None."""
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be a string or None, not {_type_name(value)}")
-
-
-def check_int_range(name: str, value: object, low: int, high: int | None = None) -> None:
-    """``TypeError`` unless an ``int`` (not ``bool``); ``ValueError`` outside ``low..high``."""
-    check_instance(name, value, (int,), "an int")
-    assert isinstance(value, int)
-    if value < low or (high is not None and value > high):
-        bounds = f"in {low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
 
 
 def check_ready_timeout(value: object) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 from mcresolve.endpoint import Endpoint, Key
-from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.call_policy import CallPolicy, check_call_arguments
 from mcresolve.pool.core import _Finished
 from mcresolve.pool.driver import CallDriver, Settle
 from mcresolve.pool.planner import (
@@ -59,6 +59,7 @@ class AsyncCalls(CallSteps):
         that loses the race is cancelled.
         """
         self._check_open()
+        check_call_arguments(fn, idempotent, policy, classify)
         call_policy = (policy or self.policy.call).with_overrides(
             deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
         )

@@ -7,17 +7,12 @@ precedent it follows; ``docs/pool.md`` has the same table.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
+from mcresolve.arguments import check_instance, check_int_range, check_seconds
 from mcresolve.timing import BackoffPolicy, Jitter
 
-__all__ = ["CallPolicy"]
-
-
-def _positive_or_inf(value: float, name: str) -> None:
-    if not (value > 0 or math.isinf(value)) or math.isnan(value):
-        raise ValueError(f"CallPolicy.{name} must be > 0 seconds (math.inf: no limit)")
+__all__ = ["CallPolicy", "check_call_arguments"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +66,15 @@ class CallPolicy:
     """Extra concurrent attempts hedging may add (Finagle sends one backup request)."""
 
     def __post_init__(self) -> None:
-        _positive_or_inf(self.attempt_timeout, "attempt_timeout")
-        _positive_or_inf(self.deadline, "deadline")
-        if self.max_attempts < 1:
-            raise ValueError("CallPolicy.max_attempts must be >= 1")
-        if self.hedge_delay is not None and not self.hedge_delay >= 0:
-            raise ValueError("CallPolicy.hedge_delay must be >= 0 seconds or None")
-        if self.max_hedges < 0:
-            raise ValueError("CallPolicy.max_hedges must be >= 0")
+        check_seconds("CallPolicy.attempt_timeout", self.attempt_timeout, inf=True)
+        check_seconds("CallPolicy.deadline", self.deadline, inf=True)
+        check_int_range("CallPolicy.max_attempts", self.max_attempts, 1)
+        for name in ("backoff", "cluster_backoff"):
+            check_instance(
+                f"CallPolicy.{name}", getattr(self, name), (BackoffPolicy,), "a BackoffPolicy"
+            )
+        check_seconds("CallPolicy.hedge_delay", self.hedge_delay, zero=True, optional=True)
+        check_int_range("CallPolicy.max_hedges", self.max_hedges, 0)
 
     def with_overrides(
         self,
@@ -104,3 +100,15 @@ class CallPolicy:
     def hedging(self) -> bool:
         """Whether hedging is on."""
         return self.hedge_delay is not None and self.max_hedges > 0
+
+
+def check_call_arguments(fn: object, idempotent: object, policy: object, classify: object) -> None:
+    """The arguments of ``pool.call``/``call_sync`` a ``CallPolicy`` does not check itself
+    (``deadline``, ``attempt_timeout`` and ``hedge_delay`` are checked as its fields)."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable taking an Endpoint, not {type(fn).__name__}")
+    check_instance("idempotent", idempotent, (bool,), "a bool")
+    if policy is not None:
+        check_instance("policy", policy, (CallPolicy,), "a CallPolicy or None")
+    if classify is not None and not callable(classify):
+        raise TypeError(f"classify must be a callable or None, not {type(classify).__name__}")

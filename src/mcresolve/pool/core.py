@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, Self, TypeVar
 
+from mcresolve.arguments import check_instance, check_seconds, check_str_tuple
 from mcresolve.balancer.balancer import Balancer, BalancerUpdate
 from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.balancer.locality import (
@@ -86,6 +87,23 @@ class PoolPolicy:
     agent_lookup_timeout: float = 2.0
     """Limit on asking the Consul agent for the local datacenter at start (one round trip on
     loopback; 2 s matches the Consul client's default request timeout for non-blocking calls)."""
+
+    def __post_init__(self) -> None:
+        for name, types, expected in (
+            ("call", (CallPolicy,), "a CallPolicy"),
+            ("outlier", (OutlierPolicy,), "an OutlierPolicy"),
+            ("retry_budget", (RetryBudgetPolicy,), "a RetryBudgetPolicy"),
+            ("strategy", (PickStrategy,), "a PickStrategy"),
+        ):
+            check_instance(f"PoolPolicy.{name}", getattr(self, name), types, expected)
+        check_instance("PoolPolicy.panic_threshold", self.panic_threshold, (int, float), "a number")
+        if not 0.0 <= self.panic_threshold <= 1.0:
+            raise ValueError(
+                f"PoolPolicy.panic_threshold must be in [0, 1], got {self.panic_threshold!r}"
+            )
+        check_seconds("PoolPolicy.failback_hold_down", self.failback_hold_down, zero=True)
+        check_str_tuple("PoolPolicy.datacenter_preference", self.datacenter_preference)
+        check_seconds("PoolPolicy.agent_lookup_timeout", self.agent_lookup_timeout)
 
 
 @dataclass(frozen=True, slots=True)

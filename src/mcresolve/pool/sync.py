@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from mcresolve.balancer.picker import Picker
 from mcresolve.endpoint import Endpoint, Key
-from mcresolve.pool.call_policy import CallPolicy
+from mcresolve.pool.call_policy import CallPolicy, check_call_arguments
 from mcresolve.pool.core import _NO_KEYS, _Finished
 from mcresolve.pool.driver import CallDriver, Settle
 from mcresolve.pool.planner import (
@@ -91,6 +91,7 @@ class SyncCalls(CallSteps):
             )
         if self._closed or not self._started:
             self._check_open()
+        check_call_arguments(fn, idempotent, policy, classify)
         call_policy = policy or self.policy.call
         if deadline is not None or attempt_timeout is not None or hedge_delay is not None:
             call_policy = call_policy.with_overrides(

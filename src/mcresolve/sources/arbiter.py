@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from mcresolve.arguments import check_int_range, check_seconds
 from mcresolve.sources.base import Resolution
 from mcresolve.sources.target import CommonOptions
 
@@ -42,6 +43,11 @@ class ArbiterPolicy:
     empty_hold: float = 10.0
     empty_confirm: int = 3
     fallback_after: float | None = None
+
+    def __post_init__(self) -> None:
+        check_seconds("ArbiterPolicy.empty_hold", self.empty_hold, zero=True)
+        check_int_range("ArbiterPolicy.empty_confirm", self.empty_confirm, 1)
+        check_seconds("ArbiterPolicy.fallback_after", self.fallback_after, zero=True, optional=True)
 
     @classmethod
     def from_options(cls, options: CommonOptions) -> ArbiterPolicy:

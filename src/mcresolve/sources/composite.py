@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+from mcresolve.arguments import check_instance, check_optional_instances, check_optional_str
 from mcresolve.sources.arbiter import Arbiter, ArbiterPolicy, Decision
 from mcresolve.sources.base import PublishingSource, Resolution, Source
 from mcresolve.sources.snapshot import load_snapshot, save_snapshot
@@ -43,6 +44,9 @@ class ResilientSource(PublishingSource):
         clock: Callable[[], float] | None = None,
         cleanup: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
+        check_instance("primary", primary, (Source,), "a Source")
+        check_optional_instances(("policy", policy, ArbiterPolicy))
+        check_optional_str("snapshot", snapshot)
         super().__init__(primary.description)
         self._cleanup = tuple(cleanup)
         self._primary = primary

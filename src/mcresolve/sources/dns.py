@@ -53,6 +53,13 @@ import dns.resolver
 import dns.rrset
 from cachetools import TLRUCache
 
+from mcresolve.arguments import (
+    check_instance,
+    check_int_range,
+    check_optional_instances,
+    check_seconds,
+    type_name,
+)
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
 from mcresolve.errors import McResolveError
 from mcresolve.sources.base import PublishingSource
@@ -95,6 +102,7 @@ class DnsPolicy:
     max_ttl: float = 30.0
 
     def __post_init__(self) -> None:
+        check_seconds("DnsPolicy.max_ttl", self.max_ttl, zero=True)
         if not self.max_ttl >= 0:
             raise ValueError(f"max_ttl must be >= 0 seconds, got {self.max_ttl!r}")
 
@@ -127,6 +135,9 @@ class DnsCache:
     """
 
     def __init__(self, maxsize: int = 1024, timer: Callable[[], float] = time.monotonic) -> None:
+        check_int_range("maxsize", maxsize, 1)
+        if not callable(timer):
+            raise TypeError(f"timer must be a callable, not {type_name(timer)}")
         self._cache: TLRUCache[tuple[str, str], tuple[float, object]] = TLRUCache(
             maxsize, ttu=lambda _key, value, now: now + value[0], timer=timer
         )
@@ -209,6 +220,13 @@ class DnsSource(PublishingSource):
         policy: DnsPolicy | None = None,
         random_source: RandomSource = random.random,
     ) -> None:
+        check_instance("target", target, (DnsTarget,), "a DnsTarget")
+        check_optional_instances(
+            ("cache", cache, DnsCache),
+            ("backoff", backoff, BackoffPolicy),
+            ("damping", damping, RefreshDamping),
+            ("policy", policy, DnsPolicy),
+        )
         super().__init__(str(target))
         self._target = target
         self._policy = policy if policy is not None else DnsPolicy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from mcresolve.arguments import check_instance
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulAddress, ConsulConfig
 from mcresolve.consul.watch import SHARED_WATCHES, SharedWatchRegistries, WatchRegistry
@@ -57,6 +58,20 @@ def from_target(
     :class:`~mcresolve.sources.composite.ResilientSource` (last known good, suspect empty
     answers, snapshot file and fallback from the target's common options).
     """
+    check_instance(
+        "target",
+        target,
+        (str, StaticTarget, DnsTarget, HealthTarget, PreparedQueryTarget),
+        "a target string or a parsed Target",
+    )
+    if consul is not None:
+        check_instance(
+            "consul", consul, (ConsulClient, ConsulConfig), "a ConsulClient or ConsulConfig or None"
+        )
+    if registry is not None:
+        check_instance("registry", registry, (WatchRegistry,), "a WatchRegistry or None")
+    if dns_cache is not None:
+        check_instance("dns_cache", dns_cache, (DnsCache,), "a DnsCache or None")
     spec = parse_target(target) if isinstance(target, str) else target
     if isinstance(spec, StaticTarget):
         return StaticSource(spec)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from mcresolve.arguments import check_instance
 from mcresolve.consul.models import Consistency, HealthAnswer, ServiceEntry, convert_entries
 from mcresolve.consul.watch import (
     HealthServiceSpec,
@@ -84,6 +85,8 @@ class HealthSource(PublishingSource):
     """
 
     def __init__(self, target: HealthTarget, registry: WatchRegistry) -> None:
+        check_instance("target", target, (HealthTarget,), "a HealthTarget")
+        check_instance("registry", registry, (WatchRegistry,), "a WatchRegistry")
         super().__init__(str(target))
         self._target = target
         self._registry = registry

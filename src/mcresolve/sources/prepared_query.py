@@ -33,6 +33,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from mcresolve.arguments import check_instance, check_optional_instances, check_seconds
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import PreparedQueryResult
@@ -73,6 +74,14 @@ class PreparedQuerySource(PublishingSource):
         damping: RefreshDamping | None = None,
         random_source: RandomSource = random.random,
     ) -> None:
+        check_instance("target", target, (PreparedQueryTarget,), "a PreparedQueryTarget")
+        check_instance("client", client, (ConsulClient,), "a ConsulClient")
+        check_optional_instances(
+            ("registry", registry, WatchRegistry),
+            ("backoff", backoff, BackoffPolicy),
+            ("damping", damping, RefreshDamping),
+        )
+        check_seconds("min_interval", min_interval, zero=True)
         super().__init__(str(target))
         self._target = target
         self._client = client

@@ -36,6 +36,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from mcresolve.arguments import check_seconds
 from mcresolve.timing import RandomSource
 
 __all__ = ["RefreshDamper", "RefreshDamping"]
@@ -60,6 +61,8 @@ class RefreshDamping:
     quiet: float = 10.0
 
     def __post_init__(self) -> None:
+        for name in ("base", "multiplier", "cap", "quiet"):
+            check_seconds(f"RefreshDamping.{name}", getattr(self, name))
         if not self.base > 0:
             raise ValueError(f"damping base must be > 0 seconds, got {self.base!r}")
         if not self.multiplier >= 1:

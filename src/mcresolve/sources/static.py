@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mcresolve.arguments import check_instance, check_iterable
 from mcresolve.endpoint import Endpoint
 from mcresolve.sources.base import PublishingSource, Resolution
 from mcresolve.sources.target import StaticTarget
@@ -26,6 +27,12 @@ class StaticSource(PublishingSource):
     """Publishes one fixed set at start and never changes it."""
 
     def __init__(self, endpoints: StaticTarget | Sequence[Endpoint], description: str = "") -> None:
+        check_instance("description", description, (str,), "a string")
+        if not isinstance(endpoints, StaticTarget):
+            check_iterable("endpoints", endpoints, "a StaticTarget or a sequence of Endpoint")
+            endpoints = tuple(endpoints)
+            for item in endpoints:
+                check_instance("endpoints", item, (Endpoint,), "a sequence of Endpoint")
         if isinstance(endpoints, StaticTarget):
             self._endpoints = endpoints_of(endpoints)
             description = description or str(endpoints)
