@@ -63,20 +63,9 @@ __all__ = [
 ]
 
 
-class ConsulClient(AsyncClosing):
-    """Asynchronous Consul HTTP API client.
-
-    Use as an async context manager (``async with ConsulClient(config) as consul: ...``) or call
-    :meth:`close` when done. Every method raises a :class:`~mcresolve.consul.errors.ConsulError`
-    subclass on failure: :class:`ConsulUnavailable` when no agent could be reached,
-    :class:`ConsulTimeout` when the call timed out, a :class:`ConsulHTTPError` subclass carrying
-    Consul's message for error answers, :class:`ConsulProtocolError` for malformed answers.
-
-    Args:
-        config: where and how to reach Consul (default: ``ConsulConfig()``, the local agent).
-        rate_limit: how 429 and 503 refusals are retried (see :class:`RateLimitPolicy`).
-        random: uniform ``[0, 1)`` source for the backoff's jitter (injected by tests).
-    """
+class _ConsulRequests(AsyncClosing):
+    """The client's state and its one way to Consul: configuration, the transport (agents,
+    limits, credentials), ``request`` and the JSON helpers every endpoint method uses."""
 
     def __init__(
         self,
@@ -178,162 +167,9 @@ class ConsulClient(AsyncClosing):
         blocking, timeout = _blocking_params(index, wait)
         return await self._get_json(path, params + blocking, timeout)
 
-    # --- health --------------------------------------------------------------------------------
 
-    async def health_service(
-        self,
-        service: str,
-        *,
-        passing: bool = False,
-        tags: Iterable[str] = (),
-        dc: str | None = None,
-        near: str | None = None,
-        node_meta: Mapping[str, str] | None = None,
-        consistency: Consistency = Consistency.DEFAULT,
-        index: int | None = None,
-        wait: float | None = None,
-        filter: str | None = None,
-        peer: str | None = None,
-        ns: str | None = None,
-        partition: str | None = None,
-    ) -> Indexed[tuple[ServiceEntry, ...]]:
-        """``GET /v1/health/service/<service>``: instances with their node and checks.
-
-        Args:
-            passing: only instances whose every check is passing (``?passing=1``).
-            tags: instances carrying *all* these tags (case-insensitive). Consul < 1.2 honours only
-                the first ``?tag``; the others are applied here on the answer.
-            dc: datacenter (default: ``config.datacenter``, else the agent's).
-            near: sort by round-trip time from this node (``_agent`` = the answering agent).
-            node_meta: only nodes with these ``key: value`` metadata pairs. Sent inside
-                ``filter`` to agents that have it (the plain parameter is deprecated there),
-                as ``?node-meta=`` to older ones (see :mod:`mcresolve.consul.features`).
-            consistency: read consistency mode.
-            index: blocking query: wait for a change after this index (0 = answer at once).
-            wait: blocking wait in seconds (Consul's default 5 min when ``None``); the client
-                timeout is ``wait + wait/16 + margin``.
-            filter: a go-bexpr expression (``Service.Meta.version == "2"``), sent as is.
-                :class:`~mcresolve.consul.features.UnsupportedByAgent` on agents older than 1.5,
-                which would ignore it and answer unfiltered.
-            peer: read the service as exported by this cluster peer (1.13+; refused the same
-                way on older agents).
-            ns, partition: Consul Enterprise namespace/partition for this read (instead of the
-                configured ones); never sent unless given.
-        """
-        if not service:
-            raise ValueError("service name must not be empty")
-        wanted = tuple(tags)
-        path = f"/v1/health/service/{_segment(service)}"
-        params: list[tuple[str, str]] = self._dc_params(dc)
-        if passing:
-            params.append(("passing", "1"))
-        params += [("tag", t) for t in wanted]
-        expression: str | None = None
-        if node_meta or filter is not None or peer is not None:
-            where = f"GET {path}: the agent at {self.current_address}"
-            expression, node_meta = health_scope(
-                await self.agent_features(), where, node_meta=node_meta, filter=filter, peer=peer
-            )
-        params += _near_meta_consistency_params(near, node_meta, consistency)
-        params += [
-            (name, value)
-            for name, value in (
-                ("filter", expression),
-                ("peer", peer),
-                ("ns", ns),
-                ("partition", partition),
-            )
-            if value is not None
-        ]
-        body, raw = await self._get_json_blocking(path, params, index, wait)
-        with _answer(raw, "GET", path):
-            entries = parse_entries(body, f"GET {path}")
-            if len(wanted) > 1:
-                entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
-            return Indexed(entries, _indexed_meta(raw, path, index is not None))
-
-    # --- catalog -------------------------------------------------------------------------------
-
-    async def catalog_service(
-        self,
-        service: str,
-        *,
-        tags: Iterable[str] = (),
-        dc: str | None = None,
-        near: str | None = None,
-        node_meta: Mapping[str, str] | None = None,
-        consistency: Consistency = Consistency.DEFAULT,
-        index: int | None = None,
-        wait: float | None = None,
-    ) -> Indexed[tuple[CatalogService, ...]]:
-        """``GET /v1/catalog/service/<service>`` (no health information)."""
-        if not service:
-            raise ValueError("service name must not be empty")
-        wanted = tuple(tags)
-        path = f"/v1/catalog/service/{_segment(service)}"
-        params = self._dc_params(dc) + [("tag", t) for t in wanted]
-        params += _near_meta_consistency_params(near, node_meta, consistency)
-        body, raw = await self._get_json_blocking(path, params, index, wait)
-        with _answer(raw, "GET", path):
-            items = expect_list(body, f"GET {path}")
-            records = tuple(
-                CatalogService.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items)
-            )
-            if len(wanted) > 1:
-                records = tuple(r for r in records if has_tags(r.service_tags, wanted))
-            return Indexed(records, _indexed_meta(raw, path, index is not None))
-
-    async def catalog_services(
-        self,
-        *,
-        dc: str | None = None,
-        consistency: Consistency = Consistency.DEFAULT,
-        index: int | None = None,
-        wait: float | None = None,
-    ) -> Indexed[dict[str, tuple[str, ...]]]:
-        """``GET /v1/catalog/services``: every service name with the union of its tags."""
-        path = "/v1/catalog/services"
-        params = self._dc_params(dc) + _consistency_params(consistency)
-        body, raw = await self._get_json_blocking(path, params, index, wait)
-        with _answer(raw, "GET", path):
-            mapping = expect_mapping(body, f"GET {path}")
-            result: dict[str, tuple[str, ...]] = {}
-            for name, tags in mapping.items():
-                tag_list = [] if tags is None else expect_list(tags, f"GET {path}.{name}")
-                if not all(isinstance(t, str) for t in tag_list):
-                    raise ConsulProtocolError(f"GET {path}.{name}: expected an array of strings")
-                result[name] = tuple(tag_list)
-            return Indexed(result, _indexed_meta(raw, path, index is not None))
-
-    async def catalog_datacenters(self) -> list[str]:
-        """``GET /v1/catalog/datacenters``: every known datacenter, nearest first."""
-        path = "/v1/catalog/datacenters"
-        body, raw = await self._get_json(path)
-        with _answer(raw, "GET", path):
-            items = expect_list(body, f"GET {path}")
-            if not all(isinstance(d, str) for d in items):
-                raise ConsulProtocolError(f"GET {path}: expected an array of strings")
-            return list(items)
-
-    async def catalog_nodes(
-        self,
-        *,
-        dc: str | None = None,
-        near: str | None = None,
-        node_meta: Mapping[str, str] | None = None,
-        consistency: Consistency = Consistency.DEFAULT,
-        index: int | None = None,
-        wait: float | None = None,
-    ) -> Indexed[tuple[NodeInfo, ...]]:
-        """``GET /v1/catalog/nodes``."""
-        path = "/v1/catalog/nodes"
-        params = self._dc_params(dc)
-        params += _near_meta_consistency_params(near, node_meta, consistency)
-        body, raw = await self._get_json_blocking(path, params, index, wait)
-        with _answer(raw, "GET", path):
-            items = expect_list(body, f"GET {path}")
-            nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
-            return Indexed(nodes, _indexed_meta(raw, path, index is not None))
+class _QueryAndAgentEndpoints(_ConsulRequests):
+    """Prepared queries (``/v1/query``), the local agent (``/v1/agent``) and ``/v1/status``."""
 
     # --- prepared queries ----------------------------------------------------------------------
 
@@ -503,6 +339,170 @@ class ConsulClient(AsyncClosing):
             return body
 
 
+class ConsulClient(_QueryAndAgentEndpoints):
+    """Asynchronous Consul HTTP API client.
+
+    Use as an async context manager (``async with ConsulClient(config) as consul: ...``) or call
+    :meth:`close` when done. Every method raises a :class:`~mcresolve.consul.errors.ConsulError`
+    subclass on failure: :class:`ConsulUnavailable` when no agent could be reached,
+    :class:`ConsulTimeout` when the call timed out, a :class:`ConsulHTTPError` subclass carrying
+    Consul's message for error answers, :class:`ConsulProtocolError` for malformed answers.
+
+    Args:
+        config: where and how to reach Consul (default: ``ConsulConfig()``, the local agent).
+        rate_limit: how 429 and 503 refusals are retried (see :class:`RateLimitPolicy`).
+        random: uniform ``[0, 1)`` source for the backoff's jitter (injected by tests).
+    """
+
+    # --- health --------------------------------------------------------------------------------
+
+    async def health_service(
+        self,
+        service: str,
+        *,
+        passing: bool = False,
+        tags: Iterable[str] = (),
+        dc: str | None = None,
+        near: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+        filter: str | None = None,
+        peer: str | None = None,
+        ns: str | None = None,
+        partition: str | None = None,
+    ) -> Indexed[tuple[ServiceEntry, ...]]:
+        """``GET /v1/health/service/<service>``: instances with their node and checks.
+
+        Args:
+            passing: only instances whose every check is passing (``?passing=1``).
+            tags: instances carrying *all* these tags (case-insensitive). Consul < 1.2 honours only
+                the first ``?tag``; the others are applied here on the answer.
+            dc: datacenter (default: ``config.datacenter``, else the agent's).
+            near: sort by round-trip time from this node (``_agent`` = the answering agent).
+            node_meta: only nodes with these ``key: value`` metadata pairs. Sent inside
+                ``filter`` to agents that have it (the plain parameter is deprecated there),
+                as ``?node-meta=`` to older ones (see :mod:`mcresolve.consul.features`).
+            consistency: read consistency mode.
+            index: blocking query: wait for a change after this index (0 = answer at once).
+            wait: blocking wait in seconds (Consul's default 5 min when ``None``); the client
+                timeout is ``wait + wait/16 + margin``.
+            filter: a go-bexpr expression (``Service.Meta.version == "2"``), sent as is.
+                :class:`~mcresolve.consul.features.UnsupportedByAgent` on agents older than 1.5,
+                which would ignore it and answer unfiltered.
+            peer: read the service as exported by this cluster peer (1.13+; refused the same
+                way on older agents).
+            ns, partition: Consul Enterprise namespace/partition for this read (instead of the
+                configured ones); never sent unless given.
+        """
+        if not service:
+            raise ValueError("service name must not be empty")
+        wanted = tuple(tags)
+        path = f"/v1/health/service/{_segment(service)}"
+        params: list[tuple[str, str]] = self._dc_params(dc)
+        if passing:
+            params.append(("passing", "1"))
+        params += [("tag", t) for t in wanted]
+        expression: str | None = None
+        if node_meta or filter is not None or peer is not None:
+            where = f"GET {path}: the agent at {self.current_address}"
+            expression, node_meta = health_scope(
+                await self.agent_features(), where, node_meta=node_meta, filter=filter, peer=peer
+            )
+        params += _near_meta_consistency_params(near, node_meta, consistency)
+        params += _given(filter=expression, peer=peer, ns=ns, partition=partition)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
+        with _answer(raw, "GET", path):
+            entries = parse_entries(body, f"GET {path}")
+            if len(wanted) > 1:
+                entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
+            return Indexed(entries, _indexed_meta(raw, path, index is not None))
+
+    # --- catalog -------------------------------------------------------------------------------
+
+    async def catalog_service(
+        self,
+        service: str,
+        *,
+        tags: Iterable[str] = (),
+        dc: str | None = None,
+        near: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[tuple[CatalogService, ...]]:
+        """``GET /v1/catalog/service/<service>`` (no health information)."""
+        if not service:
+            raise ValueError("service name must not be empty")
+        wanted = tuple(tags)
+        path = f"/v1/catalog/service/{_segment(service)}"
+        params = self._dc_params(dc) + [("tag", t) for t in wanted]
+        params += _near_meta_consistency_params(near, node_meta, consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            records = tuple(
+                CatalogService.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items)
+            )
+            if len(wanted) > 1:
+                records = tuple(r for r in records if has_tags(r.service_tags, wanted))
+            return Indexed(records, _indexed_meta(raw, path, index is not None))
+
+    async def catalog_services(
+        self,
+        *,
+        dc: str | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[dict[str, tuple[str, ...]]]:
+        """``GET /v1/catalog/services``: every service name with the union of its tags."""
+        path = "/v1/catalog/services"
+        params = self._dc_params(dc) + _consistency_params(consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
+        with _answer(raw, "GET", path):
+            mapping = expect_mapping(body, f"GET {path}")
+            result: dict[str, tuple[str, ...]] = {}
+            for name, tags in mapping.items():
+                tag_list = [] if tags is None else expect_list(tags, f"GET {path}.{name}")
+                if not all(isinstance(t, str) for t in tag_list):
+                    raise ConsulProtocolError(f"GET {path}.{name}: expected an array of strings")
+                result[name] = tuple(tag_list)
+            return Indexed(result, _indexed_meta(raw, path, index is not None))
+
+    async def catalog_datacenters(self) -> list[str]:
+        """``GET /v1/catalog/datacenters``: every known datacenter, nearest first."""
+        path = "/v1/catalog/datacenters"
+        body, raw = await self._get_json(path)
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            if not all(isinstance(d, str) for d in items):
+                raise ConsulProtocolError(f"GET {path}: expected an array of strings")
+            return list(items)
+
+    async def catalog_nodes(
+        self,
+        *,
+        dc: str | None = None,
+        near: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: Consistency = Consistency.DEFAULT,
+        index: int | None = None,
+        wait: float | None = None,
+    ) -> Indexed[tuple[NodeInfo, ...]]:
+        """``GET /v1/catalog/nodes``."""
+        path = "/v1/catalog/nodes"
+        params = self._dc_params(dc)
+        params += _near_meta_consistency_params(near, node_meta, consistency)
+        body, raw = await self._get_json_blocking(path, params, index, wait)
+        with _answer(raw, "GET", path):
+            items = expect_list(body, f"GET {path}")
+            nodes = tuple(NodeInfo.from_json(v, f"GET {path}[{i}]") for i, v in enumerate(items))
+            return Indexed(nodes, _indexed_meta(raw, path, index is not None))
+
+
 def _blocking_params(
     index: int | None, wait: float | None
 ) -> tuple[list[tuple[str, str]], float | None]:
@@ -522,6 +522,11 @@ def _blocking_params(
 
 def _consistency_params(consistency: Consistency) -> list[tuple[str, str]]:
     return [(consistency.value, "")] if consistency.value else []
+
+
+def _given(**values: str | None) -> list[tuple[str, str]]:
+    """The query parameters among ``values`` that are set (never sends an empty option)."""
+    return [(name, value) for name, value in values.items() if value is not None]
 
 
 def _near_meta_consistency_params(
