@@ -4,6 +4,7 @@ change and after a 403), basic auth, namespace and partition sent only when conf
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -242,6 +243,10 @@ async def test_a_changed_token_file_is_used_after_the_check_interval(
         await client.status_leader()
         path.write_text("second-token\n")
         os.utime(path, ns=(1, 1))  # a different modification time whatever the clock's grain
+        # Let the 1 ms check interval pass for certain (a sleep never ends early); on a fast
+        # machine both requests could otherwise fall within one interval. The decision itself
+        # is tested on an injected clock in the TokenFile tests.
+        await asyncio.sleep(0.01)
         await client.status_leader()
     assert [s.headers.get("X-Consul-Token") for s in replay.seen] == ["first", "second-token"]
 
