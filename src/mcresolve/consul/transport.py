@@ -264,29 +264,9 @@ class ConsulTransport:
         body: object = None,
         time_limit: float | None = None,
     ) -> RawResponse:
-        """Send one request and return the 2xx answer, raising typed errors otherwise.
-
-        Agents are tried starting with :attr:`current_address`. A failure to *connect* (refused,
-        unreachable, connect timeout, TLS handshake) moves on to the next agent at once; so does a
-        connection dropped mid-request, except for ``POST`` (not idempotent in Consul's API). A
-        request that times out after connecting is not retried (its time budget is spent) but the
-        next call starts with the next agent. The agent that answers becomes the current one.
-
-        Refusals for rate (see :class:`RateLimitPolicy`): a 429 moves on to the next agent at
-        once (:class:`RateLimited` when every agent refused); a 503 is retried after a jittered
-        backoff within ``time_limit`` (:class:`Overloaded` when the retries run out). A 403
-        while the token comes from a file re-reads the file and, if the token changed, sends
-        the request once more with the new token.
-
-        Args:
-            method: HTTP method.
-            path: API path, e.g. ``/v1/health/service/web``.
-            params: query parameters in order (repeated names allowed); ``ns``/``partition``
-                are added when configured.
-            body: JSON-serialisable request body, or ``bytes`` sent verbatim, or ``None``.
-            time_limit: total seconds for the call (default: ``config.request_timeout``),
-                retries after a 503 included.
-        """
+        """Send one request and return the 2xx answer, raising typed errors otherwise: the loop
+        behind :meth:`~mcresolve.consul.client.ConsulClient.request`, whose docstring states its
+        rules (agent rotation, refusals for rate, token-file re-read after a 403)."""
         session = self._get_session()
         data = encode_body(body)
         total = self._config.request_timeout if time_limit is None else time_limit
