@@ -41,6 +41,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pool", ("mcresolve.pool",)),
     # The metrics exporter reads a pool from outside, like the other integrations.
     ("integrations", ("mcresolve.minio", "mcresolve.http", "mcresolve.pool.metrics")),
+    # A process of its own that forwards local ports through pools (uses the HTTP classifier).
+    ("sidecar", ("mcresolve.sidecar",)),
     ("entry points", ("mcresolve", "mcresolve.cli", "mcresolve.demo")),
 )
 
