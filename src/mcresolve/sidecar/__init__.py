@@ -1,0 +1,1 @@
+"""mcresolve as a sidecar: local ports forwarded through health-aware pools."""
