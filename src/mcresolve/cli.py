@@ -39,6 +39,7 @@ from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.sources import Resolution, Source, from_target
 from mcresolve.sources.target import (
+    PREPARED_QUERY_FILTER_REFUSAL,
     HealthTarget,
     PreparedQueryTarget,
     Stage,
@@ -378,6 +379,8 @@ def _with_filter(spec: Target, expression: str | None) -> Target:
     """``spec`` with ``--filter`` applied (consul:// targets only; not beside a filter= option)."""
     if expression is None:
         return spec
+    if isinstance(spec, PreparedQueryTarget):
+        raise UsageError(f"--filter: {PREPARED_QUERY_FILTER_REFUSAL}")
     if not isinstance(spec, HealthTarget):
         raise UsageError("--filter applies to consul://<service> targets only")
     if spec.filter is not None:

@@ -251,6 +251,9 @@ async def test_a_ca_file_that_is_not_pem_exits_2_naming_it(target: str, tmp_path
             "consul://<service> targets",
         ),
         (["resolve", "consul://web?filter=x", "--filter", "y"], {}, "give one of them"),
+        # Consul's prepared-query execution ignores filter: refused, pointing at the definition
+        (["resolve", "consul+query://web", "--filter", "y"], {}, "query definition's own"),
+        (["resolve", "consul+query://web?filter=y"], {}, "option filter is ignored by Consul"),
         (["resolve", "consul://web", "--filter", " "], {}, "--filter: filter: expected"),
         (["frobnicate", "x"], {}, "invalid choice"),
     ],
