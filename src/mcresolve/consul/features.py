@@ -14,6 +14,11 @@ Consul reports its version in ``/v1/agent/self`` (``Config.Version``, e.g. ``"1.
 * ``peer=`` (cluster peering) exists since 1.13 (GA in 1.14); older agents ignore it and would
   answer the local service, so it is refused the same way.
 
+The catalog listings ``/v1/catalog/service`` and ``/v1/catalog/nodes`` follow the same rules
+(api-docs/catalog.mdx: ``filter`` on both, ``node-meta`` deprecated), with node metadata under the
+selector each uses (``NodeMeta``, ``Meta``). Prepared-query execution has no ``filter`` at all
+(its server side never applies one), so the library never sends it there.
+
 An agent whose version cannot be read is treated as the oldest (plain parameters, no filter): the
 plain parameters still work on every version, an unsent filter cannot silently widen an answer.
 ``/v1/agent/self`` needs ``agent:read`` under ACLs: a token without it can still use ``node-meta``
