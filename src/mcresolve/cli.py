@@ -340,8 +340,14 @@ async def _why_empty(spec: Target, source: str, config: ConsulConfig) -> ExitSta
             known = spec.service in services.value
             if known:
                 tags = (spec.tag,) if spec.tag else ()
-                listed = await client.health_service(
-                    spec.service, tags=tags, dc=spec.dc, node_meta=dict(spec.node_meta)
+                listed = await client.health_service(  # the target's own selection
+                    spec.service,
+                    tags=tags,
+                    dc=spec.dc,
+                    node_meta=dict(spec.node_meta),
+                    filter=spec.filter,
+                    ns=spec.ns,
+                    partition=spec.partition,
                 )
                 instances = len(listed.value)
     except ConsulError as error:
