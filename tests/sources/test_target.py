@@ -303,7 +303,7 @@ def test_a_query_has_no_peer_name() -> None:
         ("consul://api?ns=", "ns: expected a ns name"),
         ("consul://api?address=public", "address: expected one of lan, wan, auto"),
         ("consul://api?filter=a&filter=b", "option filter given 2 times"),
-        ("consul+query://q?filter=a", "unknown option 'filter'"),
+        ("consul+query://q?filter=a", "option filter is ignored by Consul's prepared-query"),
     ],
 )
 def test_bad_modern_options(text: str, message: str) -> None:

@@ -15,7 +15,10 @@ Prepared queries cannot block (``X-Consul-Index`` is always 0), so the source re
 * after a failed execution, after a jittered exponential backoff (capped by ``refresh``).
 
 Executions are at least ``min_interval`` apart, so a burst of triggers costs one execution.
-Endpoints carry the datacenter that answered (``Datacenter`` in the response).
+Endpoints carry the datacenter that answered (``Datacenter`` in the response); the target's
+``address`` option chooses each instance's LAN or WAN address with the rule health answers use
+(:func:`~mcresolve.consul.models.choose_address`; ``auto``: WAN for instances of another
+datacenter than the agent's, as the agent's own ``translate_wan_addrs`` would).
 
 A failed execution is any exception: the agent unreachable, an error status, a malformed answer
 (:class:`~mcresolve.consul.errors.ConsulProtocolError`), anything unexpected. It is published
@@ -143,7 +146,12 @@ class PreparedQuerySource(PublishingSource):
 
     async def _use(self, result: PreparedQueryResult) -> tuple[object, float]:
         """Publish an execution's answer and follow its datacenter's health."""
-        converted = result.convert(self._target.options.port)
+        target = self._target
+        converted = result.convert(
+            target.options.port,
+            address=target.address,
+            local_datacenter=await self._client.local_datacenter(target.address),
+        )
         if converted.rejected_whole:
             self._backoff.failure()  # a garbage answer is a failure: retried after the backoff
         else:

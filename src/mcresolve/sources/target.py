@@ -10,7 +10,7 @@ Forms (full reference with examples: ``docs/stages.md``)::
     dns://<name>[?server=<ip[:port]>,...&type=srv|a&transport=auto|udp|tcp]      stage 1
     consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=&filter=&peer=&ns=&partition=]
                                                                                   stage 2
-    consul+query://<query>[?dc=&limit=&near=&refresh=]                           stage 3
+    consul+query://<query>[?dc=&limit=&near=&refresh=&address=]                  stage 3
     static://<host:port>[,<host:port>...]                                         static list
     [<tag>.]<service>.service[.<dc>].consul, _<svc>._<tag>.service[.<dc>].consul  -> consul://
     <query>.query[.<dc>].consul                                                   -> consul+query://
@@ -78,6 +78,18 @@ _DURATION_UNITS: Final[Mapping[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0,
 
 class TargetError(McResolveError, ValueError):
     """A target string that cannot be used; the message says what was expected."""
+
+
+#: Why ``consul+query://...?filter=`` is refused: ``GET /v1/query/<id>/execute`` parses the
+#: common query options (``filter`` among them) but the server's ``PreparedQuery.Execute``
+#: never applies them (hashicorp/consul agent/prepared_query_endpoint.go, agent/consul/
+#: prepared_query_endpoint.go; api-docs/query.mdx lists only ``dc``, ``near``, ``limit``,
+#: ``connect``): sending it would silently return every instance.
+PREPARED_QUERY_FILTER_REFUSAL: Final = (
+    "consul+query://: option filter is ignored by Consul's prepared-query execution (it "
+    "would answer unfiltered); select instances in the query definition's own Service.Tags, "
+    "Service.NodeMeta or Service.ServiceMeta, or use consul://<service>?filter=..."
+)
 
 
 class Stage(Enum):
@@ -347,10 +359,7 @@ class HealthTarget:
         _check_agent(self.agent, "consul")
         if self.filter is not None:
             _check_filter(self.filter)
-        if self.address not in _ADDRESS:
-            raise TargetError(
-                f"address: expected one of {', '.join(_ADDRESS)}, got {self.address!r}"
-            )
+        _check_address(self.address)
         for what, name in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition)):
             if name is not None:
                 _check_name(name, what, f"a {what} name")
@@ -387,7 +396,10 @@ class PreparedQueryTarget:
     ``dc`` (``None`` = the agent's datacenter; queries are defined per datacenter), ``limit``
     (``None`` = all), ``near`` (``_agent`` or a node name), ``refresh`` (period of
     re-execution, jittered; a change in the local health of the query's service re-executes at
-    once), ``agent`` as for :class:`HealthTarget`.
+    once), ``agent`` and ``address`` as for :class:`HealthTarget` (``auto``: the WAN address of
+    instances answered by another datacenter than the agent's, after a failover or with
+    ``dc=``). There is no ``filter``: Consul's execution ignores it (see
+    :data:`PREPARED_QUERY_FILTER_REFUSAL`); selection belongs in the query definition.
     """
 
     query: str
@@ -397,6 +409,7 @@ class PreparedQueryTarget:
     refresh: float = 10.0
     agent: HostPort | None = None
     options: CommonOptions = field(default_factory=CommonOptions)
+    address: AddressChoice = "lan"
     stage: Stage = field(default=Stage.PREPARED_QUERY, init=False)
 
     def __post_init__(self) -> None:
@@ -410,6 +423,7 @@ class PreparedQueryTarget:
         if not (math.isfinite(self.refresh) and self.refresh > 0):
             raise TargetError(f"refresh: expected a positive duration, got {self.refresh}")
         _check_agent(self.agent, "consul+query")
+        _check_address(self.address)
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -421,6 +435,8 @@ class PreparedQueryTarget:
             items.append(("near", self.near))
         if self.refresh != 10.0:
             items.append(("refresh", format_duration(self.refresh)))
+        if self.address != "lan":
+            items.append(("address", self.address))
         where = self.query if self.agent is None else f"{self.agent}/{self.query}"
         return _render("consul+query", where, items, self.options)
 
@@ -663,7 +679,10 @@ def _parse_prepared_query(where: str, query: str) -> PreparedQueryTarget:
     limit = options.one("limit")
     near = options.one("near")
     refresh = options.one("refresh")
-    common = options.finish(("dc", "limit", "near", "refresh"))
+    address = options.one("address")
+    if options.all("filter"):
+        raise TargetError(PREPARED_QUERY_FILTER_REFUSAL)
+    common = options.finish(("dc", "limit", "near", "refresh", "address"))
     if not name:
         raise TargetError(
             "consul+query://: expected a prepared query name or ID, "
@@ -677,6 +696,7 @@ def _parse_prepared_query(where: str, query: str) -> PreparedQueryTarget:
         refresh=10.0 if refresh is None else parse_duration(refresh, what="refresh"),
         agent=agent,
         options=common,
+        address="lan" if address is None else _literal(address.lower(), _ADDRESS, "address"),
     )
 
 
@@ -888,6 +908,11 @@ def _check_filter(expression: str) -> None:
     bad = next((c for c in expression if not (c.isprintable() or c in " \t\n\r")), None)
     if bad is not None:
         raise TargetError(f"filter: expected printable text, got the character {bad!r}")
+
+
+def _check_address(address: str) -> None:
+    if address not in _ADDRESS:
+        raise TargetError(f"address: expected one of {', '.join(_ADDRESS)}, got {address!r}")
 
 
 def _check_dc(dc: str) -> None:
