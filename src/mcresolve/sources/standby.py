@@ -74,6 +74,7 @@ __all__ = [
     "StandbyView",
     "failover_order",
     "merge",
+    "offered_endpoints",
     "standby_plan",
     "view_of_definition",
 ]
@@ -214,6 +215,24 @@ def merge(primary: Resolution, standby: Sequence[Endpoint], order: Sequence[str]
     keys = {e.key for e in primary.endpoints}
     extra = tuple(e for e in standby if e.key not in keys)
     return replace(primary, endpoints=primary.endpoints + extra, preference=tuple(order))
+
+
+def offered_endpoints(
+    answer: HealthAnswer,
+    filters: QueryFilters | None,
+    spec: HealthServiceSpec,
+    answered: frozenset[Key] = frozenset(),
+) -> list[Endpoint]:
+    """The standby endpoints of one datacenter's passing instances (``answer``, watched with
+    ``spec``): those the query's ``filters`` keep, or with unknown filters (``None``) those an
+    execution answered (``answered``)."""
+    if filters is None:
+        return [e for e in answer.endpoints if e.key in answered]
+    kept = [entry for entry in answer.entries if filters.keeps(entry)]
+    if len(kept) == len(answer.entries):
+        return list(answer.endpoints)
+    dc = spec.datacenter or ""
+    return list(convert_entries(kept, dc, spec.port, address=spec.address).endpoints)
 
 
 def _pairs(value: object) -> tuple[tuple[str, str], ...]:
@@ -424,14 +443,10 @@ class StandbySource(PublishingSource):
             self._publish(merged)
 
     def _endpoints_of(self, dc: str, answer: HealthAnswer, view: StandbyView) -> list[Endpoint]:
-        if view.filters is None:
-            keys = self._answered_keys.get(dc, frozenset())
-            return [e for e in answer.endpoints if e.key in keys]
         spec = self._spec_for(view.service, dc)
-        kept = [entry for entry in answer.entries if view.filters.keeps(entry)]
-        if len(kept) == len(answer.entries):
-            return list(answer.endpoints)
-        return list(convert_entries(kept, dc, spec.port, address=spec.address).endpoints)
+        return offered_endpoints(
+            answer, view.filters, spec, self._answered_keys.get(dc, frozenset())
+        )
 
     def _set_watches(self, service: str, wanted: Sequence[str]) -> None:
         for dc in [dc for dc in self._watches if dc not in wanted]:
