@@ -470,7 +470,10 @@ class StandbySource(PublishingSource):
         for subscription in watches:
             await subscription.aclose()
         for task in list(self._tasks):
-            await task
+            try:
+                await task
+            except Exception:  # closing a subscription: nothing left to do about it
+                _log.debug("source %s: closing a standby watch failed", self, exc_info=True)
 
 
 async def _learn_query(
