@@ -277,3 +277,22 @@ async def test_stage2_failover_option_watches_dc2_with_the_targets_filters(
             source, lambda r: not any(e.port < 9100 for e in r.endpoints)
         )
         assert in_dc(only_dc2, "dc2") == {9101, 9102, 9104}
+
+
+async def test_nearest_n_order_comes_from_the_catalogs_rtt_sorted_datacenters(
+    cluster: Cluster,
+) -> None:
+    """``NearestN`` without a datacenter list: the order is ``/v1/catalog/datacenters`` (Consul
+    sorts it by round-trip time), the local datacenter left out."""
+    await cluster.dc1.query_create(
+        {"Name": "nearest", "Service": {"Service": SERVICE, "Failover": {"NearestN": 1}}}
+    )
+    async with from_target(
+        f"consul+query://nearest?{SLOW}", registry=cluster.registry, consul=cluster.dc1
+    ) as source:
+        assert isinstance(source, ResilientSource)
+        warm = await next_matching(source, lambda r: bool(in_dc(r, "dc2")))
+        view = standby_of(source).view
+        assert view is not None and view.order == ("dc2",)
+        # no tag filter in this query: every passing dc2 instance
+        assert in_dc(warm, "dc2") == {port for _, port, _ in DC2}
