@@ -232,6 +232,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", help=f"comma list of {','.join(PEER_KINDS)}")
     parser.add_argument("--workloads", help="comma list of read,mixed")
     parser.add_argument("--rate", type=float, help="requests per second per peer")
+    parser.add_argument(
+        "--check-interval",
+        type=float,
+        help="seconds between Consul's HTTP checks of the storage nodes (default 1; 10 is the "
+        "customary production interval)",
+    )
     parser.add_argument("--no-micro", action="store_true", help="skip the micro benchmarks")
     parser.add_argument("--raw", action="store_true", help="also write raw request CSVs")
     parser.add_argument(
@@ -271,6 +277,13 @@ def config_from(args: argparse.Namespace) -> RunConfig:
             raise SystemExit(f"--consul-profile: {error}") from None
         changes["environment"] = dataclasses.replace(
             config.environment, consul_version=args.consul_profile
+        )
+    if args.check_interval is not None:
+        if not args.check_interval > 0:
+            raise SystemExit(f"--check-interval: expected seconds > 0, got {args.check_interval}")
+        environment = changes.get("environment", config.environment)
+        changes["environment"] = dataclasses.replace(
+            environment, check_interval=args.check_interval
         )
     return dataclasses.replace(config, **changes)
 

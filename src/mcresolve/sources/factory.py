@@ -14,6 +14,7 @@ from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.dns import DnsCache, DnsSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.prepared_query import PreparedQuerySource
+from mcresolve.sources.standby import StandbySource
 from mcresolve.sources.static import StaticSource
 from mcresolve.sources.target import (
     DnsTarget,
@@ -53,6 +54,10 @@ def from_target(
     given or environment config. Prepared-query executions use ``registry``'s client, the
     client given, or a client this source creates. Whatever this function creates (client,
     lease) is closed when the source stops; what was passed in is left open.
+
+    A stage-3 target (unless ``standby=0``) and a stage-2 target with ``failover=`` get warm
+    standby datacenters (:class:`~mcresolve.sources.standby.StandbySource`, around the stage's
+    source and inside the resilience wrapper).
 
     Every source except a static list is wrapped in a
     :class:`~mcresolve.sources.composite.ResilientSource` (last known good, suspect empty
@@ -122,10 +127,16 @@ def _consul_source(
         cleanup.insert(0, lease.aclose)
         watches = lease
     if isinstance(spec, HealthTarget):
-        return HealthSource(spec, watches)
+        health = HealthSource(spec, watches)
+        if spec.failover:
+            return StandbySource.for_health(health, spec, watches)
+        return health
     if client is None:
         client = _client_for(consul_for_target, cleanup)
-    return PreparedQuerySource(spec, client, watches)
+    query = PreparedQuerySource(spec, client, watches)
+    if spec.standby:
+        return StandbySource.for_query(query, spec, client, watches)
+    return query
 
 
 def _config_for(
