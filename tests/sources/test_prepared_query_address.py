@@ -90,7 +90,17 @@ async def bed(consul_version: str) -> AsyncIterator[Bed]:
 
 
 def where(resolution: Resolution) -> set[tuple[str, int]]:
-    return {(e.address, e.port) for e in resolution.endpoints}
+    """The addresses of the endpoints the execution answered (warm standby ones left out)."""
+    return {
+        (e.address, e.port) for e in resolution.endpoints if e.datacenter == resolution.datacenter
+    }
+
+
+def standby_where(resolution: Resolution) -> set[tuple[str, int]]:
+    """The addresses of the warm standby endpoints (another datacenter than the answer's)."""
+    return {
+        (e.address, e.port) for e in resolution.endpoints if e.datacenter != resolution.datacenter
+    }
 
 
 LOCAL_LAN = {("127.0.0.1", 9501)}
@@ -134,6 +144,9 @@ async def test_auto_follows_a_failover_and_the_way_back(bed: Bed, consul_version
         source
     ):
         assert where(await next_matching(source, lambda r: bool(r.endpoints))) == LOCAL_LAN
+        # the warm standby endpoints of dc2 follow the same address rule (another datacenter)
+        warm = await next_matching(source, lambda r: bool(standby_where(r)))
+        assert standby_where(warm) == (REMOTE_LAN if consul_version == "1.0.8" else REMOTE_WAN)
         dc1.set_check_status("api-1", "critical")
         remote = await next_matching(source, lambda r: r.datacenter == "dc2")
         assert where(remote) == (REMOTE_LAN if consul_version == "1.0.8" else REMOTE_WAN)

@@ -293,7 +293,7 @@ class StandbySource(PublishingSource):
         port = target.options.port
 
         def spec_for(service: str, dc: str) -> HealthServiceSpec:
-            return HealthServiceSpec(service, datacenter=dc, port=port)
+            return HealthServiceSpec(service, datacenter=dc, port=port, address=target.address)
 
         async def learn(source: StandbySource) -> StandbyView | None:
             return await _learn_query(target, client, source)
