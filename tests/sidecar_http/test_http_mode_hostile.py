@@ -109,7 +109,7 @@ async def test_client_failing_mid_body_costs_no_endpoint(
 async def test_client_stalling_while_a_large_body_streams_costs_no_endpoint(
     bed: tuple[Origin, EndpointPool, HttpListener],
 ) -> None:
-    origin, pool, listener = bed
+    _, pool, _ = bed
     small = HttpListener(
         ("127.0.0.1", 0), pool, policy=HttpProxyPolicy(replay_buffer=1024, body_timeout=0.5)
     )
