@@ -564,12 +564,15 @@ class HttpListener:
         while not self._draining:
             lead = b""
             try:
-                if not first:
-                    async with asyncio.timeout(_finite(policy.idle_timeout)):
+                # one timer: the idle limit until a request starts, then the head's limit
+                timer = asyncio.timeout(_finite(policy.header_timeout))
+                async with timer:
+                    if not first:
+                        timer.reschedule(_deadline(policy.idle_timeout))
                         lead = await reader.read(1)
-                    if not lead:
-                        return
-                async with asyncio.timeout(_finite(policy.header_timeout)):
+                        if not lead:
+                            return
+                        timer.reschedule(_deadline(policy.header_timeout))
                     raw = lead + await reader.readuntil(b"\r\n\r\n")
             except asyncio.LimitOverrunError:
                 await self._refuse(writer, ProxyRequestError(431, "request header too large"))
@@ -711,8 +714,11 @@ class HttpListener:
             try:
                 upstream.writer.write(forwarded)
                 await body.send(upstream.writer)
-                async with asyncio.timeout(_finite(call.attempt_timeout)):
+                if body.complete:  # the pool's attempt timeout bounds the whole attempt
                     status, head, raw = await self._read_head(upstream)
+                else:
+                    async with asyncio.timeout(_finite(call.attempt_timeout)):
+                        status, head, raw = await self._read_head(upstream)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 upstream.close()
                 if upstream.reused and (replayable or not body.started):
@@ -836,16 +842,24 @@ class HttpListener:
             self._bytes_out += len(rendered) + len(body)
             await self._drain_client(writer)
             return keep
-        writer.write(rendered)
         self._bytes_out += len(rendered)
+        pending: bytes | None = rendered  # sent with the first piece of the body: one write
         ok = False
         try:
             if frames is not None:
                 async for data in frames:
-                    writer.write(data)
                     self._bytes_out += len(data)
+                    if pending is not None:
+                        if len(data) <= 16 * 1024:
+                            data = pending + data
+                        else:
+                            writer.write(pending)
+                        pending = None
+                    writer.write(data)
                     if writer.transport.get_write_buffer_size() > _CHUNK:
                         await self._drain_client(writer)
+            if pending is not None:
+                writer.write(pending)
             await self._drain_client(writer)
             ok = True
         finally:
@@ -858,6 +872,8 @@ class HttpListener:
         return keep
 
     async def _drain_client(self, writer: asyncio.StreamWriter) -> None:
+        if writer.transport.get_write_buffer_size() <= _CHUNK:
+            return  # drain() would not wait (below asyncio's 64 KiB high-water mark)
         async with asyncio.timeout(_finite(self.policy.body_timeout)):
             await writer.drain()
 
@@ -934,6 +950,10 @@ class _Body:
 
 def _finite(seconds: float) -> float | None:
     return None if math.isinf(seconds) else seconds
+
+
+def _deadline(seconds: float) -> float | None:
+    return None if math.isinf(seconds) else asyncio.get_running_loop().time() + seconds
 
 
 _REASONS: Final = {
