@@ -306,3 +306,44 @@ async def test_hedged_read_answers_from_the_faster_node(origins: list[Origin]) -
         slow.set()
         await listener.aclose()
         await pool.aclose()
+
+
+async def test_drain_finishes_the_request_in_flight_and_refuses_new_ones(
+    origins: list[Origin],
+) -> None:
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def hold(seen: Seen) -> Reply:
+        arrived.set()
+        await release.wait()
+        return Reply(body=b"finished")
+
+    origins[0].handler = hold  # type: ignore[assignment]
+    pool, listener = await _listener([origins[0].host_port])
+    port = listener.address[1]
+    try:
+        async with Client(port) as idle, Client(port) as busy:
+            release.set()
+            assert (await idle.request("GET", "/warm")).status == 200
+            release.clear()
+            arrived.clear()
+            in_flight = asyncio.create_task(busy.request("GET", "/slow"))
+            await arrived.wait()
+            draining = asyncio.create_task(listener.drain(grace=60.0))
+            await asyncio.sleep(0)
+            with pytest.raises(OSError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                if not await reader.read():
+                    raise ConnectionResetError("closed without an answer")
+            release.set()
+            answer = await in_flight
+            await draining
+        assert answer.status == 200 and answer.body == b"finished"
+        assert answer.header("Connection") == "close"
+        assert listener.stats().active_connections == 0
+    finally:
+        release.set()
+        await listener.aclose()
+        await pool.aclose()
