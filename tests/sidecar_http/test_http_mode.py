@@ -347,3 +347,38 @@ async def test_drain_finishes_the_request_in_flight_and_refuses_new_ones(
         release.set()
         await listener.aclose()
         await pool.aclose()
+
+
+async def test_kept_alive_connection_closed_by_the_endpoint_costs_nothing(
+    origins: list[Origin],
+) -> None:
+    origin = origins[0]
+    origin.close_after_reply = True
+    pool, listener = await _listener([origin.host_port])
+    try:
+        async with Client(listener.address[1]) as client:
+            for _ in range(10):
+                assert (await client.request("GET", "/k")).status == 200
+        assert len(origin.seen) == 10
+        assert listener.stats().failed_total == 0
+        assert not pool.snapshot().by_state("ejected")
+    finally:
+        await listener.aclose()
+        await pool.aclose()
+
+
+async def test_request_that_cannot_be_replayed_takes_a_fresh_connection(
+    origins: list[Origin],
+) -> None:
+    origin = origins[0]
+    pool, listener = await _listener([origin.host_port])
+    try:
+        async with Client(listener.address[1]) as client:
+            for _ in range(3):
+                assert (await client.request("GET", "/k")).status == 200
+            for _ in range(3):
+                assert (await client.request("POST", "/k?uploads", body=b"x")).status == 200
+        assert origin.connections == 1 + 3
+    finally:
+        await listener.aclose()
+        await pool.aclose()

@@ -50,6 +50,9 @@ class Origin:
     server: asyncio.Server | None = None
     port: int = 0
     read_size: int = 65536
+    close_after_reply: bool = False
+    """Close each connection right after its answer without saying so (an idle-timeout
+    close racing the next request)."""
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> Origin:
@@ -128,7 +131,7 @@ class Origin:
                 out += conn.send(h11.EndOfMessage())
                 writer.write(out)
                 await writer.drain()
-                if conn.our_state is h11.MUST_CLOSE:
+                if conn.our_state is h11.MUST_CLOSE or self.close_after_reply:
                     return
                 conn.start_next_cycle()
         except (ConnectionError, h11.ProtocolError, asyncio.CancelledError):

@@ -676,6 +676,7 @@ class HttpListener:
                     attempt_timeout=math.inf if not body.complete else None,
                 )
         except _ClientFailed:
+            self._failed += 1
             return False
         except CallFailed as failed:
             answer = _answer_of(failed.last_error)
@@ -710,7 +711,10 @@ class HttpListener:
         policy = self.policy
         call = self._pool.policy.call
         for _ in range(2):
-            upstream = await self._connect(endpoint, call.attempt_timeout)
+            # A request that cannot be sent again never goes over a kept-alive connection: the
+            # endpoint may have closed it meanwhile, and then whether it acted on the request
+            # would be unknown (Go's net/http replays only idempotent requests in that case).
+            upstream = await self._connect(endpoint, call.attempt_timeout, reuse=replayable)
             try:
                 upstream.writer.write(forwarded)
                 await body.send(upstream.writer)
@@ -721,7 +725,7 @@ class HttpListener:
                         status, head, raw = await self._read_head(upstream)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 upstream.close()
-                if upstream.reused and (replayable or not body.started):
+                if upstream.reused:
                     continue  # a kept-alive connection the endpoint had closed: once more
                 raise ConnectionResetError(f"upstream {endpoint.host_port}: {exc!r}") from exc
             except BaseException:
@@ -736,8 +740,8 @@ class HttpListener:
             await self._read_error_body(answer, method, policy.error_body_limit)
         return answer
 
-    async def _connect(self, endpoint: Endpoint, within: float) -> _Upstream:
-        idle = self._idle.get(endpoint.key)
+    async def _connect(self, endpoint: Endpoint, within: float, *, reuse: bool) -> _Upstream:
+        idle = self._idle.get(endpoint.key) if reuse else None
         while idle:
             upstream = idle.pop()
             if not upstream.reader.at_eof() and not upstream.writer.is_closing():
