@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from upstream import Client, Origin
 
 from mcresolve.pool import EndpointPool
-from mcresolve.sidecar.http_mode import HttpListener, HttpProxyPolicy
+from mcresolve.sidecar.http_mode import (
+    HttpListener,
+    HttpProxyPolicy,
+    ProxyRequestError,
+    _parse_request,
+)
 
 FAST = HttpProxyPolicy(header_timeout=0.5, body_timeout=0.5, max_header_bytes=4096)
 
@@ -218,3 +223,32 @@ def test_any_bytes_never_affect_a_kept_alive_connection(
             while bad.recv(65536):
                 pass
         assert b" 200 " in _get(good, "/after")
+
+
+_TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_VCHAR = st.characters(min_codepoint=0x21, max_codepoint=0x7E) | st.sampled_from(" \t")
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(_TCHAR, min_size=1, max_size=20),
+            st.text(_VCHAR, max_size=40).map(lambda v: v.strip(" \t")),
+        ),
+        max_size=12,
+    )
+)
+def test_valid_fields_are_parsed_exactly_as_sent(fields: list[tuple[str, str]]) -> None:
+    fields = [(n, v) for n, v in fields if n.lower() not in ("content-length", "transfer-encoding")]
+    raw = "GET /p HTTP/1.1\r\nHost: h\r\n" + "".join(f"{n}:  {v} \r\n" for n, v in fields)
+    method, target, head = _parse_request((raw + "\r\n").encode())
+    assert (method, target) == (b"GET", b"/p")
+    assert head.fields == [(b"Host", b"h")] + [(n.encode(), v.encode()) for n, v in fields]
+
+
+@given(st.binary(max_size=300))
+def test_any_head_is_parsed_or_refused_with_a_status(raw: bytes) -> None:
+    try:
+        _parse_request(raw + b"\r\n\r\n")
+    except ProxyRequestError as error:
+        assert error.status in (400, 405, 431, 501, 505)

@@ -74,6 +74,16 @@ _HOP_BY_HOP: Final = frozenset(
 ``Transfer-Encoding`` and ``Trailer`` are hop-by-hop too, but the proxy keeps the body's
 framing as it is on both hops, so they stay true and are relayed."""
 _TOKEN: Final = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_FIELD_LINE: Final = (
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"  # name (a token), optional whitespace
+    rb"((?:[^\x00-\x20\x7f][^\x00-\x08\x0a-\x1f\x7f]*)?)\r\n"  # value: no CTL, starts visible
+)
+"""One field line. Unambiguous (the value cannot start with whitespace, nothing after it
+matches ``\r``), so a failing line costs linear time: no catastrophic backtracking."""
+_FIELD: Final = re.compile(_FIELD_LINE)
+_BLOCK: Final = re.compile(
+    rb"(?:" + _FIELD_LINE.replace(b"(", b"(?:").replace(b"(?:?:", b"(?:") + rb")*"
+)
 _BAD_VALUE: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _CODE: Final = re.compile(rb"<Code>([^<]{1,128})</Code>")
 _ANY_BODY_FAILOVER: Final = HttpFailoverPolicy()
@@ -160,18 +170,16 @@ class _Head:
         return None
 
 
-def _parse_fields(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool]:
-    fields: list[tuple[bytes, bytes]] = []
+def _parse_fields(block: bytes) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool]:
+    """The fields of a head's field block (each line ending in CRLF), checked against RFC 9110
+    §5 (a token name, no control character in the value; obs-fold is rejected as malformed)."""
+    if not _BLOCK.fullmatch(block):
+        raise ProxyRequestError(400, "malformed header field")
+    fields = [(name, value.rstrip(b" \t")) for name, value in _FIELD.findall(block)]
     length: int | None = None
     chunked = False
     close = False
-    for line in lines:
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
-            raise ProxyRequestError(400, "malformed header field")
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise ProxyRequestError(400, "invalid character in a header field")
+    for name, value in fields:
         lowered = name.lower()
         if lowered == b"content-length":
             if not value.isdigit() or len(value) > 18:
@@ -186,19 +194,23 @@ def _parse_fields(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], int | 
             chunked = True
         elif lowered == b"connection":
             close = close or b"close" in [t.strip().lower() for t in value.split(b",")]
-        fields.append((name, value))
     if chunked and length is not None:
         raise ProxyRequestError(400, "both Content-Length and Transfer-Encoding")
     return fields, length, chunked, close
 
 
+def _split_head(raw: bytes) -> tuple[bytes, bytes]:
+    """(first line, field block) of a head ending in CRLF CRLF."""
+    end = raw.find(b"\r\n")
+    return raw[:end], raw[end + 2 : -2]
+
+
 def _parse_request(raw: bytes) -> tuple[bytes, bytes, _Head]:
-    lines = raw.lstrip(b"\r\n").split(b"\r\n")
-    while lines and not lines[-1]:
-        lines.pop()
-    if not lines:
+    raw = raw.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before a request are ignored
+    if not raw.endswith(b"\r\n\r\n"):
         raise ProxyRequestError(400, "empty request")
-    parts = lines[0].split(b" ")
+    first, block = _split_head(raw)
+    parts = first.split(b" ")
     if len(parts) != 3 or not _TOKEN.match(parts[0]) or not parts[1]:
         raise ProxyRequestError(400, "malformed request line")
     method, target, version = parts
@@ -206,10 +218,8 @@ def _parse_request(raw: bytes) -> tuple[bytes, bytes, _Head]:
         raise ProxyRequestError(505, "HTTP version not supported")
     if _BAD_VALUE.search(target) or b" " in target or b"\t" in target:
         raise ProxyRequestError(400, "malformed request target")
-    if any(line[:1] in (b" ", b"\t") for line in lines[1:]):
-        raise ProxyRequestError(400, "obsolete line folding")
-    fields, length, chunked, close = _parse_fields(lines[1:])
-    head = _Head(lines[0], fields, version, length, chunked, close or version == b"HTTP/1.0")
+    fields, length, chunked, close = _parse_fields(block)
+    head = _Head(first, fields, version, length, chunked, close or version == b"HTTP/1.0")
     if version == b"HTTP/1.1" and head.get(b"host") is None:
         raise ProxyRequestError(400, "no Host field")
     if method == b"CONNECT":
@@ -221,22 +231,18 @@ def _parse_request(raw: bytes) -> tuple[bytes, bytes, _Head]:
 
 
 def _parse_response(raw: bytes) -> tuple[int, _Head]:
-    lines = raw.split(b"\r\n")
-    while lines and not lines[-1]:
-        lines.pop()
-    if not lines:
-        raise ValueError("empty response head")
-    parts = lines[0].split(b" ", 2)
+    first, block = _split_head(raw)
+    parts = first.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"malformed status line {lines[0][:80]!r}")
+        raise ValueError(f"malformed status line {first[:80]!r}")
     status = int(parts[1])
     if not 100 <= status <= 999:
         raise ValueError(f"status {status}")
     try:
-        fields, length, chunked, close = _parse_fields(lines[1:])
+        fields, length, chunked, close = _parse_fields(block)
     except ProxyRequestError as error:
         raise ValueError(error.reason) from None
-    return status, _Head(lines[0], fields, parts[0], length, chunked, close)
+    return status, _Head(first, fields, parts[0], length, chunked, close)
 
 
 def _forwarded_fields(head: _Head) -> list[tuple[bytes, bytes]]:
