@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"uptime: {os.getloadavg()}", flush=True)
     summary = asyncio.run(run(args))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=2))
+        args.json.write_text(json.dumps(summary, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -852,6 +852,25 @@ class HttpListener:
             self._bytes_out += len(rendered) + len(body)
             await self._drain_client(writer)
             return keep
+        length = head.content_length
+        if frames is not None and length is not None and length <= _CHUNK and not head.chunked:
+            # a small body: one read, one write (what _read_length would do, without the
+            # async generator)
+            ok = False
+            try:
+                data = await upstream.reader.readexactly(length)
+                writer.write(rendered + data)
+                self._bytes_out += len(rendered) + length
+                await self._drain_client(writer)
+                ok = True
+            finally:
+                if ok and not head.close:
+                    self._release(upstream)
+                else:
+                    upstream.close()
+                    if not ok:
+                        self._failed += 1
+            return keep
         self._bytes_out += len(rendered)
         pending: bytes | None = rendered  # sent with the first piece of the body: one write
         ok = False
