@@ -390,7 +390,7 @@ class _Response:
         return _HeadGetter(self.head)
 
 
-class _S3Answer(S3Error):
+class _S3Answer(S3Error, McResolveError):
     """A 5xx answer carrying an S3 error code (classified by the minio classifier)."""
 
     def __init__(self, answer: _Response, code: str) -> None:
@@ -398,7 +398,7 @@ class _S3Answer(S3Error):
         super().__init__(answer, code, None, None, None, None)  # type: ignore[arg-type]
 
 
-class _StatusAnswer(ServerError):
+class _StatusAnswer(ServerError, McResolveError):
     """A 5xx answer without an S3 error code (a HEAD's, a gateway's)."""
 
     def __init__(self, answer: _Response) -> None:
