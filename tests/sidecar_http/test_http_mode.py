@@ -382,3 +382,76 @@ async def test_request_that_cannot_be_replayed_takes_a_fresh_connection(
     finally:
         await listener.aclose()
         await pool.aclose()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length)
+
+
+async def test_expect_100_continue_is_answered_and_relayed(origins: list[Origin]) -> None:
+    origin = origins[0]
+    pool, listener = await _listener([origin.host_port])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.address[1])
+        writer.write(
+            b"PUT /o HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        head, body = await _read_answer(reader)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 200") and body == b"ok"
+        assert origin.seen[0].body == b"hello"
+        assert origin.seen[0].header("Expect") == "100-continue"
+    finally:
+        await listener.aclose()
+        await pool.aclose()
+
+
+async def test_chunked_request_framing_is_relayed_as_sent() -> None:
+    got: list[bytes] = []
+
+    async def capture(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append(await reader.readuntil(b"0\r\nX-Trailer: t\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    raw_origin = await asyncio.start_server(capture, "127.0.0.1", 0)
+    port = raw_origin.sockets[0].getsockname()[1]
+    pool, listener = await _listener([f"127.0.0.1:{port}"])
+    framed = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.address[1])
+        writer.write(
+            b"PUT /o HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X-Trailer\r\n"
+            b"\r\n" + framed
+        )
+        head, _ = await _read_answer(reader)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 200")
+        assert got[0].endswith(b"\r\n\r\n" + framed)
+        assert b"\r\nTrailer: X-Trailer\r\n" in got[0]
+    finally:
+        await listener.aclose()
+        await pool.aclose()
+        raw_origin.close()
+
+
+async def test_http_1_0_client_is_answered_and_closed(origins: list[Origin]) -> None:
+    pool, listener = await _listener([origins[0].host_port])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.address[1])
+        writer.write(b"GET /old HTTP/1.0\r\nHost: h\r\n\r\n")
+        head, body = await _read_answer(reader)
+        assert head.startswith(b"HTTP/1.0 200") and b"\r\nConnection: close\r\n" in head
+        assert body == b"ok" and await reader.read() == b""
+        writer.close()
+    finally:
+        await listener.aclose()
+        await pool.aclose()
