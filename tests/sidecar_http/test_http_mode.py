@@ -455,3 +455,31 @@ async def test_http_1_0_client_is_answered_and_closed(origins: list[Origin]) -> 
     finally:
         await listener.aclose()
         await pool.aclose()
+
+
+async def test_nothing_is_retried_once_response_bytes_reached_the_client() -> None:
+    requests: list[bytes] = []
+
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 70000)
+        await writer.drain()
+        writer.transport.abort()
+
+    servers = [await asyncio.start_server(cut, "127.0.0.1", 0) for _ in range(2)]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    pool, listener = await _listener([f"127.0.0.1:{p}" for p in ports])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.address[1])
+        writer.write(b"GET /object HTTP/1.1\r\nHost: h\r\n\r\n")
+        received = await asyncio.wait_for(reader.read(-1), 30)
+        writer.close()
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert len(received) < 100000, "the client connection is cut, not completed elsewhere"
+        assert len(requests) == 1
+        assert listener.stats().retried_total == 0 and listener.stats().failed_total == 1
+    finally:
+        await listener.aclose()
+        await pool.aclose()
+        for server in servers:
+            server.close()
