@@ -131,6 +131,15 @@ class CallSteps(PoolReporting):
         self._notify_attempt(record)
         return record
 
+    def _first_pick(self, picker: Picker, excluded: frozenset[Key]) -> Endpoint | None:
+        """The endpoint of a fresh call's first attempt (rule 7 when nothing has happened yet),
+        or None when the planner must decide (nothing to pick outside ``excluded``)."""
+        if not picker.endpoints:
+            return None
+        if excluded:
+            return self._pick_untried(picker, excluded)
+        return picker.pick()
+
     def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
         try:
             return picker.pick(exclude, fallback=False)

@@ -115,13 +115,6 @@ class SyncCalls(CallSteps):
             fn, endpoint, picker, started, call_policy, classifier, idempotent, excluded
         )
 
-    def _first_pick(self, picker: Picker, excluded: frozenset[Key]) -> Endpoint | None:
-        if not picker.endpoints:
-            return None
-        if excluded:
-            return self._pick_untried(picker, excluded)
-        return picker.pick()
-
     def _call_sync_fast(
         self,
         fn: Callable[[Endpoint], T],
