@@ -122,11 +122,8 @@ def main() -> None:
         if args.against:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-call-")))
             checkout = tmp / "tree"
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), args.against],
-                check=True,
-                capture_output=True,
-            )
+            add = ["worktree", "add", "--detach", str(checkout), args.against]
+            subprocess.run(["git", "-C", str(ROOT), *add], check=True, capture_output=True)
             stack.callback(
                 subprocess.run,
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)],
