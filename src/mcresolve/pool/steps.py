@@ -91,13 +91,14 @@ class CallSteps(PoolReporting):
     ) -> AttemptRecord:
         """Classify a failed attempt, feed the balancer what counts, tell the listeners."""
         counted = counts(action, self._clock(), timed_out=timed_out)
-        context = AttemptContext(
-            context.endpoint,
-            context.attempt,
-            context.idempotent,
-            context.every_endpoint_tried,
-            timed_out,
-        )
+        if timed_out:
+            context = AttemptContext(
+                context.endpoint,
+                context.attempt,
+                context.idempotent,
+                context.every_endpoint_tried,
+                timed_out,
+            )
         verdict = self._classify_safely(classifier, exc, context)
         self._report(context.endpoint, verdict, load, started, action.timeout, counted)
         record = AttemptRecord(
