@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 
 import pytest
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.pool import EndpointPool
-from mcresolve.pool.planner import AttemptRecord, attempt_time_left
+from mcresolve.pool.planner import AttemptRecord, attempt_time, attempt_time_left
 
 TARGET = "static://127.0.0.1:9,127.0.0.1:10"
 """Closed ports; the functions below never connect."""
@@ -109,3 +110,33 @@ async def test_the_attempt_time_does_not_outlive_the_attempt_in_the_callers_cont
         await entered.wait()
         task.cancel()
         assert await task is None
+
+
+async def test_per_call_arguments_derive_the_policy_of_their_own_base_every_time() -> None:
+    """The policy a call derives from its arguments is remembered; a hit must still be the
+    policy those arguments and that base give, and a rejected argument still rejected."""
+    from mcresolve.pool.call_policy import CallPolicy
+
+    async with EndpointPool(TARGET) as pool:
+        times: list[float] = []
+
+        async def fn(endpoint: Endpoint) -> None:
+            given = attempt_time()
+            assert given is not None
+            times.append(given.timeout)
+
+        short = CallPolicy(attempt_timeout=0.5)
+        long = CallPolicy(attempt_timeout=7.0)
+        for _ in range(2):
+            await pool.call(fn, deadline=20.0)
+            await pool.call(fn, deadline=20.0, policy=short)
+            await pool.call(fn, deadline=20.0, policy=long)
+            await pool.call(fn, deadline=3, policy=long)
+        assert times == [10.0, 0.5, 7.0, 3.0] * 2  # min(attempt_timeout, deadline)
+        await pool.call(fn, deadline=1.0)
+        with pytest.raises(TypeError, match="deadline"):
+            await pool.call(fn, deadline=True)
+        with pytest.raises(ValueError, match="deadline"):
+            await pool.call(fn, deadline=math.nan)
+        with pytest.raises(ValueError, match="deadline"):
+            await pool.call(fn, deadline=math.nan)
