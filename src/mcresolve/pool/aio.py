@@ -60,8 +60,13 @@ class AsyncCalls(CallSteps):
         backoff when nothing else is left).
         ``idempotent=False`` disables hedging and tells the classifier that a request that may
         have executed must not be repeated. Raises the callee's own error for CLIENT and
-        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass. A hedge
-        that loses the race is cancelled.
+        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass.
+
+        A call that does not hedge runs its attempts one at a time in the caller's task (the
+        first one without planner, call state or driver unless it fails, like
+        :meth:`~mcresolve.pool.EndpointPool.call_sync`); cancelling the caller cancels the
+        running attempt. A hedging call runs its attempts as tasks; a hedge that loses the race
+        is cancelled.
         """
         if self._closed or not self._started:
             self._check_open()
