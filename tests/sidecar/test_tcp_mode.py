@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from mcresolve.sidecar import TcpProxyPolicy
 from sidecar_upstreams import (
     answering,
     closed_port,
@@ -19,6 +17,8 @@ from sidecar_upstreams import (
     through,
     upstream,
 )
+
+from mcresolve.sidecar import TcpProxyPolicy
 from support import until
 
 
