@@ -127,7 +127,7 @@ def establish_step(
     start = connected_at if first_sent_at is None else first_sent_at
     left = start + policy.first_byte_timeout - now
     if left > 0:
-        return WaitFor(left)
+        return WaitFor(min(left, policy.first_byte_timeout))  # float sums may round above
     return Commit.SILENT if first_sent_at is None else TimedOut.NO_FIRST_BYTE
 
 
