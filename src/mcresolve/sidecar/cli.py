@@ -6,6 +6,7 @@
     mcresolve sidecar --listen 127.0.0.1:9000=consul://minio --listen 127.0.0.1:9001=consul://db \\
         --admin 127.0.0.1:9901
 
+On start one line per listener on stdout, ``mcresolve sidecar: forwarding ADDR -> TARGET (MODE)``.
 Exit codes: 0 stopped by SIGTERM after draining, 130 stopped by SIGINT (Ctrl-C) after draining,
 2 bad arguments (address, port, target, duplicate listen, address in use, Consul settings),
 3 unexpected error. Every error is one line on stderr; logs are one ``logfmt`` line per event.
@@ -167,6 +168,12 @@ async def _serve(sidecar: Sidecar) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         async with sidecar:
+            for spec, listener in zip(sidecar.specs, sidecar.listeners, strict=True):
+                print(
+                    f"mcresolve sidecar: forwarding {format_address(listener.address)} -> "
+                    f"{spec.target} ({spec.mode})",
+                    flush=True,
+                )
             await sidecar.wait_stopped()
             await sidecar.drain()
     finally:

@@ -105,6 +105,11 @@ class Sidecar:
     # --- introspection -----------------------------------------------------------------------
 
     @property
+    def specs(self) -> tuple[ListenSpec, ...]:
+        """What the sidecar listens on, in order (as :attr:`listeners`)."""
+        return self._specs
+
+    @property
     def listeners(self) -> tuple[Listener, ...]:
         return tuple(listener for _, listener in self._listeners)
 
