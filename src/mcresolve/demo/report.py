@@ -144,7 +144,7 @@ COMPACT_HEADERS = (
 #: Default table width: fits a 120-column terminal or CI log.
 TABLE_WIDTH = 120
 #: Longest cell line per column of the compact table (longer cells wrap at spaces).
-_COMPACT_WRAP = (24, 20, 10, 9, 9, 15, 11, 8)
+_COMPACT_WRAP = (25, 22, 10, 8, 8, 15, 10, 8)
 
 
 def _served_by(stats: PhaseStats | None) -> str:
