@@ -26,6 +26,7 @@ from .faults import FaultInjector
 from .measure import (
     LOCAL_ONLY,
     SHOPPERS,
+    SIDECAR,
     TRAFFIC_CLASSES,
     WRITES,
     PhaseStats,
@@ -420,9 +421,9 @@ class Demo:
     def _progress(self, start: float, end: float) -> str:
         stats = self._stats(start, end)
         parts = []
-        for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+        for name in (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES):
             s = stats[name]
-            bar = "#" * min(20, s.served // 4) + "x" * min(10, s.failed)
+            bar = "#" * min(10, s.served // 8) + "x" * min(10, s.failed)
             parts.append(f"{name} {s.served:3d} ok {s.failed:3d} failed {bar}")
         return " | ".join(parts)
 
