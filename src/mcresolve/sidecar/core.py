@@ -185,7 +185,9 @@ class Sidecar:
             return TcpListener(spec.listen, pool, policy=self._tcp_policy)
         try:
             http_mode = importlib.import_module("mcresolve.sidecar.http_mode")
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as error:
+            if error.name != "mcresolve.sidecar.http_mode":
+                raise
             raise SidecarUsageError(HTTP_UNAVAILABLE) from None
         listener: Listener = http_mode.HttpListener(spec.listen, pool, policy=self._http_policy)
         return listener
