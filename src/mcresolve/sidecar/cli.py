@@ -20,7 +20,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from mcresolve.consul.config import ConsulConfig, parse_addresses
 from mcresolve.consul.errors import ConsulConfigError
@@ -114,14 +114,23 @@ class _LogfmtFormatter(logging.Formatter):
         return f"{head} {logfmt('log', logger=record.name, msg=message)}"
 
 
-def _logging(verbose: int, quiet: bool) -> None:
+def _logging(verbose: int, quiet: bool) -> Callable[[], None]:
+    """Log events to stderr as logfmt; returns what puts the previous set-up back (``main``
+    may run inside another program, e.g. a test)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LogfmtFormatter())
-    root = logging.getLogger()
+    root, ours = logging.getLogger(), logging.getLogger("mcresolve.sidecar")
+    saved = (root.handlers[:], root.level, ours.level)
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("mcresolve.sidecar").setLevel(level)
+    ours.setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
+
+    def restore() -> None:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
+
+    return restore
 
 
 def _consul(consul_addr: str | None) -> ConsulConfig:
@@ -189,7 +198,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "mcresolve sidecar") -> 
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    _logging(args.verbose, args.quiet)
+    restore_logging = _logging(args.verbose, args.quiet)
     try:
         sidecar = _build(args)
         return asyncio.run(_serve(sidecar))
@@ -202,6 +211,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "mcresolve sidecar") -> 
         print(f"{prog}: unexpected error: {type(error).__name__}: {_one_line(str(error))}",
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
+    finally:
+        restore_logging()
 
 
 def _one_line(text: str) -> str:
