@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 import pytest
 from sidecar_upstreams import answering, serving
@@ -144,3 +145,48 @@ async def test_one_pool_per_target_shared_by_its_listeners() -> None:
             first, second, _ = sidecar.listeners
             assert await exchange(first.address, b"1\n") == b"ok:1\n"
             assert await exchange(second.address, b"2\n") == b"ok:2\n"
+
+
+def _http_ok(up: object) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """An HTTP/1.1 upstream answering every request with ``200 ok`` (keep-alive)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    return handle
+
+
+async def test_http_and_tcp_listeners_side_by_side_on_one_pool() -> None:
+    """``mode="http"`` builds the http listener: requests are answered through it (the
+    endpoint named when asked), beside a tcp listener on the same target and pool."""
+    async with serving(_http_ok) as up:
+        target = f"static://{up.endpoint}"
+        specs = [
+            ListenSpec(("127.0.0.1", 0), target, "http"),
+            ListenSpec(("127.0.0.1", 0), target, "tcp"),
+        ]
+        async with Sidecar(specs, admin=("127.0.0.1", 0)) as sidecar:
+            assert len(sidecar.pools) == 1
+            http, tcp = sidecar.listeners
+            assert (http.mode, tcp.mode) == ("http", "tcp")
+            for listener in (http, tcp):
+                reader, writer = await asyncio.open_connection(*listener.address)
+                writer.write(b"GET /x HTTP/1.1\r\nHost: s3\r\nX-Mcresolve-Endpoint: 1\r\n\r\n")
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 OK"), head
+                assert await reader.readexactly(2) == b"ok"
+                named = f"x-mcresolve-endpoint: {up.endpoint}".encode()
+                # only the http mode reads requests, so only it can add the header
+                assert (named in head.lower()) == (listener is http), head
+                writer.close()
+            assert http.stats().requests_total == 1
+            admin = sidecar.admin_address
+            assert admin is not None
+            status, body = await admin_get(admin, "/health")
+            assert status == 200
+            modes = sorted(view["mode"] for view in json.loads(body)["listeners"])
+            assert modes == ["http", "tcp"]

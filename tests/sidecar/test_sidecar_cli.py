@@ -15,6 +15,7 @@ import pytest
 from sidecar_upstreams import answering, serving
 
 from mcresolve import cli
+from mcresolve.sidecar import SidecarUsageError
 from mcresolve.sidecar import cli as sidecar_cli
 
 SECRET = "5ecret-t0ken-never-shown"
@@ -40,7 +41,6 @@ ERRORS = [
     (["--listen", "127.0.0.1:0", "--drain-grace", "nan", "static://h:1"], "--drain-grace"),
     (["--listen", "127.0.0.1:0", "--admin", "nowhere", "static://h:1"], "--admin 'nowhere'"),
     (["--listen", "127.0.0.1:0", "--consul-addr", "http://", "consul://s"], "--consul-addr"),
-    (["--listen", "127.0.0.1:0", "--mode", "http", "static://h:1"], "http mode is not available"),
 ]
 
 
@@ -111,3 +111,17 @@ async def test_the_process_forwards_answers_health_and_drains_on_sigterm() -> No
     assert "event=drain_started" in output
     assert SECRET not in output
     assert all(line.startswith("ts=") for line in output.splitlines()), output
+
+
+def test_the_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvloop
+
+    assert sidecar_cli._event_loop("asyncio") == ("asyncio", None)
+    assert sidecar_cli._event_loop("auto") == ("uvloop", uvloop.new_event_loop)
+    assert sidecar_cli._event_loop("uvloop") == ("uvloop", uvloop.new_event_loop)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert sidecar_cli._event_loop("auto") == ("asyncio", None)
+    with pytest.raises(SidecarUsageError, match=r"mcresolve\[uvloop\]"):
+        sidecar_cli._event_loop("uvloop")

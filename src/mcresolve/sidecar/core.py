@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,15 +22,14 @@ from mcresolve.pool import EndpointPool, PoolPolicy
 from mcresolve.pool.events import PoolEvent
 from mcresolve.sidecar.admin import AdminServer, ListenerCollector, prometheus_registry
 from mcresolve.sidecar.health import HealthReport, ListenerView, health_report
+from mcresolve.sidecar.http_mode import HttpListener, HttpProxyPolicy
 from mcresolve.sidecar.listener import Listener
 from mcresolve.sidecar.logs import log_event
 from mcresolve.sidecar.spec import ListenSpec, SidecarUsageError, format_address
 from mcresolve.sidecar.tcp_mode import TcpListener
 from mcresolve.sidecar.tcp_rules import TcpProxyPolicy
 
-__all__ = ["HTTP_UNAVAILABLE", "DrainPolicy", "Sidecar", "SidecarBindError"]
-
-HTTP_UNAVAILABLE = "http mode is not available in this build"
+__all__ = ["DrainPolicy", "Sidecar", "SidecarBindError"]
 
 
 class SidecarBindError(SidecarUsageError):
@@ -74,7 +72,7 @@ class Sidecar:
         admin: tuple[str, int] | None = None,
         pool_policy: PoolPolicy | None = None,
         tcp_policy: TcpProxyPolicy | None = None,
-        http_policy: Any = None,
+        http_policy: HttpProxyPolicy | None = None,
         drain: DrainPolicy | None = None,
         namespace: str = "mcresolve",
     ) -> None:
@@ -183,14 +181,7 @@ class Sidecar:
     def _listener(self, spec: ListenSpec, pool: EndpointPool) -> Listener:
         if spec.mode == "tcp":
             return TcpListener(spec.listen, pool, policy=self._tcp_policy)
-        try:
-            http_mode = importlib.import_module("mcresolve.sidecar.http_mode")
-        except ModuleNotFoundError as error:
-            if error.name != "mcresolve.sidecar.http_mode":
-                raise
-            raise SidecarUsageError(HTTP_UNAVAILABLE) from None
-        listener: Listener = http_mode.HttpListener(spec.listen, pool, policy=self._http_policy)
-        return listener
+        return HttpListener(spec.listen, pool, policy=self._http_policy)
 
     async def _bind(self, address: tuple[str, int], start: Any) -> None:
         try:
