@@ -36,6 +36,7 @@ from mcresolve.consul.registration import (
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.http.failover import HttpFailoverPolicy
 from mcresolve.sidecar import DrainPolicy, TcpProxyPolicy
+from mcresolve.sidecar.http_mode import HttpProxyPolicy
 from mcresolve.sources import (
     ArbiterPolicy,
     DnsCache,
@@ -317,6 +318,21 @@ ROWS: list[Row] = [
             "replay_limit": integer(0),
             "max_connections": integer(1),
             "chunk_size": integer(1),
+        },
+    ),
+    *_policy_rows(
+        HttpProxyPolicy,
+        "HttpProxyPolicy",
+        {
+            "replay_buffer": integer(0),
+            "error_body_limit": integer(0),
+            "max_header_bytes": integer(1024),
+            "header_timeout": seconds(inf=True),
+            "idle_timeout": seconds(inf=True),
+            "body_timeout": seconds(inf=True),
+            "upstream_idle_per_endpoint": integer(0),
+            "report_endpoint": Kind(st.one_of(st.integers(), st.none(), st.text()), st.nothing()),
+            "max_connections": integer(1),
         },
     ),
     *_policy_rows(

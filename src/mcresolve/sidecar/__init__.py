@@ -6,6 +6,7 @@ its command line. See ``docs/sidecar.md``.
 """
 
 from mcresolve.sidecar.core import DrainPolicy, Sidecar, SidecarBindError
+from mcresolve.sidecar.http_mode import HttpListener, HttpProxyPolicy
 from mcresolve.sidecar.listener import Listener, ListenerStats
 from mcresolve.sidecar.spec import ListenSpec, SidecarUsageError
 from mcresolve.sidecar.tcp_mode import TcpListener
@@ -13,6 +14,8 @@ from mcresolve.sidecar.tcp_rules import TcpProxyPolicy
 
 __all__ = [
     "DrainPolicy",
+    "HttpListener",
+    "HttpProxyPolicy",
     "ListenSpec",
     "Listener",
     "ListenerStats",

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from mcresolve.consul.config import ConsulConfig, parse_addresses
 from mcresolve.consul.errors import ConsulConfigError
 from mcresolve.sidecar.core import DrainPolicy, Sidecar
+from mcresolve.sidecar.http_mode import HttpProxyPolicy
 from mcresolve.sidecar.logs import log_event, logfmt
 from mcresolve.sidecar.spec import (
     MODES,
@@ -85,7 +86,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         default=TcpProxyPolicy().max_connections,
         metavar="N",
-        help="client connections at once per listener; more are reset (default 1024)",
+        help="client connections at once per listener, either mode; more are reset (default 1024)",
     )
     parser.add_argument(
         "--drain-delay",
@@ -159,6 +160,7 @@ def _build(args: argparse.Namespace) -> Sidecar:
         raise SidecarUsageError(f"--admin {format_address(admin)} is also a --listen address")
     try:
         tcp = TcpProxyPolicy(max_connections=args.max_connections)
+        http = HttpProxyPolicy(max_connections=args.max_connections)
         drain = DrainPolicy(unready_delay=args.drain_delay, grace=args.drain_grace)
     except (TypeError, ValueError) as error:
         text = str(error)
@@ -166,7 +168,12 @@ def _build(args: argparse.Namespace) -> Sidecar:
             text = text.replace(field, flag)
         raise SidecarUsageError(text) from None
     return Sidecar(
-        specs, consul=_consul(args.consul_addr), admin=admin, tcp_policy=tcp, drain=drain
+        specs,
+        consul=_consul(args.consul_addr),
+        admin=admin,
+        tcp_policy=tcp,
+        http_policy=http,
+        drain=drain,
     )
 
 

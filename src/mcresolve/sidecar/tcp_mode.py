@@ -18,13 +18,12 @@ import contextlib
 import dataclasses
 import logging
 import math
-import socket
-import struct
 from dataclasses import dataclass
 
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.pool import EndpointPool
+from mcresolve.sidecar.admission import reject_over_limit
 from mcresolve.sidecar.listener import ListenerStats
 from mcresolve.sidecar.logs import log_event
 from mcresolve.sidecar.tcp_rules import (
@@ -176,15 +175,7 @@ class TcpListener:
         counters.accepted += 1
         if counters.active >= self._policy.max_connections:
             counters.rejected += 1
-            _set_linger_reset(writer)
-            writer.transport.abort()
-            log_event(
-                "connection_rejected",
-                logging.WARNING,
-                listen=_hp(self._address),
-                reason="max_connections",
-                limit=self._policy.max_connections,
-            )
+            reject_over_limit(writer, self._address, self._policy.max_connections)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -448,11 +439,3 @@ class _Connection:
 def _hp(address: tuple[object, ...]) -> str:
     host, port = str(address[0]), address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _set_linger_reset(writer: asyncio.StreamWriter) -> None:
-    """SO_LINGER 0: closing sends a reset, not a FIN (a refused client knows at once)."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
