@@ -21,10 +21,10 @@ Two kinds of bad answer, two rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from mcresolve.consul.errors import ConsulProtocolError
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
@@ -368,6 +368,109 @@ def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceE
     return tuple(ServiceEntry.from_json(v, f"{what}[{i}]") for i, v in enumerate(items))
 
 
+#: How an answer's array begins and how its elements are joined, for the two encodings of a
+#: health entry met in practice: Consul's (Go's ``encoding/json``: compact, fields in struct
+#: order, so every entry begins with ``{"Node":{``) and Python's ``json`` module with its default
+#: separators (the emulator's). Splitting an answer at these joins gives one piece per entry.
+_ENTRY_JOINS: tuple[tuple[bytes, bytes, bytes], ...] = (
+    (b'[{"Node":{', b'},{"Node":{', b'{"Node":{'),
+    (b'[{"Node": {', b'}, {"Node": {', b'{"Node": {'),
+)
+
+
+def split_entries(body: bytes) -> tuple[list[bytes], bytes] | None:
+    """``body`` (a JSON array of health entries as Consul encodes them) cut into one piece per
+    entry without decoding anything, and the bytes that make a piece an entry again
+    (``head + piece + b"}"``); ``None`` when ``body`` is not laid out that way (another
+    encoding, whitespace, an empty array: decode it whole).
+
+    Pure and total. The cut is a guess that a hostile or unusual answer can defeat (the join
+    may occur inside an entry); :func:`decode_entries` never trusts it: a piece is used only once
+    ``head + piece + b"}"`` decoded as a JSON value on its own, and an array whose every
+    element is a valid JSON value *is* the array of those values, wherever the cuts were."""
+    body = body.strip()
+    for opening, join, head in _ENTRY_JOINS:
+        if body.startswith(opening) and body.endswith(b"}]"):
+            pieces = body.split(join)
+            pieces[0] = pieces[0][len(opening) :]
+            pieces[-1] = pieces[-1][:-2]
+            return pieces, head
+    return None
+
+
+class EntryMemo:
+    """What the last health answer decoded with it holds: each entry by its exact bytes, and
+    each entry's conversion into an endpoint (or rejection).
+
+    :func:`decode_entries` and :meth:`HealthAnswer.decode` reuse what an equal piece of the
+    previous answer gave, so an answer in which one instance changed costs one entry's
+    decoding, parsing and conversion, not all of them, and every unchanged instance keeps the
+    very same :class:`ServiceEntry` and :class:`~mcresolve.endpoint.Endpoint` objects (which
+    makes comparing two answers a matter of identities). Keyed by content (the bytes, and the
+    entry object with the conversion's parameters), never by Consul's ``ModifyIndex``: a
+    change that leaves the indexes alone (an agent restored from a snapshot, a proxy, a bug)
+    is still seen. Only the last answer's pieces are kept. Sharing one memo between watches is
+    correct (it is content-addressed), only less effective.
+    """
+
+    __slots__ = ("_conversion", "_converted", "_entries")
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, ServiceEntry] = {}
+        self._converted: dict[int, tuple[ServiceEntry, Endpoint | Rejected]] = {}
+        self._conversion: tuple[object, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<EntryMemo of {len(self._entries)} entries>"
+
+    def clear(self) -> None:
+        """Forget everything (the next answer is decoded in full)."""
+        self._entries = {}
+        self._converted = {}
+
+
+def decode_entries(
+    body: bytes,
+    decode: Callable[[bytes], Any],
+    what: str = "health entries",
+    memo: EntryMemo | None = None,
+) -> tuple[ServiceEntry, ...]:
+    """The health entries of an answer's ``body``, as ``parse_entries(decode(body), what)``
+    gives them, with the same errors for a body that is not an array of entries.
+
+    With a ``memo``, the body is cut into one piece per entry (:func:`split_entries`) and only
+    the pieces the memo has not seen are decoded and parsed; the others are the memo's
+    :class:`ServiceEntry` objects. ``decode`` turns bytes into a JSON value (strict, raising
+    for anything else); when a piece does not decode on its own, the cut was wrong and the
+    whole body is decoded instead. The memo then holds this answer's pieces."""
+    split = None if memo is None else split_entries(body)
+    if memo is None or split is None:
+        entries = parse_entries(decode(body), what)
+        if memo is not None:
+            memo._entries = {}
+        return entries
+    pieces, head = split
+    found: list[ServiceEntry | None] = list(map(memo._entries.get, pieces))
+    fresh: dict[bytes, ServiceEntry] = {}
+    for position in [i for i, entry in enumerate(found) if entry is None]:
+        piece = pieces[position]
+        entry = fresh.get(piece)
+        if entry is None:
+            try:
+                value = decode(head + piece + b"}")
+            except Exception:
+                memo._entries = {}
+                return parse_entries(decode(body), what)
+            entry = fresh[piece] = ServiceEntry.from_json(value, f"{what}[{position}]")
+        found[position] = entry
+    entries = cast("tuple[ServiceEntry, ...]", tuple(found))
+    memo._entries = dict(zip(pieces, entries, strict=True))
+    return entries
+
+
 #: Which address of an instance to connect to: ``lan`` (``Service.Address``, else
 #: ``Node.Address``: what Consul 1.0 gives and the default), ``wan`` (the WAN tagged address when
 #: there is one), ``auto`` (WAN for instances of another datacenter than the agent's, as Consul's
@@ -485,17 +588,41 @@ class HealthAnswer(Sequence[ServiceEntry]):
         *,
         address: AddressMode = "lan",
         local_datacenter: str | None = None,
+        memo: EntryMemo | None = None,
     ) -> HealthAnswer:
-        """Convert ``entries`` (see :func:`convert_entries`)."""
+        """Convert ``entries`` (see :func:`convert_entries`). With a ``memo``, an entry object
+        converted with the same parameters last time (see :func:`decode_entries`) keeps its
+        endpoint (or rejection) object; the memo then holds this answer's conversions."""
         items = tuple(entries)
-        converted = convert_entries(
-            items,
-            datacenter,
-            default_port,
-            address=address,
-            local_datacenter=local_datacenter,
-        )
-        return cls(items, converted)
+        if memo is None:
+            converted = convert_entries(
+                items,
+                datacenter,
+                default_port,
+                address=address,
+                local_datacenter=local_datacenter,
+            )
+            return cls(items, converted)
+        conversion = (datacenter, default_port, address, local_datacenter)
+        if memo._conversion != conversion:
+            memo._conversion, memo._converted = conversion, {}
+        known = memo._converted
+        done: dict[int, tuple[ServiceEntry, Endpoint | Rejected]] = {}
+        results: list[Endpoint | Rejected] = []
+        for entry in items:
+            ident = id(entry)
+            pair = known.get(ident)
+            if pair is None or pair[0] is not entry:
+                pair = done.get(ident)
+            if pair is None or pair[0] is not entry:
+                item = _entry_endpoint(
+                    entry, datacenter, default_port, "entry", address, local_datacenter
+                )
+                pair = (entry, item)
+            done[ident] = pair
+            results.append(pair[1])
+        memo._converted = done
+        return cls(items, Converted.of(results))
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
