@@ -115,6 +115,9 @@ class Endpoint:
     service_id: str = ""
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    key: Key = field(init=False, repr=False, compare=False, hash=False)
+    """The connection identity: ``(address, port)`` (stored: every per-endpoint table of the
+    pool is keyed by it, so it is read several times per endpoint per update)."""
 
     def __post_init__(self) -> None:
         problem = endpoint_problem(self.address, self.port)
@@ -122,11 +125,7 @@ class Endpoint:
             raise InvalidEndpoint(f"invalid endpoint: {problem}")
         if not isinstance(self.meta, MappingProxyType):
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
-
-    @property
-    def key(self) -> Key:
-        """The connection identity: ``(address, port)``."""
-        return (self.address, self.port)
+        object.__setattr__(self, "key", (self.address, self.port))
 
     @property
     def host_port(self) -> str:

@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import enum
 import itertools
+import operator
 import random
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from itertools import compress
 
 from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.endpoint import Endpoint, Key
@@ -91,12 +93,14 @@ class Picker:
         self.total = total
         """How many endpoints the snapshot had in all (usable or not)."""
         self.rng = rng
-        self._keyed = tuple((e.key, e) for e in self.endpoints)
-        self._keys = frozenset(key for key, _ in self._keyed)
-        self.reserve: tuple[Endpoint, ...] = tuple(e for e in reserve if e.key not in self._keys)
+        keys = tuple(map(_KEY, self.endpoints))
+        self._keyed = tuple(zip(keys, self.endpoints, strict=True))
+        self._keys = frozenset(keys)
+        outside = map(operator.not_, map(self._keys.__contains__, map(_KEY, reserve)))
+        self.reserve: tuple[Endpoint, ...] = tuple(compress(reserve, outside))
         """Endpoints that are not candidates, least recently failed first (probed in this
         order by a call that has tried every candidate)."""
-        self._reserve_keys = tuple(e.key for e in self.reserve)
+        self._reserve_keys = tuple(map(_KEY, self.reserve))
 
     @property
     def reserve_keys(self) -> tuple[Key, ...]:
@@ -206,8 +210,9 @@ class P2CPicker(Picker):
         reserve: Sequence[Endpoint] = (),
     ) -> None:
         super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
-        self._loads = tuple(loads.get(e.key) for e in self.endpoints)
-        self._load_of = {e.key: loads.get(e.key) for e in self.endpoints}
+        keys = tuple(map(_FIRST, self._keyed))
+        self._loads = tuple(map(loads.get, keys))
+        self._load_of = dict(zip(keys, self._loads, strict=True))
         self._clock = clock
 
     def _choose(self) -> Endpoint:
@@ -237,6 +242,23 @@ class P2CPicker(Picker):
         return b if cost_b < cost_a else a
 
 
+_KEY = operator.attrgetter("key")
+_FIRST = operator.itemgetter(0)
+
+
+def first_by_key(endpoints: Iterable[Endpoint]) -> dict[Key, Endpoint]:
+    """``endpoints`` by :attr:`~mcresolve.endpoint.Endpoint.key`, in order, the first occurrence
+    of a key winning (one pass in C when no key repeats, as in every answer of a healthy
+    registry)."""
+    items = endpoints if isinstance(endpoints, tuple | list) else tuple(endpoints)
+    unique = dict(zip(map(_KEY, items), items, strict=True))
+    if len(unique) != len(items):  # a repeated key: the later value replaced the first
+        unique = {}
+        for endpoint in items:
+            unique.setdefault(endpoint.key, endpoint)
+    return unique
+
+
 def build_picker(
     endpoints: Sequence[Endpoint],
     usable: Collection[Key] | None = None,
@@ -261,22 +283,26 @@ def build_picker(
     """
     if not 0.0 <= panic_threshold <= 1.0:
         raise ValueError("panic_threshold must be in [0, 1]")
-    unique: dict[Key, Endpoint] = {}
-    for endpoint in endpoints:
-        unique.setdefault(endpoint.key, endpoint)
+    unique = first_by_key(endpoints)
     everything = list(unique.values())
     if usable is None:
         healthy = everything
     else:
-        usable_keys = frozenset(usable)
-        healthy = [e for e in everything if e.key in usable_keys]
+        usable_keys = usable if isinstance(usable, frozenset | set) else frozenset(usable)
+        if unique.keys() <= usable_keys:
+            healthy = everything
+        else:
+            healthy = list(compress(everything, map(usable_keys.__contains__, unique)))
     total = len(everything)
     panic = total > 0 and len(healthy) < panic_threshold * total
     if panic:
         candidates = everything
     else:
         avoided = frozenset(avoid)
-        preferred = [e for e in healthy if e.key not in avoided] if avoided else healthy
+        preferred = healthy
+        if avoided:
+            keep = map(operator.not_, map(avoided.__contains__, map(_KEY, healthy)))
+            preferred = list(compress(healthy, keep))
         candidates = preferred or healthy
     reserve = probe_order if probe_order else everything
     rng = rng if rng is not None else random.Random()
