@@ -8,11 +8,12 @@ instances it had to leave out as :class:`Rejected`).
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from mcresolve.errors import McResolveError
 
@@ -190,10 +191,20 @@ class Converted:
 
     @classmethod
     def of(cls, items: Iterable[Endpoint | Rejected]) -> Converted:
-        """Split ``items`` into endpoints (first occurrence of each kept) and rejections."""
+        """Split ``items`` into endpoints (first occurrence of each kept) and rejections.
+
+        Passes in C over the items when none is rejected and no two share a
+        :attr:`Endpoint.key` (equal endpoints share it), as in every answer of a healthy
+        registry; Python work per item otherwise."""
+        listed = tuple(items)
+        kinds = set(map(type, listed))
+        if kinds <= {Endpoint}:
+            found = cast("tuple[Endpoint, ...]", listed)
+            if len(set(map(_KEY, found))) == len(found):
+                return cls(found)
         endpoints: dict[Endpoint, None] = {}
         rejected: list[Rejected] = []
-        for item in items:
+        for item in listed:
             if isinstance(item, Endpoint):
                 endpoints.setdefault(item, None)
             else:
@@ -206,6 +217,8 @@ class Converted:
         more = f"; and {len(self.rejected) - limit} more" if len(self.rejected) > limit else ""
         return shown + more
 
+
+_KEY = operator.attrgetter("key")
 
 #: An endpoint's connection identity, ``(address, port)`` (:attr:`Endpoint.key`): the one
 #: definition every module keys its per-endpoint state by.

@@ -21,6 +21,7 @@ Two kinds of bad answer, two rules:
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -471,6 +472,8 @@ def decode_entries(
     return entries
 
 
+_SECOND = operator.itemgetter(1)
+
 #: Which address of an instance to connect to: ``lan`` (``Service.Address``, else
 #: ``Node.Address``: what Consul 1.0 gives and the default), ``wan`` (the WAN tagged address when
 #: there is one), ``auto`` (WAN for instances of another datacenter than the agent's, as Consul's
@@ -606,23 +609,19 @@ class HealthAnswer(Sequence[ServiceEntry]):
         conversion = (datacenter, default_port, address, local_datacenter)
         if memo._conversion != conversion:
             memo._conversion, memo._converted = conversion, {}
-        known = memo._converted
-        done: dict[int, tuple[ServiceEntry, Endpoint | Rejected]] = {}
-        results: list[Endpoint | Rejected] = []
-        for entry in items:
-            ident = id(entry)
-            pair = known.get(ident)
-            if pair is None or pair[0] is not entry:
-                pair = done.get(ident)
-            if pair is None or pair[0] is not entry:
-                item = _entry_endpoint(
-                    entry, datacenter, default_port, "entry", address, local_datacenter
-                )
-                pair = (entry, item)
-            done[ident] = pair
-            results.append(pair[1])
-        memo._converted = done
-        return cls(items, Converted.of(results))
+        idents = tuple(map(id, items))
+        pairs: list[tuple[ServiceEntry, Endpoint | Rejected] | None]
+        pairs = list(map(memo._converted.get, idents))
+        for position in [i for i, pair in enumerate(pairs) if pair is None]:
+            entry = items[position]
+            item = _entry_endpoint(
+                entry, datacenter, default_port, "entry", address, local_datacenter
+            )
+            pairs[position] = (entry, item)
+        done = cast("list[tuple[ServiceEntry, Endpoint | Rejected]]", pairs)
+        # The memo holds each entry it names, so an id it knows is that very entry's.
+        memo._converted = dict(zip(idents, done, strict=True))
+        return cls(items, Converted.of(map(_SECOND, done)))
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
