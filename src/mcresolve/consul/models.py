@@ -369,13 +369,21 @@ def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceE
     return tuple(ServiceEntry.from_json(v, f"{what}[{i}]") for i, v in enumerate(items))
 
 
-#: How an answer's array begins and how its elements are joined, for the two encodings of a
-#: health entry met in practice: Consul's (Go's ``encoding/json``: compact, fields in struct
-#: order, so every entry begins with ``{"Node":{``) and Python's ``json`` module with its default
-#: separators (the emulator's). Splitting an answer at these joins gives one piece per entry.
-_ENTRY_JOINS: tuple[tuple[bytes, bytes, bytes], ...] = (
-    (b'[{"Node":{', b'},{"Node":{', b'{"Node":{'),
-    (b'[{"Node": {', b'}, {"Node": {', b'{"Node": {'),
+#: How an answer's array begins, how its elements are joined, how each element begins and how
+#: the array ends, for the three encodings of a health answer met in practice: Consul's
+#: (Go's ``encoding/json``: compact, fields in struct order, so every entry begins with
+#: ``{"Node":{``), Consul's ``?pretty`` one (``json.MarshalIndent`` with four spaces, also the
+#: emulator's) and Python's ``json`` module with its default separators. Cutting an answer at
+#: these joins gives one piece per entry; ``head + piece + b"}"`` is the entry again.
+_ENTRY_LAYOUTS: tuple[tuple[bytes, bytes, bytes, bytes], ...] = (
+    (b'[{"Node":{', b'},{"Node":{', b'{"Node":{', b"}]"),
+    (
+        b'[\n    {\n        "Node": {',
+        b'\n    },\n    {\n        "Node": {',
+        b'{\n        "Node": {',
+        b"\n    }\n]",
+    ),
+    (b'[{"Node": {', b'}, {"Node": {', b'{"Node": {', b"}]"),
 )
 
 
@@ -383,18 +391,18 @@ def split_entries(body: bytes) -> tuple[list[bytes], bytes] | None:
     """``body`` (a JSON array of health entries as Consul encodes them) cut into one piece per
     entry without decoding anything, and the bytes that make a piece an entry again
     (``head + piece + b"}"``); ``None`` when ``body`` is not laid out that way (another
-    encoding, whitespace, an empty array: decode it whole).
+    encoding, an empty array: decode it whole).
 
     Pure and total. The cut is a guess that a hostile or unusual answer can defeat (the join
     may occur inside an entry); :func:`decode_entries` never trusts it: a piece is used only once
     ``head + piece + b"}"`` decoded as a JSON value on its own, and an array whose every
     element is a valid JSON value *is* the array of those values, wherever the cuts were."""
     body = body.strip()
-    for opening, join, head in _ENTRY_JOINS:
-        if body.startswith(opening) and body.endswith(b"}]"):
+    for opening, join, head, closing in _ENTRY_LAYOUTS:
+        if body.startswith(opening) and body.endswith(closing):
             pieces = body.split(join)
             pieces[0] = pieces[0][len(opening) :]
-            pieces[-1] = pieces[-1][:-2]
+            pieces[-1] = pieces[-1][: len(pieces[-1]) - len(closing)]
             return pieces, head
     return None
 
