@@ -407,6 +407,9 @@ def split_entries(body: bytes) -> tuple[list[bytes], bytes] | None:
     return None
 
 
+_Conversions = dict[int, tuple["ServiceEntry", Endpoint | Rejected]]
+
+
 class EntryMemo:
     """What the last health answer decoded with it holds: each entry by its exact bytes, and
     each entry's conversion into an endpoint (or rejection).
@@ -422,12 +425,13 @@ class EntryMemo:
     correct (it is content-addressed), only less effective.
     """
 
-    __slots__ = ("_conversion", "_converted", "_entries")
+    __slots__ = ("_converted", "_entries")
 
     def __init__(self) -> None:
         self._entries: dict[bytes, ServiceEntry] = {}
-        self._converted: dict[int, tuple[ServiceEntry, Endpoint | Rejected]] = {}
-        self._conversion: tuple[object, ...] = ()
+        #: The conversion's parameters and, by entry id, each entry with what it gave (one
+        #: attribute, replaced whole: a memo shared across threads never mixes parameters).
+        self._converted: tuple[tuple[object, ...], _Conversions] = ((), {})
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -438,7 +442,7 @@ class EntryMemo:
     def clear(self) -> None:
         """Forget everything (the next answer is decoded in full)."""
         self._entries = {}
-        self._converted = {}
+        self._converted = ((), {})
 
 
 def decode_entries(
@@ -615,11 +619,12 @@ class HealthAnswer(Sequence[ServiceEntry]):
             )
             return cls(items, converted)
         conversion = (datacenter, default_port, address, local_datacenter)
-        if memo._conversion != conversion:
-            memo._conversion, memo._converted = conversion, {}
+        done_with, known = memo._converted
+        if done_with != conversion:
+            known = {}
         idents = tuple(map(id, items))
         pairs: list[tuple[ServiceEntry, Endpoint | Rejected] | None]
-        pairs = list(map(memo._converted.get, idents))
+        pairs = list(map(known.get, idents))
         for position in [i for i, pair in enumerate(pairs) if pair is None]:
             entry = items[position]
             item = _entry_endpoint(
@@ -628,7 +633,7 @@ class HealthAnswer(Sequence[ServiceEntry]):
             pairs[position] = (entry, item)
         done = cast("list[tuple[ServiceEntry, Endpoint | Rejected]]", pairs)
         # The memo holds each entry it names, so an id it knows is that very entry's.
-        memo._converted = dict(zip(idents, done, strict=True))
+        memo._converted = (conversion, dict(zip(idents, done, strict=True)))
         return cls(items, Converted.of(map(_SECOND, done)))
 
     @property
