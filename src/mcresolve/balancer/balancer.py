@@ -250,7 +250,9 @@ class Balancer:
                 chosen = in_active
         notable = self.detector.notable()
         avoided = frozenset(k for k, st in notable.items() if st.is_avoided(now)) & usable
-        order = tuple(map(by_key.__getitem__, probe_order(by_key, notable)))
+        order: Sequence[Endpoint] = endpoints  # nothing ever failed: the given order
+        if any(st.last_failure is not None for st in notable.values()):
+            order = tuple(map(by_key.__getitem__, probe_order(by_key, notable)))
         self.picker = self._build(chosen, usable, avoided, order)
         self.usable = len(usable)
         all_ejected = bool(endpoints) and not usable
@@ -303,7 +305,7 @@ class Balancer:
         endpoints: Sequence[Endpoint],
         usable: Collection[Key],
         avoid: Collection[Key] = (),
-        order: tuple[Endpoint, ...] = (),
+        order: Sequence[Endpoint] = (),
     ) -> Picker:
         return build_picker(
             endpoints,

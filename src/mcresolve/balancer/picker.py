@@ -67,7 +67,6 @@ class Picker:
     """Base of all pickers: the candidate snapshot and the exclusion rule. Immutable."""
 
     __slots__ = (
-        "_keyed",
         "_keys",
         "_reserve_keys",
         "endpoints",
@@ -85,6 +84,7 @@ class Picker:
         total: int,
         rng: random.Random,
         reserve: Sequence[Endpoint] = (),
+        keys: frozenset[Key] | None = None,
     ) -> None:
         self.endpoints: tuple[Endpoint, ...] = tuple(candidates)
         """The endpoints this picker chooses among, in the given order."""
@@ -93,9 +93,8 @@ class Picker:
         self.total = total
         """How many endpoints the snapshot had in all (usable or not)."""
         self.rng = rng
-        keys = tuple(map(_KEY, self.endpoints))
-        self._keyed = tuple(zip(keys, self.endpoints, strict=True))
-        self._keys = frozenset(keys)
+        # ``keys``: the candidates' keys when the builder has them already (the same set).
+        self._keys = keys if keys is not None else frozenset(map(_KEY, self.endpoints))
         outside = map(operator.not_, map(self._keys.__contains__, map(_KEY, reserve)))
         self.reserve: tuple[Endpoint, ...] = tuple(compress(reserve, outside))
         """Endpoints that are not candidates, least recently failed first (probed in this
@@ -137,7 +136,7 @@ class Picker:
                 if endpoint.key not in exclude:
                     return endpoint
         if not self._keys.isdisjoint(exclude):
-            allowed = [e for key, e in self._keyed if key not in exclude]
+            allowed = [e for e in endpoints if e.key not in exclude]
             if allowed:
                 return self._choose_among(allowed)
             if not fallback:
@@ -176,8 +175,9 @@ class RoundRobinPicker(Picker):
         total: int,
         rng: random.Random,
         reserve: Sequence[Endpoint] = (),
+        keys: frozenset[Key] | None = None,
     ) -> None:
-        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys)
         start = rng.randrange(len(self.endpoints)) if self.endpoints else 0
         # next() on itertools.count is atomic under the GIL: no lock needed.
         self._counter = itertools.count(start)
@@ -208,11 +208,11 @@ class P2CPicker(Picker):
         loads: Mapping[Key, EndpointLoad],
         clock: Callable[[], float],
         reserve: Sequence[Endpoint] = (),
+        keys: frozenset[Key] | None = None,
     ) -> None:
-        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
-        keys = tuple(map(_FIRST, self._keyed))
-        self._loads = tuple(map(loads.get, keys))
-        self._load_of = dict(zip(keys, self._loads, strict=True))
+        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys)
+        self._loads = tuple(map(loads.get, map(_KEY, self.endpoints)))
+        self._load_of: dict[Key, EndpointLoad | None] | None = None  # made when first needed
         self._clock = clock
 
     def _choose(self) -> Endpoint:
@@ -236,14 +236,16 @@ class P2CPicker(Picker):
         first, second = self.rng.sample(range(len(allowed)), 2)
         now = self._clock()
         a, b = allowed[first], allowed[second]
-        load_a, load_b = self._load_of.get(a.key), self._load_of.get(b.key)
+        load_of = self._load_of
+        if load_of is None:  # two threads may both make it: the same value
+            load_of = self._load_of = dict(zip(map(_KEY, self.endpoints), self._loads, strict=True))
+        load_a, load_b = load_of.get(a.key), load_of.get(b.key)
         cost_a = 0.0 if load_a is None else load_a.cost(now)
         cost_b = 0.0 if load_b is None else load_b.cost(now)
         return b if cost_b < cost_a else a
 
 
 _KEY = operator.attrgetter("key")
-_FIRST = operator.itemgetter(0)
 
 
 def first_by_key(endpoints: Iterable[Endpoint]) -> dict[Key, Endpoint]:
@@ -285,12 +287,15 @@ def build_picker(
         raise ValueError("panic_threshold must be in [0, 1]")
     unique = first_by_key(endpoints)
     everything = list(unique.values())
+    keys = None  # the candidates' keys, when known without a pass: ``usable`` itself
     if usable is None:
         healthy = everything
     else:
         usable_keys = usable if isinstance(usable, frozenset | set) else frozenset(usable)
         if unique.keys() <= usable_keys:
             healthy = everything
+            if len(usable_keys) == len(everything) and isinstance(usable_keys, frozenset):
+                keys = usable_keys
         else:
             healthy = list(compress(everything, map(usable_keys.__contains__, unique)))
     total = len(everything)
@@ -306,10 +311,16 @@ def build_picker(
         candidates = preferred or healthy
     reserve = probe_order if probe_order else everything
     rng = rng if rng is not None else random.Random()
+    if candidates is not everything:
+        keys = None
     if strategy is PickStrategy.ROUND_ROBIN:
-        return RoundRobinPicker(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+        return RoundRobinPicker(
+            candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys
+        )
     if strategy is PickStrategy.RANDOM:
-        return RandomPicker(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+        return RandomPicker(
+            candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys
+        )
     return P2CPicker(
         candidates,
         panic=panic,
@@ -318,4 +329,5 @@ def build_picker(
         loads=loads or {},
         clock=clock,
         reserve=reserve,
+        keys=keys,
     )
