@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import operator
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -79,13 +80,20 @@ def expect_list(value: object, what: str) -> Sequence[Any]:
     return value
 
 
+def _shared(value: str) -> str:
+    """``value``, interned: equal strings of many entries (datacenters, tags, meta keys, check
+    names, statuses) are one object (an answer decoded entry by entry shares nothing by itself;
+    interned strings are freed with their last user)."""
+    return sys.intern(value) if type(value) is str else value
+
+
 def _str(obj: Mapping[str, Any], key: str, what: str, *, default: str | None = None) -> str:
     value = obj.get(key, default)
     if value is None and default is not None:
         return default
     if not isinstance(value, str):
         raise ConsulProtocolError(f"{what}.{key}: expected a string, got {type(value).__name__}")
-    return value
+    return _shared(value)
 
 
 def _int(obj: Mapping[str, Any], key: str, what: str, *, default: int | None = None) -> int:
@@ -102,7 +110,7 @@ def _str_tuple(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
     items = expect_list(value, f"{what}.{key}")
     if not all(isinstance(v, str) for v in items):
         raise ConsulProtocolError(f"{what}.{key}: expected an array of strings")
-    return tuple(items)
+    return tuple(map(_shared, items))
 
 
 def _str_map(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, str]:
@@ -112,7 +120,7 @@ def _str_map(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, str]:
     mapping = expect_mapping(value, f"{what}.{key}")
     if not all(isinstance(v, str) for v in mapping.values()):
         raise ConsulProtocolError(f"{what}.{key}: expected an object of strings")
-    return MappingProxyType(dict(mapping))
+    return MappingProxyType({_shared(k): _shared(v) for k, v in mapping.items()})
 
 
 @dataclass(frozen=True, slots=True)
