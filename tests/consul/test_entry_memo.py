@@ -207,7 +207,7 @@ def test_a_damaged_answer_fails_or_decodes_exactly_as_from_scratch(
     same(incrementally(damaged, memo), expected)
 
 
-def _service(count: int, layout: str = "consul") -> list[dict[str, Any]]:
+def _service(count: int) -> list[dict[str, Any]]:
     return [
         {
             "Node": {

@@ -132,7 +132,7 @@ class Balancer:
         previous = self.resolution
         self.resolution = resolution
         self._resolution_events(previous, resolution, now, events)
-        given = resolution.endpoints
+        given = tuple(resolution.endpoints)  # the very tuple when it is one
         if given is self._given or given == self._given:
             return BalancerUpdate(self.picker, tuple(events), self.wake_at, changed=False)
         new = first_by_key(given)
