@@ -55,6 +55,7 @@ from mcresolve.consul.models import (
     ADDRESS_MODES,
     AddressMode,
     Consistency,
+    EntryMemo,
     HealthAnswer,
     Indexed,
     QueryMeta,
@@ -119,6 +120,11 @@ class HealthServiceSpec:
     ns: str | None = None
     partition: str | None = None
     address: AddressMode = "lan"
+    memo: EntryMemo = field(
+        default_factory=EntryMemo, init=False, repr=False, compare=False, hash=False
+    )
+    """The entries of the last answer this spec decoded and their endpoints (content-addressed,
+    see :class:`~mcresolve.consul.models.EntryMemo`): not part of the key."""
 
     def __post_init__(self) -> None:
         if self.address not in ADDRESS_MODES:
@@ -160,7 +166,9 @@ class HealthServiceSpec:
 
     async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[HealthAnswer]:
         """One blocking ``health_service`` read, its entries converted into endpoints (see
-        :func:`~mcresolve.consul.models.convert_entries`)."""
+        :func:`~mcresolve.consul.models.convert_entries`). Instances unchanged since the
+        previous answer are neither decoded nor converted again: they keep their entry and
+        endpoint objects (:attr:`memo`)."""
         answer = await client.health_service(
             self.service,
             passing=self.passing,
@@ -175,6 +183,7 @@ class HealthServiceSpec:
             peer=self.peer,
             ns=self.ns,
             partition=self.partition,
+            memo=self.memo,
         )
         local = await client.local_datacenter(self.address)  # auto: "other" than the agent's
         decoded = HealthAnswer.decode(
@@ -183,6 +192,7 @@ class HealthServiceSpec:
             self.port,
             address=self.address,
             local_datacenter=local,
+            memo=self.memo,
         )
         return Indexed(decoded, answer.meta)
 
