@@ -576,6 +576,12 @@ class WatchRegistry(AsyncClosing):
         """A copy of the running watches by spec (introspection)."""
         return dict(self._watches)
 
+    def shared(self) -> WatchRegistry:
+        """The registry that runs the watches: this one (a lease answers its shared registry).
+        What outlives one user (a shared execution stream) subscribes here, not via a lease
+        whose close would end its subscriptions."""
+        return self
+
     def subscribe(
         self, spec: WatchSpec[T], on_event: EventCallback | None = None
     ) -> Subscription[T]:
@@ -768,6 +774,10 @@ class SharedRegistryLease(WatchRegistry):
     def watches(self) -> dict[WatchSpec[Any], Watch[Any]]:
         """The shared registry's running watches (empty before the first use)."""
         return {} if self._bound is None else self._bound[1].watches()
+
+    def shared(self) -> WatchRegistry:
+        """The shared registry of this lease's loop (binds the lease at its first use)."""
+        return self._registry()
 
     def subscribe(
         self, spec: WatchSpec[T], on_event: EventCallback | None = None

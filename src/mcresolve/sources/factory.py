@@ -50,8 +50,10 @@ def from_target(
     passing anything around. The configuration is ``consul`` (a client, shared by identity, or
     a config), else :meth:`ConsulConfig.from_env`; a target naming its agent
     (``consul://host:port/svc``) uses that address with the other settings (token, TLS) of the
-    given or environment config. Prepared-query executions use ``registry``'s client, the
-    client given, or a client this source creates. Whatever this function creates (client,
+    given or environment config. Prepared-query executions use the client of the registry
+    the source watches through (``registry``'s, or the shared one of the lease), and are shared
+    the same way (:mod:`~mcresolve.sources.query_stream`): one execution stream per query,
+    configuration and loop in the process. Whatever this function creates (client,
     lease) is closed when the source stops; what was passed in is left open.
 
     Every source except a static list is wrapped in a
@@ -112,10 +114,9 @@ def _consul_source(
 ) -> Source:
     """The health or prepared-query source of a Consul target, watching through ``registry``
     or a lease on ``shared`` (see :func:`from_target`); what it creates goes to ``cleanup``."""
-    client: ConsulClient | None = None
     watches: WatchRegistry
     if spec.agent is None and registry is not None:
-        client, watches = registry.client, registry
+        watches = registry
     else:
         consul_for_target = _config_for(spec.agent, consul)
         lease = shared.lease(consul_for_target)
@@ -123,9 +124,9 @@ def _consul_source(
         watches = lease
     if isinstance(spec, HealthTarget):
         return HealthSource(spec, watches)
-    if client is None:
-        client = _client_for(consul_for_target, cleanup)
-    return PreparedQuerySource(spec, client, watches)
+    # executions use the registry's client: the shared one of this configuration and loop, so
+    # that every source of the process executing this query follows one execution stream
+    return PreparedQuerySource(spec, None, watches)
 
 
 def _config_for(
@@ -145,13 +146,3 @@ def _config_for(
         scheme = config.addresses[0].scheme if config.addresses else "http"
         config = config.with_options(addresses=(ConsulAddress.parse(str(agent), scheme),))
     return config
-
-
-def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> ConsulClient:
-    """The client for non-watch calls (prepared-query executions): the one given, else a new
-    one closed when the source stops."""
-    if isinstance(consul, ConsulClient):
-        return consul
-    client = ConsulClient(consul)
-    cleanup.append(client.aclose)
-    return client
