@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from mcresolve.consul.watch import SharedWatchRegistries
 from mcresolve.sources import PreparedQuerySource, Resolution, Source, from_target
 from mcresolve.sources.query_stream import QueryStreams
 from mcresolve.sources.target import PreparedQueryTarget, parse_target
 from mcresolve.testing.consul.http_api import AgentHttpApi
+from mcresolve.timing import Backoff, BackoffPolicy, Jitter
 from support import Cluster
 
 from .conftest import SERVICE
@@ -123,3 +126,38 @@ async def test_different_targets_do_not_share(cluster: Cluster) -> None:
         await next_matching(all_of_them, lambda r: len(r.endpoints) == 4)
         await next_matching(two, lambda r: len(r.endpoints) == 2)
         assert len(streams.active()) == 2
+
+
+class QuickRestart(PreparedQuerySource):
+    def _restart_backoff(self) -> Backoff:
+        return Backoff(BackoffPolicy(base=0.01, cap=0.02, jitter=Jitter.NONE), lambda: 0.5)
+
+
+async def test_a_crashed_stream_is_published_by_every_source_and_replaced(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the shared loop: every source publishes it with its last good set kept, restarts,
+    and the restarted sources share one new stream."""
+    await define_query(cluster)
+    target = parse_target(TARGET)
+    assert isinstance(target, PreparedQueryTarget)
+    streams = QueryStreams()
+    sources = [QuickRestart(target, cluster.dc1, None, streams=streams) for _ in range(3)]
+    async with started(list(sources)):
+        for source in sources:
+            await next_matching(source, lambda r: ports(r) == {9001, 9002, 9003, 9004})
+        (crashing,) = streams.active()
+
+        def bug(outcome: object, *, forced: bool) -> bool:
+            raise KeyError("a bug in the shared loop")
+
+        monkeypatch.setattr(crashing._trigger, "observe", bug)
+        crashing.request()
+        for source in sources:
+            failed = await next_matching(source, lambda r: isinstance(r.error, KeyError))
+            assert failed.stale and ports(failed) == {9001, 9002, 9003, 9004}  # LKG kept
+        for source in sources:
+            await next_matching(source, lambda r: r.ok)
+            assert source.restarts == 1
+        (replacement,) = streams.active()
+        assert replacement is not crashing and replacement.subscriber_count == 3
