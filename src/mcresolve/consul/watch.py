@@ -156,21 +156,23 @@ class ConnectionBudget:
 _BUDGETS: weakref.WeakKeyDictionary[
     ConsulClient, dict[asyncio.AbstractEventLoop, ConnectionBudget]
 ] = weakref.WeakKeyDictionary()
+_BUDGETS_LOCK = threading.Lock()
 
 
 def connection_budget(client: ConsulClient) -> ConnectionBudget:
     """The budget of ``client`` on the running loop, sized by its configuration's
     ``blocking_connections`` (every watch of the client shares it, whichever registry runs it)."""
     loop = asyncio.get_running_loop()
-    per_loop = _BUDGETS.setdefault(client, {})
-    budget = per_loop.get(loop)
-    if budget is None:
-        config = getattr(client, "config", None)  # a stand-in client in a test may have none
-        size = getattr(config, "blocking_connections", DEFAULT_BLOCKING_CONNECTIONS)
-        budget = per_loop[loop] = ConnectionBudget(size)
-        for stale in [other for other in per_loop if other.is_closed()]:
-            del per_loop[stale]
-    return budget
+    with _BUDGETS_LOCK:  # clients may be used from several loop threads
+        per_loop = _BUDGETS.setdefault(client, {})
+        budget = per_loop.get(loop)
+        if budget is None:
+            config = getattr(client, "config", None)  # a stand-in client in a test may have none
+            size = getattr(config, "blocking_connections", DEFAULT_BLOCKING_CONNECTIONS)
+            budget = per_loop[loop] = ConnectionBudget(size)
+            for stale in [other for other in per_loop if other.is_closed()]:
+                del per_loop[stale]
+        return budget
 
 
 class WatchSpec(Protocol[T_co]):

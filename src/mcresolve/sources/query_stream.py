@@ -96,6 +96,9 @@ class QueryFailed:
     error: Exception
 
 
+#: Health subscriptions of crashed streams being closed in the background.
+_CLOSING: set[asyncio.Task[None]] = set()
+
 QueryOutcome = QueryAnswered | QueryFailed
 Deliver = Callable[[QueryOutcome], None]
 
@@ -166,7 +169,9 @@ class QueryStream:
         # health subscriptions are closed by the subscribers' restart (a new stream) or stop
         watches, self._watches = list(self._watches.values()), {}
         for watch in watches:
-            asyncio.get_running_loop().create_task(watch.aclose())
+            closing = asyncio.get_running_loop().create_task(watch.aclose())
+            _CLOSING.add(closing)  # held until done (the loop keeps only weak references)
+            closing.add_done_callback(_CLOSING.discard)
 
     async def _stop(self) -> None:
         task, self._task = self._task, None
