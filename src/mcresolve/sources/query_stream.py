@@ -82,11 +82,13 @@ class StreamSettings:
 
 @dataclass(frozen=True, slots=True)
 class QueryAnswered:
-    """An execution's answer, converted once for every subscriber."""
+    """An execution's answer (``result``, with the service, the answering datacenter and the
+    failovers tried), converted once for every subscriber."""
 
     converted: Converted
     datacenter: str
     agent: str
+    result: PreparedQueryResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +238,7 @@ class QueryStream:
             self._backoff.failure()  # a garbage answer is a failure: retried after the backoff
         else:
             self._backoff.success()
-        self._emit(QueryAnswered(converted, result.datacenter, result.meta.address))
+        self._emit(QueryAnswered(converted, result.datacenter, result.meta.address, result))
         if converted.rejected_whole:
             return ("rejected", converted.rejected), self._backoff.last_delay
         await self._watch_health(result.service, result.datacenter if result.failovers else None)
