@@ -20,12 +20,14 @@ from mcresolve.consul.watch import (
     MIN_SCHEDULED_WAIT,
     ConnectionBudget,
     HealthServiceSpec,
+    Slots,
     Subscription,
     WatchFailure,
     WatchPolicy,
     WatchRegistry,
     WatchUpdate,
     connection_budget,
+    immediate_slots,
     scheduled_wait,
 )
 from mcresolve.testing.consul import ConsulEmulator
@@ -67,13 +69,13 @@ def test_scheduled_waits_keep_one_request_per_watch_per_period_and_never_spin(
         assert math.isclose(requests_per_period, watches, rel_tol=1e-9)
 
 
-async def test_budget_slots_go_first_come_first_served_and_survive_cancellation() -> None:
-    budget = ConnectionBudget(1)
-    await budget.acquire()
+async def test_slots_go_first_come_first_served_and_survive_cancellation() -> None:
+    slots = Slots(1)
+    await slots.acquire()
     order: list[str] = []
 
     async def take(name: str) -> None:
-        await budget.acquire()
+        await slots.acquire()
         order.append(name)
 
     first = asyncio.create_task(take("first"))
@@ -81,14 +83,22 @@ async def test_budget_slots_go_first_come_first_served_and_survive_cancellation(
     last = asyncio.create_task(take("last"))
     await asyncio.sleep(0)  # the three are queued
     cancelled.cancel()
-    budget.release()
+    slots.release()
     await first
-    budget.release()
+    slots.release()
     await last
     assert order == ["first", "last"] and cancelled.cancelled()
-    assert budget.in_use == 1 and budget.peak == 1
-    budget.release()
-    assert budget.in_use == 0
+    assert slots.in_use == 1 and slots.peak == 1
+    slots.release()
+    assert slots.in_use == 0
+
+
+def test_immediate_reads_have_their_own_few_slots() -> None:
+    budget = ConnectionBudget(DEFAULT_BLOCKING_CONNECTIONS)
+    assert budget.slots(0) is budget.immediate and budget.slots(7) is budget.blocking
+    # both together stay under the agent's default limit of 200
+    assert budget.blocking.size + budget.immediate.size < 200
+    assert [immediate_slots(n) for n in (1, 15, 160, 10_000)] == [1, 1, 16, 16]
 
 
 @pytest.fixture
@@ -139,7 +149,7 @@ async def test_sixty_watches_under_an_agent_limit_of_twenty(modern: ConsulEmulat
                     {"Name": f"svc-{n:02d}", "ID": f"svc-{n:02d}-b", "Port": 81}
                 )
             answers = await asyncio.gather(
-                *(client.agent_self() for _ in range(AGENT_LIMIT - BUDGET))
+                *(client.agent_self() for _ in range(AGENT_LIMIT - BUDGET - budget.immediate.size))
             )
             assert all("Config" in answer for answer in answers)
             async with asyncio.timeout(DEADLINE):
@@ -149,6 +159,7 @@ async def test_sixty_watches_under_an_agent_limit_of_twenty(modern: ConsulEmulat
                         if len(update.value) == 2:  # type: ignore[arg-type]
                             break
             assert budget.peak == BUDGET  # every slot used: the watches took turns
+            assert budget.immediate.peak == budget.immediate.size == 1
     assert dc1.connections.refused == 0  # no 429, ever
     assert failures == []
     assert peak_open <= AGENT_LIMIT

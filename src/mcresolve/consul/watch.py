@@ -101,29 +101,18 @@ def scheduled_wait(wait: float, watches: int, budget: int) -> float:
     return min(wait, max(MIN_SCHEDULED_WAIT, wait * budget / watches))
 
 
-class ConnectionBudget:
-    """The blocking queries one client may hold open at once on its agent, and the watches that
-    share them (one per client and event loop: :func:`connection_budget`).
-
-    :meth:`acquire` waits for a free slot, first come first served, so the watches beyond
-    :attr:`size` take turns; :meth:`wait_for` gives the shortened ``wait`` of
-    :func:`scheduled_wait` for the watches registered now.
-    """
+class Slots:
+    """A counted set of connections taken first come, first served (an asyncio semaphore whose
+    waiters are served in order and which records its peak)."""
 
     def __init__(self, size: int) -> None:
         if size < 1:
-            raise ValueError(f"connection budget must be >= 1, got {size!r}")
+            raise ValueError(f"slots must be >= 1, got {size!r}")
         self.size = size
-        #: Watches sharing the budget now.
-        self.watches = 0
         #: Slots taken now, and the most ever taken at once (observability, tests).
         self.in_use = 0
         self.peak = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def wait_for(self, wait: float) -> float:
-        """The ``wait`` to send now instead of ``wait`` (see :func:`scheduled_wait`)."""
-        return scheduled_wait(wait, self.watches, self.size)
 
     async def acquire(self) -> None:
         """Take a slot, waiting for one in turn when all are taken."""
@@ -144,13 +133,59 @@ class ConnectionBudget:
             raise
 
     def release(self) -> None:
-        """Give a slot back: to the first waiting watch, else to the pool."""
+        """Give a slot back: to the first waiter, else to the pool."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot changes hands: in_use unchanged
                 return
         self.in_use -= 1
+
+
+def immediate_slots(budget: int) -> int:
+    """Connections for immediate reads beside a budget of ``budget`` blocking queries: a tenth
+    of it, 1 to 16 (16 of the 40 the default budget leaves under the agent's limit)."""
+    return max(1, min(16, budget // 10))
+
+
+class ConnectionBudget:
+    """The connections one client's watches may hold open at once on its agent, and the watches
+    that share them (one per client and event loop: :func:`connection_budget`).
+
+    Blocking reads take one of :attr:`size` slots (:attr:`blocking`), first come first served,
+    so the watches beyond :attr:`size` take turns; :meth:`wait_for` gives the shortened
+    ``wait`` of :func:`scheduled_wait` for the watches registered now. Immediate reads (index 0:
+    a watch's first read, its resync after an error) answer at once and take one of a few
+    separate slots (:attr:`immediate`, :func:`immediate_slots`), so a watch started while every
+    blocking slot is held still gets its first answer at once, not after a turn.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"connection budget must be >= 1, got {size!r}")
+        self.size = size
+        #: Watches sharing the budget now.
+        self.watches = 0
+        self.blocking = Slots(size)
+        self.immediate = Slots(immediate_slots(size))
+
+    @property
+    def in_use(self) -> int:
+        """Blocking slots taken now."""
+        return self.blocking.in_use
+
+    @property
+    def peak(self) -> int:
+        """The most blocking slots ever taken at once."""
+        return self.blocking.peak
+
+    def wait_for(self, wait: float) -> float:
+        """The ``wait`` to send now instead of ``wait`` (see :func:`scheduled_wait`)."""
+        return scheduled_wait(wait, self.watches, self.size)
+
+    def slots(self, index: int) -> Slots:
+        """The slots a read after ``index`` takes (``0``: an immediate read)."""
+        return self.immediate if index == 0 else self.blocking
 
 
 _BUDGETS: weakref.WeakKeyDictionary[
@@ -598,14 +633,15 @@ class Watch(Generic[T]):
 
     async def _fetch(self, index: int, wait: float) -> Indexed[T]:
         """One read, holding a slot of the client's connection budget while it is open (the
-        wait shortened when more watches than slots share it: :func:`scheduled_wait`)."""
+        wait shortened when more watches than blocking slots share it: :func:`scheduled_wait`)."""
         budget = self._budget if self._budget is not None else connection_budget(self._client)
-        await budget.acquire()
+        slots = budget.slots(index)
+        await slots.acquire()
         try:
             self.requests += 1
             return await self._spec.fetch(self._client, index, budget.wait_for(wait))
         finally:
-            budget.release()
+            slots.release()
 
     def _accept(self, answer: Indexed[T], sent: int, backoff: Backoff, name: str) -> int:
         """Deliver ``answer`` if it changed; return the index of the next request."""
