@@ -52,9 +52,9 @@ DEFAULT_TOKEN_FILE_CHECK_INTERVAL = 10.0
 #: ``limits.http_max_conns_per_client`` = 200 concurrent HTTP connections per client IP (its
 #: ``agent/config/default.go``; beyond it a 429 "Your IP is issuing too many concurrent
 #: connections", a broken pipe over HTTPS) and every blocking query holds one connection for
-#: its whole wait. 160 leaves 40 (a fifth) for the non-blocking requests of the same process
-#: (prepared-query executions, registration, ``/v1/agent/self``) and for idle keep-alive
-#: connections. Lower it when several processes share one IP (containers behind one NAT
+#: its whole wait. 160 leaves 40 (a fifth): 16 for the watches' immediate reads
+#: (:func:`~mcresolve.consul.watch.immediate_slots`), the rest for the non-blocking requests of
+#: the same process (prepared-query executions, registration, ``/v1/agent/self``). Lower it when several processes share one IP (containers behind one NAT
 #: address) or the agent's limit is lower.
 DEFAULT_BLOCKING_CONNECTIONS = 160
 
