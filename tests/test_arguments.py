@@ -46,6 +46,7 @@ from mcresolve.sources import (
     ResilientSource,
     StaticSource,
 )
+from mcresolve.sources.standby import StandbyPolicy
 from mcresolve.sources.target import DnsTarget, parse_target
 from mcresolve.timing import BackoffPolicy
 
@@ -220,6 +221,7 @@ ROWS: list[Row] = [
     ),
     *_policy_rows(BackoffPolicy, "BackoffPolicy", {"base": seconds(), "jitter": instance()}),
     *_policy_rows(RefreshDamping, "RefreshDamping", {"base": seconds()}),
+    *_policy_rows(StandbyPolicy, "StandbyPolicy", {"datacenters": integer(0), "reread": seconds()}),
     *_policy_rows(DnsPolicy, "DnsPolicy", {"max_ttl": seconds(zero=True)}),
     *_policy_rows(
         ArbiterPolicy,

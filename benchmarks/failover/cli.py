@@ -30,6 +30,8 @@ from benchmarks.failover.runner import RunConfig, run_scenario
 from benchmarks.failover.scenarios import SCENARIOS, scenario_named
 from benchmarks.failover.verdicts import Verdict, evaluate, verdicts_json
 
+from mcresolve.testing.consul.profile import profile_for
+
 __all__ = ["BenchResult", "main", "run_benchmark"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +177,7 @@ async def run_benchmark(
         "deadline": config.peer.deadline,
         "attempt_timeout": config.peer.attempt_timeout,
         "hedge_delay": config.peer.hedge_delay,
+        "consul_profile": config.environment.consul_version,
         "config": _jsonable(dataclasses.asdict(config)),
         "root_logger_lines_dropped": ROOT_LOGGER_LINES.dropped,
     }
@@ -229,12 +232,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", help=f"comma list of {','.join(PEER_KINDS)}")
     parser.add_argument("--workloads", help="comma list of read,mixed")
     parser.add_argument("--rate", type=float, help="requests per second per peer")
+    parser.add_argument(
+        "--check-interval",
+        type=float,
+        help="seconds between Consul's HTTP checks of the storage nodes (default 1; 10 is the "
+        "customary production interval)",
+    )
     parser.add_argument("--no-micro", action="store_true", help="skip the micro benchmarks")
     parser.add_argument("--raw", action="store_true", help="also write raw request CSVs")
     parser.add_argument(
         "--render-only",
         action="store_true",
         help="rewrite results.md from the results.json already in the results folder",
+    )
+    parser.add_argument(
+        "--consul-profile",
+        metavar="VERSION",
+        help="which Consul the emulated agents answer like: 1.0.8 (default, recorded), 1.21 or 2.x",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -256,6 +270,21 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         changes["workloads"] = tuple(args.workloads.split(","))
     if args.rate:
         changes["rate"] = args.rate
+    if args.consul_profile:
+        try:
+            profile_for(args.consul_profile)
+        except ValueError as error:
+            raise SystemExit(f"--consul-profile: {error}") from None
+        changes["environment"] = dataclasses.replace(
+            config.environment, consul_version=args.consul_profile
+        )
+    if args.check_interval is not None:
+        if not args.check_interval > 0:
+            raise SystemExit(f"--check-interval: expected seconds > 0, got {args.check_interval}")
+        environment = changes.get("environment", config.environment)
+        changes["environment"] = dataclasses.replace(
+            environment, check_interval=args.check_interval
+        )
     return dataclasses.replace(config, **changes)
 
 

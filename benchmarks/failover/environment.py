@@ -30,7 +30,8 @@ REMOTE_DC = "dc2"
 
 @dataclass(frozen=True)
 class EnvironmentSettings:
-    """Shape of the world: nodes per datacenter, objects to read, check interval."""
+    """Shape of the world: nodes per datacenter, objects to read, check interval, the Consul
+    version the emulator answers like."""
 
     nodes_per_datacenter: int = 2
     bucket: str = "failover-bench"
@@ -38,6 +39,8 @@ class EnvironmentSettings:
     object_size: int = 4096
     check_interval: float = 1.0
     check_timeout: float = 1.0
+    #: which Consul the emulated agents answer like: "1.0.8" (recorded), "1.21", "2.x"
+    consul_version: str = "1.0.8"
 
 
 class BenchEnvironment:
@@ -50,6 +53,7 @@ class BenchEnvironment:
             check_interval=self.settings.check_interval,
             check_timeout=self.settings.check_timeout,
             buckets=(self.settings.bucket,),
+            consul_version=self.settings.consul_version,
         )
         self._relays: list[ConsulRelays] = []
         self.keys: tuple[str, ...] = tuple(f"obj-{i:03d}" for i in range(self.settings.objects))

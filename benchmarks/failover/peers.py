@@ -352,15 +352,29 @@ PEER_KINDS: tuple[str, ...] = (
     "mcresolve-health",
     "mcresolve-query",
     "mcresolve-query-hedged",
+    "mcresolve-query-nostandby",
+    "mcresolve-health-failover",
     "multiminio",
     "haproxy",
 )
+
+#: The peers a run has unless told otherwise: every kind but stage 3 without its warm standby
+#: (``standby=0``, the stage-3 behaviour before standby datacenters, kept for comparison runs).
+DEFAULT_PEERS = tuple(k for k in PEER_KINDS if k != "mcresolve-query-nostandby")
 
 _STAGE_OF = {
     "mcresolve-dns": "dns",
     "mcresolve-health": "consul",
     "mcresolve-query": "query",
     "mcresolve-query-hedged": "query",
+    "mcresolve-query-nostandby": "query",
+    "mcresolve-health-failover": "consul",
+}
+
+#: Target options of the peers that differ from their stage's plain target.
+_OPTIONS_OF = {
+    "mcresolve-query-nostandby": "?standby=0",
+    "mcresolve-health-failover": f"?failover={REMOTE_DC}",
 }
 
 
@@ -368,11 +382,12 @@ def mcresolve_target(kind: str, env: BenchEnvironment, relays: ConsulRelays) -> 
     """The stage's target string, pointed at the peer's own relays."""
     service = env.service
     stage = _STAGE_OF[kind]
+    options = _OPTIONS_OF.get(kind, "")
     if stage == "dns":
         return f"dns://{service}.service.consul?server={relays.dns_address}"
     if stage == "consul":
-        return f"consul://{relays.http_address}/{service}"
-    return f"consul+query://{relays.http_address}/{service}"
+        return f"consul://{relays.http_address}/{service}{options}"
+    return f"consul+query://{relays.http_address}/{service}{options}"
 
 
 async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) -> Peer:

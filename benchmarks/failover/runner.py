@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.failover.analysis import PeerRun, ScenarioRun
 from benchmarks.failover.environment import BenchEnvironment, EnvironmentSettings
-from benchmarks.failover.peers import PEER_KINDS, Peer, PeerSettings, open_peer
+from benchmarks.failover.peers import DEFAULT_PEERS, Peer, PeerSettings, open_peer
 from benchmarks.failover.progress import Progress
 from benchmarks.failover.records import NodeVisit, PoolChange, RequestRecord, ScenarioTimes
 from benchmarks.failover.scenarios import SCENARIOS, Scenario
@@ -33,7 +33,7 @@ class RunConfig:
     after: float = 12.0
     rate: float = 20.0
     scenarios: tuple[str, ...] = tuple(s.name for s in SCENARIOS)
-    peers: tuple[str, ...] = PEER_KINDS
+    peers: tuple[str, ...] = DEFAULT_PEERS
     workloads: tuple[str, ...] = ("read", "mixed")
     peer: PeerSettings = field(default_factory=PeerSettings)
     environment: EnvironmentSettings = field(default_factory=EnvironmentSettings)

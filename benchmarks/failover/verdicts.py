@@ -15,6 +15,16 @@ FLIP_TARGET = 0.050
 HEDGE_NEAR_FACTOR = 2.0
 """'Near the hedge delay': a hedged read costs the hedge delay plus one normal read, so its p99
 should stay within twice (hedge delay + p99 before the fault), far below an attempt timeout."""
+DC_LOST = "dc-storage-lost"
+DC_LOST_FIRST_SUCCESS = 0.100
+"""Standby target: the first request after the whole local datacenter's storage died succeeds
+within 100 ms (the peers that simply try the next address do)."""
+DATA_PATH_RTT = 0.0
+"""Inter-datacenter round trip on the benchmark's data path: every storage node listens on
+loopback (the topology's 40 ms RTT applies to Consul's WAN only), so none."""
+DC_LOST_P99_FACTOR = 2.0
+"""p99 during the datacenter loss at most 2 x (inter-datacenter RTT + p99 before)."""
+STATIC_PEERS = ("multiminio", "haproxy")
 BLACKHOLE_SLACK = 0.25
 """Seconds allowed above one attempt timeout for the blackholed-node attempt (scheduling on a
 loaded 2-core machine)."""
@@ -80,6 +90,37 @@ def evaluate(
                 f"p99 {_s(p99)}; limit {HEDGE_NEAR_FACTOR:g} x (hedge delay {hedge_delay:g} s"
                 f" + p99 before {_s(base)}) = {_s(limit)}",
             )
+        if scenario == DC_LOST and stage3 is not None and "unavailable" not in stage3:
+            first = stage3.get("first_success_s")
+            add(
+                "datacenter lost: first success within 100 ms (stage 3)",
+                first is not None and first <= DC_LOST_FIRST_SUCCESS,
+                f"first success {_s(first)}",
+            )
+            p99 = stage3["phases"]["during"]["latency"]["p99"]
+            base = stage3["phases"]["before"]["latency"]["p99"] or 0.0
+            limit = DC_LOST_P99_FACTOR * (DATA_PATH_RTT + base)
+            add(
+                "datacenter lost: p99 <= 2 x (inter-DC RTT + p99 before) (stage 3)",
+                p99 is not None and p99 <= limit,
+                f"p99 {_s(p99)}; limit {_s(limit)}",
+            )
+            for kind in STATIC_PEERS:
+                peer = peers.get(kind)
+                if peer is None or "unavailable" in peer:
+                    continue
+                mine = (first, p99)
+                theirs = (peer.get("first_success_s"), peer["phases"]["during"]["latency"]["p99"])
+                better = all(
+                    m is not None and (t is None or m < t)
+                    for m, t in zip(mine, theirs, strict=True)
+                )
+                add(
+                    f"datacenter lost: stage 3 better than {kind} on first success and p99",
+                    better,
+                    f"stage 3 {_s(mine[0])} / p99 {_s(mine[1])}; "
+                    f"{kind} {_s(theirs[0])} / p99 {_s(theirs[1])}",
+                )
         if run["flip"]:
             for kind in WATCHING_STAGES:
                 peer = peers.get(kind)

@@ -39,6 +39,7 @@ from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.sources import Resolution, Source, from_target
 from mcresolve.sources.target import (
+    PREPARED_QUERY_FILTER_REFUSAL,
     HealthTarget,
     PreparedQueryTarget,
     Stage,
@@ -339,8 +340,14 @@ async def _why_empty(spec: Target, source: str, config: ConsulConfig) -> ExitSta
             known = spec.service in services.value
             if known:
                 tags = (spec.tag,) if spec.tag else ()
-                listed = await client.health_service(
-                    spec.service, tags=tags, dc=spec.dc, node_meta=dict(spec.node_meta)
+                listed = await client.health_service(  # the target's own selection
+                    spec.service,
+                    tags=tags,
+                    dc=spec.dc,
+                    node_meta=dict(spec.node_meta),
+                    filter=spec.filter,
+                    ns=spec.ns,
+                    partition=spec.partition,
                 )
                 instances = len(listed.value)
     except ConsulError as error:
@@ -378,6 +385,8 @@ def _with_filter(spec: Target, expression: str | None) -> Target:
     """``spec`` with ``--filter`` applied (consul:// targets only; not beside a filter= option)."""
     if expression is None:
         return spec
+    if isinstance(spec, PreparedQueryTarget):
+        raise UsageError(f"--filter: {PREPARED_QUERY_FILTER_REFUSAL}")
     if not isinstance(spec, HealthTarget):
         raise UsageError("--filter applies to consul://<service> targets only")
     if spec.filter is not None:

@@ -119,6 +119,34 @@ def test_blackhole_verdict_compares_max_latency_with_one_attempt_timeout() -> No
     assert [v.passed for v in result if "attempt timeout" in v.target] == [False]
 
 
+def test_datacenter_lost_verdicts_judge_first_success_p99_and_the_static_peers() -> None:
+    def peer(kind: str, first_after: float, slow: float) -> PeerRun:
+        """Fails every request sent in the first ``first_after`` s of the fault; the first
+        success after it takes ``slow`` s (the fault's p99 then)."""
+        records = stream((TIMES.fault, TIMES.fault + first_after) if first_after else None)
+        index = next(i for i, r in enumerate(records) if r.scheduled >= TIMES.fault + first_after)
+        at = records[index].scheduled
+        records[index] = RequestRecord(Operation.READ, at, at, at + slow, True)
+        return PeerRun(kind, "d", records)
+
+    def judged(stage3: PeerRun, multiminio: PeerRun) -> dict[str, bool]:
+        run = summarize_run(run_of([stage3, multiminio], "dc-storage-lost"))
+        return {
+            v.target: v.passed
+            for v in evaluate([run], attempt_timeout=1.0, hedge_delay=None)
+            if v.target.startswith("datacenter lost")
+        }
+
+    fast = judged(peer("mcresolve-query", 0.0, 0.015), peer("multiminio", 0.2, 0.05))
+    assert fast == {
+        "datacenter lost: first success within 100 ms (stage 3)": True,
+        "datacenter lost: p99 <= 2 x (inter-DC RTT + p99 before) (stage 3)": True,
+        "datacenter lost: stage 3 better than multiminio on first success and p99": True,
+    }
+    slow = judged(peer("mcresolve-query", 0.2, 0.5), peer("multiminio", 0.0, 0.015))
+    assert not any(slow.values())
+
+
 def test_markdown_report_has_tables_verdicts_and_micro() -> None:
     summary = summaries(False, True)
     verdicts = evaluate(summary, attempt_timeout=1.0, hedge_delay=None)

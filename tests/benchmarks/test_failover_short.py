@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from benchmarks.failover.cli import run_benchmark
 from benchmarks.failover.haproxy import find_haproxy
 from benchmarks.failover.runner import RunConfig
@@ -20,9 +21,13 @@ from benchmarks.failover.runner import RunConfig
 PEERS = ("plain", "mcresolve-query", "multiminio", "haproxy")
 
 
-async def test_short_mode_runs_and_key_relations_hold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("consul_profile", ["1.0.8", "1.21"])
+async def test_short_mode_runs_and_key_relations_hold(tmp_path: Path, consul_profile: str) -> None:
+    """Against agents answering like the recorded Consul 1.0.8 and like today's 1.21."""
+    quick = RunConfig.quick()
     config = dataclasses.replace(
-        RunConfig.quick(),
+        quick,
+        environment=dataclasses.replace(quick.environment, consul_version=consul_profile),
         warmup=0.5,
         before=1.5,
         during=2.5,
@@ -34,6 +39,7 @@ async def test_short_mode_runs_and_key_relations_hold(tmp_path: Path) -> None:
         config, tmp_path, mode="quick", command="test", micro_scripts=False, idle_seconds=0
     )
     document = json.loads((tmp_path / "results.json").read_text())
+    assert document["meta"]["consul_profile"] == consul_profile
     assert [s["scenario"] for s in document["scenarios"]] == ["node-kill", "health-flip"]
     markdown = (tmp_path / "results.md").read_text()
     assert "## node-kill (read workload)" in markdown

@@ -135,6 +135,22 @@ async def test_filter_option_selects_on_modern_agents_and_exits_2_on_1_0_8(
     assert [e["service_id"] for e in json.loads(out)["endpoints"]] == ["minio-aws-0"]
 
 
+async def test_an_empty_filtered_answer_counts_only_the_instances_the_filter_selects(
+    bed: Bed, consul_version: str
+) -> None:
+    if consul_version == "1.0.8":
+        pytest.skip("1.0.8 refuses the filter (exit 2, above)")
+    code, out, err, _ = await run_cli(
+        "resolve",
+        f"consul://{SERVICE}",
+        "--filter",
+        'Service.Meta.version == "no-such-version"',
+        env=cli_env(CONSUL_HTTP_ADDR=bed.addr()),
+    )
+    assert code == 1, (out, err)
+    assert "(0 instance(s), none passing)" in err  # not every instance of the service
+
+
 async def test_consul_addr_overrides_the_environment_and_json_output(bed: Bed) -> None:
     dead = f"127.0.0.1:{free_port()}"
     code, out, err, _ = await run_cli(
@@ -251,6 +267,9 @@ async def test_a_ca_file_that_is_not_pem_exits_2_naming_it(target: str, tmp_path
             "consul://<service> targets",
         ),
         (["resolve", "consul://web?filter=x", "--filter", "y"], {}, "give one of them"),
+        # Consul's prepared-query execution ignores filter: refused, pointing at the definition
+        (["resolve", "consul+query://web", "--filter", "y"], {}, "query definition's own"),
+        (["resolve", "consul+query://web?filter=y"], {}, "option filter is ignored by Consul"),
         (["resolve", "consul://web", "--filter", " "], {}, "--filter: filter: expected"),
         (["frobnicate", "x"], {}, "invalid choice"),
     ],

@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from mcresolve.demo.measure import LOCAL_ONLY, SHOPPERS, WRITES
 from mcresolve.demo.scenarios import battery
 
@@ -72,10 +74,14 @@ def _reap(process: subprocess.Popen[str], token: str) -> list[int]:
     return leftovers
 
 
-def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
+@pytest.mark.parametrize("consul_profile", ["1.0.8", "1.21"])
+def test_quick_battery_matches_the_article(tmp_path: Path, consul_profile: str) -> None:
+    """The whole battery against agents answering like the recorded Consul 1.0.8 and like
+    today's 1.21 (modern answer shapes and headers, streaming health reads)."""
     token = uuid.uuid4().hex
     result_path = tmp_path / "demo.json"
-    process = _demo(["--quick", "--json", str(result_path)], token)
+    args = ["--quick", "--json", str(result_path), "--consul-profile", consul_profile]
+    process = _demo(args, token)
     try:
         output, _ = process.communicate(timeout=400)
     finally:
@@ -85,6 +91,8 @@ def test_quick_battery_matches_the_article(tmp_path: Path) -> None:
     assert process.returncode == 0, output[-4000:]
     document = json.loads(result_path.read_text())
     assert document["ok"] is True
+    assert document["setup"]["consul_profile"] == consul_profile
+    assert f"agents answer like Consul {consul_profile})" in output
     phases = {(p["scenario"], p["phase"]): p for p in document["phases"]}
     keys = [s.key for s in battery()]
     for key in keys:

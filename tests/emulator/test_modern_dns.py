@@ -1,18 +1,22 @@
 """DNS of a modern agent: ``.dc``/``.peer`` labels, ``<hex>.addr.<dc>`` SRV targets for a
-service address other than the node's, and ``a_record_limit`` replacing the 3-answer UDP cap;
-real UDP/TCP sockets, dnspython."""
+service address other than the node's, today's UDP trimming (the 3-answer cap beside
+``a_record_limit``, compressed sizing, the TC bit only with ``enable_truncate``); real UDP/TCP
+sockets, dnspython."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import dns.asyncquery
+import dns.asyncresolver
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
 
 from mcresolve.testing.consul import ConsulEmulator
+from mcresolve.testing.consul.catalog import NodeRecord, ServiceRecord
 
 TIMEOUT = 10.0
 
@@ -59,10 +63,66 @@ async def test_srv_targets_are_addr_names_when_the_service_address_differs(
     assert [rr.target.to_text() for rr in same.answer[0]] == ["n1.node.dc1.consul."]
 
 
-async def test_a_record_limit_replaces_the_three_answer_udp_cap(consul: ConsulEmulator) -> None:
+def count(message: dns.message.Message) -> int:
+    return sum(len(rrset) for rrset in message.answer)
+
+
+async def test_the_udp_answer_cap_stays_beside_a_record_limit(consul: ConsulEmulator) -> None:
+    """Today's ``trimUDPResponse`` still cuts a 512-byte UDP answer to ``udp_answer_limit``
+    (3; agent/config/default.go sets it beside ``a_record_limit = 0``), silently (no TC bit
+    without ``enable_truncate``); TCP and a large EDNS payload get every instance."""
     port = consul.dc("dc1").dns_port
-    answer = await ask(port, "web.service.consul", "A")
-    assert sum(len(rrset) for rrset in answer.answer) == 6  # 1.0.8 answers 3 over UDP
+    udp = await ask(port, "web.service.consul", "A")
+    assert count(udp) == 3 and not udp.flags & dns.flags.TC
+    assert count(await ask(port, "web.service.consul", "A", "tcp")) == 6
+    query = dns.message.make_query("web.service.consul", "A", use_edns=0, payload=4096)
+    large = await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=TIMEOUT)
+    assert count(large) == 6
+
+
+async def test_enable_truncate_sets_tc_and_a_resolver_retries_over_tcp(
+    consul: ConsulEmulator,
+) -> None:
+    dc1 = consul.dc("dc1")
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    resolver.port = dc1.dns_port
+    silent = await resolver.resolve("web.service.consul", "A", lifetime=TIMEOUT)
+    assert len(silent) == 3  # Consul's default: cut without TC, the resolver cannot know
+    dc1.dns_enable_truncate = True
+    udp = await ask(dc1.dns_port, "web.service.consul", "A")
+    assert count(udp) == 3 and udp.flags & dns.flags.TC
+    whole = await resolver.resolve("web.service.consul", "A", lifetime=TIMEOUT)
+    assert len(whole) == 6  # TC: the resolver asked again over TCP
+    fits = await ask(dc1.dns_port, "same.service.consul", "A")
+    assert not fits.flags & dns.flags.TC  # nothing cut, no TC
+
+
+@pytest.mark.parametrize(("version", "answers"), [("1.0.8", 1), ("1.21", 2)])
+async def test_udp_answers_under_the_cap_are_sized_compressed_on_modern_agents(
+    version: str, answers: int
+) -> None:
+    """Two SRV answers on one node with long metadata: 1.0.8 sizes the message uncompressed
+    (recorded: cut to one answer); today's agent measures it compressed when the count cap did
+    not cut, and its binary search keeps both answers with the TXT records dropped."""
+    async with ConsulEmulator(["dc1"], version=version) as emulator:
+        dc1 = emulator.dc("dc1")
+        meta = {f"meta-key-number-{k}": "a-fairly-long-value-" * 2 for k in range(4)}
+        for i in range(2):
+            dc1.catalog.register(
+                NodeRecord(name="storage-node-in-the-aws-cloud-01", address="127.0.0.1", meta=meta),
+                ServiceRecord(
+                    node="storage-node-in-the-aws-cloud-01",
+                    service_id=f"pair-{i}",
+                    name="pair",
+                    port=7000 + i,
+                ),
+                [],
+            )
+        udp = await ask(dc1.dns_port, "pair.service.consul", "SRV")
+        assert count(udp) == answers
+        assert len(udp.to_wire()) <= 512 - 8
+        assert not any(rrset.rdtype == dns.rdatatype.TXT for rrset in udp.additional)
 
 
 async def test_labelled_datacenter_and_peer_names(consul: ConsulEmulator) -> None:

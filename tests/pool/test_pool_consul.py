@@ -21,8 +21,10 @@ def consul_version(request: pytest.FixtureRequest) -> str:
 
 
 HEALTH = f"consul://{SERVICE}?tag=minio"
-#: Long periodic refresh: reactions must come from the health watch or refresh_now().
-QUERY = f"consul+query://{SERVICE}?refresh=5m"
+#: Long periodic refresh: reactions must come from the health watch or refresh_now(). Without
+#: warm standby datacenters (``standby=0``): these tests are about Consul's own answers (the
+#: standby behaviour is tested in tests/pool/test_standby.py).
+QUERY = f"consul+query://{SERVICE}?refresh=5m&standby=0"
 
 
 def ports(snapshot: PoolSnapshot) -> set[int]:

@@ -141,6 +141,32 @@ def test_whole_datacenter_storage_lost_is_survived_by_the_prepared_query(
         verify_written(client, bucket, work.written)
 
 
+def test_whole_datacenter_storage_lost_is_survived_by_stage2_with_a_standby_datacenter(
+    mcresolve_storage: StorageCluster, consul_bed: ConsulBed, bucket: str
+) -> None:
+    """``failover=dc2``: a health target (one datacenter by nature) keeps dc2's passing
+    instances warm and moves there when both dc1 nodes die, with no failed call."""
+    wait_all_passing(consul_bed, mcresolve_storage)
+    prefix = unique("dcloss-stage2") + "/"
+    with consul_client(mcresolve_storage, consul_bed, f"{HEALTH}?failover=dc2") as client:
+        dc2_ports = {n.port for n in mcresolve_storage.nodes_in("dc2")}
+        until_sync(
+            lambda: dc2_ports <= {e.port for e in client.pool.snapshot().by_state("standby")},
+            what="dc2 warm",
+        )
+        with Workload(client, bucket, prefix, threads=2) as work:
+            work.wait_calls(10)
+            mcresolve_storage.run(mcresolve_storage.kill_datacenter("dc1"))
+            until_sync(
+                lambda: {e.port for e in client.pool.snapshot().by_state("active")} <= dc2_ports,
+                what="dc2 active",
+            )
+            work.wait_calls(10)
+        assert work.failures == []
+        assert work.listing_problems == []
+        verify_written(client, bucket, work.written)
+
+
 class ConsecutiveRefusals:
     """Per calling thread, the longest run of refused attempts (connections to dead nodes)
     that ended in a success: all within one call, as the workload records no failure."""
@@ -166,7 +192,8 @@ def test_whole_datacenter_lost_with_two_attempts_per_call_costs_no_call(
     """Guards the pool's rule that refused connections are not charged against
     ``max_attempts``: with two attempts per call and two dead nodes in dc1, a call during the
     loss (before Consul's checks turn critical and the prepared query answers with dc2) would
-    otherwise fail after trying both."""
+    otherwise fail after trying both. Without warm standby (``standby=0``): with it the first
+    call that finds both dc1 nodes dead moves to dc2 at once, and no call meets them twice."""
     from resilient_minio_bed import READ_TIMEOUT
 
     wait_all_passing(consul_bed, mcresolve_storage)
@@ -174,7 +201,8 @@ def test_whole_datacenter_lost_with_two_attempts_per_call_costs_no_call(
     two = CallPolicy(attempt_timeout=READ_TIMEOUT, deadline=30.0, max_attempts=2)
     assert len(mcresolve_storage.nodes_in("dc1")) == two.max_attempts
     refusals = ConsecutiveRefusals()
-    with consul_client(mcresolve_storage, consul_bed, QUERY, call_policy=two) as client:
+    target = f"{QUERY}?standby=0"
+    with consul_client(mcresolve_storage, consul_bed, target, call_policy=two) as client:
         client.pool.add_attempt_listener(refusals)
         with Workload(client, bucket, prefix, threads=2) as work:
             work.wait_calls(6)

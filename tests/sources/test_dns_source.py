@@ -52,15 +52,14 @@ async def test_srv_goes_over_tcp_and_gets_every_instance(cluster: Cluster) -> No
     assert source.queries == {"udp": 0, "tcp": 1}
 
 
-async def test_udp_only_gets_the_capped_subset(cluster: Cluster, consul_version: str) -> None:
+async def test_udp_only_gets_the_capped_subset(cluster: Cluster) -> None:
     source = DnsSource(dns_target(cluster, f"{SERVICE}.service.consul", "&transport=udp"))
     async with source:
         async with asyncio.timeout(10):
             resolution = await source.wait_ready()
-    # why transport=auto asks SRV over TCP: 1.0.8 answers at most 3 records over UDP; modern
-    # agents have no count cap (a_record_limit 0) but still cut to 512 bytes (4 of the 5 SRV)
-    cap = 3 if consul_version == "1.0.8" else 4
-    assert 0 < len(resolution.endpoints) <= cap
+    # why transport=auto asks SRV over TCP: Consul answers at most 3 records over UDP (1.0.8
+    # and today's agents alike: udp_answer_limit stays beside a_record_limit), without TC
+    assert 0 < len(resolution.endpoints) <= 3
     assert source.queries == {"udp": 1, "tcp": 0}
 
 

@@ -45,10 +45,12 @@ async def test_query_resolves_with_the_answering_datacenter(cluster: Cluster) ->
     await define_query(cluster)
     async with from_target(f"{SERVICE}.query.consul", registry=cluster.registry) as source:
         resolution = await next_matching(source, lambda r: bool(r.endpoints))
-    assert ports(resolution) == {9001, 9002, 9003, 9004}
+    # the query's answer; warm standby endpoints of dc2 (on by default) may follow it
+    answer = [e for e in resolution.endpoints if e.datacenter == "dc1"]
+    assert {e.port for e in answer} == {9001, 9002, 9003, 9004}
     assert resolution.datacenter == "dc1" and resolution.ok
-    assert {e.datacenter for e in resolution.endpoints} == {"dc1"}
-    assert {e.service_id for e in resolution.endpoints} == {i for i, _, t in DC1 if "minio" in t}
+    assert {e.datacenter for e in resolution.endpoints} <= {"dc1", "dc2"}
+    assert {e.service_id for e in answer} == {i for i, _, t in DC1 if "minio" in t}
 
 
 async def test_critical_check_removes_the_endpoint_at_once(cluster: Cluster) -> None:
@@ -131,4 +133,5 @@ async def test_agent_down_keeps_last_known_good_and_recovers(cluster: Cluster) -
         assert stale.endpoints == good.endpoints and stale.stale
         await cluster.consul.start_agent("dc1")
         back = await next_matching(source, lambda r: r.ok)
-        assert len(back.endpoints) == 4
+        # the query's answer; warm standby endpoints of dc2 (on by default) may follow it
+        assert len([e for e in back.endpoints if e.datacenter == "dc1"]) == 4

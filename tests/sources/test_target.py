@@ -230,6 +230,16 @@ def test_defaults() -> None:
         ("consul+query://q?limit=0", "limit: expected an integer >= 1"),
         ("consul+query://q?limit=two", "limit: expected an integer"),
         ("consul+query://q?refresh=0", "refresh: expected a positive duration"),
+        ("consul+query://q?standby=-1", "standby: expected an integer from 0 to 16"),
+        ("consul+query://q?standby=17", "standby: expected an integer from 0 to 16"),
+        ("consul+query://q?standby=one", "standby: expected an integer"),
+        ("consul://svc?failover=", "failover: expected datacenter names separated by commas"),
+        ("consul://svc?failover=dc2,,dc3", "failover: expected datacenter names separated"),
+        ("consul://svc?failover=dc.2", "failover: expected a datacenter name"),
+        ("consul://svc?failover=dc2,DC2", "failover: expected each datacenter once"),
+        ("consul://svc?dc=dc2&failover=dc2", "failover: 'dc2' is the target's own datacenter"),
+        ("consul://svc?peer=p&failover=dc2", "failover: cannot be combined with peer="),
+        ("consul://svc?failover=dc2&failover=dc3", "option failover given 2 times"),
         ("consul://svc?empty-hold=5", "empty-hold: expected a duration such as 500ms"),
         ("consul://svc?empty-confirm=0", "empty-confirm: expected an integer >= 1"),
         ("consul://svc?fallback-after=soon", "fallback-after: expected a duration"),
@@ -303,7 +313,7 @@ def test_a_query_has_no_peer_name() -> None:
         ("consul://api?ns=", "ns: expected a ns name"),
         ("consul://api?address=public", "address: expected one of lan, wan, auto"),
         ("consul://api?filter=a&filter=b", "option filter given 2 times"),
-        ("consul+query://q?filter=a", "unknown option 'filter'"),
+        ("consul+query://q?filter=a", "option filter is ignored by Consul's prepared-query"),
     ],
 )
 def test_bad_modern_options(text: str, message: str) -> None:
@@ -409,20 +419,27 @@ def _static_targets(draw: st.DrawFn, fallback: bool = True) -> StaticTarget:
 
 @st.composite
 def _health_targets(draw: st.DrawFn) -> HealthTarget:
+    dc = draw(_dc)
+    peer = draw(st.one_of(st.none(), _label))
+    failover: tuple[str, ...] = ()
+    if peer is None:
+        names = st.from_regex(r"\A[a-z][a-z0-9_-]{0,8}\Z").filter(lambda n: n != dc)
+        failover = tuple(draw(st.lists(names, unique=True, max_size=3)))
     return HealthTarget(
         service=draw(_names),
         tag=draw(st.one_of(st.none(), _label)),
-        dc=draw(_dc),
+        dc=dc,
         near=draw(st.one_of(st.none(), st.just("_agent"), _label)),
         node_meta=tuple(draw(st.lists(st.tuples(_label, _label), max_size=3))),
         consistency=draw(st.sampled_from(["default", "stale", "consistent", "cached"])),
         agent=draw(st.one_of(st.none(), st.builds(HostPort, _ipv4, _ports))),
         options=draw(_common()),
         filter=draw(st.one_of(st.none(), _filters)),
-        peer=draw(st.one_of(st.none(), _label)),
+        peer=peer,
         ns=draw(st.one_of(st.none(), _label)),
         partition=draw(st.one_of(st.none(), _label)),
         address=draw(st.sampled_from(["lan", "wan", "auto"])),
+        failover=failover,
     )
 
 
@@ -445,6 +462,7 @@ def _query_targets(draw: st.DrawFn) -> PreparedQueryTarget:
         near=draw(st.one_of(st.none(), st.just("_agent"))),
         refresh=draw(st.one_of(st.just(10.0), _durations)),
         options=draw(_common()),
+        standby=draw(st.integers(min_value=0, max_value=16)),
     )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import io
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import dns.asyncresolver
 import dns.rdatatype
@@ -21,7 +22,7 @@ from mcresolve.consul import ConsulClient, ConsulConfig, ConsulUnavailable
 from mcresolve.sources import from_target
 from mcresolve.sources.target import DnsTarget, HealthTarget, PreparedQueryTarget, parse_target
 from mcresolve.testing.consul import ConsulEmulator
-from mcresolve.testing.storage import live_weed_pids
+from mcresolve.testing.storage import StorageCluster, live_weed_pids
 from mcresolve.testing.topology import (
     STORAGE_SERVICE,
     CheckTimeout,
@@ -124,9 +125,30 @@ async def test_killed_node_turns_critical_within_its_interval_and_others_serve(
     assert await asyncio.to_thread(_get, mcresolve_topology, "dc1", 1, key) == data
 
 
+@pytest.fixture(params=["1.0.8", "1.21"])
+async def topology_per_profile(
+    request: pytest.FixtureRequest, mcresolve_storage_cluster: StorageCluster
+) -> AsyncIterator[MultiCloudTopology]:
+    """The topology on the shared storage cluster, its agents answering like the recorded
+    Consul 1.0.8 and like today's 1.21."""
+    topo = MultiCloudTopology(storage=mcresolve_storage_cluster, consul_version=request.param)
+    await topo.start()
+    try:
+        yield topo
+    finally:
+        try:
+            await topo.stop()
+        finally:
+            await mcresolve_storage_cluster.heal()
+
+
 async def test_stage_targets_resolve_through_the_emulator(
-    mcresolve_topology: MultiCloudTopology,
+    topology_per_profile: MultiCloudTopology,
 ) -> None:
+    # Over UDP, as a resolver asks: both SRV answers fit on both profiles (today's agent sizes
+    # them compressed and drops the node-meta TXT records first); a cut answer would carry no
+    # TC bit unless enable_truncate is set, exactly as on a real agent.
+    mcresolve_topology = topology_per_profile
     dc1_endpoints = {(n.address, n.port) for n in mcresolve_topology.nodes_in("dc1")}
     dc2_endpoints = {(n.address, n.port) for n in mcresolve_topology.nodes_in("dc2")}
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mcresolve.balancer.events import EventKind, PoolEvent
 from mcresolve.balancer.ewma import EndpointLoad
@@ -126,10 +126,12 @@ class Balancer:
         for endpoint in resolution.endpoints:
             unique.setdefault(endpoint.key, endpoint)  # first occurrence wins, order kept
         endpoints = tuple(unique.values())
+        self._follow_preference(resolution)
         if endpoints == self.endpoints:
             return BalancerUpdate(self.picker, tuple(events), self.wake_at, changed=False)
         if self.locality_policy is None and endpoints:
             self.set_local(resolution.datacenter or endpoints[0].datacenter)
+        self._follow_preference(resolution)
         old = {e.key: e for e in self.endpoints}
         new = {e.key: e for e in endpoints}
         for key in new.keys() - old.keys():
@@ -140,6 +142,15 @@ class Balancer:
         self.detector.set_endpoints(new)
         self.loads = {k: self.loads.get(k) or EndpointLoad(now) for k in new}
         return self._rebuild(now, events)
+
+    def _follow_preference(self, resolution: Resolution) -> None:
+        """Take the source's failover order (a prepared query's, learnt by a standby source)
+        when the pool's policy names none of its own."""
+        lp = self.locality_policy
+        if lp is None or self._preference or not resolution.preference:
+            return
+        if lp.preference != resolution.preference:
+            self.locality_policy = replace(lp, preference=resolution.preference)
 
     def succeeded(self, key: Key, now: float) -> None:
         """An attempt on ``key`` was served (a success, or an answer that proves the endpoint

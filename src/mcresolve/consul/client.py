@@ -21,8 +21,14 @@ from mcresolve.consul.errors import (
     ConsulAnswerError,
     ConsulProtocolError,
 )
-from mcresolve.consul.features import AgentFeatures, health_scope, read_agent_features
+from mcresolve.consul.features import (
+    AgentFeatures,
+    NodeMetaSelector,
+    health_scope,
+    read_agent_features,
+)
 from mcresolve.consul.models import (
+    AddressMode,
     CatalogService,
     Consistency,
     Indexed,
@@ -322,6 +328,14 @@ class _QueryAndAgentEndpoints(_ConsulRequests):
             self._features = await read_agent_features(self.agent_self)
         return self._features
 
+    async def local_datacenter(self, address: AddressMode) -> str | None:
+        """The agent's own datacenter when ``address`` needs it to tell an instance of
+        another datacenter (``auto``), else ``None`` (no request). Read with
+        :meth:`agent_features`, so once per client; ``None`` when the agent does not say."""
+        if address != "auto":
+            return None
+        return (await self.agent_features()).datacenter
+
     async def agent_self(self) -> dict[str, Any]:
         """``GET /v1/agent/self``: the agent's configuration and member record."""
         path = "/v1/agent/self"
@@ -421,6 +435,29 @@ class ConsulClient(_QueryAndAgentEndpoints):
 
     # --- catalog -------------------------------------------------------------------------------
 
+    async def _catalog_scope(
+        self,
+        path: str,
+        node_meta: Mapping[str, str] | None,
+        filter: str | None,
+        selector: NodeMetaSelector,
+    ) -> tuple[str | None, Mapping[str, str] | None]:
+        """``(filter expression, node_meta sent plainly)`` for a catalog listing, decided from
+        the agent's version as for health reads (:func:`~mcresolve.consul.features.
+        health_scope`): ``filter`` on 1.5+ (node metadata inside it), refused on older agents,
+        which would ignore it and answer unfiltered."""
+        if not node_meta and filter is None:
+            return None, node_meta
+        where = f"GET {path}: the agent at {self.current_address}"
+        return health_scope(
+            await self.agent_features(),
+            where,
+            node_meta=node_meta,
+            filter=filter,
+            peer=None,
+            selector=selector,
+        )
+
     async def catalog_service(
         self,
         service: str,
@@ -432,14 +469,21 @@ class ConsulClient(_QueryAndAgentEndpoints):
         consistency: Consistency = Consistency.DEFAULT,
         index: int | None = None,
         wait: float | None = None,
+        filter: str | None = None,
     ) -> Indexed[tuple[CatalogService, ...]]:
-        """``GET /v1/catalog/service/<service>`` (no health information)."""
+        """``GET /v1/catalog/service/<service>`` (no health information).
+
+        ``filter`` (go-bexpr over the flat catalog record: ``ServiceMeta.version == "2"``,
+        ``"primary" in ServiceTags``) and ``node_meta`` follow the agent's version as for
+        :meth:`health_service` (api-docs/catalog.mdx; node metadata as ``NodeMeta["k"]``)."""
         if not service:
             raise ValueError("service name must not be empty")
         wanted = tuple(tags)
         path = f"/v1/catalog/service/{_segment(service)}"
         params = self._dc_params(dc) + [("tag", t) for t in wanted]
+        expression, node_meta = await self._catalog_scope(path, node_meta, filter, "NodeMeta")
         params += _near_meta_consistency_params(near, node_meta, consistency)
+        params += _given(filter=expression)
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             items = expect_list(body, f"GET {path}")
@@ -491,11 +535,16 @@ class ConsulClient(_QueryAndAgentEndpoints):
         consistency: Consistency = Consistency.DEFAULT,
         index: int | None = None,
         wait: float | None = None,
+        filter: str | None = None,
     ) -> Indexed[tuple[NodeInfo, ...]]:
-        """``GET /v1/catalog/nodes``."""
+        """``GET /v1/catalog/nodes``. ``filter`` (go-bexpr over each node: ``Meta.rack ==
+        "r1"``) and ``node_meta`` as for :meth:`catalog_service` (node metadata as
+        ``Meta["k"]``)."""
         path = "/v1/catalog/nodes"
         params = self._dc_params(dc)
+        expression, node_meta = await self._catalog_scope(path, node_meta, filter, "Meta")
         params += _near_meta_consistency_params(near, node_meta, consistency)
+        params += _given(filter=expression)
         body, raw = await self._get_json_blocking(path, params, index, wait)
         with _answer(raw, "GET", path):
             items = expect_list(body, f"GET {path}")

@@ -54,8 +54,9 @@ DEFAULT_TOKEN_FILE_CHECK_INTERVAL = 10.0
 #: connections", a broken pipe over HTTPS) and every blocking query holds one connection for
 #: its whole wait. 160 leaves 40 (a fifth): 16 for the watches' immediate reads
 #: (:func:`~mcresolve.consul.watch.immediate_slots`), the rest for the non-blocking requests of
-#: the same process (prepared-query executions, registration, ``/v1/agent/self``). Lower it when several processes share one IP (containers behind one NAT
-#: address) or the agent's limit is lower.
+#: the same process (prepared-query executions, registration, ``/v1/agent/self``). Lower it
+#: when several processes share one IP (containers behind one NAT address) or the agent's limit
+#: is lower; raise it with the agent's limit.
 DEFAULT_BLOCKING_CONNECTIONS = 160
 
 # Go's strconv.ParseBool, which the consul CLI uses for its boolean variables.

@@ -14,6 +14,11 @@ Consul reports its version in ``/v1/agent/self`` (``Config.Version``, e.g. ``"1.
 * ``peer=`` (cluster peering) exists since 1.13 (GA in 1.14); older agents ignore it and would
   answer the local service, so it is refused the same way.
 
+The catalog listings ``/v1/catalog/service`` and ``/v1/catalog/nodes`` follow the same rules
+(api-docs/catalog.mdx: ``filter`` on both, ``node-meta`` deprecated), with node metadata under the
+selector each uses (``NodeMeta``, ``Meta``). Prepared-query execution has no ``filter`` at all
+(its server side never applies one), so the library never sends it there.
+
 An agent whose version cannot be read is treated as the oldest (plain parameters, no filter): the
 plain parameters still work on every version, an unsent filter cannot silently widen an answer.
 ``/v1/agent/self`` needs ``agent:read`` under ACLs: a token without it can still use ``node-meta``
@@ -25,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mcresolve.consul.errors import ConsulError, ConsulHTTPError, ConsulProtocolError, RateLimited
 
@@ -111,13 +116,20 @@ def quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+#: The selector of a node's metadata in each listing's filter (api-docs/health.mdx ``Node.Meta``,
+#: catalog.mdx ``NodeMeta`` for ``/v1/catalog/service``, ``Meta`` for ``/v1/catalog/nodes``).
+NodeMetaSelector = Literal["Node.Meta", "NodeMeta", "Meta"]
+
+
 def health_filter(
-    node_meta: Mapping[str, str] | None = None, filter: str | None = None
+    node_meta: Mapping[str, str] | None = None,
+    filter: str | None = None,
+    selector: NodeMetaSelector = "Node.Meta",
 ) -> str | None:
-    """One ``filter`` expression for a health read: every node-meta pair as
-    ``Node.Meta["k"] == "v"`` and the user's ``filter`` (parenthesised), joined by ``and``;
-    ``None`` when there is nothing to filter on."""
-    parts = [f"Node.Meta[{quote(k)}] == {quote(v)}" for k, v in (node_meta or {}).items()]
+    """One ``filter`` expression for a listing: every node-meta pair as
+    ``<selector>["k"] == "v"`` (``Node.Meta`` for health reads) and the user's ``filter``
+    (parenthesised), joined by ``and``; ``None`` when there is nothing to filter on."""
+    parts = [f"{selector}[{quote(k)}] == {quote(v)}" for k, v in (node_meta or {}).items()]
     if filter is not None and filter.strip():
         parts.append(f"({filter})" if parts else filter)
     return " and ".join(parts) if parts else None
@@ -130,9 +142,11 @@ def health_scope(
     node_meta: Mapping[str, str] | None,
     filter: str | None,
     peer: str | None,
+    selector: NodeMetaSelector = "Node.Meta",
 ) -> tuple[str | None, Mapping[str, str] | None]:
-    """How a health read asks for ``node_meta``, ``filter`` and ``peer`` on an agent with
-    ``features``: ``(filter expression or None, node_meta to send as ?node-meta= or None)``.
+    """How a health or catalog read asks for ``node_meta``, ``filter`` and ``peer`` on an
+    agent with ``features``: ``(filter expression or None, node_meta to send as ?node-meta= or
+    None)``; ``selector`` names node metadata in that listing's filter (:func:`health_filter`).
 
     :class:`UnsupportedByAgent` when ``filter`` or ``peer`` is asked of an agent that does not
     know it (it would ignore the parameter and answer more than asked). ``where`` names the
@@ -148,7 +162,7 @@ def health_scope(
                 "option"
             )
     if features.filter:
-        return health_filter(node_meta, filter), None
+        return health_filter(node_meta, filter, selector), None
     return None, node_meta
 
 

@@ -618,7 +618,22 @@ class PreparedQueryResult:
         """The endpoints, each carrying the datacenter that answered."""
         return self.convert().endpoints
 
-    def convert(self, default_port: int | None = None) -> Converted:
+    def convert(
+        self,
+        default_port: int | None = None,
+        *,
+        address: AddressMode = "lan",
+        local_datacenter: str | None = None,
+    ) -> Converted:
         """The endpoints (each carrying the datacenter that answered) and the rejected
-        instances (see :func:`convert_entries`)."""
-        return convert_entries(self.entries, self.datacenter, default_port, "Nodes entry")
+        instances (see :func:`convert_entries`); ``address``/``local_datacenter`` choose each
+        instance's LAN or WAN address as for a health answer (:func:`choose_address`: an
+        instance's datacenter is its node's, else the one that answered)."""
+        return convert_entries(
+            self.entries,
+            self.datacenter,
+            default_port,
+            "Nodes entry",
+            address=address,
+            local_datacenter=local_datacenter,
+        )

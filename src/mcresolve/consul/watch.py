@@ -310,9 +310,7 @@ class HealthServiceSpec:
             ns=self.ns,
             partition=self.partition,
         )
-        local: str | None = None
-        if self.address == "auto":  # which datacenter is "other": the agent's own is needed
-            local = (await client.agent_features()).datacenter
+        local = await client.local_datacenter(self.address)  # auto: "other" than the agent's
         decoded = HealthAnswer.decode(
             answer.value,
             self.datacenter or "",

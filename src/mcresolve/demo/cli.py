@@ -1,5 +1,6 @@
 """Command line of the demo:
-``python -m mcresolve.demo [--quick] [--wide] [--keep-running] [--json PATH]``.
+``python -m mcresolve.demo [--quick] [--wide] [--keep-running] [--json PATH]
+[--consul-profile 1.0.8|1.21|2.x]``.
 
 Exit status: 0 when every scenario behaved as the article says, 1 when one did not, 2 when the
 demo could not run (set-up failed), 130 when interrupted.
@@ -18,6 +19,9 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+from mcresolve.testing.consul.profile import profile_for
+from mcresolve.testing.topology import MultiCloudTopology
 
 from .processes import ProcessError, kill_now
 from .report import PhaseResult, render_table, results_document
@@ -59,7 +63,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-battery", action="store_true", help="bring everything up, skip the battery"
     )
+    parser.add_argument(
+        "--consul-profile",
+        default="1.0.8",
+        metavar="VERSION",
+        help="which Consul the emulated agents answer like: 1.0.8 (the recorded default), "
+        "1.21 or 2.x (today's Community Edition: its answer shapes, headers, streaming)",
+    )
     args = parser.parse_args(argv)
+    try:
+        profile_for(args.consul_profile)
+    except ValueError as error:
+        parser.error(f"--consul-profile: {error}")
     if args.scenarios:
         chosen = tuple(k.strip() for k in args.scenarios.split(",") if k.strip())
         unknown = sorted(set(chosen) - set(keys))
@@ -112,6 +127,7 @@ def _setup_document(demo: Demo) -> dict[str, object]:
             for sf in demo.storefronts
         ],
         "consul": {dc: demo.stack.consul.dc(dc).http_url for dc in demo.stack.datacenters},
+        "consul_profile": demo.stack.consul_version,
     }
 
 
@@ -139,7 +155,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.scenarios:
         options = DemoOptions(**{**vars(options), "scenarios": args.scenarios})
     try:
-        demo = Demo(options)
+        demo = Demo(options, topology=MultiCloudTopology(consul_version=args.consul_profile))
     except ProcessError as error:
         print(f"demo: {error}", file=sys.stderr, flush=True)
         return 2

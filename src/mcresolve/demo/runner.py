@@ -212,7 +212,10 @@ class Demo:
 
     async def setup(self) -> None:
         """Bring up the topology, seed, start the storefronts and the traffic."""
-        self.say("starting Consul (dc1 = aws, dc2 = gcp) and SeaweedFS (storage nodes in both)")
+        self.say(
+            f"starting Consul (dc1 = aws, dc2 = gcp; agents answer like Consul "
+            f"{self.stack.consul_version}) and SeaweedFS (storage nodes in both)"
+        )
         await self.stack.start()
         self.say(f"Consul and storage ready in {self.stack.startup_seconds:.1f} s")
         await self._describe_topology()

@@ -20,6 +20,7 @@ from mcresolve.sources.health import HealthSource
 from mcresolve.sources.prepared_query import PreparedQuerySource
 from mcresolve.sources.refresh import RefreshDamping
 from mcresolve.sources.snapshot import load_snapshot, save_snapshot
+from mcresolve.sources.standby import StandbyPolicy, StandbySource
 from mcresolve.sources.static import StaticSource
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "ResilientSource",
     "Resolution",
     "Source",
+    "StandbyPolicy",
+    "StandbySource",
     "StaticSource",
     "from_target",
     "load_snapshot",

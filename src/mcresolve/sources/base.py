@@ -92,6 +92,9 @@ class Resolution:
       an answer that is otherwise in use (:attr:`partial`).
     * ``fallback``: ``endpoints`` come from the fallback target, not the primary.
     * ``suspect_empty``: the latest answer was empty right after a non-empty one and is held.
+    * ``preference``: other datacenters in the order the source would fail over to them, most
+      preferred first, when it knows it (a standby source learns it from the prepared query);
+      the pool uses it unless its policy names its own order.
     """
 
     endpoints: tuple[Endpoint, ...]
@@ -102,6 +105,7 @@ class Resolution:
     error: Exception | None = None
     fallback: bool = False
     suspect_empty: bool = False
+    preference: tuple[str, ...] = ()
 
     def age(self, now: float | None = None) -> float:
         """Seconds since ``endpoints`` were obtained (``now`` defaults to ``time.time()``)."""

@@ -14,6 +14,7 @@ from mcresolve.sources.composite import ResilientSource
 from mcresolve.sources.dns import DnsCache, DnsSource
 from mcresolve.sources.health import HealthSource
 from mcresolve.sources.prepared_query import PreparedQuerySource
+from mcresolve.sources.standby import StandbySource
 from mcresolve.sources.static import StaticSource
 from mcresolve.sources.target import (
     DnsTarget,
@@ -55,6 +56,10 @@ def from_target(
     the same way (:mod:`~mcresolve.sources.query_stream`): one execution stream per query,
     configuration and loop in the process. Whatever this function creates (client,
     lease) is closed when the source stops; what was passed in is left open.
+
+    A stage-3 target (unless ``standby=0``) and a stage-2 target with ``failover=`` get warm
+    standby datacenters (:class:`~mcresolve.sources.standby.StandbySource`, around the stage's
+    source and inside the resilience wrapper).
 
     Every source except a static list is wrapped in a
     :class:`~mcresolve.sources.composite.ResilientSource` (last known good, suspect empty
@@ -114,19 +119,28 @@ def _consul_source(
 ) -> Source:
     """The health or prepared-query source of a Consul target, watching through ``registry``
     or a lease on ``shared`` (see :func:`from_target`); what it creates goes to ``cleanup``."""
+    client: ConsulClient | None = None
     watches: WatchRegistry
     if spec.agent is None and registry is not None:
-        watches = registry
+        client, watches = registry.client, registry
     else:
         consul_for_target = _config_for(spec.agent, consul)
         lease = shared.lease(consul_for_target)
         cleanup.insert(0, lease.aclose)
         watches = lease
     if isinstance(spec, HealthTarget):
-        return HealthSource(spec, watches)
+        health = HealthSource(spec, watches)
+        if spec.failover:
+            return StandbySource.for_health(health, spec, watches)
+        return health
     # executions use the registry's client: the shared one of this configuration and loop, so
     # that every source of the process executing this query follows one execution stream
-    return PreparedQuerySource(spec, None, watches)
+    query = PreparedQuerySource(spec, None, watches)
+    if spec.standby:
+        if client is None:  # the standby's own reads (the query's definition, its order)
+            client = _client_for(consul_for_target, cleanup)
+        return StandbySource.for_query(query, spec, client, watches)
+    return query
 
 
 def _config_for(
@@ -146,3 +160,13 @@ def _config_for(
         scheme = config.addresses[0].scheme if config.addresses else "http"
         config = config.with_options(addresses=(ConsulAddress.parse(str(agent), scheme),))
     return config
+
+
+def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> ConsulClient:
+    """The client for the standby's own reads: the one given, else a new one closed when the
+    source stops."""
+    if isinstance(consul, ConsulClient):
+        return consul
+    client = ConsulClient(consul)
+    cleanup.append(client.aclose)
+    return client

@@ -15,7 +15,10 @@ Prepared queries cannot block (``X-Consul-Index`` is always 0), so the source re
 * after a failed execution, after a jittered exponential backoff (capped by ``refresh``).
 
 Executions are at least ``min_interval`` apart, so a burst of triggers costs one execution.
-Endpoints carry the datacenter that answered (``Datacenter`` in the response).
+Endpoints carry the datacenter that answered (``Datacenter`` in the response); the target's
+``address`` option chooses each instance's LAN or WAN address with the rule health answers use
+(:func:`~mcresolve.consul.models.choose_address`; ``auto``: WAN for instances of another
+datacenter than the agent's, as the agent's own ``translate_wan_addrs`` would).
 
 Executions are shared (:mod:`mcresolve.sources.query_stream`): every source of the process with
 the same client, watch registry, event loop, target and settings follows one execution stream,

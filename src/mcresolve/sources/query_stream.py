@@ -233,7 +233,12 @@ class QueryStream:
 
     async def _use(self, result: PreparedQueryResult) -> tuple[object, float]:
         """Deliver an execution's answer and follow its datacenter's health."""
-        converted = result.convert(self.target.options.port)
+        target = self.target
+        converted = result.convert(
+            target.options.port,
+            address=target.address,
+            local_datacenter=await self._client.local_datacenter(target.address),
+        )
         if converted.rejected_whole:
             self._backoff.failure()  # a garbage answer is a failure: retried after the backoff
         else:

@@ -8,9 +8,9 @@ queries) or a static list, so an application switches stages by configuration on
 Forms (full reference with examples: ``docs/stages.md``)::
 
     dns://<name>[?server=<ip[:port]>,...&type=srv|a&transport=auto|udp|tcp]      stage 1
-    consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=&filter=&peer=&ns=&partition=]
-                                                                                  stage 2
-    consul+query://<query>[?dc=&limit=&near=&refresh=]                           stage 3
+    consul://<service>[?tag=&dc=&near=&node-meta=k:v&consistency=&filter=&peer=&ns=&partition=
+                       &failover=dc2,dc3]                                         stage 2
+    consul+query://<query>[?dc=&limit=&near=&refresh=&address=&standby=]         stage 3
     static://<host:port>[,<host:port>...]                                         static list
     [<tag>.]<service>.service[.<dc>].consul, _<svc>._<tag>.service[.<dc>].consul  -> consul://
     <query>.query[.<dc>].consul                                                   -> consul+query://
@@ -55,6 +55,14 @@ __all__ = [
     "parse_target",
 ]
 
+#: Warm standby datacenters of a stage-3 target by default: one, the next in the query's
+#: failover order. Consul's own failover stops at the first datacenter that has instances, so
+#: the next one is where traffic goes when the local datacenter is lost; each costs one idle
+#: blocking request per wait period.
+DEFAULT_STANDBY: Final = 1
+#: At most this many standby datacenters (each is a blocking watch held open).
+MAX_STANDBY: Final = 16
+
 #: Consul's default DNS port: the port used for ``server=`` entries that give none.
 CONSUL_DNS_PORT: Final = 8600
 
@@ -78,6 +86,18 @@ _DURATION_UNITS: Final[Mapping[str, float]] = {"ms": 0.001, "s": 1.0, "m": 60.0,
 
 class TargetError(McResolveError, ValueError):
     """A target string that cannot be used; the message says what was expected."""
+
+
+#: Why ``consul+query://...?filter=`` is refused: ``GET /v1/query/<id>/execute`` parses the
+#: common query options (``filter`` among them) but the server's ``PreparedQuery.Execute``
+#: never applies them (hashicorp/consul agent/prepared_query_endpoint.go, agent/consul/
+#: prepared_query_endpoint.go; api-docs/query.mdx lists only ``dc``, ``near``, ``limit``,
+#: ``connect``): sending it would silently return every instance.
+PREPARED_QUERY_FILTER_REFUSAL: Final = (
+    "consul+query://: option filter is ignored by Consul's prepared-query execution (it "
+    "would answer unfiltered); select instances in the query definition's own Service.Tags, "
+    "Service.NodeMeta or Service.ServiceMeta, or use consul://<service>?filter=..."
+)
 
 
 class Stage(Enum):
@@ -312,6 +332,11 @@ class HealthTarget:
     sent unless set. ``address``: ``lan`` (default: ``Service.Address``, else the node's),
     ``wan`` (the WAN tagged address when there is one) or ``auto`` (WAN for instances of another
     datacenter than the agent's).
+
+    ``failover`` (opt-in): other datacenters, in order, whose passing instances (with the same
+    filters) are kept known ahead of need as warm standby endpoints: when every endpoint of the
+    local datacenter has failed or been ejected, the pool moves to the first of them at once
+    (:mod:`mcresolve.sources.standby`).
     """
 
     service: str
@@ -327,6 +352,7 @@ class HealthTarget:
     ns: str | None = None
     partition: str | None = None
     address: AddressChoice = "lan"
+    failover: tuple[str, ...] = ()
     stage: Stage = field(default=Stage.HEALTH, init=False)
 
     def __post_init__(self) -> None:
@@ -347,13 +373,11 @@ class HealthTarget:
         _check_agent(self.agent, "consul")
         if self.filter is not None:
             _check_filter(self.filter)
-        if self.address not in _ADDRESS:
-            raise TargetError(
-                f"address: expected one of {', '.join(_ADDRESS)}, got {self.address!r}"
-            )
+        _check_address(self.address)
         for what, name in (("peer", self.peer), ("ns", self.ns), ("partition", self.partition)):
             if name is not None:
                 _check_name(name, what, f"a {what} name")
+        _check_failover(self.failover, self.dc, self.peer)
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -376,6 +400,8 @@ class HealthTarget:
                 items.append((key, value))
         if self.address != "lan":
             items.append(("address", self.address))
+        if self.failover:
+            items.append(("failover", ",".join(self.failover)))
         where = self.service if self.agent is None else f"{self.agent}/{self.service}"
         return _render("consul", where, items, self.options)
 
@@ -387,7 +413,13 @@ class PreparedQueryTarget:
     ``dc`` (``None`` = the agent's datacenter; queries are defined per datacenter), ``limit``
     (``None`` = all), ``near`` (``_agent`` or a node name), ``refresh`` (period of
     re-execution, jittered; a change in the local health of the query's service re-executes at
-    once), ``agent`` as for :class:`HealthTarget`.
+    once), ``agent`` and ``address`` as for :class:`HealthTarget` (``auto``: the WAN address of
+    instances answered by another datacenter than the agent's, after a failover or with
+    ``dc=``). There is no ``filter``: Consul's execution ignores it (see
+    :data:`PREPARED_QUERY_FILTER_REFUSAL`); selection belongs in the query definition.
+    ``standby``: how many of the query's failover datacenters (next in its order) are kept
+    known ahead of need as warm standby endpoints (default 1, ``0`` turns it off;
+    :mod:`mcresolve.sources.standby`).
     """
 
     query: str
@@ -397,6 +429,8 @@ class PreparedQueryTarget:
     refresh: float = 10.0
     agent: HostPort | None = None
     options: CommonOptions = field(default_factory=CommonOptions)
+    address: AddressChoice = "lan"
+    standby: int = DEFAULT_STANDBY
     stage: Stage = field(default=Stage.PREPARED_QUERY, init=False)
 
     def __post_init__(self) -> None:
@@ -410,6 +444,11 @@ class PreparedQueryTarget:
         if not (math.isfinite(self.refresh) and self.refresh > 0):
             raise TargetError(f"refresh: expected a positive duration, got {self.refresh}")
         _check_agent(self.agent, "consul+query")
+        _check_address(self.address)
+        if isinstance(self.standby, bool) or not 0 <= self.standby <= MAX_STANDBY:
+            raise TargetError(
+                f"standby: expected an integer from 0 to {MAX_STANDBY}, got {self.standby!r}"
+            )
 
     def __str__(self) -> str:
         items: list[tuple[str, str]] = []
@@ -421,6 +460,10 @@ class PreparedQueryTarget:
             items.append(("near", self.near))
         if self.refresh != 10.0:
             items.append(("refresh", format_duration(self.refresh)))
+        if self.address != "lan":
+            items.append(("address", self.address))
+        if self.standby != DEFAULT_STANDBY:
+            items.append(("standby", str(self.standby)))
         where = self.query if self.agent is None else f"{self.agent}/{self.query}"
         return _render("consul+query", where, items, self.options)
 
@@ -621,8 +664,10 @@ def _parse_health(where: str, query: str) -> HealthTarget:
     consistency = options.one("consistency")
     modern = {key: options.one(key) for key in ("filter", "peer", "ns", "partition")}
     address = options.one("address")
+    failover = options.one("failover")
     common = options.finish(
         (
+            "failover",
             "tag",
             "dc",
             "near",
@@ -653,6 +698,7 @@ def _parse_health(where: str, query: str) -> HealthTarget:
         ns=modern["ns"],
         partition=modern["partition"],
         address="lan" if address is None else _literal(address.lower(), _ADDRESS, "address"),
+        failover=() if failover is None else _parse_failover(failover),
     )
 
 
@@ -663,7 +709,11 @@ def _parse_prepared_query(where: str, query: str) -> PreparedQueryTarget:
     limit = options.one("limit")
     near = options.one("near")
     refresh = options.one("refresh")
-    common = options.finish(("dc", "limit", "near", "refresh"))
+    address = options.one("address")
+    if options.all("filter"):
+        raise TargetError(PREPARED_QUERY_FILTER_REFUSAL)
+    standby = options.one("standby")
+    common = options.finish(("dc", "limit", "near", "refresh", "address", "standby"))
     if not name:
         raise TargetError(
             "consul+query://: expected a prepared query name or ID, "
@@ -677,6 +727,8 @@ def _parse_prepared_query(where: str, query: str) -> PreparedQueryTarget:
         refresh=10.0 if refresh is None else parse_duration(refresh, what="refresh"),
         agent=agent,
         options=common,
+        address="lan" if address is None else _literal(address.lower(), _ADDRESS, "address"),
+        standby=DEFAULT_STANDBY if standby is None else _parse_int(standby, "standby"),
     )
 
 
@@ -890,9 +942,47 @@ def _check_filter(expression: str) -> None:
         raise TargetError(f"filter: expected printable text, got the character {bad!r}")
 
 
-def _check_dc(dc: str) -> None:
-    if not _DC_RE.match(dc):
-        raise TargetError(f"dc: expected a datacenter name (letters, digits, '-', '_'), got {dc!r}")
+def _check_address(address: str) -> None:
+    if address not in _ADDRESS:
+        raise TargetError(f"address: expected one of {', '.join(_ADDRESS)}, got {address!r}")
+
+
+def _parse_failover(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not text.strip() or any(not name for name in names):
+        raise TargetError(
+            f"failover: expected datacenter names separated by commas, e.g. dc2,dc3, got {text!r}"
+        )
+    return names
+
+
+def _check_failover(failover: tuple[str, ...], dc: str | None, peer: str | None) -> None:
+    if not isinstance(failover, tuple):
+        raise TargetError(
+            f"failover: expected a tuple of datacenter names, got {type(failover).__name__}"
+        )
+    if not failover:
+        return
+    if len(failover) > MAX_STANDBY:
+        raise TargetError(
+            f"failover: expected at most {MAX_STANDBY} datacenters, got {len(failover)}"
+        )
+    for name in failover:
+        _check_dc(name, "failover")
+    seen = {name.lower() for name in failover}
+    if len(seen) != len(failover):
+        raise TargetError(f"failover: expected each datacenter once, got {','.join(failover)}")
+    if dc is not None and dc.lower() in seen:
+        raise TargetError(f"failover: {dc!r} is the target's own datacenter (dc=)")
+    if peer is not None:
+        raise TargetError("failover: cannot be combined with peer= (a peer has no datacenters)")
+
+
+def _check_dc(dc: str, what: str = "dc") -> None:
+    if not isinstance(dc, str) or not _DC_RE.match(dc):
+        raise TargetError(
+            f"{what}: expected a datacenter name (letters, digits, '-', '_'), got {dc!r}"
+        )
 
 
 def _check_agent(agent: HostPort | None, scheme: str) -> None:

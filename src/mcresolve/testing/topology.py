@@ -81,6 +81,9 @@ class MultiCloudTopology(ConsulRegistrations, AsyncStartStop):
             datacenter.
         time_scale, seed, agent_config: passed to :class:`ConsulEmulator`.
         volume_servers: for a cluster the topology starts itself.
+        consul_version: which Consul the agents answer like (``"1.0.8"``, the recorded
+            default, ``"1.21"``, ``"2.x"``, or a mapping per datacenter): the emulator's
+            ``version``.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class MultiCloudTopology(ConsulRegistrations, AsyncStartStop):
         seed: int | None = None,
         agent_config: AgentConfig | None = None,
         volume_servers: int = 2,
+        consul_version: str | Mapping[str, str] = "1.0.8",
     ) -> None:
         self.clouds: dict[str, str] = dict(clouds if clouds is not None else DEFAULT_CLOUDS)
         if not self.clouds:
@@ -141,6 +145,7 @@ class MultiCloudTopology(ConsulRegistrations, AsyncStartStop):
         self._seed = seed
         self._agent_config = agent_config
         self._volume_servers = volume_servers
+        self.consul_version = consul_version
         self._storage = storage
         self._owns_storage = storage is None
         self._consul: ConsulEmulator | None = None
@@ -268,6 +273,7 @@ class MultiCloudTopology(ConsulRegistrations, AsyncStartStop):
                 time_scale=self._time_scale,
                 seed=self._seed,
                 agent_config=self._agent_config,
+                version=self.consul_version,
             )
             if self._storage is None:
                 cluster = StorageCluster(

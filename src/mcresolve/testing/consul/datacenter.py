@@ -124,6 +124,7 @@ class Datacenter:
         self._site: LimitedSite | None = None
         self._api: AgentHttpApi | None = None
         self._dns: Any = None
+        self._dns_enable_truncate = False
         self.prepared_queries: Any = None
         #: cluster peers this datacenter imports services from (name -> link)
         self.peers: dict[str, PeerLink] = {}
@@ -304,7 +305,21 @@ class Datacenter:
             a_record_limit=self.profile.a_record_limit,
             modern=self.profile.modern,
         )
+        self._dns.responder.enable_truncate = self._dns_enable_truncate
         self.dns_port = int(await self._dns.start(self.host, self.dns_port))
+
+    @property
+    def dns_enable_truncate(self) -> bool:
+        """``dns_config.enable_truncate`` (default false, as in Consul): whether a DNS answer
+        cut for UDP carries the TC bit, so that resolvers retry over TCP; without it the cut
+        is silent (agent/dns/response_generator.go ``trimDNSResponse``)."""
+        return self._dns_enable_truncate
+
+    @dns_enable_truncate.setter
+    def dns_enable_truncate(self, value: bool) -> None:
+        self._dns_enable_truncate = bool(value)
+        if self._dns is not None:
+            self._dns.responder.enable_truncate = self._dns_enable_truncate
 
     async def stop(self) -> None:
         """Close the listening sockets and drop in-flight requests; the state is kept."""

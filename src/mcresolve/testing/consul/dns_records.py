@@ -16,6 +16,14 @@ Rules reproduced from the recordings (``07_dns.json``):
   ``max(512, edns payload)``; each cut rebuilds the additional section to the first record of
   each remaining SRV target (which drops the TXT records);
 * TCP: every answer, unless the message would exceed 64 KiB.
+
+Modern agents (:func:`trim_udp` with ``modern=True``) trim UDP answers as today's
+``trimUDPResponse`` does (hashicorp/consul agent/dns/response_generator.go; the same code in
+agent/dns.go of the 1.1x releases): the count cap (``udp_answer_limit``, still 3 by default beside
+``a_record_limit = 0``: agent/config/default.go) applies to 512-byte answers only and then sizes
+them uncompressed; otherwise the *compressed* size counts; at least one answer is kept, and 8
+bytes are kept free for the UDP header. Fewer answers out than in means "trimmed": Consul sets
+the TC bit for that only with ``dns_config.enable_truncate`` (default false).
 """
 
 from __future__ import annotations
@@ -294,20 +302,79 @@ def trim_udp(
     extra: Section,
     authority: Section,
     edns_payload: int | None,
-    udp_answer_limit: int | None = DEFAULT_UDP_ANSWER_LIMIT,
+    udp_answer_limit: int = DEFAULT_UDP_ANSWER_LIMIT,
+    *,
+    modern: bool = False,
 ) -> tuple[Section, Section]:
-    """Consul's ``trimUDPResponse``; returns the new answer and additional sections
-    (``udp_answer_limit`` ``None``: no count cap, only the size)."""
+    """Consul's ``trimUDPResponse`` (1.0.8's, or today's with ``modern``); returns the new
+    answer and additional sections (fewer answers than given: trimmed)."""
     max_size = max(DEFAULT_MAX_UDP_SIZE, edns_payload or 0)
     index = _index(extra)
-    if udp_answer_limit is None:  # modern agents: a_record_limit replaced the count cap
-        return _fit(question, answer, extra, authority, max_size, index)
     max_answers = min(MAX_UDP_ANSWER_LIMIT, udp_answer_limit)
-    if max_size == DEFAULT_MAX_UDP_SIZE and len(answer) > max_answers:
+    capped = max_size == DEFAULT_MAX_UDP_SIZE and len(answer) > max_answers
+    if capped:
         answer = answer[:max_answers]
         if index:
             extra = sync_extra(answer, index)
+    if modern:
+        return _fit_modern(question, answer, extra, min(max_size, MAX_UDP_DATAGRAM), index, capped)
     return _fit(question, answer, extra, authority, max_size, index)
+
+
+#: Today's ceiling on an EDNS payload size (``maxUDPDatagramSize``: 65535 - 68).
+MAX_UDP_DATAGRAM = 65535 - 68
+
+
+def compressed_length(question: Iterable[dns.rrset.RRset], *sections: Section) -> int:
+    """Length of the message with name compression (how Consul sizes a modern UDP answer that
+    the count cap did not cut), not counting an OPT record."""
+    buffer = io.BytesIO(bytes(_HEADER_LENGTH))
+    buffer.seek(_HEADER_LENGTH)
+    compress: dict[dns.name.Name, int] = {}
+    for rrset in question:
+        rrset.name.to_wire(buffer, compress, None)
+        buffer.write(bytes(4))
+    for section in sections:
+        for rrset in section:
+            rrset.to_wire(buffer, compress, None)
+    return len(buffer.getvalue())
+
+
+def _fit_modern(
+    question: Sequence[dns.rrset.RRset],
+    answer: Section,
+    extra: Section,
+    max_size: int,
+    index: Mapping[str, dns.rrset.RRset],
+    uncompressed: bool,
+) -> tuple[Section, Section]:
+    """Today's size loop: while more than one answer and the message exceeds ``max_size`` - 8
+    (the UDP header), cut (a binary search when more than 100 bytes over, like
+    ``dnsBinaryTruncate``, else the last answer), rebuilding the additional section."""
+    measure = uncompressed_length if uncompressed else compressed_length
+
+    def length(part: Section) -> int:  # a candidate cut, its additional section rebuilt
+        return measure(question, part, sync_extra(part, index) if index else extra)
+
+    while len(answer) > 1 and measure(question, answer, extra) > max_size - 8:
+        if measure(question, answer, extra) - max_size > 100:
+            start, end = 0, len(answer) + 1
+            while end - start > 1:
+                median = start + (end - start) // 2
+                size = length(answer[:median])
+                if size <= max_size:
+                    if max_size - size < 10:
+                        start = median
+                        break
+                    start = median
+                else:
+                    end = median
+            answer = answer[:start]
+        else:
+            answer = answer[:-1]
+        if index:
+            extra = sync_extra(answer, index)
+    return answer, extra
 
 
 def trim_tcp(

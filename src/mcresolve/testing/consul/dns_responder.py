@@ -66,10 +66,12 @@ class DnsResponder:
 
     ``rng`` orders service instances (Consul shuffles every answer); ``clock`` gives the unix
     time used as SOA serial; ``udp_answer_limit`` is Consul's ``dns_config.udp_answer_limit``.
-    ``a_record_limit`` (modern agents, ``None`` on 1.0.8) replaces it: 0 = no count limit (UDP
-    answers are still cut to the message size), n > 0 = at most n A/AAAA answers on any
-    transport (agent/config/default.go, runtime.go ``DNSARecordLimit``). ``modern`` also
-    enables ``.dc``/``.peer`` labels and ``<hex>.addr.<dc>`` SRV targets.
+    ``a_record_limit`` (modern agents, ``None`` on 1.0.8): 0 = no limit, n > 0 = at most n
+    A/AAAA answers on any transport (agent/config/default.go, runtime.go ``DNSARecordLimit``);
+    ``udp_answer_limit`` still caps 512-byte UDP answers beside it (default.go sets both).
+    ``modern`` also enables ``.dc``/``.peer`` labels, ``<hex>.addr.<dc>`` SRV targets and
+    today's UDP trimming (:func:`~.dns_records.trim_udp`). :attr:`enable_truncate` is
+    ``dns_config.enable_truncate`` (default false): set the TC bit on answers cut for UDP.
     """
 
     def __init__(
@@ -92,6 +94,9 @@ class DnsResponder:
         self._rng = rng if rng is not None else random.Random()
         self._clock = clock
         self._udp_answer_limit = udp_answer_limit
+        #: ``dns_config.enable_truncate``: a cut answer carries the TC bit (Consul's default:
+        #: false, the answer is cut silently; agent/dns/response_generator.go).
+        self.enable_truncate = False
 
     # -- wire level ---------------------------------------------------------------------------
 
@@ -289,16 +294,22 @@ class DnsResponder:
             answer = records.service_address_records(qname, entries, qtype, ttl)
             if self._a_record_limit:
                 answer = answer[: self._a_record_limit]
+        before = len(answer)
         if transport == "udp":
             payload = query.payload if query.edns >= 0 else None
-            count_limit: int | None = self._udp_answer_limit
-            if self._a_record_limit is not None:
-                count_limit = None  # udp_answer_limit is gone; only the size cuts
             answer, extra = records.trim_udp(
-                response.question, answer, extra, [], payload, count_limit
+                response.question,
+                answer,
+                extra,
+                [],
+                payload,
+                self._udp_answer_limit,
+                modern=self._modern,
             )
         else:
             answer, extra = records.trim_tcp(response.question, qtype, answer, extra, [])
+        if len(answer) < before and self.enable_truncate:
+            response.flags |= dns.flags.TC  # only with dns_config.enable_truncate
         response.answer = answer
         response.additional = extra
         if not answer:

@@ -715,6 +715,7 @@ class AgentHttpApi:
         target = self._target(req.query)
         near = self._near(req.query)
         meta = node_meta_filters(req.query)
+        expr = self._filter(req.query, target)  # catalog.mdx "List Nodes": filter, 1.5+
 
         def compute() -> tuple[int, Any]:
             nodes = [n for n in target.catalog.sorted_nodes() if meta_matches(n.meta, meta)]
@@ -723,6 +724,8 @@ class AgentHttpApi:
                 if distances is not None:
                     nodes = sort_near(nodes, lambda n: n.name, distances)
             body = [target.catalog.render_node(n) for n in nodes]
+            if expr is not None:
+                body = [node for node in body if bexpr.evaluate(expr, node)]
             return target.catalog.max_index("nodes"), body
 
         return await self._blocking_read(req.query, target, mode, compute)
