@@ -18,6 +18,10 @@
   gateway's liveness URL ``/healthz`` instead (MinIO's liveness would answer 200 too).
 * ``haproxy``: one client (short timeouts, no retries) on an HAProxy in front of the nodes
   (:mod:`benchmarks.failover.haproxy`).
+* ``sidecar``: one plain client (short timeouts, no retries) on the mcresolve sidecar's http
+  mode (:class:`mcresolve.sidecar.http_mode.HttpListener`) over the stage-3 pool, the way an
+  unmodified application uses it. The listener runs in this process, on the loop thread of its
+  background pool (a deployed sidecar is a process of its own).
 
 Each peer logs which node it sent each attempt to (``visits``) where it can know it, and reaches
 Consul only through its own counting relays.
@@ -344,6 +348,47 @@ class HAProxyPeer(Peer):
         await self.process.stop()
 
 
+class SidecarPeer(Peer):
+    kind = "sidecar"
+    description = "minio.Minio (short timeouts) through the mcresolve sidecar (http mode, stage 3)"
+
+    def __init__(
+        self,
+        relays: ConsulRelays,
+        background: Any,
+        listener: Any,
+        env: BenchEnvironment,
+        settings: PeerSettings,
+    ) -> None:
+        super().__init__(relays)
+        self._background = background
+        self._listener = listener
+        host, port = listener.address
+        # the sidecar retries itself within its deadline: the client waits that long
+        self._client = minio.Minio(
+            f"{host}:{port}",
+            access_key=env.access_key,
+            secret_key=env.secret_key,
+            secure=False,
+            region=REGION,
+            http_client=_short_http(settings, settings.deadline + settings.attempt_timeout),
+        )
+
+        def on_attempt(record: Any) -> None:
+            endpoint = record.endpoint
+            self.visit(f"{endpoint.address}:{endpoint.port}", record.started)
+
+        self._remove_listener: Callable[[], None] = background.pool.add_attempt_listener(on_attempt)
+
+    def client(self) -> minio.Minio:
+        return self._client
+
+    async def close(self) -> None:
+        self._remove_listener()
+        await asyncio.to_thread(self._background.run, self._listener.aclose(), 10.0)
+        await asyncio.to_thread(self._background.close)
+
+
 # -- construction -----------------------------------------------------------------------------
 
 PEER_KINDS: tuple[str, ...] = (
@@ -356,6 +401,7 @@ PEER_KINDS: tuple[str, ...] = (
     "mcresolve-health-failover",
     "multiminio",
     "haproxy",
+    "sidecar",
 )
 
 #: The peers a run has unless told otherwise: every kind but stage 3 without its warm standby
@@ -455,6 +501,24 @@ async def open_peer(kind: str, env: BenchEnvironment, settings: PeerSettings) ->
         )
         await process.start()
         return HAProxyPeer(relays, process, env, settings)
+    if kind == "sidecar":
+        from mcresolve.pool import EndpointPool, PoolPolicy
+        from mcresolve.pool.call_policy import CallPolicy
+        from mcresolve.sidecar.http_mode import HttpListener
+
+        policy = CallPolicy(attempt_timeout=settings.attempt_timeout, deadline=settings.deadline)
+        target = mcresolve_target("mcresolve-query", env, relays)
+
+        def build_sidecar() -> tuple[Any, Any]:
+            background = EndpointPool.start_in_thread(
+                target, ready_timeout=10.0, policy=PoolPolicy(call=policy)
+            )
+            listener = HttpListener(("127.0.0.1", 0), background.pool)
+            background.run(listener.start(), 10.0)
+            return background, listener
+
+        background, listener = await asyncio.to_thread(build_sidecar)
+        return SidecarPeer(relays, background, listener, env, settings)
     raise ValueError(f"unknown peer kind {kind!r}; expected one of {', '.join(PEER_KINDS)}")
 
 

@@ -10,6 +10,7 @@ __all__ = ["Verdict", "evaluate"]
 
 STAGE3 = "mcresolve-query"
 STAGE3_HEDGED = "mcresolve-query-hedged"
+SIDECAR = "sidecar"
 WATCHING_STAGES = ("mcresolve-health", "mcresolve-query")
 FLIP_TARGET = 0.050
 HEDGE_NEAR_FACTOR = 2.0
@@ -65,6 +66,19 @@ def evaluate(
         if stage3 is not None and "unavailable" not in stage3 and run["healthy_elsewhere"]:
             failed = stage3["failed_reads"]
             add("stage 3: zero failed reads", failed == 0, f"{failed} failed reads")
+        sidecar = peers.get(SIDECAR)
+        if (
+            stage3 is not None
+            and sidecar is not None
+            and "unavailable" not in stage3
+            and "unavailable" not in sidecar
+            and stage3["failed"] == 0
+        ):
+            add(
+                "sidecar fails no request where stage 3 fails none",
+                sidecar["failed"] == 0,
+                f"sidecar: {sidecar['failed']} failed ({sidecar['failed_reads']} reads)",
+            )
         if scenario == "node-blackhole" and stage3 is not None and "unavailable" not in stage3:
             worst = stage3["phases"]["during"]["latency"]["max"]
             limit = attempt_timeout + BLACKHOLE_SLACK

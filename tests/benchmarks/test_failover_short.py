@@ -18,7 +18,7 @@ from benchmarks.failover.cli import run_benchmark
 from benchmarks.failover.haproxy import find_haproxy
 from benchmarks.failover.runner import RunConfig
 
-PEERS = ("plain", "mcresolve-query", "multiminio", "haproxy")
+PEERS = ("plain", "mcresolve-query", "multiminio", "haproxy", "sidecar")
 
 
 @pytest.mark.parametrize("consul_profile", ["1.0.8", "1.21"])
@@ -61,6 +61,10 @@ async def test_short_mode_runs_and_key_relations_hold(tmp_path: Path, consul_pro
         assert "haproxy is not installed" in haproxy["unavailable"]
     else:
         assert "unavailable" not in haproxy and haproxy["requests"] > 50
+
+    # a plain client through the sidecar (http mode over the stage-3 pool) fails no read either
+    sidecar = kill["peers"]["sidecar"]
+    assert sidecar["requests"] > 50 and sidecar["failed_reads"] == 0, sidecar["phases"]
 
     flipped = flip["peers"]["mcresolve-query"]
     assert flipped["failed"] == 0
