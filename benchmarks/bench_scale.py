@@ -245,17 +245,19 @@ def render(result: dict[str, Any]) -> str:
         "",
         "CPU ms of one update's steps before the pool (unprofiled medians) and the rest",
         f"{'inst':>6} {'json.loads':>10} {'parse_entries':>13} {'is_change':>9} "
-        f"{'to endpoints':>12} {'rest (pool, HTTP, GC)':>21}",
+        f"{'to endpoints':>12} {'incremental':>11} {'rest (pool, HTTP, GC)':>21}",
     ]
     for size in result["sizes"]:
-        steps = size["steps_ms"]
+        steps = dict(size["steps_ms"])
+        incremental = steps.pop("incremental (one change)", None)
         measured = [c["cpu_per_update_ms"] for c in size["cells"] if c["cpu_per_update_ms"]]
-        rest = min(measured) - sum(steps.values()) if measured and steps else None
+        used = incremental if incremental is not None else sum(steps.values())
+        rest = min(measured) - used if measured and steps else None
         lines.append(
             f"{size['instances']:>6} {steps.get('json.loads', 0):>10.1f} "
             f"{steps.get('parse_entries', 0):>13.1f} "
             f"{steps.get('is_change (equal answers)', 0):>9.1f} "
-            f"{steps.get('entries_to_endpoints', 0):>12.1f} {_f(rest):>21}"
+            f"{steps.get('entries_to_endpoints', 0):>12.1f} {_f(incremental):>11} {_f(rest):>21}"
         )
     many = result["many"]
     if many:
@@ -317,14 +319,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--share-rate", type=float, help="changes/s during the sharing window")
     parser.add_argument("--repeat", type=int, default=1, help="runs; the tables show medians")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="before/after: run each part with the library of git revision REV, then with "
+        "this tree's, alternately (benchmarks/scale/compare.py)",
+    )
     return parser.parse_args(argv)
+
+
+def _without(argv: list[str], names: set[str]) -> list[str]:
+    """``argv`` without the options ``names`` (and their values)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif arg.split("=", 1)[0] not in names:
+            kept.append(arg)
+    return kept
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     base = Settings.quick() if args.quick else Settings()
     changes: dict[str, Any] = {}
-    if args.sizes:
-        changes["sizes"] = tuple(int(x) for x in args.sizes.split(","))
+    if args.sizes is not None:
+        changes["sizes"] = tuple(int(x) for x in args.sizes.split(",") if x)
     if args.rates:
         changes["rates"] = tuple(float(x) for x in args.rates.split(","))
     for name, key in (
@@ -358,6 +380,17 @@ def _timed_log() -> Any:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = settings_from(args)
+    if args.against:
+        from benchmarks.scale.compare import compare, render_comparison
+
+        given = _without(sys.argv[1:] if argv is None else argv, {"--against", "--json", "--sizes"})
+        results = compare(args.against, given, list(settings.sizes), settings.many_services > 0)
+        print()
+        print(render_comparison(results))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"\nJSON: {args.json}")
+        return
     logging.disable(logging.WARNING)
     runs = []
     for n in range(args.repeat):

@@ -35,6 +35,8 @@ from mcresolve.consul.registration import (
 )
 from mcresolve.consul.watch import WatchRegistry
 from mcresolve.http.failover import HttpFailoverPolicy
+from mcresolve.sidecar import DrainPolicy, TcpProxyPolicy
+from mcresolve.sidecar.http_mode import HttpProxyPolicy
 from mcresolve.sources import (
     ArbiterPolicy,
     DnsCache,
@@ -304,6 +306,39 @@ ROWS: list[Row] = [
             ),
             "consul_names": Kind(st.one_of(st.integers(), st.text(), st.none()), st.nothing()),
         },
+    ),
+    *_policy_rows(
+        TcpProxyPolicy,
+        "TcpProxyPolicy",
+        {
+            "connect_timeout": seconds(),
+            "first_byte_timeout": seconds(),
+            "establish_deadline": seconds(),
+            "idle_timeout": seconds(inf=True),
+            "replay_limit": integer(0),
+            "max_connections": integer(1),
+            "chunk_size": integer(1),
+        },
+    ),
+    *_policy_rows(
+        HttpProxyPolicy,
+        "HttpProxyPolicy",
+        {
+            "replay_buffer": integer(0),
+            "error_body_limit": integer(0),
+            "max_header_bytes": integer(1024),
+            "header_timeout": seconds(inf=True),
+            "idle_timeout": seconds(inf=True),
+            "body_timeout": seconds(inf=True),
+            "upstream_idle_per_endpoint": integer(0),
+            "report_endpoint": Kind(st.one_of(st.integers(), st.none(), st.text()), st.nothing()),
+            "max_connections": integer(1),
+        },
+    ),
+    *_policy_rows(
+        DrainPolicy,
+        "DrainPolicy",
+        {"unready_delay": seconds(zero=True), "grace": seconds(zero=True)},
     ),
     Row("fn", lambda v: _pool_call(fn=v), instance()),
     Row("policy", lambda v: _pool_call(policy=v), instance(optional=True)),

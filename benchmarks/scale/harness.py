@@ -246,12 +246,42 @@ def update_steps(body: bytes, repeat: int = 3) -> dict[str, float]:
     previous = parse_entries(json.loads(body))
     compare, _ = _cpu_median(lambda: is_change(first=False, previous=previous, current=entries), 3)
     convert, _ = _cpu_median(lambda: entries_to_endpoints(entries, DATACENTER), repeat)
-    return {
+    steps = {
         "json.loads": loads * 1000,
         "parse_entries": parse * 1000,
         "is_change (equal answers)": compare * 1000,
         "entries_to_endpoints": convert * 1000,
     }
+    incremental = incremental_step(body, data, repeat)
+    if incremental is not None:
+        steps["incremental (one change)"] = incremental * 1000
+    return steps
+
+
+def incremental_step(body: bytes, data: list[Any], repeat: int) -> float | None:
+    """CPU seconds (median) of decoding and converting an answer in which one instance left,
+    against the memo of the full answer, and back (``None``: a library without the memo)."""
+    try:
+        from mcresolve.consul.models import (  # type: ignore[attr-defined,unused-ignore]
+            EntryMemo,
+            HealthAnswer,
+            decode_entries,
+        )
+    except ImportError:
+        return None
+    if len(data) < 2:
+        return None
+    less = json.dumps(data[:-2] + data[-1:], separators=(",", ":")).encode()
+    memo = EntryMemo()
+    HealthAnswer.decode(decode_entries(body, json.loads, "answer", memo), DATACENTER, memo=memo)
+
+    def both() -> None:
+        for answer in (less, body):
+            entries = decode_entries(answer, json.loads, "answer", memo)
+            HealthAnswer.decode(entries, DATACENTER, memo=memo)
+
+    seconds, _ = _cpu_median(both, repeat)
+    return seconds / 2
 
 
 def loads_floor(body: bytes, repeat: int = 5) -> float:
@@ -369,6 +399,8 @@ PROFILE_STEPS: tuple[tuple[str, str, str], ...] = (
     ("ConsulClient.request (HTTP, body read)", "mcresolve/consul/client.py", "request"),
     ("json.loads", "json/decoder.py", "raw_decode"),
     ("parse_entries (typed entries)", "mcresolve/consul/models.py", "parse_entries"),
+    ("decode_entries (changed entries only)", "mcresolve/consul/models.py", "decode_entries"),
+    ("HealthAnswer.decode (to endpoints)", "mcresolve/consul/models.py", "decode"),
     ("is_change (compare with the last answer)", "mcresolve/consul/blocking.py", "is_change"),
     ("entries_to_endpoints", "mcresolve/sources/health.py", "entries_to_endpoints"),
     ("PublishingSource._publish (to the pool)", "mcresolve/sources/base.py", "_publish"),

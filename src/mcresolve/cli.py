@@ -237,6 +237,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "watch", parents=[common], help="print the endpoints, then every change until Ctrl-C"
     )
+    sub.add_parser(
+        "sidecar",
+        add_help=False,
+        help="forward local ports to a target's endpoints (mcresolve sidecar --help)",
+    )
     return parser
 
 
@@ -606,9 +611,14 @@ def _change_report(previous: Resolution, current: Resolution, as_json: bool) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sidecar"]:
+        from mcresolve.sidecar.cli import main as sidecar_main
+
+        return sidecar_main(arguments[1:])
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     command = _resolve if args.command == "resolve" else _watch

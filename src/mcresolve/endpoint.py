@@ -8,11 +8,12 @@ instances it had to leave out as :class:`Rejected`).
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from mcresolve.errors import McResolveError
 
@@ -115,6 +116,9 @@ class Endpoint:
     service_id: str = ""
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    key: Key = field(init=False, repr=False, compare=False, hash=False)
+    """The connection identity: ``(address, port)`` (stored: every per-endpoint table of the
+    pool is keyed by it, so it is read several times per endpoint per update)."""
 
     def __post_init__(self) -> None:
         problem = endpoint_problem(self.address, self.port)
@@ -122,11 +126,7 @@ class Endpoint:
             raise InvalidEndpoint(f"invalid endpoint: {problem}")
         if not isinstance(self.meta, MappingProxyType):
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
-
-    @property
-    def key(self) -> Key:
-        """The connection identity: ``(address, port)``."""
-        return (self.address, self.port)
+        object.__setattr__(self, "key", (self.address, self.port))
 
     @property
     def host_port(self) -> str:
@@ -191,10 +191,20 @@ class Converted:
 
     @classmethod
     def of(cls, items: Iterable[Endpoint | Rejected]) -> Converted:
-        """Split ``items`` into endpoints (first occurrence of each kept) and rejections."""
+        """Split ``items`` into endpoints (first occurrence of each kept) and rejections.
+
+        Passes in C over the items when none is rejected and no two share a
+        :attr:`Endpoint.key` (equal endpoints share it), as in every answer of a healthy
+        registry; Python work per item otherwise."""
+        listed = tuple(items)
+        kinds = set(map(type, listed))
+        if kinds <= {Endpoint}:
+            found = cast("tuple[Endpoint, ...]", listed)
+            if len(set(map(_KEY, found))) == len(found):
+                return cls(found)
         endpoints: dict[Endpoint, None] = {}
         rejected: list[Rejected] = []
-        for item in items:
+        for item in listed:
             if isinstance(item, Endpoint):
                 endpoints.setdefault(item, None)
             else:
@@ -207,6 +217,8 @@ class Converted:
         more = f"; and {len(self.rejected) - limit} more" if len(self.rejected) > limit else ""
         return shown + more
 
+
+_KEY = operator.attrgetter("key")
 
 #: An endpoint's connection identity, ``(address, port)`` (:attr:`Endpoint.key`): the one
 #: definition every module keys its per-endpoint state by.

@@ -203,3 +203,23 @@ async def test_sharing_counts_one_health_stream_for_many_pools() -> None:
     assert shared.executions_per_min == 0
     requests = round(shared.health_requests_per_min * shared.seconds / 60)
     assert 1 <= requests <= shared.changes + 1
+
+
+# --- before/after -----------------------------------------------------------------------------
+
+
+def test_the_comparison_passes_the_options_of_the_run_on_but_its_own() -> None:
+    from benchmarks.bench_scale import _without
+
+    argv = ["--against", "abc", "--quick", "--sizes=1,2", "--json", "x.json", "--many", "3"]
+    assert _without(argv, {"--against", "--json", "--sizes"}) == ["--quick", "--many", "3"]
+
+
+def test_the_incremental_step_is_measured_with_this_library() -> None:
+    from benchmarks.scale.answers import Instance, fragment, join
+    from benchmarks.scale.harness import update_steps
+
+    body = join([fragment(Instance("svc", n)) for n in range(20)])
+    steps = update_steps(body, repeat=1)
+    assert set(steps) >= {"json.loads", "parse_entries", "incremental (one change)"}
+    assert all(value >= 0 for value in steps.values())

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mcresolve.demo.measure import (
     LOCAL_ONLY,
     SHOPPERS,
+    SIDECAR,
     WRITES,
     PhaseStats,
     Sample,
@@ -151,6 +152,7 @@ def _result(phase: Phase, ok: bool) -> PhaseResult:
     stats = {
         SHOPPERS: _stats(SHOPPERS, [(0.1, 0.01, True), (0.2, 0.03, True)], by="dc2"),
         LOCAL_ONLY: _stats(LOCAL_ONLY, [(0.1, 0.01, ok), (0.2, 0.01, False)]),
+        SIDECAR: _stats(SIDECAR, [(0.1, 0.01, True)]),
         WRITES: _stats(WRITES, [(0.1, 0.02, True)]),
     }
     return PhaseResult(
@@ -170,6 +172,7 @@ def test_table_rows_show_counts_latency_and_verdict() -> None:
     assert row["scenario"] == "all storage of dc1 lost"
     assert row["shoppers ok/fail"] == "2/0 (dc2 2)"
     assert row["local-only ok/fail"] == "0/2"
+    assert row["sidecar ok/fail"] == "1/0"
     assert row["writes ok/fail"] == "1/0"
     assert row["p50/p99 ms"] == "10/30"
     assert row["verdict"] == "OK"
@@ -182,7 +185,9 @@ def test_fault_visible_names_the_traffic_that_saw_the_fault() -> None:
     # the local-only storefront failed (as the article says it must): the fault was visible to
     # it for 0.21 s (its last failure started 0.2 s in and took 0.01 s); shoppers saw nothing
     assert fault_visible(_result(Phase.FAULT, ok=False)) == "local-only 0.2s"
-    served = {name: _stats(name, [(0.1, 0.01, True)]) for name in (SHOPPERS, LOCAL_ONLY, WRITES)}
+    served = {
+        name: _stats(name, [(0.1, 0.01, True)]) for name in (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES)
+    }
     scenario = battery()[1]
     quiet = PhaseResult(scenario, Phase.FAULT, served, judge_all(scenario.during, served), 4.0)
     assert fault_visible(quiet) == "none"
@@ -227,7 +232,7 @@ def _phase(draw: st.DrawFn) -> PhaseResult:
     scenario = draw(st.sampled_from(battery()))
     phase = Phase.FAULT if scenario.fault is Fault.NONE else draw(st.sampled_from(Phase))
     stats = {}
-    for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+    for name in (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES):
         served, failed = draw(_counts), draw(_counts)
         by = {"dc1": draw(_counts), "dc2": draw(_counts)} if name == SHOPPERS else {}
         stats[name] = PhaseStats(

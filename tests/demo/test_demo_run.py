@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mcresolve.demo.measure import LOCAL_ONLY, SHOPPERS, WRITES
+from mcresolve.demo.measure import LOCAL_ONLY, SHOPPERS, SIDECAR, WRITES
 from mcresolve.demo.scenarios import battery
 
 MARKER = "MCRESOLVE_DEMO_TEST_MARKER"
@@ -101,7 +101,7 @@ def test_quick_battery_matches_the_article(tmp_path: Path, consul_profile: str) 
             assert (key, "recovery") in phases
             assert phases[(key, "recovery")]["settle_s"] is not None
     for phase in document["phases"]:
-        for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+        for name in (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES):
             assert phase["traffic"][name]["served"] + phase["traffic"][name]["failed"] > 0
         assert all(v["ok"] for v in phase["verdicts"]), phase
     # what the article says, read back from the measurements themselves
@@ -109,6 +109,8 @@ def test_quick_battery_matches_the_article(tmp_path: Path, consul_profile: str) 
     assert dc_loss[SHOPPERS]["served"] > 0
     assert dc_loss[LOCAL_ONLY]["failed"] > dc_loss[LOCAL_ONLY]["served"]
     assert dc_loss[WRITES]["served"] > 0
+    # the plain MinIO client behind mcresolve sidecar keeps serving as stage 3 does
+    assert dc_loss[SIDECAR]["served"] > 0
     # what the stage-2 storefront's users see is its error page, not the demo's own time limit
     local_errors = dc_loss[LOCAL_ONLY]["errors"]
     assert local_errors and all("503" in error for error in local_errors), local_errors

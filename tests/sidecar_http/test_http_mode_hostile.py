@@ -20,6 +20,7 @@ from mcresolve.sidecar.http_mode import (
     ProxyRequestError,
     _parse_request,
 )
+from support import until
 
 FAST = HttpProxyPolicy(header_timeout=0.5, body_timeout=0.5, max_header_bytes=4096)
 
@@ -252,3 +253,35 @@ def test_any_head_is_parsed_or_refused_with_a_status(raw: bytes) -> None:
         _parse_request(raw + b"\r\n\r\n")
     except ProxyRequestError as error:
         assert error.status in (400, 405, 431, 501, 505)
+
+
+async def test_a_flood_of_idle_connections_stops_at_the_limit_and_the_good_one_is_served() -> None:
+    """Connections beyond ``max_connections`` are reset at once; the ones inside it (and
+    a kept-alive client among them) are served, and room comes back as the flood leaves."""
+    limit = 12
+    origin = await Origin().start()
+    try:
+        async with EndpointPool(f"static://{origin.host_port}") as pool:
+            policy = HttpProxyPolicy(max_connections=limit, header_timeout=60.0)
+            async with HttpListener(("127.0.0.1", 0), pool, policy=policy) as listener:
+                port = listener.address[1]
+                async with Client(port) as good:
+                    assert (await good.request("GET", "/before")).status == 200
+                    flood = [await _raw(port) for _ in range(limit - 1)]
+                    await until(
+                        lambda: listener.stats().active_connections == limit, what="flood in"
+                    )
+                    extra_reader, extra_writer = await _raw(port)
+                    with pytest.raises(ConnectionResetError):  # reset at once
+                        await asyncio.wait_for(extra_reader.read(), 30)
+                    extra_writer.close()
+                    assert (await good.request("GET", "/at-the-limit")).status == 200
+                    for _, writer in flood:
+                        writer.close()
+                    await until(lambda: listener.stats().active_connections == 1, what="gone")
+                    async with Client(port) as late:
+                        assert (await late.request("GET", "/after")).status == 200
+                    assert listener.stats().rejected_total == 1
+    finally:
+        await origin.aclose()
+    assert [s.target for s in origin.seen] == ["/before", "/at-the-limit", "/after"]

@@ -133,4 +133,5 @@ async def test_agent_down_keeps_last_known_good_and_recovers(cluster: Cluster) -
         assert stale.endpoints == good.endpoints and stale.stale
         await cluster.consul.start_agent("dc1")
         back = await next_matching(source, lambda r: r.ok)
-        assert len(back.endpoints) == 4
+        # the query's answer; warm standby endpoints of dc2 (on by default) may follow it
+        assert len([e for e in back.endpoints if e.datacenter == "dc1"]) == 4

@@ -41,6 +41,10 @@ class ImageMode(enum.Enum):
     EXTERNAL = "external"
 
 
+STORAGE_CLIENTS = ("mcresolve", "plain")
+"""The values of ``STOREFRONT_STORAGE_CLIENT``."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the storefront and its seeding command need, validated."""
@@ -75,6 +79,10 @@ class Settings:
     consul_token: str | None = None
     consul_check_interval: str = "2s"
     consul_check_timeout: str = "1s"
+    #: ``mcresolve`` (default: mcresolve's resilient client on ``MINIO_HOST`` as a target) or
+    #: ``plain`` (``minio.Minio`` on ``MINIO_HOST:MINIO_PORT`` as it comes, as the original app
+    #: has it: one endpoint, e.g. a local ``mcresolve sidecar``).
+    storage_client: str = "mcresolve"
 
     @property
     def storage_target(self) -> str:
@@ -153,7 +161,18 @@ class Settings:
             consul_token=reader.optional("CONSUL_HTTP_TOKEN"),
             consul_check_interval=reader.text("STOREFRONT_CHECK_INTERVAL", "2s"),
             consul_check_timeout=reader.text("STOREFRONT_CHECK_TIMEOUT", "1s"),
+            storage_client=reader.text("STOREFRONT_STORAGE_CLIENT", "mcresolve"),
         )
+        if settings.storage_client not in STORAGE_CLIENTS:
+            reader.problems.append(
+                f"STOREFRONT_STORAGE_CLIENT={settings.storage_client!r}: expected "
+                + " or ".join(STORAGE_CLIENTS)
+            )
+        elif settings.storage_client == "plain" and not is_plain_host(host):
+            reader.problems.append(
+                f"STOREFRONT_STORAGE_CLIENT=plain needs MINIO_HOST to be one host name or "
+                f"address (a plain client takes one endpoint), not {host!r}"
+            )
         if settings.image_mode is not ImageMode.PROXY and not settings.external_host:
             reader.problems.append(
                 f"STOREFRONT_IMAGES={image_mode.value} needs MINIO_EXTERNAL_HOST when MINIO_HOST "

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Final, Protocol, Self, cast
 from urllib.parse import quote
 
+import minio
 import urllib3
 from minio.error import MinioException, S3Error
 
@@ -321,9 +322,87 @@ async def _collect(listing: Any) -> list[Any]:
     return list(cast(Iterable[Any], listing))
 
 
+class PlainMinioClient:
+    """``minio.Minio`` as an application that knows nothing of mcresolve has it
+    (``STOREFRONT_STORAGE_CLIENT=plain``): one endpoint, ``MINIO_HOST:MINIO_PORT``, urllib3's
+    own retries (minio's defaults: 5, backoff 0.2 s, on 500/502/503/504) and the storefront's
+    timeouts; each call on a worker thread. In front of it, ``mcresolve sidecar`` provides the
+    failover."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = settings.storage_timeout_s
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(timeout, 1.0), read=timeout),
+            maxsize=10,
+            retries=urllib3.Retry(
+                total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self._client = minio.Minio(
+            f"{_bracketed(settings.minio_host)}:{settings.minio_port}",
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.minio_secure,
+            region=settings.region,
+            http_client=self._http,
+        )
+
+    async def start(self) -> object:
+        return None
+
+    async def aclose(self) -> None:
+        self._http.clear()
+
+    async def bucket_exists(self, bucket_name: str) -> bool:
+        return await asyncio.to_thread(self._client.bucket_exists, bucket_name)
+
+    async def make_bucket(self, bucket_name: str) -> None:
+        await asyncio.to_thread(self._client.make_bucket, bucket_name)
+
+    async def list_objects(
+        self, bucket_name: str, prefix: str | None = None, recursive: bool = False
+    ) -> Any:
+        def listing() -> list[Any]:
+            return list(self._client.list_objects(bucket_name, prefix, recursive))
+
+        return await asyncio.to_thread(listing)
+
+    async def stat_object(self, bucket_name: str, object_name: str) -> Any:
+        return await asyncio.to_thread(self._client.stat_object, bucket_name, object_name)
+
+    async def get_object(self, bucket_name: str, object_name: str) -> ObjectBody:
+        return await asyncio.to_thread(self._client.get_object, bucket_name, object_name)
+
+    async def presigned_get_object(
+        self, bucket_name: str, object_name: str, expires: timedelta = timedelta(days=7)
+    ) -> str:
+        return await asyncio.to_thread(
+            self._client.presigned_get_object, bucket_name, object_name, expires
+        )
+
+    async def put_object(
+        self,
+        bucket_name: str,
+        object_name: str,
+        data: BinaryIO,
+        length: int,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> Any:
+        return await asyncio.to_thread(
+            self._client.put_object,
+            bucket_name,
+            object_name,
+            data,
+            length,
+            content_type=content_type,
+            metadata=cast(Any, metadata),
+        )
+
+
 def build_object_client(
     settings: Settings, environ: Mapping[str, str] | None = None
-) -> AsyncResilientMinio:
+) -> AsyncResilientMinio | PlainMinioClient:
     """mcresolve's resilient storage client for ``settings`` (not started yet: ``serve`` and
     the seeding command ``await client.start()`` and ``await client.aclose()``).
 
@@ -338,6 +417,8 @@ def build_object_client(
     * Presigned and external URLs name ``MINIO_EXTERNAL_HOST:MINIO_EXTERNAL_PORT``, whichever
       node serves.
     """
+    if settings.storage_client == "plain":
+        return PlainMinioClient(settings)
     timeout = settings.storage_timeout_s
     external = (
         ExternalEndpoint(

@@ -21,9 +21,12 @@ updates the same way and answers with a picker).
 from __future__ import annotations
 
 import logging
+import operator
 import random
-from collections.abc import Callable, Collection
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
+from itertools import compress
 
 from mcresolve.balancer.events import EventKind, PoolEvent
 from mcresolve.balancer.ewma import EndpointLoad
@@ -31,10 +34,8 @@ from mcresolve.balancer.locality import (
     LocalityPolicy,
     LocalityState,
     failback_due,
-    in_datacenter,
     initial_state,
     step,
-    usable_datacenters,
 )
 from mcresolve.balancer.outlier import (
     Ejection,
@@ -43,13 +44,15 @@ from mcresolve.balancer.outlier import (
     OutlierPolicy,
     probe_order,
 )
-from mcresolve.balancer.picker import Picker, PickStrategy, build_picker
+from mcresolve.balancer.picker import Picker, PickStrategy, build_picker, first_by_key
 from mcresolve.endpoint import Endpoint, Key
 from mcresolve.sources.base import Resolution
 
 __all__ = ["Balancer", "BalancerUpdate"]
 
 _log = logging.getLogger(__name__)
+
+_DATACENTER = operator.attrgetter("datacenter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,9 @@ class Balancer:
         update (a set lookup on the hot path)."""
         self.resolution: Resolution | None = None
         self.endpoints: tuple[Endpoint, ...] = ()
+        self._given: tuple[Endpoint, ...] = ()
+        self._by_key: dict[Key, Endpoint] = {}
+        self._datacenters: Counter[str] | None = None
         self.loads: dict[Key, EndpointLoad] = {}
         self.locality_policy: LocalityPolicy | None = None
         self.locality: LocalityState | None = None
@@ -117,30 +123,42 @@ class Balancer:
         _log.info("pool %s: local datacenter %r", self.name, datacenter)
 
     def resolve(self, resolution: Resolution, now: float) -> BalancerUpdate:
-        """A resolution from the source: the endpoint set (duplicates dropped, first wins)."""
+        """A resolution from the source: the endpoint set (duplicates dropped, first wins).
+
+        The work is one pass in C over the set (a source that reuses the endpoint objects of
+        unchanged instances makes the comparison one of identities) plus work proportional to
+        the endpoints added and removed: kept endpoints keep their load and outlier state."""
         events: list[PoolEvent] = []
         previous = self.resolution
         self.resolution = resolution
         self._resolution_events(previous, resolution, now, events)
-        unique: dict[Key, Endpoint] = {}
-        for endpoint in resolution.endpoints:
-            unique.setdefault(endpoint.key, endpoint)  # first occurrence wins, order kept
-        endpoints = tuple(unique.values())
         self._follow_preference(resolution)
+        given = tuple(resolution.endpoints)  # the very tuple when it is one
+        if given is self._given or given == self._given:
+            return BalancerUpdate(self.picker, tuple(events), self.wake_at, changed=False)
+        new = first_by_key(given)
+        endpoints = given if len(new) == len(given) else tuple(new.values())
+        self._given = given
         if endpoints == self.endpoints:
             return BalancerUpdate(self.picker, tuple(events), self.wake_at, changed=False)
         if self.locality_policy is None and endpoints:
             self.set_local(resolution.datacenter or endpoints[0].datacenter)
-        self._follow_preference(resolution)
-        old = {e.key: e for e in self.endpoints}
-        new = {e.key: e for e in endpoints}
-        for key in new.keys() - old.keys():
+        old = self._by_key
+        added = list(compress(new, map(operator.not_, map(old.__contains__, new))))
+        removed = list(compress(old, map(operator.not_, map(new.__contains__, old))))
+        for key in added:
             events.append(self._event(EventKind.ADDED, now, endpoint=new[key]))
-        for key in old.keys() - new.keys():
+        for key in removed:
             events.append(self._event(EventKind.REMOVED, now, endpoint=old[key]))
         self.endpoints = endpoints
-        self.detector.set_endpoints(new)
-        self.loads = {k: self.loads.get(k) or EndpointLoad(now) for k in new}
+        self._by_key = new
+        self._datacenters = None
+        self.detector.update_endpoints(added, removed)
+        loads = self.loads
+        for key in removed:
+            del loads[key]
+        for key in added:
+            loads[key] = EndpointLoad(now)
         return self._rebuild(now, events)
 
     def _follow_preference(self, resolution: Resolution) -> None:
@@ -190,7 +208,7 @@ class Balancer:
     def tick(self, now: float) -> BalancerUpdate:
         """Time passed: report endpoints whose ejection ended, rebuild the picker."""
         events: list[PoolEvent] = []
-        by_key = {e.key: e for e in self.endpoints}
+        by_key = self._by_key
         for key in self.detector.sweep(now):
             if key in by_key:
                 events.append(self._event(EventKind.RESTORED, now, endpoint=by_key[key]))
@@ -205,7 +223,7 @@ class Balancer:
 
     def _ejected(self, ejection: Ejection, now: float) -> BalancerUpdate:
         events: list[PoolEvent] = []
-        endpoint = next((e for e in self.endpoints if e.key == ejection.key), None)
+        endpoint = self._by_key.get(ejection.key)
         if endpoint is not None:
             events.append(
                 self._event(
@@ -223,25 +241,28 @@ class Balancer:
         return self._rebuild(now, events)
 
     def _rebuild(self, now: float, events: list[PoolEvent]) -> BalancerUpdate:
-        """Recompute usability, locality, the picker and the next wake-up."""
+        """Recompute usability, locality, the picker and the next wake-up: passes in C over
+        the endpoints, Python work only for the endpoints that failed (ejected, avoided)."""
         endpoints = self.endpoints
+        by_key = self._by_key
         ejected = self.detector.ejected(now)
-        usable = frozenset(e.key for e in endpoints if e.key not in ejected)
-        chosen = list(endpoints)
+        usable = frozenset(by_key.keys() - ejected) if ejected else frozenset(by_key)
+        chosen: Sequence[Endpoint] = endpoints
         lp, state = self.locality_policy, self.locality
         if lp is not None and state is not None:
-            new_state = step(state, usable_datacenters(endpoints, usable, lp), now, lp)
+            new_state = step(state, self._usable_datacenters(ejected, lp), now, lp)
             if new_state.active != state.active:
                 kind = EventKind.FAILBACK if new_state.active == lp.local else EventKind.FAILOVER
                 events.append(self._event(kind, now, datacenter=new_state.active))
             self.locality = new_state
-            in_active = in_datacenter(endpoints, new_state.active, lp)
+            in_active = self._in_datacenter(new_state.active, lp)
             if in_active:
                 chosen = in_active
-        states = self.detector.states()
-        avoided = frozenset(k for k, st in states.items() if st.is_avoided(now)) & usable
-        by_key = {e.key: e for e in endpoints}
-        order = tuple(by_key[k] for k in probe_order(by_key, states))
+        notable = self.detector.notable()
+        avoided = frozenset(k for k, st in notable.items() if st.is_avoided(now)) & usable
+        order: Sequence[Endpoint] = endpoints  # nothing ever failed: the given order
+        if any(st.last_failure is not None for st in notable.values()):
+            order = tuple(map(by_key.__getitem__, probe_order(by_key, notable)))
         self.picker = self._build(chosen, usable, avoided, order)
         self.usable = len(usable)
         all_ejected = bool(endpoints) and not usable
@@ -258,12 +279,43 @@ class Balancer:
         self.wake_at = min(wake) if wake else None
         return BalancerUpdate(self.picker, tuple(events), self.wake_at, refresh)
 
+    def _datacenter_counts(self) -> Counter[str]:
+        """Endpoints per datacenter (``""``: none given), counted once per endpoint set."""
+        if self._datacenters is None:
+            self._datacenters = Counter(map(_DATACENTER, self.endpoints))
+        return self._datacenters
+
+    def _usable_datacenters(self, ejected: frozenset[Key], lp: LocalityPolicy) -> frozenset[str]:
+        """:func:`~mcresolve.balancer.locality.usable_datacenters` of the endpoints, counted
+        from the datacenters' sizes less their ejected endpoints."""
+        counts = self._datacenter_counts()
+        if ejected:
+            counts = counts.copy()
+            for key in ejected:
+                endpoint = self._by_key.get(key)
+                if endpoint is not None:
+                    counts[endpoint.datacenter] -= 1
+        return frozenset(dc or lp.local for dc, n in counts.items() if n > 0)
+
+    def _in_datacenter(self, datacenter: str, lp: LocalityPolicy) -> Sequence[Endpoint]:
+        """:func:`~mcresolve.balancer.locality.in_datacenter` of the endpoints (the whole
+        tuple when every endpoint is in ``datacenter``)."""
+        names = {datacenter, ""} if datacenter == lp.local else {datacenter}
+        counts = self._datacenter_counts()
+        if names.issuperset(counts):
+            return self.endpoints
+        if names.isdisjoint(counts):
+            return ()
+        return list(
+            compress(self.endpoints, map(names.__contains__, map(_DATACENTER, self.endpoints)))
+        )
+
     def _build(
         self,
-        endpoints: list[Endpoint],
+        endpoints: Sequence[Endpoint],
         usable: Collection[Key],
         avoid: Collection[Key] = (),
-        order: tuple[Endpoint, ...] = (),
+        order: Sequence[Endpoint] = (),
     ) -> Picker:
         return build_picker(
             endpoints,

@@ -48,10 +48,12 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import random
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import compress
 from types import MappingProxyType
 
 from mcresolve.arguments import check_instance, check_int_range, check_seconds
@@ -288,6 +290,10 @@ class OutlierState:
         )
 
 
+#: The state of an endpoint that never failed (shared: states are immutable).
+_PRISTINE = OutlierState()
+
+
 def ejection_duration(multiplier: int, policy: OutlierPolicy, rng: random.Random) -> float:
     """``min(base_ejection * multiplier, max_ejection)``, shortened by a random fraction below
     ``policy.jitter``. Always in ``(0, max_ejection]``."""
@@ -300,15 +306,18 @@ def probe_order(keys: Iterable[Key], states: Mapping[Key, OutlierState]) -> tupl
     order): the order in which a call that has tried every candidate probes the endpoints
     outside the picker (rule 6). The endpoint whose last failure is oldest is the one most
     likely to have recovered, and the one an invariant can name: no call gives up while an
-    endpoint that has not failed more recently than the others is left untried."""
-    indexed = list(enumerate(keys))
+    endpoint that has not failed more recently than the others is left untried.
 
-    def age(item: tuple[int, Key]) -> tuple[float, int]:
-        state = states.get(item[1])
-        last = state.last_failure if state is not None else None
-        return (-math.inf if last is None else last, item[0])
-
-    return tuple(key for _, key in sorted(indexed, key=age))
+    ``states`` may hold only the keys that ever failed (:meth:`OutlierDetector.notable`): the
+    work beyond one pass over ``keys`` is proportional to them."""
+    ordered = tuple(keys)
+    failed = {k: s.last_failure for k, s in states.items() if s.last_failure is not None}
+    if not failed:
+        return ordered
+    fresh = compress(ordered, map(operator.not_, map(failed.__contains__, ordered)))
+    stale = list(compress(ordered, map(failed.__contains__, ordered)))
+    stale.sort(key=failed.__getitem__)  # stable: ties keep the given order
+    return (*fresh, *stale)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +348,9 @@ class OutlierDetector:
         self.policy = policy if policy is not None else OutlierPolicy()
         self._rng = rng if rng is not None else random.Random()
         self._states: dict[Key, OutlierState] = {}
+        #: Keys whose state is not the pristine one (they failed, were avoided or ejected):
+        #: every question about ejections and avoidance looks at these only.
+        self._notable: set[Key] = set()
         self._reported_ejected: set[Key] = set()
         self._lock = threading.Lock()
 
@@ -347,8 +359,27 @@ class OutlierDetector:
         ejection survives a re-resolution), dropped ones are forgotten."""
         wanted = set(keys)
         with self._lock:
-            self._states = {k: self._states.get(k, OutlierState()) for k in wanted}
+            states = dict.fromkeys(wanted, _PRISTINE)
+            self._notable &= wanted
+            for key in self._notable:
+                states[key] = self._states[key]
+            self._states = states
             self._reported_ejected &= wanted
+
+    def update_endpoints(self, added: Iterable[Key], removed: Iterable[Key]) -> None:
+        """Track ``added`` keys too (healthy) and forget ``removed`` ones: the same as
+        :meth:`set_endpoints` with the whole new set, in work proportional to the change."""
+        with self._lock:
+            for key in removed:
+                self._states.pop(key, None)
+                self._notable.discard(key)
+                self._reported_ejected.discard(key)
+            for key in added:
+                self._states.setdefault(key, _PRISTINE)
+
+    def _store(self, key: Key, state: OutlierState) -> None:
+        self._states[key] = state
+        self._notable.add(key)
 
     def tracked(self) -> frozenset[Key]:
         """The tracked endpoint keys."""
@@ -365,13 +396,19 @@ class OutlierDetector:
         with self._lock:
             return dict(self._states)
 
+    def notable(self) -> dict[Key, OutlierState]:
+        """The states of the tracked keys that ever failed, were avoided or ejected (every
+        other key's state is the pristine ``OutlierState()``)."""
+        with self._lock:
+            return {key: self._states[key] for key in self._notable}
+
     def record_success(self, key: Key, now: float) -> None:
         """An attempt on ``key`` succeeded (or got a client-error answer): reset its counters.
         A success never ends a running ejection (Envoy does not either)."""
         del now  # part of the uniform signature; success handling does not depend on time
         with self._lock:
             state = self._states.get(key)
-            if state is not None:
+            if state is not None and key in self._notable:
                 self._states[key] = state.with_success()
 
     def record_failure(self, key: Key, kind: FailureKind, now: float) -> Ejection | None:
@@ -384,7 +421,7 @@ class OutlierDetector:
             count = state.consecutive[kind]
             if state.wants_ejection(kind, now, self.policy) and self._may_eject(kind, now):
                 state = state.ejected(kind, now, self.policy, self._rng)
-                self._states[key] = state
+                self._store(key, state)
                 self._reported_ejected.add(key)
                 assert state.ejected_at is not None and state.ejected_until is not None
                 return Ejection(
@@ -395,7 +432,7 @@ class OutlierDetector:
                     duration=state.ejected_until - state.ejected_at,
                     until=state.ejected_until,
                 )
-            self._states[key] = state
+            self._store(key, state)
             return None
 
     def record_cluster_answer(self, key: Key, now: float, retry_after: float | None = None) -> bool:
@@ -411,7 +448,7 @@ class OutlierDetector:
                 return False
             was = state.is_avoided(now)
             state = state.with_cluster_answer(now, avoid_for)
-            self._states[key] = state
+            self._store(key, state)
             return state.is_avoided(now) and not was
 
     def reinstate(self, key: Key, now: float) -> bool:
@@ -422,13 +459,13 @@ class OutlierDetector:
             state = self._states.get(key)
             if state is None or not (state.is_ejected(now) or state.is_avoided(now)):
                 return False
-            self._states[key] = state.reinstated(now)
+            self._store(key, state.reinstated(now))
             return True
 
     def _may_eject(self, kind: FailureKind, now: float) -> bool:
         if kind is FailureKind.CONNECT and self.policy.connect_failures_bypass_cap:
             return True
-        ejected = sum(1 for s in self._states.values() if s.is_ejected(now))
+        ejected = sum(1 for k in self._notable if self._states[k].is_ejected(now))
         return ejected + 1 <= self.policy.max_ejected(len(self._states))
 
     def is_ejected(self, key: Key, now: float) -> bool:
@@ -440,12 +477,12 @@ class OutlierDetector:
     def ejected(self, now: float) -> frozenset[Key]:
         """Keys ejected at ``now``."""
         with self._lock:
-            return frozenset(k for k, s in self._states.items() if s.is_ejected(now))
+            return frozenset(k for k in self._notable if self._states[k].is_ejected(now))
 
     def avoided(self, now: float) -> frozenset[Key]:
         """Keys avoided at ``now`` after a cluster-wide answer (rule 7)."""
         with self._lock:
-            return frozenset(k for k, s in self._states.items() if s.is_avoided(now))
+            return frozenset(k for k in self._notable if self._states[k].is_avoided(now))
 
     def next_unejection(self, now: float) -> float | None:
         """The earliest time after ``now`` at which an ejected or avoided endpoint returns (None
@@ -453,7 +490,7 @@ class OutlierDetector:
         with self._lock:
             ends = [
                 end
-                for s in self._states.values()
+                for s in map(self._states.__getitem__, self._notable)
                 for end in (s.ejected_until, s.avoided_until)
                 if end is not None and end > now
             ]

@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import enum
 import itertools
+import operator
 import random
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from itertools import compress
 
 from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.endpoint import Endpoint, Key
@@ -65,7 +67,6 @@ class Picker:
     """Base of all pickers: the candidate snapshot and the exclusion rule. Immutable."""
 
     __slots__ = (
-        "_keyed",
         "_keys",
         "_reserve_keys",
         "endpoints",
@@ -83,6 +84,7 @@ class Picker:
         total: int,
         rng: random.Random,
         reserve: Sequence[Endpoint] = (),
+        keys: frozenset[Key] | None = None,
     ) -> None:
         self.endpoints: tuple[Endpoint, ...] = tuple(candidates)
         """The endpoints this picker chooses among, in the given order."""
@@ -91,12 +93,13 @@ class Picker:
         self.total = total
         """How many endpoints the snapshot had in all (usable or not)."""
         self.rng = rng
-        self._keyed = tuple((e.key, e) for e in self.endpoints)
-        self._keys = frozenset(key for key, _ in self._keyed)
-        self.reserve: tuple[Endpoint, ...] = tuple(e for e in reserve if e.key not in self._keys)
+        # ``keys``: the candidates' keys when the builder has them already (the same set).
+        self._keys = keys if keys is not None else frozenset(map(_KEY, self.endpoints))
+        outside = map(operator.not_, map(self._keys.__contains__, map(_KEY, reserve)))
+        self.reserve: tuple[Endpoint, ...] = tuple(compress(reserve, outside))
         """Endpoints that are not candidates, least recently failed first (probed in this
         order by a call that has tried every candidate)."""
-        self._reserve_keys = tuple(e.key for e in self.reserve)
+        self._reserve_keys = tuple(map(_KEY, self.reserve))
 
     @property
     def reserve_keys(self) -> tuple[Key, ...]:
@@ -133,7 +136,7 @@ class Picker:
                 if endpoint.key not in exclude:
                     return endpoint
         if not self._keys.isdisjoint(exclude):
-            allowed = [e for key, e in self._keyed if key not in exclude]
+            allowed = [e for e in endpoints if e.key not in exclude]
             if allowed:
                 return self._choose_among(allowed)
             if not fallback:
@@ -172,8 +175,9 @@ class RoundRobinPicker(Picker):
         total: int,
         rng: random.Random,
         reserve: Sequence[Endpoint] = (),
+        keys: frozenset[Key] | None = None,
     ) -> None:
-        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys)
         start = rng.randrange(len(self.endpoints)) if self.endpoints else 0
         # next() on itertools.count is atomic under the GIL: no lock needed.
         self._counter = itertools.count(start)
@@ -204,10 +208,11 @@ class P2CPicker(Picker):
         loads: Mapping[Key, EndpointLoad],
         clock: Callable[[], float],
         reserve: Sequence[Endpoint] = (),
+        keys: frozenset[Key] | None = None,
     ) -> None:
-        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
-        self._loads = tuple(loads.get(e.key) for e in self.endpoints)
-        self._load_of = {e.key: loads.get(e.key) for e in self.endpoints}
+        super().__init__(candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys)
+        self._loads = tuple(map(loads.get, map(_KEY, self.endpoints)))
+        self._load_of: dict[Key, EndpointLoad | None] | None = None  # made when first needed
         self._clock = clock
 
     def _choose(self) -> Endpoint:
@@ -231,10 +236,29 @@ class P2CPicker(Picker):
         first, second = self.rng.sample(range(len(allowed)), 2)
         now = self._clock()
         a, b = allowed[first], allowed[second]
-        load_a, load_b = self._load_of.get(a.key), self._load_of.get(b.key)
+        load_of = self._load_of
+        if load_of is None:  # two threads may both make it: the same value
+            load_of = self._load_of = dict(zip(map(_KEY, self.endpoints), self._loads, strict=True))
+        load_a, load_b = load_of.get(a.key), load_of.get(b.key)
         cost_a = 0.0 if load_a is None else load_a.cost(now)
         cost_b = 0.0 if load_b is None else load_b.cost(now)
         return b if cost_b < cost_a else a
+
+
+_KEY = operator.attrgetter("key")
+
+
+def first_by_key(endpoints: Iterable[Endpoint]) -> dict[Key, Endpoint]:
+    """``endpoints`` by :attr:`~mcresolve.endpoint.Endpoint.key`, in order, the first occurrence
+    of a key winning (one pass in C when no key repeats, as in every answer of a healthy
+    registry)."""
+    items = endpoints if isinstance(endpoints, tuple | list) else tuple(endpoints)
+    unique = dict(zip(map(_KEY, items), items, strict=True))
+    if len(unique) != len(items):  # a repeated key: the later value replaced the first
+        unique = {}
+        for endpoint in items:
+            unique.setdefault(endpoint.key, endpoint)
+    return unique
 
 
 def build_picker(
@@ -261,29 +285,42 @@ def build_picker(
     """
     if not 0.0 <= panic_threshold <= 1.0:
         raise ValueError("panic_threshold must be in [0, 1]")
-    unique: dict[Key, Endpoint] = {}
-    for endpoint in endpoints:
-        unique.setdefault(endpoint.key, endpoint)
+    unique = first_by_key(endpoints)
     everything = list(unique.values())
+    keys = None  # the candidates' keys, when known without a pass: ``usable`` itself
     if usable is None:
         healthy = everything
     else:
-        usable_keys = frozenset(usable)
-        healthy = [e for e in everything if e.key in usable_keys]
+        usable_keys = usable if isinstance(usable, frozenset | set) else frozenset(usable)
+        if unique.keys() <= usable_keys:
+            healthy = everything
+            if len(usable_keys) == len(everything) and isinstance(usable_keys, frozenset):
+                keys = usable_keys
+        else:
+            healthy = list(compress(everything, map(usable_keys.__contains__, unique)))
     total = len(everything)
     panic = total > 0 and len(healthy) < panic_threshold * total
     if panic:
         candidates = everything
     else:
         avoided = frozenset(avoid)
-        preferred = [e for e in healthy if e.key not in avoided] if avoided else healthy
+        preferred = healthy
+        if avoided:
+            keep = map(operator.not_, map(avoided.__contains__, map(_KEY, healthy)))
+            preferred = list(compress(healthy, keep))
         candidates = preferred or healthy
     reserve = probe_order if probe_order else everything
     rng = rng if rng is not None else random.Random()
+    if candidates is not everything:
+        keys = None
     if strategy is PickStrategy.ROUND_ROBIN:
-        return RoundRobinPicker(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+        return RoundRobinPicker(
+            candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys
+        )
     if strategy is PickStrategy.RANDOM:
-        return RandomPicker(candidates, panic=panic, total=total, rng=rng, reserve=reserve)
+        return RandomPicker(
+            candidates, panic=panic, total=total, rng=rng, reserve=reserve, keys=keys
+        )
     return P2CPicker(
         candidates,
         panic=panic,
@@ -292,4 +329,5 @@ def build_picker(
         loads=loads or {},
         clock=clock,
         reserve=reserve,
+        keys=keys,
     )

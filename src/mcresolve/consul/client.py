@@ -31,15 +31,16 @@ from mcresolve.consul.models import (
     AddressMode,
     CatalogService,
     Consistency,
+    EntryMemo,
     Indexed,
     NodeInfo,
     PreparedQueryResult,
     QueryMeta,
     ServiceEntry,
+    decode_entries,
     expect_list,
     expect_mapping,
     has_tags,
-    parse_entries,
 )
 from mcresolve.consul.transport import (
     ConsulTransport,
@@ -386,6 +387,7 @@ class ConsulClient(_QueryAndAgentEndpoints):
         peer: str | None = None,
         ns: str | None = None,
         partition: str | None = None,
+        memo: EntryMemo | None = None,
     ) -> Indexed[tuple[ServiceEntry, ...]]:
         """``GET /v1/health/service/<service>``: instances with their node and checks.
 
@@ -409,6 +411,9 @@ class ConsulClient(_QueryAndAgentEndpoints):
                 way on older agents).
             ns, partition: Consul Enterprise namespace/partition for this read (instead of the
                 configured ones); never sent unless given.
+            memo: the :class:`~mcresolve.consul.models.EntryMemo` of a watch: entries equal,
+                byte for byte, to one of the previous answer's are not decoded again (see
+                :func:`~mcresolve.consul.models.decode_entries`).
         """
         if not service:
             raise ValueError("service name must not be empty")
@@ -426,9 +431,13 @@ class ConsulClient(_QueryAndAgentEndpoints):
             )
         params += _near_meta_consistency_params(near, node_meta, consistency)
         params += _given(filter=expression, peer=peer, ns=ns, partition=partition)
-        body, raw = await self._get_json_blocking(path, params, index, wait)
+        blocking, timeout = _blocking_params(index, wait)
+        raw = await self.request("GET", path, params=params + blocking, time_limit=timeout)
         with _answer(raw, "GET", path):
-            entries = parse_entries(body, f"GET {path}")
+            agent = raw.address.base_url
+            entries = decode_entries(
+                raw.body, lambda body: decode_json(body, agent, "GET", path), f"GET {path}", memo
+            )
             if len(wanted) > 1:
                 entries = tuple(e for e in entries if has_tags(e.service.tags, wanted))
             return Indexed(entries, _indexed_meta(raw, path, index is not None))

@@ -48,6 +48,17 @@ DEFAULT_BODY_IDLE_TIMEOUT = 5.0
 #: A 403 answer makes it look at once, whatever the interval.
 DEFAULT_TOKEN_FILE_CHECK_INTERVAL = 10.0
 
+#: Default number of blocking queries held open at once on one agent. Consul's agent accepts
+#: ``limits.http_max_conns_per_client`` = 200 concurrent HTTP connections per client IP (its
+#: ``agent/config/default.go``; beyond it a 429 "Your IP is issuing too many concurrent
+#: connections", a broken pipe over HTTPS) and every blocking query holds one connection for
+#: its whole wait. 160 leaves 40 (a fifth): 16 for the watches' immediate reads
+#: (:func:`~mcresolve.consul.watch.immediate_slots`), the rest for the non-blocking requests of
+#: the same process (prepared-query executions, registration, ``/v1/agent/self``). Lower it
+#: when several processes share one IP (containers behind one NAT address) or the agent's limit
+#: is lower; raise it with the agent's limit.
+DEFAULT_BLOCKING_CONNECTIONS = 160
+
 # Go's strconv.ParseBool, which the consul CLI uses for its boolean variables.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -366,6 +377,11 @@ class ConsulConfig:
             :data:`DEFAULT_MAX_ANSWER_BYTES`); a larger ``Content-Length``, or more bytes
             streamed, raises :class:`~mcresolve.consul.errors.ConsulAnswerTooLarge` without
             reading the rest.
+        blocking_connections: blocking queries a process holds open at once on one agent
+            (see :data:`DEFAULT_BLOCKING_CONNECTIONS`): the watches' share of the agent's
+            per-client connection limit. When more watches run, they take turns with a shorter
+            ``wait`` so each still asks once per wait period
+            (:func:`~mcresolve.consul.watch.scheduled_wait`).
     """
 
     addresses: tuple[ConsulAddress, ...] = (ConsulAddress("127.0.0.1"),)
@@ -386,9 +402,14 @@ class ConsulConfig:
     http_auth: BasicAuth | None = None
     namespace: str | None = None
     partition: str | None = None
+    blocking_connections: int = DEFAULT_BLOCKING_CONNECTIONS
 
     def __post_init__(self) -> None:
         _check_config_types(self)
+        if self.blocking_connections < 1:
+            raise ConsulConfigError(
+                f"ConsulConfig.blocking_connections must be >= 1, got {self.blocking_connections}"
+            )
         if not self.addresses:
             raise ConsulConfigError("at least one Consul address is needed")
         if not all(isinstance(a, ConsulAddress) for a in self.addresses):
@@ -550,7 +571,8 @@ class ConsulConfig:
             f"token_file={self.token_file!r}, "
             f"token_file_check_interval={self.token_file_check_interval!r}, "
             f"http_auth={'<redacted>' if self.http_auth else None!r}, "
-            f"namespace={self.namespace!r}, partition={self.partition!r})"
+            f"namespace={self.namespace!r}, partition={self.partition!r}, "
+            f"blocking_connections={self.blocking_connections!r})"
         )
 
     __str__ = __repr__
@@ -621,3 +643,6 @@ def _check_config_types(config: ConsulConfig) -> None:
                 f"ConsulConfig.{name}: {what} must be > 0 seconds and finite, got {value!r}"
             )
     check_instance("ConsulConfig.max_answer_bytes", config.max_answer_bytes, (int,), "an int")
+    check_instance(
+        "ConsulConfig.blocking_connections", config.blocking_connections, (int,), "an int"
+    )

@@ -21,10 +21,12 @@ Two kinds of bad answer, two rules:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import operator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from mcresolve.consul.errors import ConsulProtocolError
 from mcresolve.endpoint import Converted, Endpoint, Rejected, endpoint_problem, shorten
@@ -78,13 +80,20 @@ def expect_list(value: object, what: str) -> Sequence[Any]:
     return value
 
 
+def _shared(value: str) -> str:
+    """``value``, interned: equal strings of many entries (datacenters, tags, meta keys, check
+    names, statuses) are one object (an answer decoded entry by entry shares nothing by itself;
+    interned strings are freed with their last user)."""
+    return sys.intern(value) if type(value) is str else value
+
+
 def _str(obj: Mapping[str, Any], key: str, what: str, *, default: str | None = None) -> str:
     value = obj.get(key, default)
     if value is None and default is not None:
         return default
     if not isinstance(value, str):
         raise ConsulProtocolError(f"{what}.{key}: expected a string, got {type(value).__name__}")
-    return value
+    return _shared(value)
 
 
 def _int(obj: Mapping[str, Any], key: str, what: str, *, default: int | None = None) -> int:
@@ -101,7 +110,7 @@ def _str_tuple(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
     items = expect_list(value, f"{what}.{key}")
     if not all(isinstance(v, str) for v in items):
         raise ConsulProtocolError(f"{what}.{key}: expected an array of strings")
-    return tuple(items)
+    return tuple(map(_shared, items))
 
 
 def _str_map(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, str]:
@@ -111,7 +120,7 @@ def _str_map(obj: Mapping[str, Any], key: str, what: str) -> Mapping[str, str]:
     mapping = expect_mapping(value, f"{what}.{key}")
     if not all(isinstance(v, str) for v in mapping.values()):
         raise ConsulProtocolError(f"{what}.{key}: expected an object of strings")
-    return MappingProxyType(dict(mapping))
+    return MappingProxyType({_shared(k): _shared(v) for k, v in mapping.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +377,123 @@ def parse_entries(value: object, what: str = "health entries") -> tuple[ServiceE
     return tuple(ServiceEntry.from_json(v, f"{what}[{i}]") for i, v in enumerate(items))
 
 
+#: How an answer's array begins, how its elements are joined, how each element begins and how
+#: the array ends, for the three encodings of a health answer met in practice: Consul's
+#: (Go's ``encoding/json``: compact, fields in struct order, so every entry begins with
+#: ``{"Node":{``), Consul's ``?pretty`` one (``json.MarshalIndent`` with four spaces, also the
+#: emulator's) and Python's ``json`` module with its default separators. Cutting an answer at
+#: these joins gives one piece per entry; ``head + piece + b"}"`` is the entry again.
+_ENTRY_LAYOUTS: tuple[tuple[bytes, bytes, bytes, bytes], ...] = (
+    (b'[{"Node":{', b'},{"Node":{', b'{"Node":{', b"}]"),
+    (
+        b'[\n    {\n        "Node": {',
+        b'\n    },\n    {\n        "Node": {',
+        b'{\n        "Node": {',
+        b"\n    }\n]",
+    ),
+    (b'[{"Node": {', b'}, {"Node": {', b'{"Node": {', b"}]"),
+)
+
+
+def split_entries(body: bytes) -> tuple[list[bytes], bytes] | None:
+    """``body`` (a JSON array of health entries as Consul encodes them) cut into one piece per
+    entry without decoding anything, and the bytes that make a piece an entry again
+    (``head + piece + b"}"``); ``None`` when ``body`` is not laid out that way (another
+    encoding, an empty array: decode it whole).
+
+    Pure and total. The cut is a guess that a hostile or unusual answer can defeat (the join
+    may occur inside an entry); :func:`decode_entries` never trusts it: a piece is used only once
+    ``head + piece + b"}"`` decoded as a JSON value on its own, and an array whose every
+    element is a valid JSON value *is* the array of those values, wherever the cuts were."""
+    body = body.strip()
+    for opening, join, head, closing in _ENTRY_LAYOUTS:
+        if body.startswith(opening) and body.endswith(closing):
+            pieces = body.split(join)
+            pieces[0] = pieces[0][len(opening) :]
+            pieces[-1] = pieces[-1][: len(pieces[-1]) - len(closing)]
+            return pieces, head
+    return None
+
+
+_Conversions = dict[int, tuple["ServiceEntry", Endpoint | Rejected]]
+
+
+class EntryMemo:
+    """What the last health answer decoded with it holds: each entry by its exact bytes, and
+    each entry's conversion into an endpoint (or rejection).
+
+    :func:`decode_entries` and :meth:`HealthAnswer.decode` reuse what an equal piece of the
+    previous answer gave, so an answer in which one instance changed costs one entry's
+    decoding, parsing and conversion, not all of them, and every unchanged instance keeps the
+    very same :class:`ServiceEntry` and :class:`~mcresolve.endpoint.Endpoint` objects (which
+    makes comparing two answers a matter of identities). Keyed by content (the bytes, and the
+    entry object with the conversion's parameters), never by Consul's ``ModifyIndex``: a
+    change that leaves the indexes alone (an agent restored from a snapshot, a proxy, a bug)
+    is still seen. Only the last answer's pieces are kept. Sharing one memo between watches is
+    correct (it is content-addressed), only less effective.
+    """
+
+    __slots__ = ("_converted", "_entries")
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, ServiceEntry] = {}
+        #: The conversion's parameters and, by entry id, each entry with what it gave (one
+        #: attribute, replaced whole: a memo shared across threads never mixes parameters).
+        self._converted: tuple[tuple[object, ...], _Conversions] = ((), {})
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<EntryMemo of {len(self._entries)} entries>"
+
+    def clear(self) -> None:
+        """Forget everything (the next answer is decoded in full)."""
+        self._entries = {}
+        self._converted = ((), {})
+
+
+def decode_entries(
+    body: bytes,
+    decode: Callable[[bytes], Any],
+    what: str = "health entries",
+    memo: EntryMemo | None = None,
+) -> tuple[ServiceEntry, ...]:
+    """The health entries of an answer's ``body``, as ``parse_entries(decode(body), what)``
+    gives them, with the same errors for a body that is not an array of entries.
+
+    With a ``memo``, the body is cut into one piece per entry (:func:`split_entries`) and only
+    the pieces the memo has not seen are decoded and parsed; the others are the memo's
+    :class:`ServiceEntry` objects. ``decode`` turns bytes into a JSON value (strict, raising
+    for anything else); when a piece does not decode on its own, the cut was wrong and the
+    whole body is decoded instead. The memo then holds this answer's pieces."""
+    split = None if memo is None else split_entries(body)
+    if memo is None or split is None:
+        entries = parse_entries(decode(body), what)
+        if memo is not None:
+            memo._entries = {}
+        return entries
+    pieces, head = split
+    found: list[ServiceEntry | None] = list(map(memo._entries.get, pieces))
+    fresh: dict[bytes, ServiceEntry] = {}
+    for position in [i for i, entry in enumerate(found) if entry is None]:
+        piece = pieces[position]
+        entry = fresh.get(piece)
+        if entry is None:
+            try:
+                value = decode(head + piece + b"}")
+            except Exception:
+                memo._entries = {}
+                return parse_entries(decode(body), what)
+            entry = fresh[piece] = ServiceEntry.from_json(value, f"{what}[{position}]")
+        found[position] = entry
+    entries = cast("tuple[ServiceEntry, ...]", tuple(found))
+    memo._entries = dict(zip(pieces, entries, strict=True))
+    return entries
+
+
+_SECOND = operator.itemgetter(1)
+
 #: Which address of an instance to connect to: ``lan`` (``Service.Address``, else
 #: ``Node.Address``: what Consul 1.0 gives and the default), ``wan`` (the WAN tagged address when
 #: there is one), ``auto`` (WAN for instances of another datacenter than the agent's, as Consul's
@@ -485,17 +611,38 @@ class HealthAnswer(Sequence[ServiceEntry]):
         *,
         address: AddressMode = "lan",
         local_datacenter: str | None = None,
+        memo: EntryMemo | None = None,
     ) -> HealthAnswer:
-        """Convert ``entries`` (see :func:`convert_entries`)."""
+        """Convert ``entries`` (see :func:`convert_entries`). With a ``memo``, an entry object
+        converted with the same parameters last time (see :func:`decode_entries`) keeps its
+        endpoint (or rejection) object; the memo then holds this answer's conversions."""
         items = tuple(entries)
-        converted = convert_entries(
-            items,
-            datacenter,
-            default_port,
-            address=address,
-            local_datacenter=local_datacenter,
-        )
-        return cls(items, converted)
+        if memo is None:
+            converted = convert_entries(
+                items,
+                datacenter,
+                default_port,
+                address=address,
+                local_datacenter=local_datacenter,
+            )
+            return cls(items, converted)
+        conversion = (datacenter, default_port, address, local_datacenter)
+        done_with, known = memo._converted
+        if done_with != conversion:
+            known = {}
+        idents = tuple(map(id, items))
+        pairs: list[tuple[ServiceEntry, Endpoint | Rejected] | None]
+        pairs = list(map(known.get, idents))
+        for position in [i for i, pair in enumerate(pairs) if pair is None]:
+            entry = items[position]
+            item = _entry_endpoint(
+                entry, datacenter, default_port, "entry", address, local_datacenter
+            )
+            pairs[position] = (entry, item)
+        done = cast("list[tuple[ServiceEntry, Endpoint | Rejected]]", pairs)
+        # The memo holds each entry it names, so an id it knows is that very entry's.
+        memo._converted = (conversion, dict(zip(idents, done, strict=True)))
+        return cls(items, Converted.of(map(_SECOND, done)))
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:

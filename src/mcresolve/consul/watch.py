@@ -42,6 +42,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -49,12 +50,13 @@ from typing import Any, Generic, Protocol, TypeVar
 from mcresolve.arguments import check_instance, check_optional_instances
 from mcresolve.consul.blocking import BlockingPolicy, TokenBucket, is_change, next_index
 from mcresolve.consul.client import ConsulClient
-from mcresolve.consul.config import ConsulConfig
+from mcresolve.consul.config import DEFAULT_BLOCKING_CONNECTIONS, ConsulConfig
 from mcresolve.consul.errors import ConsulError
 from mcresolve.consul.models import (
     ADDRESS_MODES,
     AddressMode,
     Consistency,
+    EntryMemo,
     HealthAnswer,
     Indexed,
     QueryMeta,
@@ -74,6 +76,139 @@ T_co = TypeVar("T_co", covariant=True)
 #: Failures kept for a subscriber that does not read (older ones are dropped; updates are state
 #: snapshots, so only the newest pending update is ever kept).
 MAX_PENDING_FAILURES = 8
+
+
+#: The shortest ``wait`` a watch is given when it shares the connection budget with many others:
+#: below a second the requests would mostly measure round trips (a watch that is not holding a
+#: connection still sees a change at its next turn: the index it sends is then stale and Consul
+#: answers at once).
+MIN_SCHEDULED_WAIT = 1.0
+
+
+def scheduled_wait(wait: float, watches: int, budget: int) -> float:
+    """The ``wait`` each of ``watches`` watches sends when at most ``budget`` blocking queries may
+    be open at once (pure).
+
+    Up to ``budget`` watches each hold a connection for the whole ``wait``. Beyond it they take
+    turns on the ``budget`` connections (first come, first served) with the wait shortened to
+    ``wait * budget / watches``, so a full round of turns still lasts ``wait``: each watch asks
+    about once per wait period (requests per period stay about ``watches``, never more), and a
+    change is seen within one period. Never below :data:`MIN_SCHEDULED_WAIT` (nor above
+    ``wait``): with very many watches a round lasts longer than ``wait`` instead of turning into
+    a busy loop.
+    """
+    if watches <= budget:
+        return wait
+    return min(wait, max(MIN_SCHEDULED_WAIT, wait * budget / watches))
+
+
+class Slots:
+    """A counted set of connections taken first come, first served (an asyncio semaphore whose
+    waiters are served in order and which records its peak)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"slots must be >= 1, got {size!r}")
+        self.size = size
+        #: Slots taken now, and the most ever taken at once (observability, tests).
+        self.in_use = 0
+        self.peak = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting for one in turn when all are taken."""
+        if self.in_use < self.size and not self._waiters:
+            self.in_use += 1
+            self.peak = max(self.peak, self.in_use)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiter, else to the pool."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands: in_use unchanged
+                return
+        self.in_use -= 1
+
+
+def immediate_slots(budget: int) -> int:
+    """Connections for immediate reads beside a budget of ``budget`` blocking queries: a tenth
+    of it, 1 to 16 (16 of the 40 the default budget leaves under the agent's limit)."""
+    return max(1, min(16, budget // 10))
+
+
+class ConnectionBudget:
+    """The connections one client's watches may hold open at once on its agent, and the watches
+    that share them (one per client and event loop: :func:`connection_budget`).
+
+    Blocking reads take one of :attr:`size` slots (:attr:`blocking`), first come first served,
+    so the watches beyond :attr:`size` take turns; :meth:`wait_for` gives the shortened
+    ``wait`` of :func:`scheduled_wait` for the watches registered now. Immediate reads (index 0:
+    a watch's first read, its resync after an error) answer at once and take one of a few
+    separate slots (:attr:`immediate`, :func:`immediate_slots`), so a watch started while every
+    blocking slot is held still gets its first answer at once, not after a turn.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"connection budget must be >= 1, got {size!r}")
+        self.size = size
+        #: Watches sharing the budget now.
+        self.watches = 0
+        self.blocking = Slots(size)
+        self.immediate = Slots(immediate_slots(size))
+
+    @property
+    def in_use(self) -> int:
+        """Blocking slots taken now."""
+        return self.blocking.in_use
+
+    @property
+    def peak(self) -> int:
+        """The most blocking slots ever taken at once."""
+        return self.blocking.peak
+
+    def wait_for(self, wait: float) -> float:
+        """The ``wait`` to send now instead of ``wait`` (see :func:`scheduled_wait`)."""
+        return scheduled_wait(wait, self.watches, self.size)
+
+    def slots(self, index: int) -> Slots:
+        """The slots a read after ``index`` takes (``0``: an immediate read)."""
+        return self.immediate if index == 0 else self.blocking
+
+
+_BUDGETS: weakref.WeakKeyDictionary[
+    ConsulClient, dict[asyncio.AbstractEventLoop, ConnectionBudget]
+] = weakref.WeakKeyDictionary()
+_BUDGETS_LOCK = threading.Lock()
+
+
+def connection_budget(client: ConsulClient) -> ConnectionBudget:
+    """The budget of ``client`` on the running loop, sized by its configuration's
+    ``blocking_connections`` (every watch of the client shares it, whichever registry runs it)."""
+    loop = asyncio.get_running_loop()
+    with _BUDGETS_LOCK:  # clients may be used from several loop threads
+        per_loop = _BUDGETS.setdefault(client, {})
+        budget = per_loop.get(loop)
+        if budget is None:
+            config = getattr(client, "config", None)  # a stand-in client in a test may have none
+            size = getattr(config, "blocking_connections", DEFAULT_BLOCKING_CONNECTIONS)
+            budget = per_loop[loop] = ConnectionBudget(size)
+            for stale in [other for other in per_loop if other.is_closed()]:
+                del per_loop[stale]
+        return budget
 
 
 class WatchSpec(Protocol[T_co]):
@@ -119,6 +254,11 @@ class HealthServiceSpec:
     ns: str | None = None
     partition: str | None = None
     address: AddressMode = "lan"
+    memo: EntryMemo = field(
+        default_factory=EntryMemo, init=False, repr=False, compare=False, hash=False
+    )
+    """The entries of the last answer this spec decoded and their endpoints (content-addressed,
+    see :class:`~mcresolve.consul.models.EntryMemo`): not part of the key."""
 
     def __post_init__(self) -> None:
         if self.address not in ADDRESS_MODES:
@@ -160,7 +300,9 @@ class HealthServiceSpec:
 
     async def fetch(self, client: ConsulClient, index: int, wait: float) -> Indexed[HealthAnswer]:
         """One blocking ``health_service`` read, its entries converted into endpoints (see
-        :func:`~mcresolve.consul.models.convert_entries`)."""
+        :func:`~mcresolve.consul.models.convert_entries`). Instances unchanged since the
+        previous answer are neither decoded nor converted again: they keep their entry and
+        endpoint objects (:attr:`memo`)."""
         answer = await client.health_service(
             self.service,
             passing=self.passing,
@@ -175,6 +317,7 @@ class HealthServiceSpec:
             peer=self.peer,
             ns=self.ns,
             partition=self.partition,
+            memo=self.memo,
         )
         local = await client.local_datacenter(self.address)  # auto: "other" than the agent's
         decoded = HealthAnswer.decode(
@@ -183,6 +326,7 @@ class HealthServiceSpec:
             self.port,
             address=self.address,
             local_datacenter=local,
+            memo=self.memo,
         )
         return Indexed(decoded, answer.meta)
 
@@ -365,6 +509,7 @@ class Watch(Generic[T]):
         self._closed = False
         self._latest: WatchUpdate[T] | None = None
         self._failure: WatchFailure[T] | None = None
+        self._budget: ConnectionBudget | None = None
         #: Requests sent so far (observability and tests).
         self.requests = 0
 
@@ -403,6 +548,8 @@ class Watch(Generic[T]):
         if self._closed:
             raise RuntimeError("watch is closed")
         if self._task is None:
+            self._budget = connection_budget(self._client)
+            self._budget.watches += 1
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"mcresolve watch {self._spec.describe()}"
             )
@@ -432,6 +579,9 @@ class Watch(Generic[T]):
         """Cancel the loop (an in-flight request is aborted) and end every subscription."""
         self._closed = True
         task, self._task = self._task, None
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.watches -= 1
         if task is not None:
             await cancel_and_wait(task)
         for subscription in list(self._subscribers):
@@ -460,9 +610,8 @@ class Watch(Generic[T]):
             if delay > 0:
                 await asyncio.sleep(delay)
             sent = index
-            self.requests += 1
             try:
-                answer = await self._spec.fetch(self._client, sent, blocking.wait)
+                answer = await self._fetch(sent, blocking.wait)
                 if answer.meta.index is None:  # the client checks this; specs may not
                     raise ConsulError(f"watch {name}: answer without X-Consul-Index")
                 index = self._accept(answer, sent, backoff, name)
@@ -489,6 +638,18 @@ class Watch(Generic[T]):
                 )
                 self._emit(failure)
                 await asyncio.sleep(retry_in)
+
+    async def _fetch(self, index: int, wait: float) -> Indexed[T]:
+        """One read, holding a slot of the client's connection budget while it is open (the
+        wait shortened when more watches than blocking slots share it: :func:`scheduled_wait`)."""
+        budget = self._budget if self._budget is not None else connection_budget(self._client)
+        slots = budget.slots(index)
+        await slots.acquire()
+        try:
+            self.requests += 1
+            return await self._spec.fetch(self._client, index, budget.wait_for(wait))
+        finally:
+            slots.release()
 
     def _accept(self, answer: Indexed[T], sent: int, backoff: Backoff, name: str) -> int:
         """Deliver ``answer`` if it changed; return the index of the next request."""
@@ -573,6 +734,12 @@ class WatchRegistry(AsyncClosing):
     def watches(self) -> dict[WatchSpec[Any], Watch[Any]]:
         """A copy of the running watches by spec (introspection)."""
         return dict(self._watches)
+
+    def shared(self) -> WatchRegistry:
+        """The registry that runs the watches: this one (a lease answers its shared registry).
+        What outlives one user (a shared execution stream) subscribes here, not via a lease
+        whose close would end its subscriptions."""
+        return self
 
     def subscribe(
         self, spec: WatchSpec[T], on_event: EventCallback | None = None
@@ -766,6 +933,10 @@ class SharedRegistryLease(WatchRegistry):
     def watches(self) -> dict[WatchSpec[Any], Watch[Any]]:
         """The shared registry's running watches (empty before the first use)."""
         return {} if self._bound is None else self._bound[1].watches()
+
+    def shared(self) -> WatchRegistry:
+        """The shared registry of this lease's loop (binds the lease at its first use)."""
+        return self._registry()
 
     def subscribe(
         self, spec: WatchSpec[T], on_event: EventCallback | None = None

@@ -19,8 +19,11 @@ LOCAL_ONLY = "local-only"
 """Traffic class: visits to the stage-2 storefront whose storage scope is its own datacenter."""
 WRITES = "writes"
 """Traffic class: object uploads through Consul's prepared query (stage 3)."""
+SIDECAR = "sidecar"
+"""Traffic class: visits to the storefront whose storage client is a plain ``minio.Minio`` on
+one local port, an ``mcresolve sidecar`` (tcp mode) on the prepared query (stage 3)."""
 
-TRAFFIC_CLASSES = (SHOPPERS, LOCAL_ONLY, WRITES)
+TRAFFIC_CLASSES = (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .measure import LOCAL_ONLY, SHOPPERS, WRITES, PhaseStats
+from .measure import LOCAL_ONLY, SHOPPERS, SIDECAR, WRITES, PhaseStats
 from .scenarios import Phase, Scenario, Verdict
 
 
@@ -105,7 +105,7 @@ def fault_visible(result: PhaseResult) -> str:
     return ", ".join(visible) if visible else "none"
 
 
-_ORDER = {SHOPPERS: 0, LOCAL_ONLY: 1, WRITES: 2}
+_ORDER = {SHOPPERS: 0, LOCAL_ONLY: 1, SIDECAR: 2, WRITES: 3}
 
 
 def _verdict(result: PhaseResult) -> str:
@@ -121,6 +121,7 @@ HEADERS = (
     "the article says",
     "shoppers ok/fail",
     "local-only ok/fail",
+    "sidecar ok/fail",
     "writes ok/fail",
     "fault visible",
     "p50/p99 ms",
@@ -132,6 +133,7 @@ COMPACT_HEADERS = (
     "scenario",
     "shoppers ok/fail",
     "local-only",
+    "sidecar",
     "writes",
     "fault visible",
     "p50/p99 ms",
@@ -142,7 +144,7 @@ COMPACT_HEADERS = (
 #: Default table width: fits a 120-column terminal or CI log.
 TABLE_WIDTH = 120
 #: Longest cell line per column of the compact table (longer cells wrap at spaces).
-_COMPACT_WRAP = (28, 22, 10, 9, 18, 11, 8)
+_COMPACT_WRAP = (25, 22, 10, 8, 8, 15, 10, 8)
 
 
 def _served_by(stats: PhaseStats | None) -> str:
@@ -165,6 +167,7 @@ def table_rows(results: Sequence[PhaseResult]) -> list[tuple[str, ...]]:
                 result.expected_text,
                 _counts(shoppers) + _served_by(shoppers),
                 _counts(result.stats.get(LOCAL_ONLY)),
+                _counts(result.stats.get(SIDECAR)),
                 _counts(result.stats.get(WRITES)),
                 visible,
                 _latency(shoppers),
@@ -190,6 +193,7 @@ def compact_rows(results: Sequence[PhaseResult]) -> list[tuple[str, ...]]:
                 label,
                 _counts(shoppers) + _served_by(shoppers),
                 _counts(result.stats.get(LOCAL_ONLY)),
+                _counts(result.stats.get(SIDECAR)),
                 _counts(result.stats.get(WRITES)),
                 fault_visible(result),
                 _latency(shoppers),

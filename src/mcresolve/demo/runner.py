@@ -26,6 +26,7 @@ from .faults import FaultInjector
 from .measure import (
     LOCAL_ONLY,
     SHOPPERS,
+    SIDECAR,
     TRAFFIC_CLASSES,
     WRITES,
     PhaseStats,
@@ -41,6 +42,10 @@ STOREFRONT_SERVICE = "storefront"
 """Consul service of the stage-3 storefronts (what shoppers resolve)."""
 LOCAL_ONLY_SERVICE = "storefront-local-only"
 """Consul service of the stage-2 storefront (kept apart so shoppers never land on it)."""
+LOOPBACK = "127.0.0.1"
+SIDECAR_SERVICE = "storefront-sidecar"
+"""Consul service of the storefront whose plain MinIO client goes through ``mcresolve sidecar``
+(kept apart too: the sidecar probe visits it directly)."""
 WRITE_BUCKET = "demo-writes"
 
 
@@ -139,12 +144,16 @@ class Demo:
         """The other datacenter ("gcp")."""
         return self.stack.datacenters[-1]
 
-    def _storefront_env(self, sf: _Storefront, label: str) -> dict[str, str]:
+    def _storefront_env(
+        self, sf: _Storefront, label: str, sidecar_port: int | None = None
+    ) -> dict[str, str]:
         first = self.stack.storage.nodes_in(sf.datacenter)[0]
+        plain = {} if sidecar_port is None else {"STOREFRONT_STORAGE_CLIENT": "plain"}
         return child_env(
             {
+                **plain,
                 "MINIO_HOST": sf.target,
-                "MINIO_PORT": str(first.port),
+                "MINIO_PORT": str(first.port if sidecar_port is None else sidecar_port),
                 "MINIO_ACCESS_KEY": self.stack.storage.access_key,
                 "MINIO_SECRET_KEY": self.stack.storage.secret_key,
                 "MINIO_EXTERNAL_HOST": first.address,
@@ -165,17 +174,21 @@ class Demo:
             self.storefront_code,
         )
 
-    def _add_storefront(self, dc: str, service: str, target: str) -> _Storefront:
+    def _add_storefront(
+        self, dc: str, service: str, target: str, sidecar_port: int | None = None
+    ) -> _Storefront:
         port = free_port()
         cloud = self.stack.clouds[dc]
         stage = "stage 3" if ".query." in target else "stage 2, local only"
+        if sidecar_port is not None:
+            stage = "stage 3 through mcresolve sidecar, plain MinIO client"
         child = ChildProcess(
             f"storefront {dc} {service}",
             ["-m", self.storefront_code.module],
             {},
         )
         sf = _Storefront(dc, service, target, port, child)
-        child.env = self._storefront_env(sf, f"{dc} ({cloud}), {stage}")
+        child.env = self._storefront_env(sf, f"{dc} ({cloud}), {stage}", sidecar_port)
         self.storefronts.append(sf)
         self.children.append(child)
         return sf
@@ -234,6 +247,8 @@ class Demo:
                 )
             self._add_storefront(dc, STOREFRONT_SERVICE, f"{self.stack.query}.query.consul")
         self._add_storefront(self.local_dc, LOCAL_ONLY_SERVICE, f"{STORAGE_SERVICE}.service.consul")
+        sidecar_port = await self._start_sidecar()
+        self._add_storefront(self.local_dc, SIDECAR_SERVICE, LOOPBACK, sidecar_port)
         await asyncio.gather(*(self._start_storefront(sf) for sf in self.storefronts))
         for sf in self.storefronts:
             self.say(
@@ -243,6 +258,23 @@ class Demo:
         min_images = await self._count_images()
         self.say(f"the shop shows {min_images} product images")
         await self._start_traffic(min_images)
+
+    async def _start_sidecar(self) -> int:
+        """``mcresolve sidecar`` (tcp mode) on the storage query through the local agent, as a
+        child process: the plain MinIO client of one storefront connects to its port."""
+        port = free_port()
+        child = ChildProcess(
+            "mcresolve sidecar",
+            [
+                "-m", "mcresolve.sidecar", "--listen", f"{LOOPBACK}:{port}", "-q",
+                "--drain-delay", "0", "--drain-grace", "1", f"consul+query://{self.stack.query}",
+            ],
+            child_env({"CONSUL_HTTP_ADDR": self.stack.consul.dc(self.local_dc).http_url}),
+        )  # fmt: skip
+        self.children.append(child)
+        ready = await child.start(ready_prefix="mcresolve sidecar: forwarding", within=30.0)
+        self.say(f"mcresolve sidecar {self.local_dc}: {ready}")
+        return port
 
     async def _describe_topology(self) -> None:
         for dc, info in self.stack.describe().items():
@@ -292,9 +324,11 @@ class Demo:
         if not await self.writer.bucket_exists(WRITE_BUCKET):
             await self.writer.make_bucket(WRITE_BUCKET)
         local_only = next(sf for sf in self.storefronts if sf.service == LOCAL_ONLY_SERVICE)
+        behind = next(sf for sf in self.storefronts if sf.service == SIDECAR_SERVICE)
         self.traffic = TrafficGenerator(
             shopper_pools=self.pools,
             local_only=(local_only.datacenter, local_only.url),
+            sidecar=(behind.datacenter, behind.url),
             writer=self.writer,
             write_bucket=WRITE_BUCKET,
             min_images=min_images,
@@ -390,9 +424,9 @@ class Demo:
     def _progress(self, start: float, end: float) -> str:
         stats = self._stats(start, end)
         parts = []
-        for name in (SHOPPERS, LOCAL_ONLY, WRITES):
+        for name in (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES):
             s = stats[name]
-            bar = "#" * min(20, s.served // 4) + "x" * min(10, s.failed)
+            bar = "#" * min(10, s.served // 8) + "x" * min(10, s.failed)
             parts.append(f"{name} {s.served:3d} ok {s.failed:3d} failed {bar}")
         return " | ".join(parts)
 

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .measure import LOCAL_ONLY, SHOPPERS, WRITES, PhaseStats
+from .measure import LOCAL_ONLY, SHOPPERS, SIDECAR, WRITES, PhaseStats
 
 
 class Fault(enum.Enum):
@@ -83,8 +83,13 @@ class Scenario:
     """Anything a reader must know to read the row honestly."""
 
 
-_ALL_SERVE = (Expectation(SHOPPERS), Expectation(LOCAL_ONLY), Expectation(WRITES))
-_NO_FAILURE = tuple(Expectation(t, max_window=0.0) for t in (SHOPPERS, LOCAL_ONLY, WRITES))
+_ALL_SERVE = (
+    Expectation(SHOPPERS),
+    Expectation(LOCAL_ONLY),
+    Expectation(SIDECAR),
+    Expectation(WRITES),
+)
+_NO_FAILURE = tuple(Expectation(t, max_window=0.0) for t in (SHOPPERS, LOCAL_ONLY, SIDECAR, WRITES))
 RECOVERED = _NO_FAILURE
 """What every traffic class must see once the topology is back to steady state."""
 
@@ -130,6 +135,7 @@ def _storage_scenarios(local_dc: str, remote_dc: str) -> tuple[Scenario, ...]:
             during=(
                 Expectation(SHOPPERS),
                 Expectation(LOCAL_ONLY),
+                Expectation(SIDECAR),
                 Expectation(WRITES, serves=False, min_failed_fraction=0.9),
             ),
             after=RECOVERED,
@@ -145,6 +151,7 @@ def _storage_scenarios(local_dc: str, remote_dc: str) -> tuple[Scenario, ...]:
             during=(
                 Expectation(SHOPPERS),
                 Expectation(LOCAL_ONLY, serves=False),
+                Expectation(SIDECAR),
                 Expectation(WRITES),
             ),
             after=RECOVERED,
@@ -163,11 +170,12 @@ def _service_scenarios(local_dc: str, remote_dc: str) -> tuple[Scenario, ...]:
             during=(
                 Expectation(SHOPPERS, moves_to=remote_dc),
                 Expectation(LOCAL_ONLY),
+                Expectation(SIDECAR),
                 Expectation(WRITES),
             ),
             after=RECOVERED,
-            note=f"the stage-2 storefront keeps running: only the stage-3 instances of "
-            f"{local_dc} are killed",
+            note=f"the stage-2 and the sidecar's storefronts keep running: only the stage-3 "
+            f"instances of {local_dc} are killed",
         ),
         Scenario(
             key="consul-agent",

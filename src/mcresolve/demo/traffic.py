@@ -21,7 +21,7 @@ from mcresolve.errors import McResolveError
 from mcresolve.minio import AsyncResilientMinio, StorageClusterDegraded
 from mcresolve.pool import EndpointPool
 
-from .measure import LOCAL_ONLY, SHOPPERS, WRITES, Sample
+from .measure import LOCAL_ONLY, SHOPPERS, SIDECAR, WRITES, Sample
 
 _IMG_SRC = re.compile(r'<img[^>]*\ssrc="([^"]+)"')
 
@@ -49,6 +49,7 @@ class TrafficSettings:
 
     shoppers_per_dc: int = 2
     local_only_probes: int = 2
+    sidecar_probes: int = 1
     think_time: float = 0.15
     visit_timeout: float = 8.0
     write_interval: float = 0.25
@@ -97,7 +98,8 @@ class TrafficGenerator:
 
     ``shopper_pools`` maps a datacenter to the pool its shoppers resolve the storefront with
     (``consul+query://storefront`` through that datacenter's agent); ``local_only_url`` is the
-    stage-2 storefront; ``writer`` uploads to ``write_bucket``.
+    stage-2 storefront; ``sidecar`` (datacenter, URL) the storefront with a plain MinIO client
+    behind ``mcresolve sidecar``; ``writer`` uploads to ``write_bucket``.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class TrafficGenerator:
         shopper_pools: dict[str, EndpointPool],
         local_only: tuple[str, str],
         writer: AsyncResilientMinio,
+        sidecar: tuple[str, str] | None = None,
         write_bucket: str,
         min_images: int,
         settings: TrafficSettings | None = None,
@@ -114,6 +117,7 @@ class TrafficGenerator:
         self.settings = settings if settings is not None else TrafficSettings()
         self._pools = shopper_pools
         self._local_only_dc, self._local_only_url = local_only
+        self._sidecar = sidecar
         self._writer = writer
         self._bucket = write_bucket
         self.min_images = min_images
@@ -142,7 +146,10 @@ class TrafficGenerator:
             for _ in range(self.settings.shoppers_per_dc):
                 self._tasks.append(asyncio.create_task(self._shopper(pool, dc)))
         for _ in range(self.settings.local_only_probes):
-            self._tasks.append(asyncio.create_task(self._local_only()))
+            self._tasks.append(asyncio.create_task(self._probe(LOCAL_ONLY, *self._local_only())))
+        if self._sidecar is not None:
+            for _ in range(self.settings.sidecar_probes):
+                self._tasks.append(asyncio.create_task(self._probe(SIDECAR, *self._sidecar)))
         self._tasks.append(asyncio.create_task(self._write_loop()))
 
     async def stop(self) -> None:
@@ -181,16 +188,20 @@ class TrafficGenerator:
                 self._record(ticket, SHOPPERS, True, served_by, "")
             await self._pause(self.settings.think_time)
 
-    async def _local_only(self) -> None:
+    def _local_only(self) -> tuple[str, str]:
+        return self._local_only_dc, self._local_only_url
+
+    async def _probe(self, traffic: str, dc: str, url: str) -> None:
+        """Visits to one storefront, straight to its URL (no Consul in between)."""
         assert self._session is not None
         while not self._stopping.is_set():
             ticket = self._begin()
             try:
-                await visit(self._session, self._local_only_url, self.min_images)
+                await visit(self._session, url, self.min_images)
             except Exception as error:
-                self._record(ticket, LOCAL_ONLY, False, "", _reason(error))
+                self._record(ticket, traffic, False, "", _reason(error))
             else:
-                self._record(ticket, LOCAL_ONLY, True, self._local_only_dc, "")
+                self._record(ticket, traffic, True, dc, "")
             await self._pause(self.settings.think_time)
 
     @property

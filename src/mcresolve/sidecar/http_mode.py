@@ -46,6 +46,7 @@ from mcresolve.minio import TriedAttempt, call_classifier
 from mcresolve.minio.classify import MalformedAnswer, Verdict
 from mcresolve.pool import EndpointPool
 from mcresolve.pool.planner import AttemptContext, Fault, VerdictLike
+from mcresolve.sidecar.admission import reject_over_limit
 from mcresolve.sidecar.listener import ListenerStats
 
 __all__ = ["ENDPOINT_HEADER", "HttpListener", "HttpProxyPolicy", "ProxyRequestError"]
@@ -120,6 +121,9 @@ class HttpProxyPolicy:
     example)."""
     report_endpoint: bool = False
     """Add :data:`ENDPOINT_HEADER` to every response, not only when the request asks."""
+    max_connections: int = 1024
+    """Client connections served at once; one more is reset at once and counted as rejected
+    (as the tcp mode; HAProxy's ``maxconn``, a common ``ulimit -n`` of 1024)."""
 
     def __post_init__(self) -> None:
         check_int_range("HttpProxyPolicy.replay_buffer", self.replay_buffer, 0)
@@ -132,6 +136,7 @@ class HttpProxyPolicy:
             "HttpProxyPolicy.upstream_idle_per_endpoint", self.upstream_idle_per_endpoint, 0
         )
         check_instance("HttpProxyPolicy.report_endpoint", self.report_endpoint, (bool,), "a bool")
+        check_int_range("HttpProxyPolicy.max_connections", self.max_connections, 1)
 
 
 class ProxyRequestError(McResolveError):
@@ -454,6 +459,7 @@ class HttpListener:
         self._closed = False
         self._active = 0
         self._accepted = 0
+        self._rejected = 0
         self._requests = 0
         self._retried = 0
         self._failed = 0
@@ -526,6 +532,7 @@ class HttpListener:
             failed_total=self._failed,
             bytes_in_total=self._bytes_in,
             bytes_out_total=self._bytes_out,
+            rejected_total=self._rejected,
         )
 
     async def __aenter__(self) -> HttpListener:
@@ -543,8 +550,12 @@ class HttpListener:
         if self._draining:
             writer.close()
             return
-        self._handlers.add(task)
         self._accepted += 1
+        if self._active >= self.policy.max_connections:
+            self._rejected += 1
+            reject_over_limit(writer, self._address, self.policy.max_connections)
+            return
+        self._handlers.add(task)
         self._active += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:

@@ -25,6 +25,8 @@ class ListenerStats:
     failed_total: int = 0
     bytes_in_total: int = 0
     bytes_out_total: int = 0
+    rejected_total: int = 0
+    """Connections accepted and closed at once because the listener was at its limit."""
 
 
 class Listener(Protocol):

@@ -51,8 +51,10 @@ def from_target(
     passing anything around. The configuration is ``consul`` (a client, shared by identity, or
     a config), else :meth:`ConsulConfig.from_env`; a target naming its agent
     (``consul://host:port/svc``) uses that address with the other settings (token, TLS) of the
-    given or environment config. Prepared-query executions use ``registry``'s client, the
-    client given, or a client this source creates. Whatever this function creates (client,
+    given or environment config. Prepared-query executions use the client of the registry
+    the source watches through (``registry``'s, or the shared one of the lease), and are shared
+    the same way (:mod:`~mcresolve.sources.query_stream`): one execution stream per query,
+    configuration and loop in the process. Whatever this function creates (client,
     lease) is closed when the source stops; what was passed in is left open.
 
     A stage-3 target (unless ``standby=0``) and a stage-2 target with ``failover=`` get warm
@@ -131,10 +133,12 @@ def _consul_source(
         if spec.failover:
             return StandbySource.for_health(health, spec, watches)
         return health
-    if client is None:
-        client = _client_for(consul_for_target, cleanup)
-    query = PreparedQuerySource(spec, client, watches)
+    # executions use the registry's client: the shared one of this configuration and loop, so
+    # that every source of the process executing this query follows one execution stream
+    query = PreparedQuerySource(spec, None, watches)
     if spec.standby:
+        if client is None:  # the standby's own reads (the query's definition, its order)
+            client = _client_for(consul_for_target, cleanup)
         return StandbySource.for_query(query, spec, client, watches)
     return query
 
@@ -159,8 +163,8 @@ def _config_for(
 
 
 def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> ConsulClient:
-    """The client for non-watch calls (prepared-query executions): the one given, else a new
-    one closed when the source stops."""
+    """The client for the standby's own reads: the one given, else a new one closed when the
+    source stops."""
     if isinstance(consul, ConsulClient):
         return consul
     client = ConsulClient(consul)

@@ -12,6 +12,7 @@ a failed request as an error with the last good set kept (``stale``).
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ from mcresolve.sources.target import HealthTarget
 __all__ = ["HealthSource", "entries_to_endpoints", "health_spec"]
 
 _log = logging.getLogger(__name__)
+
+_DATACENTER = operator.attrgetter("datacenter")
 
 _CONSISTENCY = {
     "default": Consistency.DEFAULT,
@@ -72,7 +75,8 @@ def answering_datacenter(endpoints: Sequence[Endpoint], asked: str | None) -> st
     """The datacenter that answered: the one asked for, else the one every endpoint is in."""
     if asked:
         return asked
-    datacenters = {e.datacenter for e in endpoints if e.datacenter}
+    datacenters = set(map(_DATACENTER, endpoints))
+    datacenters.discard("")
     return datacenters.pop() if len(datacenters) == 1 else None
 
 
