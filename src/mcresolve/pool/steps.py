@@ -56,7 +56,10 @@ def call_policy_of(
         type(attempt_timeout),
         type(hedge_delay),
     )
-    cached = _DERIVED.get(key)
+    try:
+        cached = _DERIVED.get(key)
+    except TypeError:  # an unhashable argument: with_overrides rejects it, naming it
+        cached = None
     if cached is not None:
         return cached[1]
     derived = base.with_overrides(
