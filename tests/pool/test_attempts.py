@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
@@ -504,3 +504,33 @@ def test_planner_properties(
     assert state.charged_attempts <= policy.max_attempts
     refused = sum(1 for a in state.attempts if a.refused)
     assert state.started_attempts - refused == state.charged_attempts
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=events, rand=st.floats(0.0, 0.999))
+def test_state_transitions_change_only_their_fields(
+    history: list[tuple[int, AttemptVerdict, float, bool]], rand: float
+) -> None:
+    """``attempt_started`` / ``attempt_finished`` build the next state field by field (cheaper
+    than ``dataclasses.replace``): from any state reached by a call, they equal the ``replace``
+    spelling of the transition."""
+    state = start()
+    for index, verdict, at, counted in history:
+        key = EPS[index].key
+        started = state.attempt_started(key)
+        assert started == replace(state, tried=state.tried | {key}, in_flight=state.in_flight + 1)
+        record = AttemptRecord(EPS[index], at, at, RuntimeError("x"), verdict, counted=counted)
+        finished = started.attempt_finished(record)
+        cluster = counted and verdict.error_class is Fault.CLUSTER
+        assert finished == replace(
+            started,
+            attempts=(*started.attempts, record),
+            in_flight=started.in_flight - 1,
+            waited=False,
+            refused_attempts=started.refused_attempts + record.refused,
+            cluster_round=started.cluster_round | {key} if cluster else started.cluster_round,
+            cluster_round_last=record if cluster else started.cluster_round_last,
+        )
+        state = finished
+        if rand < 0.3:  # a wait between attempts (a new round, or a CLUSTER verdict standing)
+            state = state.wait_done(Wait(0.1, "backoff", cluster=finished.cluster_round_last))

@@ -6,6 +6,7 @@ See ``docs/minio.md`` for configuration, retry rules and error types.
 
 from mcresolve.minio.aio import AsyncResilientMinio, AwaitableAsyncIterable
 from mcresolve.minio.arguments import DataShorterThanLength
+from mcresolve.minio.call_classifier import call_classifier
 from mcresolve.minio.classify import MalformedAnswer
 from mcresolve.minio.client import ResilientMinio
 from mcresolve.minio.errors import (
@@ -14,6 +15,7 @@ from mcresolve.minio.errors import (
     ObjectChangedDuringRead,
     ResilientMinioError,
     StorageClusterDegraded,
+    TriedAttempt,
     UploadNotRetryable,
     WriteOutcomeUnknown,
 )
@@ -35,7 +37,9 @@ __all__ = [
     "ResilientMinioError",
     "ResumableResponse",
     "StorageClusterDegraded",
+    "TriedAttempt",
     "UploadNotRetryable",
     "WriteOutcomeUnknown",
+    "call_classifier",
     "make_http_client",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
-import time
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from types import TracebackType
@@ -21,7 +20,6 @@ from urllib3 import PoolManager
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Timeout
 
-from mcresolve.balancer.outlier import FailureKind
 from mcresolve.consul.client import ConsulClient
 from mcresolve.consul.config import ConsulConfig
 from mcresolve.endpoint import Endpoint
@@ -31,9 +29,9 @@ from mcresolve.minio.arguments import (
     check_instance,
     pool_options,
 )
+from mcresolve.minio.call_classifier import call_classifier
 from mcresolve.minio.classify import (
     MalformedAnswer,
-    classify_exception,
     transport_of,
 )
 from mcresolve.minio.errors import (
@@ -45,7 +43,7 @@ from mcresolve.minio.http import HttpPolicy, answers_received, make_http_client
 from mcresolve.minio.operations import Operation
 from mcresolve.pool import BackgroundPool, EndpointPool, PoolPolicy
 from mcresolve.pool.call_policy import CallPolicy
-from mcresolve.pool.planner import AttemptContext, Fault, VerdictLike, attempt_time_left
+from mcresolve.pool.planner import attempt_time_left
 from mcresolve.sources.target import Target
 
 __all__ = ["ClientCore"]
@@ -82,42 +80,6 @@ def _within_attempt_time(http: PoolManager, policy: HttpPolicy) -> PoolManager:
 
 _NOT_HEDGED = frozenset({"fget_object"})
 """Reads that must not run twice at once: ``fget_object`` writes the object to a local file."""
-
-
-def _call_classifier(
-    tried: list[TriedAttempt],
-    http_method: str,
-    idempotent: bool,
-    replayable: Callable[[], bool] | None,
-) -> Callable[[BaseException, AttemptContext], VerdictLike]:
-    """The classifier of one call: MinIO's verdict of each failed attempt, given what the
-    call's earlier attempts (appended to ``tried``, hedges included) said."""
-
-    def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
-        here = context.endpoint.key
-        # "The same failure from every endpoint" (a hung cluster, 5xx everywhere) needs the
-        # other endpoints to have been reached: one that refused says nothing about the
-        # cluster (a PUT timing out on one node while the other is down is that node's).
-        latest = {t.endpoint.key: t.verdict for t in tried if t.endpoint.key != here}
-        reached = not any(
-            v.error_class is Fault.NODE and v.failure_kind is FailureKind.CONNECT
-            for v in latest.values()
-        )
-        verdict = classify_exception(
-            exc,
-            method=http_method,
-            from_every_endpoint=context.every_endpoint_tried and reached,
-            confirmed_elsewhere=any(
-                t.verdict.error_class is Fault.CLUSTER and t.endpoint.key != here for t in tried
-            ),
-            body_replayable=replayable() if replayable is not None else True,
-            idempotent=idempotent,
-            now_epoch=time.time(),
-        )
-        tried.append(TriedAttempt(context.endpoint, exc, verdict))
-        return verdict
-
-    return classify
 
 
 def _pool_of(
@@ -375,7 +337,7 @@ class ClientCore(Minio):
         (:class:`~mcresolve.minio.classify.StorageClusterDegraded`).
         """
         tried: list[TriedAttempt] = []
-        classify = _call_classifier(tried, http_method, idempotent, replayable)
+        classify = call_classifier(tried, http_method, idempotent, replayable)
 
         attempt = _attempt_on(self.client_for, fn, prepare)
 

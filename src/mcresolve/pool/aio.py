@@ -1,4 +1,5 @@
-"""The asyncio call adapter (:class:`AsyncCalls`): attempts as tasks, losers cancelled."""
+"""The asyncio call adapter (:class:`AsyncCalls`): attempts in the caller's task, or as tasks
+when a call hedges (losers cancelled)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,23 @@ import math
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
+from mcresolve.balancer.picker import Picker
 from mcresolve.endpoint import Endpoint, Key
 from mcresolve.pool.call_policy import CallPolicy, check_call_arguments
-from mcresolve.pool.core import _Finished
+from mcresolve.pool.core import _NO_KEYS, _Finished
 from mcresolve.pool.driver import CallDriver, Settle
 from mcresolve.pool.planner import (
     Attempt,
     AttemptContext,
+    AttemptRecord,
     Classifier,
     Wait,
     enter_attempt,
+    first_attempt,
+    first_attempt_time,
     leave_attempt,
 )
-from mcresolve.pool.steps import CallSteps
+from mcresolve.pool.steps import CallSteps, call_policy_of
 
 __all__ = ["AsyncCalls"]
 
@@ -55,28 +60,126 @@ class AsyncCalls(CallSteps):
         backoff when nothing else is left).
         ``idempotent=False`` disables hedging and tells the classifier that a request that may
         have executed must not be repeated. Raises the callee's own error for CLIENT and
-        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass. A hedge
-        that loses the race is cancelled.
+        non-replayable failures, else a :class:`~mcresolve.errors.CallFailed` subclass.
+
+        A call that does not hedge runs its attempts one at a time in the caller's task (the
+        first one without planner, call state or driver unless it fails, like
+        :meth:`~mcresolve.pool.EndpointPool.call_sync`); cancelling the caller cancels the
+        running attempt. A hedging call runs its attempts as tasks; a hedge that loses the race
+        is cancelled.
         """
-        self._check_open()
+        if self._closed or not self._started:
+            self._check_open()
         check_call_arguments(fn, idempotent, policy, classify)
-        call_policy = (policy or self.policy.call).with_overrides(
-            deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
+        call_policy = call_policy_of(
+            policy or self.policy.call, deadline, attempt_timeout, hedge_delay
         )
         classifier = classify or self._classify
-        now = self._clock()
-        driver = CallDriver.begin(now, call_policy, idempotent=idempotent, exclude=exclude)
-        self._budget.record_request(now)
+        excluded: frozenset[Key] = frozenset(exclude) if exclude else _NO_KEYS
+        started = self._clock()
+        self._budget.record_request(started)
+        if self._balancer.wake_at is not None:
+            self._catch_up(started)
+        if idempotent and call_policy.hedging:
+            driver = CallDriver.begin(started, call_policy, idempotent=True, exclude=excluded)
+            return await self._call_hedged(fn, driver, classifier)
+        picker = self._balancer.picker
+        endpoint = self._first_pick(picker, excluded)
+        if endpoint is None:
+            driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
+            return await self._call_rounds(fn, driver, classifier)
+        return await self._call_fast(
+            fn, endpoint, picker, started, call_policy, classifier, idempotent, excluded
+        )
+
+    async def _call_fast(
+        self,
+        fn: Callable[[Endpoint], Awaitable[T]],
+        endpoint: Endpoint,
+        picker: Picker,
+        started: float,
+        call_policy: CallPolicy,
+        classifier: Classifier,
+        idempotent: bool,
+        excluded: frozenset[Key],
+    ) -> T:
+        """The first attempt of a call that does not hedge, in the caller's task (the planner's
+        rule 7 for a fresh call: its :class:`~mcresolve.pool.planner.Attempt`, call state and
+        driver are built only if it fails)."""
+        clock = self._clock
+        key = endpoint.key
+        load = self._load_of(key)
+        load.start()
+        timeout, ends = first_attempt_time(started, call_policy)
+        token = enter_attempt(timeout, ends, clock)
+        scope = None if math.isinf(timeout) else asyncio.timeout(timeout)
+        try:
+            if scope is None:
+                value = await fn(endpoint)
+            else:
+                async with scope:
+                    value = await fn(endpoint)
+        except Exception as exc:
+            leave_attempt(token)
+            timed_out = scope is not None and scope.expired() and isinstance(exc, TimeoutError)
+            driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
+            first = first_attempt(started, call_policy, excluded)
+            context = AttemptContext(
+                endpoint, 1, idempotent, self._every_endpoint_tried(driver.state, key, picker)
+            )
+            driver.started(key, first, started)
+            record = self._attempt_failed(first, context, classifier, exc, load, started, timed_out)
+            if driver.finished(record) is Settle.RAISE:
+                raise
+            return await self._call_rounds(fn, driver, classifier)
+        except BaseException:  # cancelled: the attempt is abandoned, not the endpoint's failure
+            leave_attempt(token)
+            now = clock()
+            load.abandon(now, now - started)
+            raise
+        leave_attempt(token)
+        ended = clock()
+        load.finish(ended, ended - started)
+        if key in self._balancer.failing:
+            self._record_success(key, ended)
+        if self._attempt_listeners:
+            self._notify_attempt(AttemptRecord(endpoint, started, ended, timeout=timeout))
+        return value
+
+    async def _call_rounds(
+        self, fn: Callable[[Endpoint], Awaitable[T]], driver: CallDriver, classifier: Classifier
+    ) -> T:
+        """The driver-run part of a call that does not hedge: one attempt at a time, each in
+        the caller's task (cancelling the caller cancels it)."""
+        while True:
+            action, picker, now = self._next_step(driver)
+            if isinstance(action, Wait):
+                await self._wait_for_async(action)
+                driver.waited(action)
+                continue
+            context = self._begin_attempt(driver, action, picker, now)
+            if context is None:
+                continue
+            finished = await self._run_attempt(fn, action, context, classifier)
+            settle = driver.finished(finished.record)
+            if settle is Settle.RETURN:
+                return finished.value  # type: ignore[no-any-return]
+            if settle is Settle.RAISE:
+                assert finished.record.error is not None
+                raise finished.record.error
+
+    async def _call_hedged(
+        self, fn: Callable[[Endpoint], Awaitable[T]], driver: CallDriver, classifier: Classifier
+    ) -> T:
+        """A hedging call: each attempt in its own task, the caller waits for the first answer
+        or the next hedge; the losers are cancelled."""
         running: dict[asyncio.Task[_Finished], Endpoint] = {}
         try:
             while True:
                 if not running:
                     action, picker, now = self._next_step(driver)
                     if isinstance(action, Wait):
-                        generation = self._generation
-                        if action.refresh:
-                            self._request_refresh()
-                        await self._wait_async(action.delay, generation, action.interruptible)
+                        await self._wait_for_async(action)
                         driver.waited(action)
                         continue
                     context = self._begin_attempt(driver, action, picker, now)
@@ -108,6 +211,12 @@ class AsyncCalls(CallSteps):
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
+    async def _wait_for_async(self, wait: Wait) -> None:
+        generation = self._generation
+        if wait.refresh:
+            self._request_refresh()
+        await self._wait_async(wait.delay, generation, wait.interruptible)
+
     def _spawn(
         self,
         fn: Callable[[Endpoint], Awaitable[Any]],
@@ -138,10 +247,6 @@ class AsyncCalls(CallSteps):
         try:
             async with scope:
                 value = await fn(endpoint)
-        except asyncio.CancelledError:
-            now = self._clock()
-            load.abandon(now, now - started)
-            raise
         except Exception as exc:
             leave_attempt(token)
             timed_out = scope.expired() and isinstance(exc, TimeoutError)
@@ -149,5 +254,10 @@ class AsyncCalls(CallSteps):
                 action, context, classifier, exc, load, started, timed_out
             )
             return _Finished(record)
+        except BaseException:  # cancelled: the attempt is abandoned, not the endpoint's failure
+            leave_attempt(token)
+            now = self._clock()
+            load.abandon(now, now - started)
+            raise
         leave_attempt(token)
         return _Finished(self._attempt_succeeded(action, endpoint, load, started), value)

@@ -398,7 +398,22 @@ class CallState:
 
     def attempt_started(self, key: Key) -> CallState:
         """An attempt on ``key`` started."""
-        return replace(self, tried=self.tried | {key}, in_flight=self.in_flight + 1)
+        # The transitions build the new state field by field: dataclasses.replace costs several
+        # times more, and they run for every attempt of every call.
+        return CallState(
+            self.started,
+            self.deadline,
+            self.attempts,
+            self.in_flight + 1,
+            self.tried | {key},
+            self.backoffs,
+            self.cluster_waits,
+            self.waited,
+            self.refused_attempts,
+            self.cluster_round,
+            self.cluster_round_last,
+            self.cluster,
+        )
 
     def attempt_finished(self, record: AttemptRecord) -> CallState:
         """An attempt finished (success or failure)."""
@@ -412,14 +427,19 @@ class CallState:
         ):
             cluster_round = cluster_round | {record.endpoint.key}
             cluster_round_last = record
-        return replace(
-            self,
-            attempts=(*self.attempts, record),
-            in_flight=max(0, self.in_flight - 1),
-            waited=False,
-            refused_attempts=self.refused_attempts + record.refused,
-            cluster_round=cluster_round,
-            cluster_round_last=cluster_round_last,
+        return CallState(
+            self.started,
+            self.deadline,
+            (*self.attempts, record),
+            max(0, self.in_flight - 1),
+            self.tried,
+            self.backoffs,
+            self.cluster_waits,
+            False,
+            self.refused_attempts + record.refused,
+            cluster_round,
+            cluster_round_last,
+            self.cluster,
         )
 
     def cluster_stands(self, view: PoolView) -> AttemptRecord | None:

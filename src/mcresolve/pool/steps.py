@@ -9,6 +9,7 @@ from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.balancer.picker import Picker
 from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import NoEndpointAvailable
+from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.core import PoolReporting
 from mcresolve.pool.driver import CallDriver, counts
 from mcresolve.pool.planner import (
@@ -20,11 +21,54 @@ from mcresolve.pool.planner import (
     Wait,
 )
 
-__all__ = ["CallSteps"]
+__all__ = ["CallSteps", "call_policy_of"]
 
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_DERIVED: dict[tuple[object, ...], tuple[CallPolicy, CallPolicy]] = {}
+"""Policies derived from a base policy by per-call arguments, keyed by the base's identity and
+the arguments with their types (``1`` and ``1.0`` stay apart, and a ``bool`` never matches a
+number); each value keeps its base alive, so no other policy can take its identity while the
+entry exists."""
+_DERIVED_MAX = 64
+"""Entries kept (cleared when full): callers pass a few constant values."""
+
+
+def call_policy_of(
+    base: CallPolicy,
+    deadline: float | None,
+    attempt_timeout: float | None,
+    hedge_delay: float | None,
+) -> CallPolicy:
+    """``base.with_overrides(deadline=, attempt_timeout=, hedge_delay=)``, remembered: a call
+    that passes the same values as the previous ones does not build and check a policy again
+    (thread-safe: a lost race builds it twice)."""
+    if deadline is None and attempt_timeout is None and hedge_delay is None:
+        return base
+    key = (
+        id(base),
+        deadline,
+        attempt_timeout,
+        hedge_delay,
+        type(deadline),
+        type(attempt_timeout),
+        type(hedge_delay),
+    )
+    try:
+        cached = _DERIVED.get(key)
+    except TypeError:  # an unhashable argument: with_overrides rejects it, naming it
+        cached = None
+    if cached is not None:
+        return cached[1]
+    derived = base.with_overrides(
+        deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
+    )
+    if len(_DERIVED) >= _DERIVED_MAX:
+        _DERIVED.clear()
+    _DERIVED[key] = (base, derived)
+    return derived
 
 
 class CallSteps(PoolReporting):
@@ -91,13 +135,14 @@ class CallSteps(PoolReporting):
     ) -> AttemptRecord:
         """Classify a failed attempt, feed the balancer what counts, tell the listeners."""
         counted = counts(action, self._clock(), timed_out=timed_out)
-        context = AttemptContext(
-            context.endpoint,
-            context.attempt,
-            context.idempotent,
-            context.every_endpoint_tried,
-            timed_out,
-        )
+        if timed_out:
+            context = AttemptContext(
+                context.endpoint,
+                context.attempt,
+                context.idempotent,
+                context.every_endpoint_tried,
+                timed_out,
+            )
         verdict = self._classify_safely(classifier, exc, context)
         self._report(context.endpoint, verdict, load, started, action.timeout, counted)
         record = AttemptRecord(
@@ -130,6 +175,15 @@ class CallSteps(PoolReporting):
         )
         self._notify_attempt(record)
         return record
+
+    def _first_pick(self, picker: Picker, excluded: frozenset[Key]) -> Endpoint | None:
+        """The endpoint of a fresh call's first attempt (rule 7 when nothing has happened yet),
+        or None when the planner must decide (nothing to pick outside ``excluded``)."""
+        if not picker.endpoints:
+            return None
+        if excluded:
+            return self._pick_untried(picker, excluded)
+        return picker.pick()
 
     def _pick_untried(self, picker: Picker, exclude: frozenset[Key]) -> Endpoint | None:
         try:

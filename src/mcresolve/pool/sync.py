@@ -28,7 +28,7 @@ from mcresolve.pool.planner import (
     first_attempt_time,
     leave_attempt,
 )
-from mcresolve.pool.steps import CallSteps
+from mcresolve.pool.steps import CallSteps, call_policy_of
 
 __all__ = ["SyncCalls"]
 
@@ -92,11 +92,9 @@ class SyncCalls(CallSteps):
         if self._closed or not self._started:
             self._check_open()
         check_call_arguments(fn, idempotent, policy, classify)
-        call_policy = policy or self.policy.call
-        if deadline is not None or attempt_timeout is not None or hedge_delay is not None:
-            call_policy = call_policy.with_overrides(
-                deadline=deadline, attempt_timeout=attempt_timeout, hedge_delay=hedge_delay
-            )
+        call_policy = call_policy_of(
+            policy or self.policy.call, deadline, attempt_timeout, hedge_delay
+        )
         classifier = classify or self._classify
         excluded: frozenset[Key] = frozenset(exclude) if exclude else _NO_KEYS
         started = self._clock()
@@ -114,13 +112,6 @@ class SyncCalls(CallSteps):
         return self._call_sync_fast(
             fn, endpoint, picker, started, call_policy, classifier, idempotent, excluded
         )
-
-    def _first_pick(self, picker: Picker, excluded: frozenset[Key]) -> Endpoint | None:
-        if not picker.endpoints:
-            return None
-        if excluded:
-            return self._pick_untried(picker, excluded)
-        return picker.pick()
 
     def _call_sync_fast(
         self,

@@ -42,9 +42,8 @@ from mcresolve.arguments import check_instance, check_int_range, check_seconds
 from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import CallFailed, McResolveError, NoEndpointAvailable
 from mcresolve.http.failover import HttpFailoverPolicy, is_idempotent
+from mcresolve.minio import TriedAttempt, call_classifier
 from mcresolve.minio.classify import MalformedAnswer, Verdict
-from mcresolve.minio.core import _call_classifier
-from mcresolve.minio.errors import TriedAttempt
 from mcresolve.pool import EndpointPool
 from mcresolve.pool.planner import AttemptContext, Fault, VerdictLike
 from mcresolve.sidecar.admission import reject_over_limit
@@ -655,7 +654,7 @@ class HttpListener:
         )
         replayable = body.complete and idempotent
         tried: list[TriedAttempt] = []
-        base = _call_classifier(tried, text_method, idempotent, body.replayable)
+        base = call_classifier(tried, text_method, idempotent, body.replayable)
 
         def classify(exc: BaseException, context: AttemptContext) -> VerdictLike:
             verdict = base(exc, context)
