@@ -164,7 +164,10 @@ async def run_benchmark(
         for name, result in (await asyncio.to_thread(run_micro_scripts, ROOT)).items():
             micro[name] = result.get("output") or result["status"]
     verdicts = evaluate(
-        summaries, attempt_timeout=config.peer.attempt_timeout, hedge_delay=config.peer.hedge_delay
+        summaries,
+        attempt_timeout=config.peer.attempt_timeout,
+        hedge_delay=config.peer.hedge_delay,
+        request_interval=1.0 / config.rate,
     )
     meta = {
         "command": command,

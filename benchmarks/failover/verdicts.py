@@ -49,9 +49,18 @@ def _failure_window(peer: dict[str, Any], during: float) -> float:
 
 
 def evaluate(
-    summaries: list[dict[str, Any]], *, attempt_timeout: float, hedge_delay: float | None
+    summaries: list[dict[str, Any]],
+    *,
+    attempt_timeout: float,
+    hedge_delay: float | None,
+    request_interval: float = 0.0,
 ) -> list[Verdict]:
-    """Every verdict that the runs allow (a target whose peer did not run is not judged)."""
+    """Every verdict that the runs allow (a target whose peer did not run is not judged).
+
+    ``request_interval`` (1 / the per-peer rate) is the resolution of a steady time: requests
+    are scheduled that far apart, so a peer steady less than one interval earlier than stage 3
+    with as few failures does not count as better (the same instant, read off another
+    request)."""
     out: list[Verdict] = []
     for run in summaries:
         peers = run["peers"]
@@ -166,7 +175,9 @@ def evaluate(
                 if kind.startswith("mcresolve") or "unavailable" in peer:
                     continue
                 theirs = (peer["failed"], _failure_window(peer, during))
-                if theirs < mine:
+                if theirs[0] < mine[0] or (
+                    theirs[0] == mine[0] and theirs[1] + request_interval < mine[1]
+                ):
                     behind.append(f"{kind} ({theirs[0]} failed, steady {_s(theirs[1])})")
             add(
                 "no peer beats stage 3 (failed requests, then failover window)",

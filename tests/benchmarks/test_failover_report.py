@@ -88,6 +88,21 @@ def test_verdicts_stage3_zero_failed_and_lead() -> None:
     assert not lead.passed and "plain" in lead.detail
 
 
+def test_a_peer_steady_within_one_request_interval_does_not_beat_stage_3() -> None:
+    """Steady times are read off requests scheduled 1/rate apart: one interval earlier is the
+    same instant; more than one is a lead."""
+    lead = "no peer beats stage 3 (failed requests, then failover window)"
+    for plain_steady, passed in ((4.95, True), (4.90, False), (5.0, True)):
+        runs = summaries(False, False)
+        runs[0]["peers"]["mcresolve-query"]["steady_s"] = 5.0
+        runs[0]["peers"]["plain"]["steady_s"] = plain_steady
+        verdict = {
+            v.target: v
+            for v in evaluate(runs, attempt_timeout=1.0, hedge_delay=None, request_interval=0.06)
+        }[lead]
+        assert verdict.passed is passed, (plain_steady, verdict.detail)
+
+
 def test_flip_verdict_needs_the_pool_to_drop_the_node_quickly() -> None:
     fast = PeerRun(
         "mcresolve-query", "d", stream(), pool_changes=[PoolChange(5.01, "removed", VICTIM)]
