@@ -21,7 +21,6 @@ from mcresolve.pool.planner import (
     Classifier,
     Wait,
     enter_attempt,
-    first_attempt,
     first_attempt_time,
     leave_attempt,
 )
@@ -122,14 +121,19 @@ class AsyncCalls(CallSteps):
         except Exception as exc:
             leave_attempt(token)
             timed_out = scope is not None and scope.expired() and isinstance(exc, TimeoutError)
-            driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
-            first = first_attempt(started, call_policy, excluded)
-            context = AttemptContext(
-                endpoint, 1, idempotent, self._every_endpoint_tried(driver.state, key, picker)
+            driver, settle = self._first_attempt_failed(
+                exc,
+                endpoint,
+                picker,
+                load,
+                started=started,
+                call_policy=call_policy,
+                idempotent=idempotent,
+                excluded=excluded,
+                classifier=classifier,
+                timed_out=timed_out,
             )
-            driver.started(key, first, started)
-            record = self._attempt_failed(first, context, classifier, exc, load, started, timed_out)
-            if driver.finished(record) is Settle.RAISE:
+            if settle is Settle.RAISE:
                 raise
             return await self._call_rounds(fn, driver, classifier)
         except BaseException:  # cancelled: the attempt is abandoned, not the endpoint's failure

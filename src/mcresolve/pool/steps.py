@@ -11,7 +11,7 @@ from mcresolve.endpoint import Endpoint, Key
 from mcresolve.errors import NoEndpointAvailable
 from mcresolve.pool.call_policy import CallPolicy
 from mcresolve.pool.core import PoolReporting
-from mcresolve.pool.driver import CallDriver, counts
+from mcresolve.pool.driver import CallDriver, Settle, counts
 from mcresolve.pool.planner import (
     Attempt,
     AttemptContext,
@@ -19,6 +19,7 @@ from mcresolve.pool.planner import (
     CallState,
     Classifier,
     Wait,
+    first_attempt,
 )
 
 __all__ = ["CallSteps", "call_policy_of"]
@@ -196,6 +197,32 @@ class CallSteps(PoolReporting):
         if action.probe is not None:
             return picker.reserved(action.probe)
         return self._pick_untried(picker, action.exclude)
+
+    def _first_attempt_failed(
+        self,
+        exc: Exception,
+        endpoint: Endpoint,
+        picker: Picker,
+        load: EndpointLoad,
+        *,
+        started: float,
+        call_policy: CallPolicy,
+        idempotent: bool,
+        excluded: frozenset[Key],
+        classifier: Classifier,
+        timed_out: bool,
+    ) -> tuple[CallDriver, Settle]:
+        """A first attempt that ran on the fast path (no driver) failed: the call's driver from
+        here on, with that attempt on record, and whether the call ends by raising it."""
+        key = endpoint.key
+        driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
+        first = first_attempt(started, call_policy, excluded)
+        context = AttemptContext(
+            endpoint, 1, idempotent, self._every_endpoint_tried(driver.state, key, picker)
+        )
+        driver.started(key, first, started)
+        record = self._attempt_failed(first, context, classifier, exc, load, started, timed_out)
+        return driver, driver.finished(record)
 
     @staticmethod
     def _every_endpoint_tried(state: CallState, key: Key, picker: Picker) -> bool:

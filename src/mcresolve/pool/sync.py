@@ -24,7 +24,6 @@ from mcresolve.pool.planner import (
     Classifier,
     Wait,
     enter_attempt,
-    first_attempt,
     first_attempt_time,
     leave_attempt,
 )
@@ -136,14 +135,19 @@ class SyncCalls(CallSteps):
             value = fn(endpoint)
         except Exception as exc:
             leave_attempt(token)
-            driver = CallDriver.begin(started, call_policy, idempotent=idempotent, exclude=excluded)
-            first = first_attempt(started, call_policy, excluded)
-            context = AttemptContext(
-                endpoint, 1, idempotent, self._every_endpoint_tried(driver.state, key, picker)
+            driver, settle = self._first_attempt_failed(
+                exc,
+                endpoint,
+                picker,
+                load,
+                started=started,
+                call_policy=call_policy,
+                idempotent=idempotent,
+                excluded=excluded,
+                classifier=classifier,
+                timed_out=False,
             )
-            driver.started(key, first, started)
-            record = self._attempt_failed(first, context, classifier, exc, load, started, False)
-            if driver.finished(record) is Settle.RAISE:
+            if settle is Settle.RAISE:
                 raise
             return self._call_sync_rounds(fn, driver, classifier)
         except BaseException:
