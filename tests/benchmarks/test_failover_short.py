@@ -51,8 +51,10 @@ async def test_short_mode_runs_and_key_relations_hold(tmp_path: Path, consul_pro
     assert query["requests"] > 50
     assert query["failed_reads"] == 0, query["phases"]
     # Pinned to the killed node, plain minio's requests fail or wait out urllib3's retries
-    # (0.4 s, 0.8 s, 1.6 s, ... between them) until the node is back: never steady.
-    assert plain["steady_s"] is None, plain["phases"]["during"]
+    # (0.4 s, 0.8 s, 1.6 s, ... between them) until the node is back: never steady, or steady
+    # only from the requests whose first retry already met the returning node — late in the
+    # fault (a loaded machine's high p99 before the fault lets those count as not slow).
+    assert plain["steady_s"] is None or plain["steady_s"] > 1.0, plain["phases"]["during"]
     assert plain["victim_after_fault"]["attempts"] > 10
     assert query["victim_dropped_after_s"] is not None
     assert plain["consul_requests"]["during"] == 0
