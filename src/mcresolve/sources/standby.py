@@ -507,10 +507,7 @@ async def _learn_query(
 
 async def _agent_datacenter(client: ConsulClient) -> str | None:
     try:
-        info = await client.agent_self()
+        return (await client.agent_features()).datacenter  # read once per client
     except Exception as exc:  # the order can still be learnt; local then from the catalog
         _log.debug("cannot ask the agent for its datacenter: %s", exc)
         return None
-    config = info.get("Config")
-    dc = config.get("Datacenter") if isinstance(config, Mapping) else None
-    return dc if isinstance(dc, str) and dc else None
