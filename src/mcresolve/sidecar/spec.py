@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from mcresolve.errors import McResolveError
 from mcresolve.sources.target import TargetError, parse_target
@@ -64,9 +64,9 @@ def parse_address(text: str, what: str = "--listen") -> tuple[str, int]:
     return host, port
 
 
-def format_address(address: tuple[str, int]) -> str:
-    """``host:port`` (``[v6]:port``)."""
-    host, port = address
+def format_address(address: tuple[Any, ...]) -> str:
+    """``host:port`` (``[v6]:port``) of a socket address (an IPv6 one may have 4 fields)."""
+    host, port = str(address[0]), address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

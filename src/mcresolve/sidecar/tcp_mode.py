@@ -20,12 +20,14 @@ import logging
 import math
 from dataclasses import dataclass
 
+from mcresolve.arguments import check_instance
 from mcresolve.endpoint import Endpoint
 from mcresolve.errors import McResolveError
 from mcresolve.pool import EndpointPool
 from mcresolve.sidecar.admission import reject_over_limit
 from mcresolve.sidecar.listener import ListenerStats
 from mcresolve.sidecar.logs import log_event
+from mcresolve.sidecar.spec import format_address
 from mcresolve.sidecar.tcp_rules import (
     Commit,
     TcpProxyPolicy,
@@ -84,8 +86,7 @@ class TcpListener:
         *,
         policy: TcpProxyPolicy | None = None,
     ) -> None:
-        if policy is not None and not isinstance(policy, TcpProxyPolicy):
-            raise TypeError(f"policy must be a TcpProxyPolicy, not {type(policy).__name__}")
+        check_instance("policy", policy, (TcpProxyPolicy, type(None)), "a TcpProxyPolicy")
         self._listen = listen
         self._pool = pool
         self._policy = policy or TcpProxyPolicy()
@@ -128,14 +129,21 @@ class TcpListener:
         self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
         sockname = self._server.sockets[0].getsockname()
         self._address = (str(sockname[0]), int(sockname[1]))
-        log_event("listening", mode="tcp", listen=_hp(self._address), pool=self._pool.name)
+        log_event(
+            "listening", mode="tcp", listen=format_address(self._address), pool=self._pool.name
+        )
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let connections finish for up to ``grace`` seconds, then cut them."""
         self._stop_accepting()
         tasks = set(self._tasks)
         if tasks:
-            log_event("draining", listen=_hp(self._address), connections=len(tasks), grace=grace)
+            log_event(
+                "draining",
+                listen=format_address(self._address),
+                connections=len(tasks),
+                grace=grace,
+            )
             await asyncio.wait(tasks, timeout=grace)
         await self._cut()
 
@@ -209,7 +217,7 @@ class _Connection:
         self._last_activity = self._loop.time()
         self._clean = False
         peer = writer.get_extra_info("peername")
-        self._peer = _hp(peer) if isinstance(peer, tuple) else "-"
+        self._peer = format_address(peer) if isinstance(peer, tuple) else "-"
 
     async def run(self) -> None:
         committed: _Committed | None = None
@@ -226,7 +234,7 @@ class _Connection:
                 log_event(
                     "connection_failed",
                     logging.WARNING,
-                    listen=_hp(self._listener.address),
+                    listen=format_address(self._listener.address),
                     client=self._peer,
                     pool=self._listener.pool.name,
                     attempts=self._attempts,
@@ -434,8 +442,3 @@ class _Connection:
             self._last_activity = self._loop.time()
             up.writer.write(data)
             await up.writer.drain()
-
-
-def _hp(address: tuple[object, ...]) -> str:
-    host, port = str(address[0]), address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
