@@ -286,12 +286,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
                 yield trailer
                 if trailer == b"\r\n":
                     return
-        left = size
-        while left:
-            data = await reader.read(min(left, _CHUNK))
-            if not data:
-                raise asyncio.IncompleteReadError(b"", left)
-            left -= len(data)
+        async for data in _read_length(reader, size):
             yield data
         end = await reader.readexactly(2)
         if end != b"\r\n":
