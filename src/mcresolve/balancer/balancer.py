@@ -33,9 +33,12 @@ from mcresolve.balancer.ewma import EndpointLoad
 from mcresolve.balancer.locality import (
     LocalityPolicy,
     LocalityState,
+    datacenter_counts,
     failback_due,
+    in_datacenter,
     initial_state,
     step,
+    usable_in,
 )
 from mcresolve.balancer.outlier import (
     Ejection,
@@ -51,8 +54,6 @@ from mcresolve.sources.base import Resolution
 __all__ = ["Balancer", "BalancerUpdate"]
 
 _log = logging.getLogger(__name__)
-
-_DATACENTER = operator.attrgetter("datacenter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +256,9 @@ class Balancer:
                 kind = EventKind.FAILBACK if new_state.active == lp.local else EventKind.FAILOVER
                 events.append(self._event(kind, now, datacenter=new_state.active))
             self.locality = new_state
-            in_active = self._in_datacenter(new_state.active, lp)
+            in_active = in_datacenter(
+                self.endpoints, new_state.active, lp, self._datacenter_counts()
+            )
             if in_active:
                 chosen = in_active
         notable = self.detector.notable()
@@ -282,12 +285,12 @@ class Balancer:
     def _datacenter_counts(self) -> Counter[str]:
         """Endpoints per datacenter (``""``: none given), counted once per endpoint set."""
         if self._datacenters is None:
-            self._datacenters = Counter(map(_DATACENTER, self.endpoints))
+            self._datacenters = datacenter_counts(self.endpoints)
         return self._datacenters
 
     def _usable_datacenters(self, ejected: frozenset[Key], lp: LocalityPolicy) -> frozenset[str]:
-        """:func:`~mcresolve.balancer.locality.usable_datacenters` of the endpoints, counted
-        from the datacenters' sizes less their ejected endpoints."""
+        """:func:`~mcresolve.balancer.locality.usable_in` of the endpoints, counted from the
+        datacenters' sizes less their ejected endpoints."""
         counts = self._datacenter_counts()
         if ejected:
             counts = counts.copy()
@@ -295,20 +298,7 @@ class Balancer:
                 endpoint = self._by_key.get(key)
                 if endpoint is not None:
                     counts[endpoint.datacenter] -= 1
-        return frozenset(dc or lp.local for dc, n in counts.items() if n > 0)
-
-    def _in_datacenter(self, datacenter: str, lp: LocalityPolicy) -> Sequence[Endpoint]:
-        """:func:`~mcresolve.balancer.locality.in_datacenter` of the endpoints (the whole
-        tuple when every endpoint is in ``datacenter``)."""
-        names = {datacenter, ""} if datacenter == lp.local else {datacenter}
-        counts = self._datacenter_counts()
-        if names.issuperset(counts):
-            return self.endpoints
-        if names.isdisjoint(counts):
-            return ()
-        return list(
-            compress(self.endpoints, map(names.__contains__, map(_DATACENTER, self.endpoints)))
-        )
+        return usable_in(counts, lp)
 
     def _build(
         self,

@@ -26,10 +26,15 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import operator
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import compress
 
 from mcresolve.endpoint import Endpoint
+
+_DATACENTER = operator.attrgetter("datacenter")
 
 DEFAULT_FAILBACK_HOLD_DOWN = 30.0
 """Seconds the local datacenter must stay usable before failing back: three periods of Consul's
@@ -78,19 +83,42 @@ def datacenter_of(endpoint: Endpoint, policy: LocalityPolicy) -> str:
     return endpoint.datacenter or policy.local
 
 
+def datacenter_counts(endpoints: Iterable[Endpoint]) -> Counter[str]:
+    """Endpoints per datacenter as given (``""``: none given); what a caller that keeps its
+    endpoint set can count once and pass to :func:`usable_in` and :func:`in_datacenter`."""
+    return Counter(map(_DATACENTER, endpoints))
+
+
+def usable_in(counts: Mapping[str, int], policy: LocalityPolicy) -> frozenset[str]:
+    """Datacenters with at least one endpoint in ``counts`` (:func:`datacenter_counts` of the
+    usable endpoints): the input of :func:`step`."""
+    return frozenset(dc or policy.local for dc, n in counts.items() if n > 0)
+
+
 def usable_datacenters(
     endpoints: Iterable[Endpoint], usable: Collection[tuple[str, int]], policy: LocalityPolicy
 ) -> frozenset[str]:
     """Datacenters with at least one endpoint whose key is in ``usable``: the input of
     :func:`step`."""
-    return frozenset(datacenter_of(e, policy) for e in endpoints if e.key in usable)
+    return usable_in(datacenter_counts(e for e in endpoints if e.key in usable), policy)
 
 
 def in_datacenter(
-    endpoints: Iterable[Endpoint], datacenter: str, policy: LocalityPolicy
-) -> list[Endpoint]:
-    """The endpoints of ``datacenter`` (in the given order): what the picker is built from."""
-    return [e for e in endpoints if datacenter_of(e, policy) == datacenter]
+    endpoints: Sequence[Endpoint],
+    datacenter: str,
+    policy: LocalityPolicy,
+    counts: Mapping[str, int] | None = None,
+) -> Sequence[Endpoint]:
+    """The endpoints of ``datacenter`` (in the given order): what the picker is built from.
+    With ``counts`` (:func:`datacenter_counts` of ``endpoints``) the two common cases cost no
+    pass: every endpoint in ``datacenter`` gives ``endpoints`` itself, none gives ``()``."""
+    names = {datacenter, ""} if datacenter == policy.local else {datacenter}
+    if counts is not None:
+        if names.issuperset(counts):
+            return endpoints
+        if names.isdisjoint(counts):
+            return ()
+    return list(compress(endpoints, map(names.__contains__, map(_DATACENTER, endpoints))))
 
 
 def initial_state(policy: LocalityPolicy) -> LocalityState:
