@@ -119,13 +119,11 @@ def _consul_source(
 ) -> Source:
     """The health or prepared-query source of a Consul target, watching through ``registry``
     or a lease on ``shared`` (see :func:`from_target`); what it creates goes to ``cleanup``."""
-    client: ConsulClient | None = None
     watches: WatchRegistry
     if spec.agent is None and registry is not None:
-        client, watches = registry.client, registry
+        watches = registry
     else:
-        consul_for_target = _config_for(spec.agent, consul)
-        lease = shared.lease(consul_for_target)
+        lease = shared.lease(_config_for(spec.agent, consul))
         cleanup.insert(0, lease.aclose)
         watches = lease
     if isinstance(spec, HealthTarget):
@@ -136,10 +134,8 @@ def _consul_source(
     # executions use the registry's client: the shared one of this configuration and loop, so
     # that every source of the process executing this query follows one execution stream
     query = PreparedQuerySource(spec, None, watches)
-    if spec.standby:
-        if client is None:  # the standby's own reads (the query's definition, its order)
-            client = _client_for(consul_for_target, cleanup)
-        return StandbySource.for_query(query, spec, client, watches)
+    if spec.standby:  # its reads (the query's definition, its order) use the same client
+        return StandbySource.for_query(query, spec, None, watches)
     return query
 
 
@@ -160,13 +156,3 @@ def _config_for(
         scheme = config.addresses[0].scheme if config.addresses else "http"
         config = config.with_options(addresses=(ConsulAddress.parse(str(agent), scheme),))
     return config
-
-
-def _client_for(consul: ConsulClient | ConsulConfig, cleanup: list[Cleanup]) -> ConsulClient:
-    """The client for the standby's own reads: the one given, else a new one closed when the
-    source stops."""
-    if isinstance(consul, ConsulClient):
-        return consul
-    client = ConsulClient(consul)
-    cleanup.append(client.aclose)
-    return client

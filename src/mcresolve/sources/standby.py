@@ -284,11 +284,12 @@ class StandbySource(PublishingSource):
         cls,
         primary: Source,
         target: PreparedQueryTarget,
-        client: ConsulClient,
+        client: ConsulClient | None,
         registry: WatchRegistry,
         policy: StandbyPolicy | None = None,
     ) -> StandbySource:
-        """Standby for a prepared query: the order is learnt from its definition."""
+        """Standby for a prepared query: the order is learnt from its definition, read with
+        ``client`` (``None``: the registry's client, the shared one of its configuration)."""
         policy = policy or StandbyPolicy(datacenters=target.standby)
         port = target.options.port
 
@@ -296,7 +297,8 @@ class StandbySource(PublishingSource):
             return HealthServiceSpec(service, datacenter=dc, port=port, address=target.address)
 
         async def learn(source: StandbySource) -> StandbyView | None:
-            return await _learn_query(target, client, source)
+            reader = registry.client if client is None else client  # on the source's loop
+            return await _learn_query(target, reader, source)
 
         return cls(
             primary,
